@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: Apache-2.0
+# weft — one non-recursive Makefile for the whole tree.
+#
+#   make deps      install the Debian packages the build, tests and demo need
+#   make all       build weft-agent, the libraries, tests and bench tools
+#   make test      deps + all + unit, fuzz-smoke and integration tests
+#   make demo      deps + all + a running agent, a node bootstrap, an SVID
+#   make bench     micro-benchmarks (TLS record crypto)
+#   make fuzz      each libFuzzer target for FUZZ_SECONDS (default 60)
+#
+# Switches: V=1 (show commands), WERROR=1, SANITIZE=address,undefined
+
+CC       ?= cc
+CLANG    ?= clang
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -MMD -MP
+CPPFLAGS += -Iinclude -I$(B)/gen -D_GNU_SOURCE
+LDLIBS   += -lwolfssl -luring -lsodium -lprotobuf-c -lnghttp2 -lyaml
+
+# CI (CI=true in its environment) builds with warnings as errors.
+ifeq ($(CI),true)
+WERROR   ?= 1
+endif
+ifeq ($(WERROR),1)
+CFLAGS   += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+
+B        := build
+Q        := $(if $(V),,@)
+say       = $(if $(V),,@printf '  %-7s %s\n' $(1) $(2);)
+
+# --- protobuf (generated at build time, never committed) ---------------------
+PROTOS   := proto/google/protobuf/struct.proto proto/ca.proto proto/registry.proto
+PROTO_C  := $(PROTOS:proto/%.proto=$(B)/gen/%.pb-c.c)
+PROTO_H  := $(PROTO_C:.c=.h)
+PROTO_O  := $(PROTO_C:.c=.o)
+
+$(B)/gen/%.pb-c.c $(B)/gen/%.pb-c.h: proto/%.proto
+	$(call say,PROTOC,$<)
+	$(Q)mkdir -p $(B)/gen
+	$(Q)protoc-c --proto_path=proto --c_out=$(B)/gen $<
+
+# Every object may include generated headers; build them first.
+$(B)/%.o: %.c | $(PROTO_H)
+	$(call say,CC,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/gen/%.pb-c.o: $(B)/gen/%.pb-c.c
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
+
+# --- libweft: code shared by daemon and agent --------------------------------
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_O    := $(LIB_SRC:%.c=$(B)/%.o) $(PROTO_O)
+LIBWEFT  := $(B)/libweft.a
+
+$(LIBWEFT): $(LIB_O)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# --- weft-agent -------------------------------------------------------------
+AGENT_SRC  := $(filter-out agent/main.c,$(wildcard agent/*.c))
+AGENT_O    := $(AGENT_SRC:%.c=$(B)/%.o)
+AGENT_LIB  := $(B)/libagent.a
+AGENT_BIN  := $(B)/weft-agent
+
+$(AGENT_LIB): $(AGENT_O)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(AGENT_BIN): $(B)/agent/main.o $(AGENT_LIB) $(LIBWEFT)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- unit tests: tests/unit/<dir>/test_*.c, one binary each -----------------
+UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
+UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
+
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(AGENT_LIB) $(LIBWEFT)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- bench tools -------------------------------------------------------------
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+$(B)/bench/%: $(B)/bench/%.o $(LIBWEFT)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# --- fuzz targets: clang + libFuzzer, own object tree ------------------------
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+FUZZ_LIBSRC := $(LIB_SRC) $(AGENT_SRC) $(PROTO_C)
+FUZZ_FLAGS  := -O1 -g -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 60
+
+$(B)/fuzz/obj/%.o: %.c | $(PROTO_H)
+	$(call say,CLANG,$<)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -c -o $@ $<
+
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC:%.c=$(B)/fuzz/obj/%.o)
+	$(call say,FUZZLD,$@)
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# --- top-level targets -------------------------------------------------------
+.PHONY: all deps test unit fuzz fuzz-smoke demo demo-down bench clean
+.DEFAULT_GOAL := all
+
+all: $(AGENT_BIN) $(UNIT_BIN) $(BENCH_BIN)
+
+# Debian packages: build, tests, demo. Installed only when missing.
+DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-dev \
+             libprotobuf-c-dev protobuf-c-compiler libnghttp2-dev libyaml-dev \
+             clang libclang-rt-14-dev
+DEB_TEST  := nftables iproute2 containernetworking-plugins openssl procps \
+             python3 python3-grpcio python3-protobuf python3-cryptography \
+             python3-yaml protobuf-compiler socat curl
+deps:
+	$(Q)tools/deps.sh $(DEB_BUILD) $(DEB_TEST)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all fuzz-bins
+	$(Q)tests/run.sh
+
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory fuzz-bins
+	$(Q)for f in $(FUZZ_BIN); do \
+	    n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus/$$n; \
+	    echo "fuzz $$n for $(FUZZ_SECONDS)s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+	      || exit 1; done
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tools/demo.sh up
+
+demo-down:
+	$(Q)tools/demo.sh down
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(B)/bench/tlsbench
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

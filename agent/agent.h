@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The agent's process-wide state, shared by its server, service and
+ * registry-watch modules. */
+#ifndef AGENT_AGENT_H
+#define AGENT_AGENT_H
+
+#include <stdint.h>
+
+#include <weft/loop.h>
+#include <weft/spiffe.h>
+
+struct agent_config;
+struct ca;
+struct tokens;
+struct regwatch;
+struct tls_ctx;
+struct server;
+struct service;
+
+struct agent {
+	struct loop *loop;
+	struct agent_config *cfg;
+	struct ca *ca;
+	struct tokens *tokens;
+	struct regwatch *reg;
+	struct tls_ctx *tls;
+	struct server *server;
+	struct service *service;
+	int draining;
+};
+
+/* One client connection as the gRPC handlers see it. */
+struct agent_conn {
+	struct agent *agent;
+	struct conn *conn;
+	struct grpc_session *grpc;
+	struct loop_timer deadline;	/* earliest grpc-timeout of its calls */
+	struct loop_task flush;		/* push queued gRPC output to the socket */
+	int closed;
+	char peer[64];			/* "ip:port" */
+	char peer_id[SPIFFE_ID_MAX];	/* client certificate's SPIFFE ID, or "" */
+};
+
+/* Ask for the connection's pending gRPC output to be written soon (after
+ * the current dispatch); safe to call many times. */
+void server_conn_kick(struct agent_conn *ac);
+
+#endif

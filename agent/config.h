@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weft-agent's configuration file (YAML): parsed I/O-free into an owned
+ * struct, with "file:line: what is wrong" errors. */
+#ifndef AGENT_CONFIG_H
+#define AGENT_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_ERR_MAX 512
+#define CONFIG_DNS_MAX 16
+
+struct agent_config {
+	char *listen;			/* "host:port", default "0.0.0.0:15012" */
+	char *trust_domain;		/* default "cluster.local" */
+	char *state_dir;		/* default "/var/lib/weft-agent" */
+	char *token_file;		/* required */
+	char *registry_file;		/* required */
+	uint32_t ttl_default_s;		/* default 86400 */
+	uint32_t ttl_max_s;		/* default 86400; requests above are capped */
+	char *dns_names[CONFIG_DNS_MAX];/* default weft-agent, weft-agent.weft-system.svc, localhost */
+	size_t n_dns_names;
+	char *ca_cert_file;		/* optional: given root or intermediate */
+	char *ca_key_file;
+	char *ca_chain_file;
+	char *log_level;		/* default "info" */
+	uint32_t max_connections;	/* default 4096 */
+	uint32_t handshake_timeout_ms;	/* default 10000 */
+};
+
+/* Parse a config document; relative paths are resolved against base_dir
+ * (the config file's directory). NULL with err on failure. */
+struct agent_config *config_parse(const char *buf, size_t len, const char *name,
+				  const char *base_dir, char *err, size_t errlen);
+/* Read and parse a file. */
+struct agent_config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct agent_config *c);
+
+#endif

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weft-agent: the certificate authority and registry server of a weft
+ * cluster. Starts from one YAML config file; `-t` checks it and exits. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <weft/file.h>
+#include <weft/log.h>
+#include <weft/loop.h>
+#include <weft/spiffe.h>
+#include <weft/tls.h>
+#include <weft/x509.h>
+
+#include "agent.h"
+#include "ca.h"
+#include "config.h"
+#include "registry.h"
+#include "regwatch.h"
+#include "server.h"
+#include "service.h"
+#include "tokens.h"
+
+#define AGENT_CERT_TTL_S (365u * 86400)
+#define AGENT_DRAIN_MS 2000
+
+static struct loop_timer drain_timer;
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: weft-agent [-t] -c CONFIG\n"
+		   "  -c CONFIG  YAML configuration file\n"
+		   "  -t         check the configuration, token and registry files, then exit\n");
+}
+
+/* The agent's own serving certificate: its SPIFFE ID plus the DNS names
+ * clients dial, so gRPC clients that verify a host name and weftd, which
+ * verifies the SPIFFE ID, both accept it. The key never leaves memory. */
+static struct tls_ctx *agent_tls_new(struct agent *a, char *err, size_t errlen)
+{
+	const char *tds[] = { a->cfg->trust_domain, NULL };
+	struct tls_ctx_opts o = {
+		.role = TLS_SERVER,
+		.peer_auth = TLS_PEER_OPTIONAL,
+		.trust_domains = tds,
+		.alpn = "h2",
+	};
+	char id[SPIFFE_ID_MAX], *keypem = NULL, *chainpem = NULL, **chain = NULL;
+	size_t keylen = 0, chainlen = 0, n = 0;
+	struct tls_ctx *ctx = NULL;
+	struct x509_key *k;
+	uint8_t *pub = NULL;
+	size_t publen;
+
+	snprintf(id, sizeof(id), "spiffe://%s/weft/agent", a->cfg->trust_domain);
+	k = x509_key_generate();
+	if (!k || x509_key_public_der(k, &pub, &publen) ||
+	    ca_sign(a->ca, pub, publen, id, (const char *const *)a->cfg->dns_names,
+		    a->cfg->n_dns_names, AGENT_CERT_TTL_S, &chain, &n) ||
+	    x509_key_to_pem(k, &keypem, &keylen)) {
+		snprintf(err, errlen, "cannot make the agent's serving certificate");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		chainlen += strlen(chain[i]);
+	chainpem = malloc(chainlen + 1);
+	if (!chainpem) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	chainpem[0] = 0;
+	for (size_t i = 0; i < n; i++)
+		strcat(chainpem, chain[i]);
+	o.chain_pem = chainpem;
+	o.chain_len = chainlen;
+	o.key_pem = keypem;
+	o.key_len = keylen;
+	o.bundle_pem = ca_bundle_pem(a->ca, &o.bundle_len);
+	ctx = tls_ctx_new(&o, err, errlen);
+out:
+	if (keypem)
+		x509_secret_free(keypem, keylen);
+	free(chainpem);
+	ca_chain_free(chain, n);
+	free(pub);
+	x509_key_free(k);
+	return ctx;
+}
+
+static struct agent *the_agent;
+
+static void on_drain_done(struct loop_timer *t)
+{
+	(void)t;
+	loop_stop(the_agent->loop);
+}
+
+static void on_signal(struct loop *l, int signo)
+{
+	struct agent *a = the_agent;
+	char err[512];
+
+	if (signo == SIGHUP) {
+		struct tokens *t = tokens_load(a->cfg->token_file, err, sizeof(err));
+		if (!t) {
+			log_error("SIGHUP: tokens not reloaded: %s", err);
+		} else {
+			tokens_free(a->tokens);
+			a->tokens = t;
+			log_info("SIGHUP: %zu node tokens loaded", tokens_count(t));
+		}
+		regwatch_reload(a->reg);
+		return;
+	}
+	if (a->draining) {
+		loop_stop(l);
+		return;
+	}
+	log_info("%s: draining (stop accepting, end streams, exit within %d ms)",
+		 strsignal(signo), AGENT_DRAIN_MS);
+	a->draining = 1;
+	server_drain(a->server);
+	service_drain(a->service);
+	drain_timer.cb = on_drain_done;
+	loop_timer_arm(l, &drain_timer, AGENT_DRAIN_MS);
+}
+
+static int agent_check(const char *path)
+{
+	struct agent_config *cfg;
+	struct tokens *t;
+	struct registry *r;
+	char err[1024], *buf;
+	size_t len;
+	int rc;
+
+	cfg = config_load(path, err, sizeof(err));
+	if (!cfg)
+		goto fail;
+	t = tokens_load(cfg->token_file, err, sizeof(err));
+	if (!t)
+		goto fail_cfg;
+	tokens_free(t);
+	rc = file_read(cfg->registry_file, 16u << 20, &buf, &len);
+	if (rc) {
+		snprintf(err, sizeof(err), "%s: %s", cfg->registry_file, strerror(-rc));
+		goto fail_cfg;
+	}
+	r = registry_parse(buf, len, cfg->registry_file, err, sizeof(err));
+	free(buf);
+	if (!r)
+		goto fail_cfg;
+	printf("weft-agent: %s is valid (%zu nodes, %zu workloads, %zu services, %zu policies)\n",
+	       path, r->n_nodes, r->n_workloads, r->n_services, r->n_policies);
+	registry_free(r);
+	config_free(cfg);
+	return 0;
+fail_cfg:
+	config_free(cfg);
+fail:
+	fprintf(stderr, "weft-agent: %s\n", err);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct agent a = { 0 };
+	const char *config = NULL;
+	int check = 0, opt, rc = 1;
+	char err[1024];
+	sigset_t sigs;
+
+	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+		switch (opt) {
+		case 'c': config = optarg; break;
+		case 't': check = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_set_component("weft-agent");
+	if (check)
+		return agent_check(config);
+
+	a.cfg = config_load(config, err, sizeof(err));
+	if (!a.cfg)
+		goto fail;
+	log_level_set(a.cfg->log_level);
+	a.tokens = tokens_load(a.cfg->token_file, err, sizeof(err));
+	if (!a.tokens)
+		goto fail;
+	a.loop = loop_new(1024);
+	if (!a.loop) {
+		snprintf(err, sizeof(err), "cannot set up io_uring");
+		goto fail;
+	}
+	mkdir(a.cfg->state_dir, 0700);
+	struct ca_opts co = {
+		.state_dir = a.cfg->state_dir,
+		.trust_domain = a.cfg->trust_domain,
+		.cert_file = a.cfg->ca_cert_file,
+		.key_file = a.cfg->ca_key_file,
+		.chain_file = a.cfg->ca_chain_file,
+	};
+	a.ca = ca_open(&co, err, sizeof(err));
+	if (!a.ca)
+		goto fail;
+	a.service = service_new(&a);
+	if (!a.service) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	a.reg = regwatch_new(a.loop, a.cfg->registry_file, service_registry_changed,
+			     a.service, err, sizeof(err));
+	if (!a.reg)
+		goto fail;
+	a.tls = agent_tls_new(&a, err, sizeof(err));
+	if (!a.tls)
+		goto fail;
+	a.server = server_new(&a, err, sizeof(err));
+	if (!a.server)
+		goto fail;
+	the_agent = &a;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	signal(SIGPIPE, SIG_IGN);
+	if (loop_signals(a.loop, &sigs, on_signal)) {
+		snprintf(err, sizeof(err), "cannot set up signal handling");
+		goto fail;
+	}
+	const struct registry *r = regwatch_current(a.reg, NULL);
+	log_info("serving gRPC on %s: trust domain %s, %zu node tokens, registry %zu nodes / "
+		 "%zu workloads, root bundle %s", server_addr(a.server), a.cfg->trust_domain,
+		 tokens_count(a.tokens), r->n_nodes, r->n_workloads, ca_bundle_path(a.ca));
+	rc = loop_run(a.loop) ? 1 : 0;
+	log_info("stopped");
+	goto out;
+fail:
+	log_error("%s", err);
+out:
+	server_free(a.server);
+	regwatch_free(a.reg);
+	service_free(a.service);
+	tls_ctx_free(a.tls);
+	ca_free(a.ca);
+	tokens_free(a.tokens);
+	loop_free(a.loop);
+	config_free(a.cfg);
+	return rc;
+}

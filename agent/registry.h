@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The cluster registry: parse the YAML registry file into an owned struct
+ * (I/O-free: bytes in, registry or "file:line: what is wrong" out), and
+ * compute the delta between two registries. */
+#ifndef AGENT_REGISTRY_H
+#define AGENT_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REG_ERR_MAX 512
+
+struct reg_label {
+	char *key;
+	char *value;
+};
+
+struct reg_node {
+	char *name;
+	char *address;		/* IPv4 or IPv6 literal, validated */
+	uint16_t hbone_port;	/* default 15008 */
+	char *cluster;		/* default "" */
+	char *network;		/* default "" */
+};
+
+enum reg_tunnel {
+	REG_TUNNEL_NONE = 0,
+	REG_TUNNEL_HBONE,
+};
+
+struct reg_workload {
+	char *uid;		/* default "<namespace>/<name>" */
+	char *name;
+	char *namespace;
+	char *service_account;	/* default "default" */
+	char *node;		/* must name a node in the file */
+	char **ips;		/* validated literals */
+	size_t n_ips;
+	enum reg_tunnel tunnel;	/* default HBONE */
+	struct reg_label *labels;
+	size_t n_labels;	/* sorted by key */
+};
+
+struct reg_port {
+	uint16_t port;
+	uint16_t target_port;	/* default = port */
+};
+
+struct reg_service {
+	char *namespace;
+	char *name;
+	char **vips;
+	size_t n_vips;
+	struct reg_port *ports;
+	size_t n_ports;
+	struct reg_label *selector;
+	size_t n_selector;
+	char **endpoints;	/* uids of workloads in the namespace matching selector, sorted */
+	size_t n_endpoints;
+};
+
+enum reg_scope {
+	REG_SCOPE_GLOBAL = 0,
+	REG_SCOPE_NAMESPACE,
+	REG_SCOPE_WORKLOAD,
+};
+
+enum reg_action {
+	REG_ACTION_ALLOW = 0,
+	REG_ACTION_DENY,
+};
+
+struct reg_strv {
+	char **v;
+	size_t n;
+};
+
+struct reg_portv {
+	uint16_t *v;
+	size_t n;
+};
+
+struct reg_rule {
+	struct reg_strv principals, not_principals;
+	struct reg_strv namespaces, not_namespaces;
+	struct reg_strv source_ips, not_source_ips;	/* CIDRs, validated */
+	struct reg_portv ports, not_ports;
+};
+
+struct reg_policy {
+	char *name;
+	char *namespace;	/* NULL/"" for global */
+	enum reg_scope scope;
+	struct reg_label *selector;
+	size_t n_selector;
+	enum reg_action action;
+	struct reg_rule *rules;
+	size_t n_rules;
+};
+
+struct registry {
+	char *trust_domain;	/* optional; NULL when the file does not set it */
+	struct reg_node *nodes;
+	size_t n_nodes;
+	struct reg_workload *workloads;
+	size_t n_workloads;
+	struct reg_service *services;
+	size_t n_services;
+	struct reg_policy *policies;
+	size_t n_policies;
+};
+
+/* Parse a registry document. name is used in error messages. Returns an
+ * owned registry, or NULL with err = "name:line: what is wrong". */
+struct registry *registry_parse(const char *buf, size_t len, const char *name,
+				char *err, size_t errlen);
+void registry_free(struct registry *r);
+
+/* Lookups (linear or indexed; NULL if absent). */
+const struct reg_node *registry_node(const struct registry *r, const char *name);
+const struct reg_workload *registry_workload(const struct registry *r, const char *uid);
+/* 1 if some workload on node has namespace ns and service account sa. */
+int registry_node_has_identity(const struct registry *r, const char *node,
+			       const char *ns, const char *sa);
+
+#endif

@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* struct registry -> weft.registry.v1.WatchResponse: a full snapshot, or
+ * the delta between two registries. Messages point into the registry's
+ * own strings (packing only reads them); everything else comes from a
+ * per-call arena released in one go. Output is deterministic: resources go
+ * out by kind (nodes, workloads, services, policies), each kind sorted by
+ * key, and map entries sorted by key. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.pb-c.h"
+#include "registry.h"
+#include "regproto.h"
+
+/* ---- arena ------------------------------------------------------------- */
+
+struct arena {
+	void **v;
+	size_t n, cap;
+	bool failed;	/* any allocation failed: the result must be dropped */
+};
+
+/* Zeroed memory owned by a; NULL for size 0 (not a failure) or when out of
+ * memory (a->failed set). */
+static void *arena_alloc(struct arena *a, size_t size)
+{
+	void *p;
+
+	if (size == 0 || a->failed)
+		return NULL;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		void **v = realloc(a->v, cap * sizeof(*v));
+
+		if (!v) {
+			a->failed = true;
+			return NULL;
+		}
+		a->v = v;
+		a->cap = cap;
+	}
+	p = calloc(1, size);
+	if (!p) {
+		a->failed = true;
+		return NULL;
+	}
+	a->v[a->n++] = p;
+	return p;
+}
+
+static void arena_release(struct arena *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+	a->v = NULL;
+	a->n = a->cap = 0;
+}
+
+/* Registry strings are never NULL after parsing, but "" keeps a hand-built
+ * registry from crashing the packer. */
+static char *s_(const char *s)
+{
+	return (char *)(s ? s : "");
+}
+
+/* ---- resource messages ----------------------------------------------------- */
+
+/* The three map entry types have one shape but distinct descriptors. */
+#define DEFINE_ENTRIES(fn, T, INIT)						\
+static T **fn(struct arena *a, const struct reg_label *l, size_t n)		\
+{										\
+	T **v = arena_alloc(a, n * sizeof(*v));					\
+	T *e = arena_alloc(a, n * sizeof(*e));					\
+	size_t i;								\
+										\
+	if (!v || !e)								\
+		return NULL;							\
+	for (i = 0; i < n; i++) {						\
+		T init = INIT;							\
+										\
+		e[i] = init;							\
+		e[i].key = s_(l[i].key);					\
+		e[i].value = s_(l[i].value);					\
+		v[i] = &e[i];							\
+	}									\
+	return v;								\
+}
+
+DEFINE_ENTRIES(workload_labels, Weft__Registry__V1__Workload__LabelsEntry,
+	       WEFT__REGISTRY__V1__WORKLOAD__LABELS_ENTRY__INIT)
+DEFINE_ENTRIES(service_selector, Weft__Registry__V1__Service__SelectorEntry,
+	       WEFT__REGISTRY__V1__SERVICE__SELECTOR_ENTRY__INIT)
+DEFINE_ENTRIES(policy_selector, Weft__Registry__V1__Policy__SelectorEntry,
+	       WEFT__REGISTRY__V1__POLICY__SELECTOR_ENTRY__INIT)
+
+static Weft__Registry__V1__Resource *resource_new(struct arena *a)
+{
+	Weft__Registry__V1__Resource *res = arena_alloc(a, sizeof(*res));
+
+	if (res)
+		weft__registry__v1__resource__init(res);
+	return res;
+}
+
+static Weft__Registry__V1__Resource *node_resource(struct arena *a, const struct registry *r,
+						    size_t i)
+{
+	const struct reg_node *n = &r->nodes[i];
+	Weft__Registry__V1__Node *m = arena_alloc(a, sizeof(*m));
+	Weft__Registry__V1__Resource *res = resource_new(a);
+
+	if (!m || !res)
+		return NULL;
+	weft__registry__v1__node__init(m);
+	m->name = s_(n->name);
+	m->address = s_(n->address);
+	m->hbone_port = n->hbone_port;
+	m->cluster = s_(n->cluster);
+	m->network = s_(n->network);
+	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_NODE;
+	res->node = m;
+	return res;
+}
+
+static Weft__Registry__V1__Resource *workload_resource(struct arena *a, const struct registry *r,
+						       size_t i)
+{
+	const struct reg_workload *w = &r->workloads[i];
+	Weft__Registry__V1__Workload *m = arena_alloc(a, sizeof(*m));
+	Weft__Registry__V1__Resource *res = resource_new(a);
+
+	if (!m || !res)
+		return NULL;
+	weft__registry__v1__workload__init(m);
+	m->uid = s_(w->uid);
+	m->name = s_(w->name);
+	m->namespace_ = s_(w->namespace);
+	m->service_account = s_(w->service_account);
+	m->node = s_(w->node);
+	m->n_ips = w->n_ips;
+	m->ips = w->ips;
+	m->tunnel = w->tunnel == REG_TUNNEL_HBONE ? WEFT__REGISTRY__V1__TUNNEL_PROTOCOL__TUNNEL_HBONE
+						  : WEFT__REGISTRY__V1__TUNNEL_PROTOCOL__TUNNEL_NONE;
+	if (w->n_labels) {
+		m->labels = workload_labels(a, w->labels, w->n_labels);
+		if (!m->labels)
+			return NULL;
+		m->n_labels = w->n_labels;
+	}
+	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_WORKLOAD;
+	res->workload = m;
+	return res;
+}
+
+static Weft__Registry__V1__Resource *service_resource(struct arena *a, const struct registry *r,
+						      size_t i)
+{
+	const struct reg_service *s = &r->services[i];
+	Weft__Registry__V1__Service *m = arena_alloc(a, sizeof(*m));
+	Weft__Registry__V1__Resource *res = resource_new(a);
+	size_t k;
+
+	if (!m || !res)
+		return NULL;
+	weft__registry__v1__service__init(m);
+	m->namespace_ = s_(s->namespace);
+	m->name = s_(s->name);
+	m->n_vips = s->n_vips;
+	m->vips = s->vips;
+	m->n_endpoints = s->n_endpoints;
+	m->endpoints = s->endpoints;
+	if (s->n_ports) {
+		Weft__Registry__V1__ServicePort *pv = arena_alloc(a, s->n_ports * sizeof(*pv));
+
+		m->ports = arena_alloc(a, s->n_ports * sizeof(*m->ports));
+		if (!pv || !m->ports)
+			return NULL;
+		for (k = 0; k < s->n_ports; k++) {
+			weft__registry__v1__service_port__init(&pv[k]);
+			pv[k].port = s->ports[k].port;
+			pv[k].target_port = s->ports[k].target_port;
+			m->ports[k] = &pv[k];
+		}
+		m->n_ports = s->n_ports;
+	}
+	if (s->n_selector) {
+		m->selector = service_selector(a, s->selector, s->n_selector);
+		if (!m->selector)
+			return NULL;
+		m->n_selector = s->n_selector;
+	}
+	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_SERVICE;
+	res->service = m;
+	return res;
+}
+
+/* uint16 ports widened for the repeated uint32 field. Returns false when
+ * out of memory. */
+static bool ports_widen(struct arena *a, const struct reg_portv *pv, uint32_t **out, size_t *n)
+{
+	size_t i;
+
+	if (pv->n == 0)
+		return true;
+	*out = arena_alloc(a, pv->n * sizeof(**out));
+	if (!*out)
+		return false;
+	for (i = 0; i < pv->n; i++)
+		(*out)[i] = pv->v[i];
+	*n = pv->n;
+	return true;
+}
+
+static Weft__Registry__V1__Resource *policy_resource(struct arena *a, const struct registry *r,
+						     size_t i)
+{
+	const struct reg_policy *po = &r->policies[i];
+	Weft__Registry__V1__Policy *m = arena_alloc(a, sizeof(*m));
+	Weft__Registry__V1__Resource *res = resource_new(a);
+	size_t k;
+
+	if (!m || !res)
+		return NULL;
+	weft__registry__v1__policy__init(m);
+	m->name = s_(po->name);
+	m->namespace_ = s_(po->namespace);
+	switch (po->scope) {
+	case REG_SCOPE_NAMESPACE:
+		m->scope = WEFT__REGISTRY__V1__POLICY_SCOPE__SCOPE_NAMESPACE;
+		break;
+	case REG_SCOPE_WORKLOAD:
+		m->scope = WEFT__REGISTRY__V1__POLICY_SCOPE__SCOPE_WORKLOAD_SELECTOR;
+		break;
+	default:
+		m->scope = WEFT__REGISTRY__V1__POLICY_SCOPE__SCOPE_GLOBAL;
+		break;
+	}
+	m->action = po->action == REG_ACTION_DENY ? WEFT__REGISTRY__V1__POLICY_ACTION__ACTION_DENY
+						  : WEFT__REGISTRY__V1__POLICY_ACTION__ACTION_ALLOW;
+	if (po->n_selector) {
+		m->selector = policy_selector(a, po->selector, po->n_selector);
+		if (!m->selector)
+			return NULL;
+		m->n_selector = po->n_selector;
+	}
+	if (po->n_rules) {
+		Weft__Registry__V1__PolicyRule *rv = arena_alloc(a, po->n_rules * sizeof(*rv));
+
+		m->rules = arena_alloc(a, po->n_rules * sizeof(*m->rules));
+		if (!rv || !m->rules)
+			return NULL;
+		for (k = 0; k < po->n_rules; k++) {
+			const struct reg_rule *ru = &po->rules[k];
+			Weft__Registry__V1__PolicyRule *pr = &rv[k];
+
+			weft__registry__v1__policy_rule__init(pr);
+			pr->n_principals = ru->principals.n;
+			pr->principals = ru->principals.v;
+			pr->n_not_principals = ru->not_principals.n;
+			pr->not_principals = ru->not_principals.v;
+			pr->n_namespaces = ru->namespaces.n;
+			pr->namespaces = ru->namespaces.v;
+			pr->n_not_namespaces = ru->not_namespaces.n;
+			pr->not_namespaces = ru->not_namespaces.v;
+			pr->n_source_ips = ru->source_ips.n;
+			pr->source_ips = ru->source_ips.v;
+			pr->n_not_source_ips = ru->not_source_ips.n;
+			pr->not_source_ips = ru->not_source_ips.v;
+			if (!ports_widen(a, &ru->ports, &pr->destination_ports,
+					 &pr->n_destination_ports) ||
+			    !ports_widen(a, &ru->not_ports, &pr->not_destination_ports,
+					 &pr->n_not_destination_ports))
+				return NULL;
+			m->rules[k] = pr;
+		}
+		m->n_rules = po->n_rules;
+	}
+	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_POLICY;
+	res->policy = m;
+	return res;
+}
+
+/* ---- kinds: count, key order, build -------------------------------------- */
+
+static int ns_name_cmp(const char *ns1, const char *n1, const char *ns2, const char *n2)
+{
+	int d = strcmp(s_(ns1), s_(ns2));
+
+	return d ? d : strcmp(s_(n1), s_(n2));
+}
+
+static int node_key_cmp(const struct registry *x, size_t i, const struct registry *y, size_t j)
+{
+	return strcmp(s_(x->nodes[i].name), s_(y->nodes[j].name));
+}
+
+static int workload_key_cmp(const struct registry *x, size_t i, const struct registry *y, size_t j)
+{
+	return strcmp(s_(x->workloads[i].uid), s_(y->workloads[j].uid));
+}
+
+static int service_key_cmp(const struct registry *x, size_t i, const struct registry *y, size_t j)
+{
+	return ns_name_cmp(x->services[i].namespace, x->services[i].name,
+			   y->services[j].namespace, y->services[j].name);
+}
+
+static int policy_key_cmp(const struct registry *x, size_t i, const struct registry *y, size_t j)
+{
+	return ns_name_cmp(x->policies[i].namespace, x->policies[i].name,
+			   y->policies[j].namespace, y->policies[j].name);
+}
+
+static size_t node_count(const struct registry *r) { return r->n_nodes; }
+static size_t workload_count(const struct registry *r) { return r->n_workloads; }
+static size_t service_count(const struct registry *r) { return r->n_services; }
+static size_t policy_count(const struct registry *r) { return r->n_policies; }
+
+/* Weft__Registry__V1__Removal key: node name, workload uid, "<namespace>/<name>" otherwise. */
+static char *key_join(struct arena *a, const char *ns, const char *name)
+{
+	size_t l1 = strlen(s_(ns)), l2 = strlen(s_(name));
+	char *k = arena_alloc(a, l1 + l2 + 2);
+
+	if (!k)
+		return NULL;
+	memcpy(k, s_(ns), l1);
+	k[l1] = '/';
+	memcpy(k + l1 + 1, s_(name), l2 + 1);
+	return k;
+}
+
+static char *node_key(struct arena *a, const struct registry *r, size_t i)
+{
+	(void)a;
+	return s_(r->nodes[i].name);
+}
+
+static char *workload_key(struct arena *a, const struct registry *r, size_t i)
+{
+	(void)a;
+	return s_(r->workloads[i].uid);
+}
+
+static char *service_key(struct arena *a, const struct registry *r, size_t i)
+{
+	return key_join(a, r->services[i].namespace, r->services[i].name);
+}
+
+static char *policy_key(struct arena *a, const struct registry *r, size_t i)
+{
+	return key_join(a, r->policies[i].namespace, r->policies[i].name);
+}
+
+struct kind {
+	Weft__Registry__V1__ResourceKind kind;
+	size_t (*count)(const struct registry *r);
+	int (*cmp)(const struct registry *x, size_t i, const struct registry *y, size_t j);
+	Weft__Registry__V1__Resource *(*build)(struct arena *a, const struct registry *r, size_t i);
+	char *(*key)(struct arena *a, const struct registry *r, size_t i);
+};
+
+/* Upserts go out in this order so a consumer applying them one by one
+ * never sees a workload before its node. */
+static const struct kind kinds[] = {
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_NODE, node_count, node_key_cmp,
+	  node_resource, node_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_WORKLOAD, workload_count, workload_key_cmp,
+	  workload_resource, workload_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_SERVICE, service_count, service_key_cmp,
+	  service_resource, service_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_POLICY, policy_count, policy_key_cmp,
+	  policy_resource, policy_key },
+};
+
+struct order_ctx {
+	const struct kind *k;
+	const struct registry *r;
+};
+
+static int order_cmp(const void *a, const void *b, void *arg)
+{
+	const struct order_ctx *c = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int d = c->k->cmp(c->r, i, c->r, j);
+
+	return d ? d : (i > j) - (i < j);
+}
+
+/* Indices of r's resources of kind k sorted by key. The parser already
+ * sorts, but the wire order must not depend on that. */
+static size_t *kind_order(struct arena *a, const struct kind *k, const struct registry *r)
+{
+	struct order_ctx c = { k, r };
+	size_t n = k->count(r), i, *idx;
+
+	idx = arena_alloc(a, n * sizeof(*idx));
+	if (!idx)
+		return NULL;
+	for (i = 0; i < n; i++)
+		idx[i] = i;
+	qsort_r(idx, n, sizeof(*idx), order_cmp, &c);
+	return idx;
+}
+
+static size_t total(const struct registry *r)
+{
+	return r->n_nodes + r->n_workloads + r->n_services + r->n_policies;
+}
+
+/* Packs resp into a malloc'd buffer. */
+static int response_pack(const Weft__Registry__V1__WatchResponse *resp, uint8_t **out, size_t *len)
+{
+	size_t n = weft__registry__v1__watch_response__get_packed_size(resp);
+	uint8_t *buf = malloc(n ? n : 1);
+
+	if (!buf)
+		return -ENOMEM;
+	*len = weft__registry__v1__watch_response__pack(resp, buf);
+	*out = buf;
+	return 0;
+}
+
+int regproto_snapshot(const struct registry *r, uint64_t version,
+		      uint8_t **out, size_t *len)
+{
+	Weft__Registry__V1__WatchResponse resp = WEFT__REGISTRY__V1__WATCH_RESPONSE__INIT;
+	struct arena a = { 0 };
+	size_t ki, i, n;
+	int rc;
+
+	*out = NULL;
+	*len = 0;
+	resp.version = version;
+	resp.snapshot = 1;
+	resp.trust_domain = s_(r->trust_domain);
+	resp.upserts = arena_alloc(&a, total(r) * sizeof(*resp.upserts));
+	for (ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]) && !a.failed; ki++) {
+		const struct kind *k = &kinds[ki];
+		size_t *idx = kind_order(&a, k, r);
+
+		n = k->count(r);
+		for (i = 0; i < n && !a.failed; i++) {
+			Weft__Registry__V1__Resource *res = k->build(&a, r, idx[i]);
+
+			if (res)
+				resp.upserts[resp.n_upserts++] = res;
+		}
+	}
+	rc = a.failed ? -ENOMEM : response_pack(&resp, out, len);
+	arena_release(&a);
+	return rc;
+}
+
+/* Sets *differs when the two resources' encodings differ. Encoding is
+ * deterministic (fixed field order, map entries sorted by key), so equal
+ * bytes mean equal resources. Returns false when out of memory. */
+static bool resource_differs(const Weft__Registry__V1__Resource *x,
+			     const Weft__Registry__V1__Resource *y, bool *differs)
+{
+	size_t lx = weft__registry__v1__resource__get_packed_size(x);
+	size_t ly = weft__registry__v1__resource__get_packed_size(y);
+	uint8_t *bx, *by;
+
+	if (lx != ly) {
+		*differs = true;
+		return true;
+	}
+	bx = malloc(lx ? lx : 1);
+	by = malloc(ly ? ly : 1);
+	if (!bx || !by) {
+		free(bx);
+		free(by);
+		return false;
+	}
+	weft__registry__v1__resource__pack(x, bx);
+	weft__registry__v1__resource__pack(y, by);
+	*differs = memcmp(bx, by, lx) != 0;
+	free(bx);
+	free(by);
+	return true;
+}
+
+static Weft__Registry__V1__Removal *removal_new(struct arena *a, const struct kind *k,
+						 const struct registry *r, size_t i)
+{
+	Weft__Registry__V1__Removal *rm = arena_alloc(a, sizeof(*rm));
+
+	if (!rm)
+		return NULL;
+	weft__registry__v1__removal__init(rm);
+	rm->kind = k->kind;
+	rm->key = k->key(a, r, i);
+	return rm->key ? rm : NULL;
+}
+
+/* Merge walk over one kind, both sides in key order. */
+static void kind_delta(struct arena *a, const struct kind *k, const struct registry *prev,
+		       const struct registry *next, Weft__Registry__V1__WatchResponse *resp)
+{
+	size_t np = k->count(prev), nn = k->count(next), i = 0, j = 0;
+	size_t *ip = kind_order(a, k, prev), *in = kind_order(a, k, next);
+
+	while (!a->failed && (i < np || j < nn)) {
+		int d = i == np ? 1 : j == nn ? -1 : k->cmp(prev, ip[i], next, in[j]);
+
+		if (d < 0) {
+			Weft__Registry__V1__Removal *rm = removal_new(a, k, prev, ip[i++]);
+
+			if (rm)
+				resp->removals[resp->n_removals++] = rm;
+		} else if (d > 0) {
+			Weft__Registry__V1__Resource *res = k->build(a, next, in[j++]);
+
+			if (res)
+				resp->upserts[resp->n_upserts++] = res;
+		} else {
+			Weft__Registry__V1__Resource *x = k->build(a, prev, ip[i++]);
+			Weft__Registry__V1__Resource *y = k->build(a, next, in[j++]);
+			bool differs = false;
+
+			if (!x || !y)
+				break;
+			if (!resource_differs(x, y, &differs)) {
+				a->failed = true;
+				break;
+			}
+			if (differs)
+				resp->upserts[resp->n_upserts++] = y;
+		}
+	}
+}
+
+int regproto_delta(const struct registry *prev, const struct registry *next,
+		   uint64_t version, uint8_t **out, size_t *len)
+{
+	Weft__Registry__V1__WatchResponse resp = WEFT__REGISTRY__V1__WATCH_RESPONSE__INIT;
+	struct arena a = { 0 };
+	bool td_changed;
+	size_t ki;
+	int rc = 0;
+
+	*out = NULL;
+	*len = 0;
+	resp.version = version;
+	resp.snapshot = 0;
+	/* Always the full value, so a consumer can simply take it. */
+	resp.trust_domain = s_(next->trust_domain);
+	td_changed = strcmp(s_(prev->trust_domain), s_(next->trust_domain)) != 0;
+	resp.upserts = arena_alloc(&a, total(next) * sizeof(*resp.upserts));
+	resp.removals = arena_alloc(&a, total(prev) * sizeof(*resp.removals));
+	for (ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]) && !a.failed; ki++)
+		kind_delta(&a, &kinds[ki], prev, next, &resp);
+	if (a.failed)
+		rc = -ENOMEM;
+	else if (resp.n_upserts || resp.n_removals || td_changed)
+		rc = response_pack(&resp, out, len);
+	arena_release(&a);
+	return rc;
+}

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The agent's listener and per-connection glue: a conn (TLS on io_uring)
+ * carries bytes, a grpc_session turns them into calls. Deadlines of calls
+ * are driven by one timer per connection. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <weft/conn.h>
+#include <weft/grpc.h>
+#include <weft/log.h>
+#include <weft/loop.h>
+#include <weft/tls.h>
+
+#include "agent.h"
+#include "config.h"
+#include "server.h"
+#include "service.h"
+
+#define SERVER_IDLE_MS (5 * 60 * 1000)
+
+struct server {
+	struct agent *agent;
+	int fd;
+	struct loop_op accept_op;
+	unsigned n_conns;
+	unsigned long refused;
+	char addr[80];
+};
+
+static int server_send(void *io, const uint8_t *p, size_t n)
+{
+	struct agent_conn *ac = io;
+
+	return conn_write(ac->conn, p, n);
+}
+
+static size_t server_space(void *io)
+{
+	struct agent_conn *ac = io;
+
+	return conn_out_space(ac->conn);
+}
+
+static void server_arm_deadline(struct agent_conn *ac)
+{
+	struct loop *l = ac->agent->loop;
+	uint64_t next = grpc_session_expire(ac->grpc, loop_now_ms(l));
+
+	if (next) {
+		uint64_t now = loop_now_ms(l);
+		loop_timer_arm(l, &ac->deadline, next > now ? next - now : 0);
+	} else {
+		loop_timer_disarm(l, &ac->deadline);
+	}
+}
+
+static void server_flush(struct agent_conn *ac)
+{
+	if (ac->closed)
+		return;
+	if (grpc_session_flush(ac->grpc)) {
+		conn_abort(ac->conn, -EPIPE, "cannot write to client");
+		return;
+	}
+	if (grpc_session_done(ac->grpc))
+		conn_close(ac->conn, 0, "gRPC session finished");
+}
+
+static void server_on_flush_task(struct loop_task *t)
+{
+	struct agent_conn *ac = (struct agent_conn *)((char *)t - offsetof(struct agent_conn, flush));
+
+	if (ac->closed) {
+		free(ac);
+		return;
+	}
+	server_flush(ac);
+	if (!ac->closed)
+		server_arm_deadline(ac);
+}
+
+void server_conn_kick(struct agent_conn *ac)
+{
+	if (!ac->closed)
+		loop_task_queue(ac->agent->loop, &ac->flush);
+}
+
+static void server_on_deadline(struct loop_timer *t)
+{
+	struct agent_conn *ac = (struct agent_conn *)((char *)t - offsetof(struct agent_conn, deadline));
+
+	server_arm_deadline(ac);
+	server_flush(ac);
+}
+
+static void server_on_ready(struct conn *c)
+{
+	struct agent_conn *ac = conn_udata(c);
+	struct tls *t = conn_tls(c);
+
+	if (t && tls_peer_id(t, ac->peer_id, sizeof(ac->peer_id)))
+		ac->peer_id[0] = 0;
+	log_debug("connection from %s ready (%s, client identity %s)", ac->peer,
+		  t ? tls_cipher_name(t) : "plain", ac->peer_id[0] ? ac->peer_id : "none");
+	server_flush(ac);	/* our SETTINGS */
+}
+
+static size_t server_on_data(struct conn *c, const uint8_t *p, size_t n)
+{
+	struct agent_conn *ac = conn_udata(c);
+
+	if (grpc_session_feed(ac->grpc, p, n, loop_now_ms(ac->agent->loop))) {
+		char esc[64];
+		log_warn("connection from %s: HTTP/2 protocol error (first bytes \"%s\"), closing",
+			 ac->peer, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
+		server_flush(ac);
+		if (!ac->closed)
+			conn_close(c, -EPROTO, "HTTP/2 protocol error");
+		return n;
+	}
+	server_flush(ac);
+	if (!ac->closed)
+		server_arm_deadline(ac);
+	return n;
+}
+
+static void server_on_writable(struct conn *c)
+{
+	server_flush(conn_udata(c));
+}
+
+static void server_on_close(struct conn *c, int err, const char *why)
+{
+	struct agent_conn *ac = conn_udata(c);
+	struct server *s = ac->agent->server;
+
+	if (err)
+		log_info("connection from %s closed: %s", ac->peer, why ? why : strerror(-err));
+	else
+		log_debug("connection from %s closed", ac->peer);
+	ac->closed = 1;
+	loop_timer_disarm(ac->agent->loop, &ac->deadline);
+	/* Cancels held calls (Watch streams) before the memory goes. */
+	grpc_session_free(ac->grpc);
+	ac->grpc = NULL;
+	/* Free after the current dispatch: callers up the stack (on_data,
+	 * a flush) may still look at ac; the flush task sees closed and frees. */
+	loop_task_queue(ac->agent->loop, &ac->flush);
+	s->n_conns--;
+}
+
+static const struct conn_handler server_conn_handler = {
+	.on_ready = server_on_ready,
+	.on_data = server_on_data,
+	.on_writable = server_on_writable,
+	.on_close = server_on_close,
+};
+
+static void server_on_accept(struct loop_op *op, int res, unsigned flags)
+{
+	struct server *s = (struct server *)((char *)op - offsetof(struct server, accept_op));
+	struct agent *a = s->agent;
+	struct conn_opts o = {
+		.handshake_timeout_ms = a->cfg->handshake_timeout_ms,
+		.idle_timeout_ms = SERVER_IDLE_MS,
+	};
+	struct agent_conn *ac;
+
+	if (!(flags & IORING_CQE_F_MORE) && s->fd >= 0 && !a->draining) {
+		if (loop_accept(a->loop, &s->accept_op, s->fd))
+			log_error("listener %s: cannot re-arm accept", s->addr);
+	}
+	if (res < 0) {
+		if (res != -ECANCELED)
+			log_warn("accept on %s failed: %s", s->addr, strerror(-res));
+		return;
+	}
+	if (a->draining || s->n_conns >= a->cfg->max_connections) {
+		if (!(s->refused++ % 1000))
+			log_warn("connection refused: %u connections open (max_connections %u)",
+				 s->n_conns, a->cfg->max_connections);
+		close(res);
+		return;
+	}
+	ac = calloc(1, sizeof(*ac));
+	if (!ac) {
+		close(res);
+		return;
+	}
+	ac->agent = a;
+	ac->deadline.cb = server_on_deadline;
+	ac->flush.cb = server_on_flush_task;
+	ac->grpc = grpc_session_new(service_grpc(a->service), server_send, server_space, ac, ac);
+	if (!ac->grpc) {
+		free(ac);
+		close(res);
+		return;
+	}
+	ac->conn = conn_accept(a->loop, res, a->tls, &server_conn_handler, &o, ac);
+	if (!ac->conn) {
+		grpc_session_free(ac->grpc);
+		free(ac);
+		return;
+	}
+	snprintf(ac->peer, sizeof(ac->peer), "%s", conn_peer_str(ac->conn));
+	s->n_conns++;
+}
+
+static int server_parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon = strrchr(spec, ':');
+	char *end;
+	long port;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, spec, colon - spec);
+	host[colon - spec] = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 0 || port > 65535)
+		return -EINVAL;
+	memset(ss, 0, sizeof(*ss));
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+		host[strlen(host) - 1] = 0;
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+			return -EINVAL;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		*len = sizeof(*s6);
+		return 0;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+		return -EINVAL;
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons(port);
+	*len = sizeof(*s4);
+	return 0;
+}
+
+struct server *server_new(struct agent *a, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct server *s;
+	int one = 1;
+
+	if (server_parse_addr(a->cfg->listen, &ss, &sslen)) {
+		snprintf(err, errlen, "listen: \"%s\" is not host:port with a numeric IP",
+			 a->cfg->listen);
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->agent = a;
+	s->accept_op.cb = server_on_accept;
+	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->fd < 0)
+		goto fail_errno;
+	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s->fd, (struct sockaddr *)&ss, sslen) || listen(s->fd, 4096))
+		goto fail_errno;
+	/* Report the real port (listen may have asked for port 0). */
+	sslen = sizeof(ss);
+	getsockname(s->fd, (struct sockaddr *)&ss, &sslen);
+	if (ss.ss_family == AF_INET6) {
+		char h[INET6_ADDRSTRLEN];
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, h, sizeof(h));
+		snprintf(s->addr, sizeof(s->addr), "[%s]:%u", h, ntohs(s6->sin6_port));
+	} else {
+		char h[INET_ADDRSTRLEN];
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &s4->sin_addr, h, sizeof(h));
+		snprintf(s->addr, sizeof(s->addr), "%s:%u", h, ntohs(s4->sin_port));
+	}
+	if (loop_accept(a->loop, &s->accept_op, s->fd)) {
+		snprintf(err, errlen, "listen %s: cannot queue accept", s->addr);
+		goto fail_fd;
+	}
+	return s;
+fail_errno:
+	snprintf(err, errlen, "listen %s: %s", a->cfg->listen, strerror(errno));
+fail_fd:
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+	return NULL;
+}
+
+void server_drain(struct server *s)
+{
+	if (!s || s->fd < 0)
+		return;
+	loop_cancel_fd(s->agent->loop, NULL, s->fd);
+	close(s->fd);
+	s->fd = -1;
+}
+
+unsigned server_conn_count(const struct server *s)
+{
+	return s->n_conns;
+}
+
+const char *server_addr(const struct server *s)
+{
+	return s->addr;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}

@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gRPC handlers of weft-agent. CreateCertificate authenticates the caller
+ * as a node (client certificate first, then bootstrap token), checks the
+ * CSR, authorizes the identity against the registry and signs. Watch
+ * streams the registry: a snapshot, then a delta per change. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <weft/grpc.h>
+#include <weft/log.h>
+#include <weft/spiffe.h>
+
+#include "ca.pb-c.h"
+#include "registry.pb-c.h"
+
+#include "agent.h"
+#include "ca.h"
+#include "config.h"
+#include "csr.h"
+#include "registry.h"
+#include "regproto.h"
+#include "regwatch.h"
+#include "service.h"
+#include "tokens.h"
+
+#define SERVICE_META_DEPTH 16
+#define SERVICE_WATCH_BACKLOG (8u << 20)	/* bytes queued to one watcher */
+
+struct watcher {
+	struct watcher *next, **pprev;
+	struct service *svc;
+	struct grpc_call *call;
+	struct agent_conn *ac;
+	char node[64];
+};
+
+struct service {
+	struct agent *agent;
+	struct grpc_method methods[2];
+	struct grpc_server grpc;
+	struct watcher *watchers;
+	uint64_t issued;
+};
+
+/* Answer a call with an error and log why, once, in words. */
+static void service_refuse(struct grpc_call *call, const char *what, enum grpc_status st,
+			   const char *why)
+{
+	struct agent_conn *ac = grpc_call_conn_ctx(call);
+
+	log_warn("%s from %s refused: %s: %s", what, ac->peer, grpc_status_name(st), why);
+	grpc_call_finish(call, st, why);
+}
+
+/* Identify the calling node: its client certificate (a node SVID of our
+ * trust domain), else its bootstrap token. 0 with node filled, or
+ * -EACCES with why. */
+static int service_caller(struct service *svc, struct grpc_call *call,
+			  char *node, size_t len, char *why, size_t whylen)
+{
+	struct agent_conn *ac = grpc_call_conn_ctx(call);
+	const char *auth, *tok, *name;
+	struct spiffe_id id;
+	const char *bad;
+
+	if (ac->peer_id[0]) {
+		if (!spiffe_id_parse(ac->peer_id, strlen(ac->peer_id), &id, &bad) &&
+		    !strcmp(id.td, svc->agent->cfg->trust_domain) &&
+		    !spiffe_id_node(&id, node, len))
+			return 0;
+		snprintf(why, whylen, "client certificate %s is not a node identity of %s",
+			 ac->peer_id, svc->agent->cfg->trust_domain);
+		if (!grpc_call_header(call, "authorization"))
+			return -EACCES;
+	}
+	auth = grpc_call_header(call, "authorization");
+	if (!auth) {
+		snprintf(why, whylen, "no credential: present a node certificate or "
+			 "\"authorization: Bearer <node token>\"");
+		return -EACCES;
+	}
+	if (strncasecmp(auth, "Bearer ", 7)) {
+		snprintf(why, whylen, "authorization header is not a Bearer token");
+		return -EACCES;
+	}
+	tok = auth + 7;
+	name = tokens_lookup(svc->agent->tokens, tok, strlen(tok));
+	if (!name) {
+		snprintf(why, whylen, "bearer token is not valid for any node");
+		return -EACCES;
+	}
+	snprintf(node, len, "%s", name);
+	return 0;
+}
+
+/* --- metadata depth guard --------------------------------------------------
+ * protobuf-c unpacks nested messages recursively with no depth limit, so a
+ * 4 MiB request of nested Struct/ListValue would exhaust the stack. Walk
+ * the wire format along google.protobuf.Struct's schema first. */
+
+enum pb_kind { PB_REQUEST, PB_STRUCT, PB_ENTRY, PB_VALUE, PB_LIST };
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -EINVAL;
+}
+
+static int pb_walk(const uint8_t *p, const uint8_t *end, enum pb_kind kind, unsigned depth)
+{
+	uint64_t key, v;
+
+	if (depth == 0)
+		return -E2BIG;
+	while (p < end) {
+		if (pb_varint(&p, end, &key))
+			return -EINVAL;
+		switch (key & 7) {
+		case 0:
+			if (pb_varint(&p, end, &v))
+				return -EINVAL;
+			break;
+		case 1:
+			if (end - p < 8)
+				return -EINVAL;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -EINVAL;
+			p += 4;
+			break;
+		case 2: {
+			enum pb_kind sub = PB_REQUEST;
+			int nested = 0;
+			if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
+				return -EINVAL;
+			switch (kind) {
+			case PB_REQUEST: nested = key >> 3 == 4; sub = PB_STRUCT; break;
+			case PB_STRUCT:  nested = key >> 3 == 1; sub = PB_ENTRY; break;
+			case PB_ENTRY:   nested = key >> 3 == 2; sub = PB_VALUE; break;
+			case PB_VALUE:   nested = key >> 3 == 5 || key >> 3 == 6;
+					 sub = key >> 3 == 5 ? PB_STRUCT : PB_LIST; break;
+			case PB_LIST:    nested = key >> 3 == 1; sub = PB_VALUE; break;
+			}
+			if (nested) {
+				int err = pb_walk(p, p + v, sub, depth - 1);
+				if (err)
+					return err;
+			}
+			p += v;
+			break;
+		}
+		default:
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int service_request_depth_ok(const uint8_t *msg, size_t len, unsigned max_depth)
+{
+	return pb_walk(msg, msg + len, PB_REQUEST, max_depth) == 0;
+}
+
+static const char *service_impersonated(const Istio__V1__Auth__IstioCertificateRequest *req,
+					const char **why)
+{
+	const Google__Protobuf__Struct *md = req->metadata;
+
+	*why = NULL;
+	if (!md)
+		return NULL;
+	for (size_t i = 0; i < md->n_fields; i++) {
+		const Google__Protobuf__Struct__FieldsEntry *e = md->fields[i];
+		if (!e->key || strcmp(e->key, "ImpersonatedIdentity"))
+			continue;
+		if (!e->value || e->value->kind_case != GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE) {
+			*why = "metadata ImpersonatedIdentity must be a string";
+			return NULL;
+		}
+		return e->value->string_value;
+	}
+	return NULL;
+}
+
+/* May node have identity want? 0, or -EPERM/-EINVAL with why. */
+static int service_authorize(struct service *svc, const char *node, const char *want,
+			     int impersonating, char *why, size_t whylen)
+{
+	const char *td = svc->agent->cfg->trust_domain;
+	const struct registry *reg = regwatch_current(svc->agent->reg, NULL);
+	char ns[128], sa[128], wnode[128];
+	struct spiffe_id id;
+	const char *bad;
+
+	if (spiffe_id_parse(want, strlen(want), &id, &bad)) {
+		snprintf(why, whylen, "requested identity is not a SPIFFE ID: %s", bad);
+		return -EINVAL;
+	}
+	if (strcmp(id.td, td)) {
+		snprintf(why, whylen, "trust domain %s is not this agent's (%s)", id.td, td);
+		return -EPERM;
+	}
+	if (!spiffe_id_node(&id, wnode, sizeof(wnode))) {
+		if (strcmp(wnode, node)) {
+			snprintf(why, whylen, "node %s may not have the identity of node %s",
+				 node, wnode);
+			return -EPERM;
+		}
+		return 0;
+	}
+	if (spiffe_id_workload(&id, ns, sizeof(ns), sa, sizeof(sa))) {
+		snprintf(why, whylen, "%s is neither a workload (/ns/<ns>/sa/<sa>) nor a node "
+			 "identity", want);
+		return -EPERM;
+	}
+	if (!impersonating) {
+		snprintf(why, whylen, "node %s asked for workload identity %s without "
+			 "ImpersonatedIdentity", node, want);
+		return -EPERM;
+	}
+	if (!registry_node_has_identity(reg, node, ns, sa)) {
+		snprintf(why, whylen, "the registry has no workload with namespace %s and "
+			 "service account %s on node %s", ns, sa, node);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void service_create_certificate(struct grpc_call *call, const uint8_t *msg,
+				       size_t len, void *arg)
+{
+	static const char what[] = "CreateCertificate";
+	struct service *svc = arg;
+	struct agent *a = svc->agent;
+	Istio__V1__Auth__IstioCertificateRequest *req;
+	Istio__V1__Auth__IstioCertificateResponse resp =
+		ISTIO__V1__AUTH__ISTIO_CERTIFICATE_RESPONSE__INIT;
+	char node[64], why[1024], node_id[SPIFFE_ID_MAX];
+	const char *imp, *want, *bad;
+	struct csr csr = { 0 };
+	char **chain = NULL;
+	size_t n_chain = 0;
+	uint32_t ttl;
+	uint8_t *out;
+	int err;
+
+	if (service_caller(svc, call, node, sizeof(node), why, sizeof(why)))
+		return service_refuse(call, what, GRPC_UNAUTHENTICATED, why);
+	if (!service_request_depth_ok(msg, len, SERVICE_META_DEPTH))
+		return service_refuse(call, what, GRPC_INVALID_ARGUMENT,
+				      "malformed request (bad protobuf or metadata nested too deep)");
+	req = istio__v1__auth__istio_certificate_request__unpack(NULL, len, msg);
+	if (!req)
+		return service_refuse(call, what, GRPC_INVALID_ARGUMENT,
+				      "malformed IstioCertificateRequest");
+	imp = service_impersonated(req, &bad);
+	if (bad) {
+		service_refuse(call, what, GRPC_INVALID_ARGUMENT, bad);
+		goto out_req;
+	}
+	if (csr_parse(req->csr, strlen(req->csr), &csr, why, sizeof(why))) {
+		char m[1100];
+		snprintf(m, sizeof(m), "bad CSR: %s", why);
+		service_refuse(call, what, GRPC_INVALID_ARGUMENT, m);
+		goto out_req;
+	}
+	spiffe_node_format(node_id, sizeof(node_id), a->cfg->trust_domain, node);
+	want = imp && imp[0] ? imp : node_id;
+	err = service_authorize(svc, node, want, imp && imp[0], why, sizeof(why));
+	if (err) {
+		service_refuse(call, what, err == -EINVAL ? GRPC_INVALID_ARGUMENT
+				: GRPC_PERMISSION_DENIED, why);
+		goto out_csr;
+	}
+	if (strcmp(csr.uri, want)) {
+		char m[SPIFFE_ID_MAX * 2 + 64];
+		snprintf(m, sizeof(m), "CSR is for %s but the request is for %s", csr.uri, want);
+		service_refuse(call, what, GRPC_PERMISSION_DENIED, m);
+		goto out_csr;
+	}
+	ttl = a->cfg->ttl_default_s;
+	if (req->validity_duration > 0)
+		ttl = req->validity_duration > a->cfg->ttl_max_s ? a->cfg->ttl_max_s
+							    : (uint32_t)req->validity_duration;
+	err = ca_sign(a->ca, csr.pubkey_der, csr.pubkey_len, want, NULL, 0, ttl, &chain, &n_chain);
+	if (err) {
+		snprintf(why, sizeof(why), "signing failed: %s", strerror(-err));
+		service_refuse(call, what, GRPC_INTERNAL, why);
+		goto out_csr;
+	}
+	resp.cert_chain = chain;
+	resp.n_cert_chain = n_chain;
+	len = istio__v1__auth__istio_certificate_response__get_packed_size(&resp);
+	out = malloc(len ? len : 1);
+	if (!out) {
+		service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out_chain;
+	}
+	istio__v1__auth__istio_certificate_response__pack(&resp, out);
+	svc->issued++;
+	log_info("issued %s to node %s (%s) for %us", want, node,
+		 ((struct agent_conn *)grpc_call_conn_ctx(call))->peer, ttl);
+	if (grpc_call_send(call, out, len))
+		log_warn("CreateCertificate: caller went away before the answer");
+	grpc_call_finish(call, GRPC_OK, NULL);
+	free(out);
+out_chain:
+	ca_chain_free(chain, n_chain);
+out_csr:
+	csr_deinit(&csr);
+out_req:
+	istio__v1__auth__istio_certificate_request__free_unpacked(req, NULL);
+}
+
+static void watcher_remove(struct watcher *w)
+{
+	*w->pprev = w->next;
+	if (w->next)
+		w->next->pprev = w->pprev;
+	free(w);
+}
+
+static void watcher_on_cancel(struct grpc_call *call, void *arg)
+{
+	struct watcher *w = arg;
+
+	(void)call;
+	log_info("registry watch by node %s (%s) ended", w->node, w->ac->peer);
+	watcher_remove(w);
+}
+
+static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len, void *arg)
+{
+	static const char what[] = "Registry/Watch";
+	struct service *svc = arg;
+	Weft__Registry__V1__WatchRequest *req;
+	const struct registry *reg;
+	struct watcher *w;
+	char node[64], why[512];
+	uint64_t version;
+	uint8_t *snap;
+	size_t snaplen;
+
+	if (service_caller(svc, call, node, sizeof(node), why, sizeof(why)))
+		return service_refuse(call, what, GRPC_UNAUTHENTICATED, why);
+	req = weft__registry__v1__watch_request__unpack(NULL, len, msg);
+	if (!req)
+		return service_refuse(call, what, GRPC_INVALID_ARGUMENT, "malformed WatchRequest");
+	weft__registry__v1__watch_request__free_unpacked(req, NULL);
+	if (svc->agent->draining)
+		return service_refuse(call, what, GRPC_UNAVAILABLE, "agent is shutting down");
+	reg = regwatch_current(svc->agent->reg, &version);
+	w = calloc(1, sizeof(*w));
+	if (!w || regproto_snapshot(reg, version, &snap, &snaplen)) {
+		free(w);
+		return service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	if (grpc_call_send(call, snap, snaplen)) {
+		free(snap);
+		free(w);
+		grpc_call_finish(call, GRPC_CANCELLED, "caller went away");
+		return;
+	}
+	free(snap);
+	w->svc = svc;
+	w->call = call;
+	w->ac = grpc_call_conn_ctx(call);
+	snprintf(w->node, sizeof(w->node), "%s", node);
+	w->next = svc->watchers;
+	if (w->next)
+		w->next->pprev = &w->next;
+	w->pprev = &svc->watchers;
+	svc->watchers = w;
+	grpc_call_on_cancel(call, watcher_on_cancel, w);
+	log_info("registry watch by node %s (%s): snapshot version %llu sent", node,
+		 w->ac->peer, (unsigned long long)version);
+}
+
+void service_registry_changed(void *arg, const struct registry *prev,
+			      const struct registry *next, uint64_t version)
+{
+	struct service *svc = arg;
+	struct watcher *w, *wn;
+	uint8_t *delta;
+	size_t len;
+
+	if (regproto_delta(prev, next, version, &delta, &len)) {
+		log_error("registry version %llu: cannot build the delta (out of memory)",
+			  (unsigned long long)version);
+		return;
+	}
+	if (!delta)
+		return;
+	for (w = svc->watchers; w; w = wn) {
+		wn = w->next;
+		/* A watcher that does not read must not make us buffer without
+		 * bound: end its stream; it reconnects and gets a snapshot. */
+		if (grpc_call_pending(w->call) + len > SERVICE_WATCH_BACKLOG) {
+			log_warn("registry watch by node %s (%s) dropped: %zu bytes unread",
+				 w->node, w->ac->peer, grpc_call_pending(w->call));
+			grpc_call_finish(w->call, GRPC_UNAVAILABLE,
+					 "watcher too slow; reconnect for a fresh snapshot");
+			server_conn_kick(w->ac);
+			watcher_remove(w);
+			continue;
+		}
+		grpc_call_send(w->call, delta, len);
+		server_conn_kick(w->ac);
+	}
+	free(delta);
+}
+
+void service_drain(struct service *svc)
+{
+	while (svc->watchers) {
+		struct watcher *w = svc->watchers;
+		grpc_call_finish(w->call, GRPC_UNAVAILABLE, "agent is shutting down");
+		server_conn_kick(w->ac);
+		watcher_remove(w);
+	}
+}
+
+struct service *service_new(struct agent *a)
+{
+	struct service *svc = calloc(1, sizeof(*svc));
+
+	if (!svc)
+		return NULL;
+	svc->agent = a;
+	svc->methods[0] = (struct grpc_method){
+		.path = "/istio.v1.auth.IstioCertificateService/CreateCertificate",
+		.handler = service_create_certificate,
+		.arg = svc,
+	};
+	svc->methods[1] = (struct grpc_method){
+		.path = "/weft.registry.v1.Registry/Watch",
+		.handler = service_watch,
+		.arg = svc,
+	};
+	svc->grpc.methods = svc->methods;
+	svc->grpc.n_methods = 2;
+	svc->grpc.max_msg = GRPC_MSG_MAX;
+	return svc;
+}
+
+void service_free(struct service *svc)
+{
+	if (!svc)
+		return;
+	while (svc->watchers)
+		watcher_remove(svc->watchers);
+	free(svc);
+}
+
+const struct grpc_server *service_grpc(const struct service *svc)
+{
+	return &svc->grpc;
+}

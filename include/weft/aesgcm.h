@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A wolfSSL crypto-callback device that hands AES-256-GCM record crypto to
+ * libsodium's AES-NI implementation (Debian's wolfSSL has no AES-NI). */
+#ifndef WEFT_AESGCM_H
+#define WEFT_AESGCM_H
+
+#include <stdint.h>
+
+#define AESGCM_DEVID 0x77656674	/* "weft" */
+
+/* Register the device; call after wolfSSL_Init(). Runs a self-test that
+ * proves records really reach the callback. Returns the devId to pass to
+ * wolfSSL_CTX_SetDevId(), or -ENOTSUP when the CPU has no AES-NI (then
+ * wolfSSL's software path is used and the caller logs it), or -errno. */
+int aesgcm_device_init(void);
+/* The devId registered, or INVALID_DEVID (-2) when unavailable. */
+int aesgcm_device_id(void);
+/* Counters for tests and metrics: AES-256-GCM calls served by libsodium. */
+uint64_t aesgcm_encrypt_calls(void);
+uint64_t aesgcm_decrypt_calls(void);
+
+#endif

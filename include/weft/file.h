@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Whole-file reads with a size bound, and atomic writes (tmp + rename). */
+#ifndef WEFT_FILE_H
+#define WEFT_FILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Read path into a malloc'd, NUL-terminated buffer. 0, -EFBIG past max, or
+ * -errno. */
+int file_read(const char *path, size_t max, char **buf, size_t *len);
+/* Write data to path atomically with the given mode (fsync'd). 0 or -errno. */
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+#endif

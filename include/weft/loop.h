@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The io_uring event loop: every socket operation of daemon and agent goes
+ * through it. One loop per thread; the cycle is reap completions -> run
+ * queued tasks -> expire timers -> submit. */
+#ifndef WEFT_LOOP_H
+#define WEFT_LOOP_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct loop;
+struct loop_op;
+
+/* Completion callback. res is the CQE result (>= 0 or -errno); flags are the
+ * CQE flags (IORING_CQE_F_MORE for multishot operations). */
+typedef void (*loop_cb)(struct loop_op *op, int res, unsigned flags);
+
+/* An in-flight operation. Embed it in the owning object; the SQE's
+ * user_data points at it. The owner must not be freed while any of its
+ * operations is in flight (count them). */
+struct loop_op {
+	loop_cb cb;
+};
+
+/* A one-shot timer kept in the loop's heap. idx 0 means "not armed". */
+struct loop_timer {
+	uint64_t at_ms;
+	void (*cb)(struct loop_timer *t);
+	unsigned idx;
+};
+
+/* Work to run after the current batch of completions has been dispatched:
+ * deferred frees, flushes. */
+struct loop_task {
+	struct loop_task *next;
+	void (*cb)(struct loop_task *t);
+	int queued;
+};
+
+struct loop *loop_new(unsigned entries);
+void loop_free(struct loop *l);
+
+/* Monotonic milliseconds, cached once per loop iteration. */
+uint64_t loop_now_ms(const struct loop *l);
+
+/* Queue operations. Each returns 0 or -errno (e.g. -ENOMEM when no SQE can
+ * be had even after a submit). Buffers and addresses must stay valid until
+ * the completion. */
+int loop_accept(struct loop *l, struct loop_op *op, int fd);   /* multishot, SOCK_NONBLOCK|SOCK_CLOEXEC */
+int loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
+int loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */
+int loop_connect(struct loop *l, struct loop_op *op, int fd,
+		 const struct sockaddr *sa, socklen_t salen);
+int loop_read(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
+/* Cancel every operation on fd; op (may be NULL) completes with the count. */
+int loop_cancel_fd(struct loop *l, struct loop_op *op, int fd);
+/* Close through the ring; op may be NULL (completion ignored). */
+int loop_close(struct loop *l, struct loop_op *op, int fd);
+
+void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
+void loop_timer_disarm(struct loop *l, struct loop_timer *t);
+
+/* Queue t to run once after the current dispatch; queuing twice is a no-op. */
+void loop_task_queue(struct loop *l, struct loop_task *t);
+
+/* Block the signals in set and deliver them through a signalfd read on the
+ * ring; cb runs in loop context. Returns 0 or -errno. */
+int loop_signals(struct loop *l, const sigset_t *set, void (*cb)(struct loop *l, int signo));
+
+/* Run until loop_stop(); returns 0 or -errno on a fatal ring error. */
+int loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+
+#endif

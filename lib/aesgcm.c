@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A wolfSSL crypto-callback device that serves AES-256-GCM (12-byte nonce,
+ * 16-byte tag) with libsodium's AES-NI code; Debian's wolfSSL has no AES-NI
+ * and is ~10x slower. Everything else is declined so wolfSSL falls back to
+ * its own software path. The callback is stateless: the key comes from
+ * aes->devKey on every call, because wolfSSL reuses Aes objects (and freed
+ * addresses) for new keys, so nothing may be cached by Aes pointer. */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/wolfcrypt/aes.h>
+#include <wolfssl/wolfcrypt/cryptocb.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/wc_port.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include <weft/aesgcm.h>
+#include <weft/log.h>
+
+#define AESGCM_KEY_LEN 32
+#define AESGCM_NONCE_LEN 12
+#define AESGCM_TAG_LEN 16
+
+static pthread_mutex_t aesgcm_lock = PTHREAD_MUTEX_INITIALIZER;
+/* 0: not tried yet; > 0: registered; < 0: -errno of the failed attempt. */
+static int aesgcm_state;
+static atomic_int aesgcm_devid = INVALID_DEVID;
+/* Relaxed counters: they are statistics, and an atomic add per 16 KB record
+ * costs nothing next to the record crypto itself. */
+static _Atomic uint64_t aesgcm_enc_calls;
+static _Atomic uint64_t aesgcm_dec_calls;
+/* libsodium wants real pointers even for an empty message; it writes none
+ * of its bytes, so one shared scratch byte serves every thread. */
+static unsigned char aesgcm_empty[1];
+
+/* Only a full AES-256 key with the TLS 1.3 nonce and tag sizes is ours; the
+ * check runs before any buffer is touched so a decline leaves wolfSSL free
+ * to redo the call in software. */
+static int aesgcm_shape_ok(const Aes *aes, word32 iv_len, word32 tag_len)
+{
+	return aes && aes->keylen == AESGCM_KEY_LEN && iv_len == AESGCM_NONCE_LEN &&
+	       tag_len == AESGCM_TAG_LEN;
+}
+
+static int aesgcm_encrypt(wc_CryptoInfo *info)
+{
+	Aes *aes = info->cipher.aesgcm_enc.aes;
+	const unsigned char *in = info->cipher.aesgcm_enc.in;
+	unsigned char *out = info->cipher.aesgcm_enc.out;
+	word32 sz = info->cipher.aesgcm_enc.sz;
+
+	if (!aesgcm_shape_ok(aes, info->cipher.aesgcm_enc.ivSz,
+			     info->cipher.aesgcm_enc.authTagSz) ||
+	    !info->cipher.aesgcm_enc.iv || !info->cipher.aesgcm_enc.authTag ||
+	    (sz && (!in || !out)))
+		return CRYPTOCB_UNAVAILABLE;
+	if (!sz) {
+		in = aesgcm_empty;
+		out = aesgcm_empty;
+	}
+	if (crypto_aead_aes256gcm_encrypt_detached(
+		    out, info->cipher.aesgcm_enc.authTag, NULL, in, sz,
+		    info->cipher.aesgcm_enc.authIn, info->cipher.aesgcm_enc.authInSz,
+		    NULL, info->cipher.aesgcm_enc.iv,
+		    (const unsigned char *)aes->devKey) != 0)
+		return WC_HW_E;
+	atomic_fetch_add_explicit(&aesgcm_enc_calls, 1, memory_order_relaxed);
+	return 0;
+}
+
+static int aesgcm_decrypt(wc_CryptoInfo *info)
+{
+	Aes *aes = info->cipher.aesgcm_dec.aes;
+	const unsigned char *in = info->cipher.aesgcm_dec.in;
+	unsigned char *out = info->cipher.aesgcm_dec.out;
+	word32 sz = info->cipher.aesgcm_dec.sz;
+
+	if (!aesgcm_shape_ok(aes, info->cipher.aesgcm_dec.ivSz,
+			     info->cipher.aesgcm_dec.authTagSz) ||
+	    !info->cipher.aesgcm_dec.iv || !info->cipher.aesgcm_dec.authTag ||
+	    (sz && (!in || !out)))
+		return CRYPTOCB_UNAVAILABLE;
+	if (!sz) {
+		in = aesgcm_empty;
+		out = aesgcm_empty;
+	}
+	atomic_fetch_add_explicit(&aesgcm_dec_calls, 1, memory_order_relaxed);
+	/* libsodium verifies the tag before releasing plaintext; a forged
+	 * record is the same error wolfSSL's software path reports, so the
+	 * TLS layer answers bad_record_mac. */
+	if (crypto_aead_aes256gcm_decrypt_detached(
+		    out, NULL, in, sz, info->cipher.aesgcm_dec.authTag,
+		    info->cipher.aesgcm_dec.authIn, info->cipher.aesgcm_dec.authInSz,
+		    info->cipher.aesgcm_dec.iv,
+		    (const unsigned char *)aes->devKey) != 0)
+		return AES_GCM_AUTH_E;
+	return 0;
+}
+
+/* The device callback. It is global: wolfSSL calls it for every algorithm
+ * of every object created with our devId (hashes, ECC, ...), from any
+ * thread, so anything unrecognised is declined. */
+static int aesgcm_on_crypto(int devid, wc_CryptoInfo *info, void *ctx)
+{
+	(void)ctx;
+	if (devid != AESGCM_DEVID || !info || info->algo_type != WC_ALGO_TYPE_CIPHER ||
+	    info->cipher.type != WC_CIPHER_AES_GCM)
+		return CRYPTOCB_UNAVAILABLE;
+	return info->cipher.enc ? aesgcm_encrypt(info) : aesgcm_decrypt(info);
+}
+
+/* NIST GCM test case 16 (AES-256, 96-bit IV, AAD). */
+static const unsigned char st_key[32] = {
+	0xfe, 0xff, 0xe9, 0x92, 0x86, 0x65, 0x73, 0x1c, 0x6d, 0x6a, 0x8f, 0x94,
+	0x67, 0x30, 0x83, 0x08, 0xfe, 0xff, 0xe9, 0x92, 0x86, 0x65, 0x73, 0x1c,
+	0x6d, 0x6a, 0x8f, 0x94, 0x67, 0x30, 0x83, 0x08,
+};
+static const unsigned char st_iv[12] = {
+	0xca, 0xfe, 0xba, 0xbe, 0xfa, 0xce, 0xdb, 0xad, 0xde, 0xca, 0xf8, 0x88,
+};
+static const unsigned char st_aad[20] = {
+	0xfe, 0xed, 0xfa, 0xce, 0xde, 0xad, 0xbe, 0xef, 0xfe, 0xed, 0xfa, 0xce,
+	0xde, 0xad, 0xbe, 0xef, 0xab, 0xad, 0xda, 0xd2,
+};
+static const unsigned char st_pt[60] = {
+	0xd9, 0x31, 0x32, 0x25, 0xf8, 0x84, 0x06, 0xe5, 0xa5, 0x59, 0x09, 0xc5,
+	0xaf, 0xf5, 0x26, 0x9a, 0x86, 0xa7, 0xa9, 0x53, 0x15, 0x34, 0xf7, 0xda,
+	0x2e, 0x4c, 0x30, 0x3d, 0x8a, 0x31, 0x8a, 0x72, 0x1c, 0x3c, 0x0c, 0x95,
+	0x95, 0x68, 0x09, 0x53, 0x2f, 0xcf, 0x0e, 0x24, 0x49, 0xa6, 0xb5, 0x25,
+	0xb1, 0x6a, 0xed, 0xf5, 0xaa, 0x0d, 0xe6, 0x57, 0xba, 0x63, 0x7b, 0x39,
+};
+static const unsigned char st_ct[60] = {
+	0x52, 0x2d, 0xc1, 0xf0, 0x99, 0x56, 0x7d, 0x07, 0xf4, 0x7f, 0x37, 0xa3,
+	0x2a, 0x84, 0x42, 0x7d, 0x64, 0x3a, 0x8c, 0xdc, 0xbf, 0xe5, 0xc0, 0xc9,
+	0x75, 0x98, 0xa2, 0xbd, 0x25, 0x55, 0xd1, 0xaa, 0x8c, 0xb0, 0x8e, 0x48,
+	0x59, 0x0d, 0xbb, 0x3d, 0xa7, 0xb0, 0x8b, 0x10, 0x56, 0x82, 0x88, 0x38,
+	0xc5, 0xf6, 0x1e, 0x63, 0x93, 0xba, 0x7a, 0x0a, 0xbc, 0xc9, 0xf6, 0x62,
+};
+static const unsigned char st_tag[16] = {
+	0x76, 0xfc, 0x6e, 0xce, 0x0f, 0x4e, 0x17, 0x68, 0xcd, 0xdf, 0x88, 0x53,
+	0xbb, 0x2d, 0x55, 0x1b,
+};
+
+/* Prove that wolfSSL really routes AES-256-GCM through the device: the
+ * failure mode otherwise is silent and 10x slower. Encrypts and decrypts the
+ * known-answer vector in place (as TLS records are) through wolfCrypt with
+ * our devId and checks both the bytes and that the counters moved. */
+static int aesgcm_self_test(int devid)
+{
+	Aes aes;
+	unsigned char buf[sizeof(st_pt)], tag[sizeof(st_tag)];
+	uint64_t enc0 = aesgcm_encrypt_calls(), dec0 = aesgcm_decrypt_calls();
+	int ret = -EIO;
+
+	if (wc_AesInit(&aes, NULL, devid) != 0)
+		return -EIO;
+	if (wc_AesGcmSetKey(&aes, st_key, sizeof(st_key)) != 0)
+		goto out;
+	memcpy(buf, st_pt, sizeof(buf));
+	if (wc_AesGcmEncrypt(&aes, buf, buf, sizeof(buf), st_iv, sizeof(st_iv), tag,
+			     sizeof(tag), st_aad, sizeof(st_aad)) != 0 ||
+	    memcmp(buf, st_ct, sizeof(buf)) != 0 || memcmp(tag, st_tag, sizeof(tag)) != 0)
+		goto out;
+	if (wc_AesGcmDecrypt(&aes, buf, buf, sizeof(buf), st_iv, sizeof(st_iv), tag,
+			     sizeof(tag), st_aad, sizeof(st_aad)) != 0 ||
+	    memcmp(buf, st_pt, sizeof(buf)) != 0)
+		goto out;
+	if (aesgcm_encrypt_calls() == enc0 || aesgcm_decrypt_calls() == dec0) {
+		log_error("aesgcm: self-test ran in wolfSSL software, not in the device");
+		goto out;
+	}
+	ret = 0;
+out:
+	wc_AesFree(&aes);
+	sodium_memzero(&aes, sizeof(aes));
+	return ret;
+}
+
+static int aesgcm_register(void)
+{
+	int ret;
+
+	if (sodium_init() < 0)
+		return -EIO;
+	if (!crypto_aead_aes256gcm_is_available())
+		return -ENOTSUP;
+	/* Registration before wolfCrypt's init fails (every slot still looks
+	 * taken). wolfCrypt_Init is reference-counted, so calling it here is
+	 * harmless when wolfSSL_Init already ran, and makes a forgotten
+	 * wolfSSL_Init an error we can see rather than a silent fallback. */
+	if (wolfCrypt_Init() != 0)
+		return -EIO;
+	ret = wc_CryptoCb_RegisterDevice(AESGCM_DEVID, aesgcm_on_crypto, NULL);
+	if (ret != 0) {
+		log_error("aesgcm: wolfSSL refused the crypto device (%d)", ret);
+		return -EIO;
+	}
+	ret = aesgcm_self_test(AESGCM_DEVID);
+	if (ret < 0) {
+		wc_CryptoCb_UnRegisterDevice(AESGCM_DEVID);
+		log_error("aesgcm: self-test failed; AES-GCM stays in wolfSSL software");
+		return ret;
+	}
+	return AESGCM_DEVID;
+}
+
+int aesgcm_device_init(void)
+{
+	int ret;
+
+	pthread_mutex_lock(&aesgcm_lock);
+	if (aesgcm_state == 0) {
+		aesgcm_state = aesgcm_register();
+		if (aesgcm_state > 0)
+			atomic_store(&aesgcm_devid, aesgcm_state);
+	}
+	ret = aesgcm_state;
+	pthread_mutex_unlock(&aesgcm_lock);
+	return ret;
+}
+
+int aesgcm_device_id(void)
+{
+	return atomic_load(&aesgcm_devid);
+}
+
+uint64_t aesgcm_encrypt_calls(void)
+{
+	return atomic_load_explicit(&aesgcm_enc_calls, memory_order_relaxed);
+}
+
+uint64_t aesgcm_decrypt_calls(void)
+{
+	return atomic_load_explicit(&aesgcm_dec_calls, memory_order_relaxed);
+}

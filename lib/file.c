@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Whole-file helpers for config, token, registry and key files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <weft/file.h>
+
+int file_read(const char *path, size_t max, char **buf, size_t *len)
+{
+	struct stat st;
+	size_t got = 0;
+	char *b;
+	int fd, err;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st)) {
+		err = -errno;
+		goto fail_fd;
+	}
+	if ((size_t)st.st_size > max) {
+		err = -EFBIG;
+		goto fail_fd;
+	}
+	b = malloc(st.st_size + 1);
+	if (!b) {
+		err = -ENOMEM;
+		goto fail_fd;
+	}
+	/* The file may change under us (editors, rename): read what is there
+	 * up to the size seen, never past the bound. */
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, b + got, st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			free(b);
+			goto fail_fd;
+		}
+		if (n == 0)
+			break;
+		got += n;
+	}
+	close(fd);
+	b[got] = 0;
+	*buf = b;
+	*len = got;
+	return 0;
+fail_fd:
+	close(fd);
+	return err;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char tmp[4096];
+	const char *p = data;
+	int fd, err = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = -errno;
+			break;
+		}
+		p += n;
+		len -= n;
+	}
+	if (!err && fchmod(fd, mode))
+		err = -errno;
+	if (!err && fsync(fd))
+		err = -errno;
+	if (close(fd) && !err)
+		err = -errno;
+	if (!err && rename(tmp, path))
+		err = -errno;
+	if (err)
+		unlink(tmp);
+	return err;
+}

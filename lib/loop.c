@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The io_uring event loop: one ring per thread, a min-heap of timers, a FIFO
+ * of deferred tasks and signals read from a signalfd through the ring. The
+ * cycle is fixed: reap completions -> run tasks -> expire timers -> submit
+ * and wait until the next timer. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include <weft/log.h>
+#include <weft/loop.h>
+
+/* Timers expired per iteration at most: a burst of due timers must not
+ * starve the completions that arrive meanwhile. The rest wait one turn
+ * (the next wait then has a zero timeout). */
+#define LOOP_TIMER_BATCH 256
+#define LOOP_HEAP_MIN 64
+
+struct loop {
+	struct io_uring ring;
+	uint64_t now_ms;
+	int stopping;
+
+	/* Min-heap on at_ms, 1-based: heap[i]->idx == i, so disarm and
+	 * re-arm are O(log n) without searching. */
+	struct loop_timer **heap;
+	unsigned heap_len;
+	unsigned heap_cap;
+
+	struct loop_task *task_head;
+	struct loop_task *task_tail;
+
+	int sig_fd;			/* -1 until loop_signals() */
+	struct loop_op sig_op;
+	struct signalfd_siginfo sig_info;
+	void (*sig_cb)(struct loop *l, int signo);
+};
+
+static uint64_t loop_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+struct loop *loop_new(unsigned entries)
+{
+	struct io_uring_params p;
+	struct loop *l;
+	int ret;
+
+	if (entries == 0)
+		entries = 256;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->sig_fd = -1;
+	l->heap_cap = LOOP_HEAP_MIN;
+	l->heap = calloc(l->heap_cap + 1, sizeof(*l->heap));
+	if (!l->heap)
+		goto fail_heap;
+
+	/* A CQ four times the SQ: multishot accept and many connections post
+	 * more completions than we submit. COOP_TASKRUN avoids IPIs since
+	 * we always reap from the submitting thread; older kernels reject
+	 * the flag, so retry without it. */
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
+	p.cq_entries = entries * 4;
+	ret = io_uring_queue_init_params(entries, &l->ring, &p);
+	if (ret == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &l->ring, &p);
+	}
+	if (ret < 0) {
+		log_error("io_uring setup (%u entries): %s", entries, strerror(-ret));
+		errno = -ret;
+		goto fail_ring;
+	}
+	l->now_ms = loop_clock_ms();
+	return l;
+
+fail_ring:
+	free(l->heap);
+fail_heap:
+	free(l);
+	return NULL;
+}
+
+/* The caller must have closed every object with operations in flight;
+ * completions still pending are dropped with the ring. */
+void loop_free(struct loop *l)
+{
+	if (!l)
+		return;
+	io_uring_queue_exit(&l->ring);
+	if (l->sig_fd >= 0)
+		close(l->sig_fd);
+	for (unsigned i = 1; i <= l->heap_len; i++)
+		l->heap[i]->idx = 0;
+	free(l->heap);
+	free(l);
+}
+
+uint64_t loop_now_ms(const struct loop *l)
+{
+	return l->now_ms;
+}
+
+/* An SQE, submitting what is queued when the SQ is full; NULL only when the
+ * kernel cannot take more even after that. */
+static struct io_uring_sqe *loop_sqe_get(struct loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+
+	if (sqe)
+		return sqe;
+	io_uring_submit(&l->ring);
+	return io_uring_get_sqe(&l->ring);
+}
+
+/* Multishot: one SQE yields a CQE per accepted socket while IORING_CQE_F_MORE
+ * is set. When a CQE arrives without F_MORE (error, or the kernel dropped the
+ * request) the CALLER re-arms with loop_accept() if it still wants to listen;
+ * the loop does not, because only the owner knows whether the listener is
+ * being closed. */
+int loop_accept(struct loop *l, struct loop_op *op, int fd)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_recv(sqe, fd, buf, len, 0);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int loop_connect(struct loop *l, struct loop_op *op, int fd,
+		 const struct sockaddr *sa, socklen_t salen)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_connect(sqe, fd, sa, salen);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int loop_read(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	/* offset -1: use (and advance) the file position, as read(2) does;
+	 * pipes, eventfds and signalfds need that. */
+	io_uring_prep_read(sqe, fd, buf, len, (uint64_t)-1);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+/* Cancel by fd with CANCEL_ALL (liburing 2.3 has it): a connection may have
+ * a recv and a send in flight, and one SQE must catch both. */
+int loop_cancel_fd(struct loop *l, struct loop_op *op, int fd)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int loop_close(struct loop *l, struct loop_op *op, int fd)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_close(sqe, fd);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+/* --- timers: binary min-heap -------------------------------------------- */
+
+static void loop_heap_place(struct loop *l, unsigned i, struct loop_timer *t)
+{
+	l->heap[i] = t;
+	t->idx = i;
+}
+
+static void loop_heap_up(struct loop *l, unsigned i)
+{
+	struct loop_timer *t = l->heap[i];
+
+	while (i > 1 && l->heap[i / 2]->at_ms > t->at_ms) {
+		loop_heap_place(l, i, l->heap[i / 2]);
+		i /= 2;
+	}
+	loop_heap_place(l, i, t);
+}
+
+static void loop_heap_down(struct loop *l, unsigned i)
+{
+	struct loop_timer *t = l->heap[i];
+
+	for (;;) {
+		unsigned c = i * 2;
+
+		if (c > l->heap_len)
+			break;
+		if (c + 1 <= l->heap_len && l->heap[c + 1]->at_ms < l->heap[c]->at_ms)
+			c++;
+		if (l->heap[c]->at_ms >= t->at_ms)
+			break;
+		loop_heap_place(l, i, l->heap[c]);
+		i = c;
+	}
+	loop_heap_place(l, i, t);
+}
+
+/* (Re)arm t to fire delay_ms after the cached now. An armed timer moves. */
+void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms)
+{
+	uint64_t at = l->now_ms + delay_ms;
+
+	if (t->idx) {
+		uint64_t old = t->at_ms;
+
+		t->at_ms = at;
+		if (at < old)
+			loop_heap_up(l, t->idx);
+		else
+			loop_heap_down(l, t->idx);
+		return;
+	}
+	if (l->heap_len == l->heap_cap) {
+		unsigned cap = l->heap_cap * 2;
+		struct loop_timer **h = realloc(l->heap, (cap + 1) * sizeof(*h));
+
+		if (!h) {
+			/* No way to report it through a void API; a timer
+			 * that never fires is the lesser harm than aborting
+			 * the daemon. Growth by doubling makes this rare. */
+			log_error("timer heap: out of memory (%u timers)", l->heap_len);
+			return;
+		}
+		l->heap = h;
+		l->heap_cap = cap;
+	}
+	t->at_ms = at;
+	l->heap_len++;
+	l->heap[l->heap_len] = t;
+	t->idx = l->heap_len;
+	loop_heap_up(l, l->heap_len);
+}
+
+void loop_timer_disarm(struct loop *l, struct loop_timer *t)
+{
+	unsigned i = t->idx;
+	struct loop_timer *last;
+
+	if (!i)
+		return;
+	t->idx = 0;
+	last = l->heap[l->heap_len--];
+	if (last == t)
+		return;
+	l->heap[i] = last;
+	last->idx = i;
+	/* The moved timer may belong above or below its new slot. */
+	if (i > 1 && l->heap[i / 2]->at_ms > last->at_ms)
+		loop_heap_up(l, i);
+	else
+		loop_heap_down(l, i);
+}
+
+static void loop_timers_expire(struct loop *l)
+{
+	for (unsigned n = 0; n < LOOP_TIMER_BATCH && l->heap_len; n++) {
+		struct loop_timer *t = l->heap[1];
+
+		if (t->at_ms > l->now_ms)
+			break;
+		loop_timer_disarm(l, t);
+		t->cb(t);
+	}
+}
+
+/* --- tasks ---------------------------------------------------------------- */
+
+void loop_task_queue(struct loop *l, struct loop_task *t)
+{
+	if (t->queued)
+		return;
+	t->queued = 1;
+	t->next = NULL;
+	if (l->task_tail)
+		l->task_tail->next = t;
+	else
+		l->task_head = t;
+	l->task_tail = t;
+}
+
+/* Run the tasks queued so far. The list is detached first so that tasks
+ * queued by these callbacks wait for the next round, and a task's memory
+ * may be freed by its own callback (read next before calling). */
+static void loop_tasks_run(struct loop *l)
+{
+	struct loop_task *t = l->task_head;
+
+	l->task_head = l->task_tail = NULL;
+	while (t) {
+		struct loop_task *next = t->next;
+
+		t->queued = 0;
+		t->next = NULL;
+		t->cb(t);
+		t = next;
+	}
+}
+
+/* --- signals -------------------------------------------------------------- */
+
+static void loop_on_signal(struct loop_op *op, int res, unsigned flags);
+
+static int loop_signal_arm(struct loop *l)
+{
+	return loop_read(l, &l->sig_op, l->sig_fd, &l->sig_info, sizeof(l->sig_info));
+}
+
+static void loop_on_signal(struct loop_op *op, int res, unsigned flags)
+{
+	struct loop *l = (struct loop *)((char *)op - offsetof(struct loop, sig_op));
+	int ret;
+
+	(void)flags;
+	if (res == (int)sizeof(l->sig_info))
+		l->sig_cb(l, (int)l->sig_info.ssi_signo);
+	else if (res < 0 && res != -EINTR && res != -EAGAIN)
+		log_error("signalfd read: %s", strerror(-res));
+	ret = loop_signal_arm(l);
+	if (ret < 0)
+		log_error("signalfd re-arm: %s", strerror(-ret));
+}
+
+/* Signals are blocked in the calling thread only (pthread_sigmask): call
+ * this before starting other threads so they inherit the mask, or the
+ * kernel may deliver a process signal to a thread that does not block it. */
+int loop_signals(struct loop *l, const sigset_t *set, void (*cb)(struct loop *l, int signo))
+{
+	int ret, fd;
+
+	ret = pthread_sigmask(SIG_BLOCK, set, NULL);
+	if (ret)
+		return -ret;
+	/* Re-using the fd replaces its mask; a read already in flight stays. */
+	fd = signalfd(l->sig_fd, set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	l->sig_cb = cb;
+	if (l->sig_fd >= 0)
+		return 0;
+	l->sig_fd = fd;
+	l->sig_op.cb = loop_on_signal;
+	ret = loop_signal_arm(l);
+	if (ret < 0) {
+		close(fd);
+		l->sig_fd = -1;
+	}
+	return ret;
+}
+
+/* --- the cycle ------------------------------------------------------------ */
+
+static void loop_reap(struct loop *l)
+{
+	struct io_uring_cqe *cqe;
+
+	/* Copy and mark seen before dispatching: the callback may submit,
+	 * and the CQ slot must not be held across it. */
+	while (io_uring_peek_cqe(&l->ring, &cqe) == 0) {
+		uint64_t ud = cqe->user_data;
+		int res = cqe->res;
+		unsigned flags = cqe->flags;
+		struct loop_op *op;
+
+		io_uring_cqe_seen(&l->ring, cqe);
+		if (ud == 0 || ud == LIBURING_UDATA_TIMEOUT)
+			continue;
+		op = (struct loop_op *)(uintptr_t)ud;
+		op->cb(op, res, flags);
+	}
+}
+
+int loop_run(struct loop *l)
+{
+	l->stopping = 0;
+	while (!l->stopping) {
+		struct __kernel_timespec ts, *tsp = NULL;
+		struct io_uring_cqe *cqe;
+		int ret;
+
+		l->now_ms = loop_clock_ms();
+		loop_reap(l);
+		loop_tasks_run(l);
+		loop_timers_expire(l);
+		if (l->stopping) {
+			io_uring_submit(&l->ring);
+			break;
+		}
+
+		if (l->task_head || (l->heap_len && l->heap[1]->at_ms <= l->now_ms)) {
+			/* Work is ready: submit, do not sleep. */
+			ret = io_uring_submit(&l->ring);
+		} else {
+			if (l->heap_len) {
+				uint64_t d = l->heap[1]->at_ms - l->now_ms;
+
+				ts.tv_sec = (long long)(d / 1000);
+				ts.tv_nsec = (long long)(d % 1000) * 1000000;
+				tsp = &ts;
+			}
+			ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
+		}
+		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY &&
+		    ret != -EAGAIN) {
+			log_error("io_uring submit/wait: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void loop_stop(struct loop *l)
+{
+	l->stopping = 1;
+}

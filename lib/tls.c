@@ -1,0 +1,911 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* TLS 1.3 over wolfSSL with memory I/O: ciphertext comes in through
+ * tls_feed and goes out through tls_out_peek/consume, so the same code runs
+ * under io_uring, in unit tests and in the fuzzer. Peers are verified as
+ * SPIFFE X.509-SVIDs (chain to the bundle, exactly one URI SAN, an allowed
+ * trust domain, optionally an exact expected ID), and every failure leaves a
+ * sentence in tls_error(). AES-256-GCM records go to the libsodium device. */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/error-ssl.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#include <sodium.h>
+
+#include <weft/aesgcm.h>
+#include <weft/log.h>
+#include <weft/spiffe.h>
+#include <weft/tls.h>
+
+/* Largest TLS 1.3 ciphertext record: header + 2^14 + 256 of expansion. */
+#define TLS_RECORD_MAX (5 + 16384 + 256)
+/* Pending ciphertext from the peer: 64 KiB plus one record. */
+#define TLS_IN_MAX (64 * 1024 + TLS_RECORD_MAX)
+/* tls_write stops taking plaintext once this much ciphertext is pending;
+ * the hard cap leaves room for the record in flight and alerts. */
+#define TLS_OUT_SOFT (256 * 1024)
+#define TLS_OUT_MAX (TLS_OUT_SOFT + 4 * TLS_RECORD_MAX)
+/* Plaintext per wolfSSL_write: one full record. */
+#define TLS_WRITE_CHUNK 16384
+/* Buffers larger than this are released once drained, so an idle tunnel
+ * holds no bulk memory. */
+#define TLS_BUF_KEEP (32 * 1024)
+
+#define TLS_DEFAULT_CIPHERS \
+	"TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256"
+
+struct tls_ctx {
+	WOLFSSL_CTX *wctx;
+	enum tls_role role;
+	enum tls_peer_auth peer_auth;
+	char **trust_domains;	/* NULL-terminated copies */
+	char *alpn;		/* NULL: no ALPN */
+};
+
+struct tls_buf {
+	uint8_t *p;
+	size_t off;		/* first pending byte */
+	size_t len;		/* end of pending bytes */
+	size_t cap;
+};
+
+struct tls {
+	struct tls_ctx *ctx;
+	WOLFSSL *ssl;
+	struct tls_buf in;	/* ciphertext from the peer */
+	struct tls_buf out;	/* ciphertext for the peer */
+	char *expect;		/* client: exact server SPIFFE ID required */
+	char *peer;		/* the verified peer's SPIFFE ID */
+	unsigned done : 1;	/* handshake complete and peer accepted */
+	unsigned failed : 1;	/* fatal error; only tls_out_* still work */
+	unsigned leaf_checked : 1; /* verify callback accepted the leaf */
+	unsigned alpn_ok : 1;	/* ctx->alpn was negotiated */
+	char err[TLS_ERR_MAX];
+};
+
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static int tls_init_ret;
+
+static void tls_global_init(void)
+{
+	int ret;
+
+	if (wolfSSL_Init() != WOLFSSL_SUCCESS) {
+		tls_init_ret = -EIO;
+		return;
+	}
+	ret = aesgcm_device_init();
+	if (ret == -ENOTSUP)
+		log_warn("tls: CPU has no AES-NI; AES-256-GCM runs in wolfSSL software");
+	else if (ret < 0)
+		log_warn("tls: AES-256-GCM device unavailable (%s); using wolfSSL software",
+			 strerror(-ret));
+}
+
+static void tls_seterr(struct tls *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Record the first reason only: later errors are usually consequences. */
+static void tls_seterr(struct tls *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (t->err[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->err, sizeof(t->err), fmt, ap);
+	va_end(ap);
+}
+
+static void ctx_seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void ctx_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static const char *tls_wolf_reason(int code, char *buf, size_t len)
+{
+	wolfSSL_ERR_error_string_n((unsigned long)code, buf, (unsigned long)len);
+	return buf;
+}
+
+/* ---- memory I/O ---------------------------------------------------------- */
+
+static int tls_buf_reserve(struct tls_buf *b, size_t need, size_t max)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (b->off && b->len + need > b->cap) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	if (b->len + need <= b->cap)
+		return 0;
+	if (b->len + need > max)
+		return -ENOBUFS;
+	cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + need)
+		cap *= 2;
+	if (cap > max)
+		cap = max;
+	p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static void tls_buf_drained(struct tls_buf *b)
+{
+	b->off = b->len = 0;
+	if (b->cap > TLS_BUF_KEEP) {
+		free(b->p);
+		b->p = NULL;
+		b->cap = 0;
+	}
+}
+
+static int tls_on_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+	struct tls *t = arg;
+	size_t n = t->in.len - t->in.off;
+
+	(void)ssl;
+	if (!n)
+		return WOLFSSL_CBIO_ERR_WANT_READ;
+	if (sz >= 0 && n > (size_t)sz)
+		n = (size_t)sz;
+	memcpy(buf, t->in.p + t->in.off, n);
+	t->in.off += n;
+	if (t->in.off == t->in.len)
+		tls_buf_drained(&t->in);
+	return (int)n;
+}
+
+static int tls_on_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
+{
+	struct tls *t = arg;
+
+	(void)ssl;
+	if (sz <= 0)
+		return 0;
+	/* tls_write keeps the pending output under TLS_OUT_SOFT, so hitting
+	 * the hard cap means the caller stopped draining; fail loudly rather
+	 * than grow without bound. */
+	if (tls_buf_reserve(&t->out, (size_t)sz, TLS_OUT_MAX) < 0) {
+		tls_seterr(t, "TLS output buffer full (%d bytes pending)",
+			   (int)(t->out.len - t->out.off));
+		return WOLFSSL_CBIO_ERR_GENERAL;
+	}
+	memcpy(t->out.p + t->out.len, buf, (size_t)sz);
+	t->out.len += (size_t)sz;
+	return sz;
+}
+
+/* ---- SPIFFE peer verification -------------------------------------------- */
+
+static int tls_td_allowed(const struct tls_ctx *ctx, const char *td)
+{
+	for (char **p = ctx->trust_domains; p && *p; p++)
+		if (strcmp(*p, td) == 0)
+			return 1;
+	return 0;
+}
+
+/* Check the peer's leaf (DER) as an X.509-SVID and remember its ID.
+ * Returns 0 or -EPROTO with the reason in t->err. With check == 0 (peer
+ * auth NONE) the ID is only recorded, when there is exactly one. */
+static int tls_leaf_check(struct tls *t, const uint8_t *der, size_t len, int check)
+{
+	struct DecodedCert *dc;
+	struct spiffe_id *id = NULL;
+	const DNS_entry *uri = NULL;
+	char shown[160];
+	const char *why = NULL;
+	int nuri = 0, ret = -EPROTO;
+
+	dc = malloc(sizeof(*dc));
+	if (!dc) {
+		tls_seterr(t, "out of memory checking the peer certificate");
+		return -ENOMEM;
+	}
+	wc_InitDecodedCert(dc, der, (word32)len, NULL);
+	if (wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) != 0) {
+		tls_seterr(t, "peer certificate does not parse");
+		goto out;
+	}
+	for (const DNS_entry *e = dc->altNames; e; e = e->next) {
+		if (e->type == ASN_URI_TYPE) {
+			nuri++;
+			uri = e;
+		}
+	}
+	if (!check) {
+		ret = 0;
+		if (nuri == 1 && !t->peer)
+			t->peer = strndup(uri->name, (size_t)uri->len);
+		goto out;
+	}
+	if (nuri == 0) {
+		tls_seterr(t, "peer certificate has no URI SAN, so it is not a SPIFFE SVID");
+		goto out;
+	}
+	if (nuri > 1) {
+		tls_seterr(t, "peer certificate has %d URI SANs; a SPIFFE SVID has exactly one",
+			   nuri);
+		goto out;
+	}
+	log_escape(shown, sizeof(shown), uri->name, (size_t)uri->len);
+	if (dc->isCA) {
+		tls_seterr(t, "peer leaf certificate %s is a CA (cA=true)", shown);
+		goto out;
+	}
+	id = malloc(sizeof(*id));
+	if (!id) {
+		tls_seterr(t, "out of memory checking the peer certificate");
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (spiffe_id_parse(uri->name, (size_t)uri->len, id, &why) < 0) {
+		tls_seterr(t, "peer URI SAN %s is not a SPIFFE ID: %s", shown,
+			   why ? why : "invalid");
+		goto out;
+	}
+	if (!tls_td_allowed(t->ctx, id->td)) {
+		tls_seterr(t, "peer SPIFFE ID %s not in an allowed trust domain", shown);
+		goto out;
+	}
+	if (t->expect && (strlen(t->expect) != (size_t)uri->len ||
+			  memcmp(t->expect, uri->name, (size_t)uri->len) != 0)) {
+		tls_seterr(t, "peer is %s, expected %s", shown, t->expect);
+		goto out;
+	}
+	free(t->peer);
+	t->peer = strndup(uri->name, (size_t)uri->len);
+	if (!t->peer) {
+		tls_seterr(t, "out of memory checking the peer certificate");
+		ret = -ENOMEM;
+		goto out;
+	}
+	t->leaf_checked = 1;
+	ret = 0;
+out:
+	free(id);
+	wc_FreeDecodedCert(dc);
+	free(dc);
+	return ret;
+}
+
+/* wolfSSL calls this for every certificate of the peer's chain (it is built
+ * with WOLFSSL_ALWAYS_VERIFY_CB), the leaf last at depth 0. Rejecting here,
+ * rather than after the handshake, makes wolfSSL send the peer an alert. */
+static int tls_on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+	struct tls *t = store ? store->userCtx : NULL;
+	const unsigned char *der;
+	int len = 0;
+
+	if (!t)
+		return 0;
+	if (!preverify) {
+		tls_seterr(t, "peer certificate chain does not verify against the trust bundle: %s",
+			   wolfSSL_X509_verify_cert_error_string(store->error));
+		return 0;
+	}
+	if (store->error_depth != 0)
+		return 1;
+	der = store->current_cert ? wolfSSL_X509_get_der(store->current_cert, &len) : NULL;
+	if (!der || len <= 0) {
+		/* Also called when the peer sent an empty Certificate. */
+		if (t->ctx->peer_auth == TLS_PEER_OPTIONAL && t->ctx->role == TLS_SERVER)
+			return 1;
+		tls_seterr(t, "peer presented no certificate");
+		return 0;
+	}
+	return tls_leaf_check(t, der, (size_t)len, 1) == 0;
+}
+
+/* After the handshake: make sure the SPIFFE checks really ran on the leaf
+ * the peer presented (they must have, unless wolfSSL skipped the callback),
+ * and in NONE mode record the peer's ID for tls_peer_id. */
+static int tls_peer_finish(struct tls *t)
+{
+	WOLFSSL_X509_CHAIN *chain = wolfSSL_get_peer_chain(t->ssl);
+	int n = chain ? wolfSSL_get_chain_count(chain) : 0;
+	enum tls_peer_auth auth = t->ctx->peer_auth;
+	const uint8_t *der = NULL;
+	int len = 0;
+
+	if (n > 0) {
+		der = wolfSSL_get_chain_cert(chain, 0);
+		len = wolfSSL_get_chain_length(chain, 0);
+	}
+	if (auth == TLS_PEER_NONE) {
+		if (der && len > 0)
+			tls_leaf_check(t, der, (size_t)len, 0);
+		return 0;
+	}
+	if (t->leaf_checked)
+		return 0;
+	if (!der || len <= 0) {
+		if (auth == TLS_PEER_OPTIONAL && t->ctx->role == TLS_SERVER)
+			return 0;
+		tls_seterr(t, "peer presented no certificate");
+		return -EPROTO;
+	}
+	return tls_leaf_check(t, der, (size_t)len, 1);
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* wolfSSL 5.5.4 has no names for the TLS 1.3 additions. */
+static const char *tls_alert_name(int code)
+{
+	static char unknown[32];
+	const char *name;
+
+	switch (code) {
+	case 109: return "missing_extension";
+	case 115: return "unknown_psk_identity";
+	case 116: return "certificate_required";
+	case 120: return "no_application_protocol";
+	}
+	name = wolfSSL_alert_desc_string_long(code);
+	if (name)
+		return name;
+	snprintf(unknown, sizeof(unknown), "alert %d", code);
+	return unknown;
+}
+
+/* Turn wolfSSL's error for the failed call into a sentence (unless the
+ * verify callback already wrote a better one) and mark t dead. */
+static int tls_fail(struct tls *t, int ret)
+{
+	int e = wolfSSL_get_error(t->ssl, ret);
+	WOLFSSL_ALERT_HISTORY h;
+	char buf[WOLFSSL_MAX_ERROR_SZ];
+
+	t->failed = 1;
+	if (t->err[0])
+		return -EPROTO;
+	switch (e) {
+	case FATAL_ERROR:
+		if (wolfSSL_get_alert_history(t->ssl, &h) == WOLFSSL_SUCCESS &&
+		    h.last_rx.code >= 0) {
+			tls_seterr(t, "TLS alert from peer: %s", tls_alert_name(h.last_rx.code));
+			break;
+		}
+		tls_seterr(t, "TLS alert from peer");
+		break;
+	case NO_PEER_CERT:
+		tls_seterr(t, "peer presented no certificate");
+		break;
+	case VERIFY_MAC_ERROR:
+	case DECRYPT_ERROR:
+	case AES_GCM_AUTH_E:
+		tls_seterr(t, "bad record MAC: a TLS record was corrupted or forged");
+		break;
+	case MATCH_SUITE_ERROR:
+		tls_seterr(t, "no TLS 1.3 cipher suite in common with the peer");
+		break;
+	case VERSION_ERROR:
+		tls_seterr(t, "peer does not speak TLS 1.3");
+		break;
+	case UNKNOWN_ALPN_PROTOCOL_NAME_E:
+		tls_seterr(t, "peer does not support ALPN %s", t->ctx->alpn ? t->ctx->alpn : "?");
+		break;
+	default:
+		if (e <= ASN_PARSE_E && e >= ASN_PARSE_E - 100) {
+			tls_seterr(t, "peer certificate chain does not verify against the trust bundle: %s",
+				   tls_wolf_reason(e, buf, sizeof(buf)));
+			break;
+		}
+		tls_seterr(t, "TLS error: %s (%d)", tls_wolf_reason(e, buf, sizeof(buf)), e);
+		break;
+	}
+	return -EPROTO;
+}
+
+/* ---- context ------------------------------------------------------------- */
+
+static void tls_strv_free(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+static char **tls_strv_dup(const char *const *v)
+{
+	size_t n = 0;
+	char **c;
+
+	while (v && v[n])
+		n++;
+	c = calloc(n + 1, sizeof(*c));
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = strdup(v[i]);
+		if (!c[i]) {
+			tls_strv_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* wolfSSL 5.5.4's wolfSSL_CTX_check_private_key accepts any EC key, so
+ * compare public points ourselves: a mismatched key would otherwise only
+ * show up as the peer failing CertificateVerify. Returns 0 when they match
+ * (or the key is not EC, left to wolfSSL), -EINVAL when they differ. The
+ * DER copy of the private key is wiped before it is freed. */
+static int tls_key_matches_cert(const struct tls_ctx_opts *o)
+{
+	struct DecodedCert *dc = NULL;
+	uint8_t *kder = NULL, *cder = NULL, pub[133];
+	word32 idx = 0, publen = sizeof(pub);
+	int klen, clen, ret = 0;
+	ecc_key k;
+
+	if (o->key_len > 16384 || o->chain_len > 1 << 20)
+		return -EINVAL;
+	kder = malloc(o->key_len);
+	cder = malloc(o->chain_len);
+	dc = malloc(sizeof(*dc));
+	if (!kder || !cder || !dc) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	klen = wc_KeyPemToDer((const unsigned char *)o->key_pem, (int)o->key_len, kder,
+			      (int)o->key_len, NULL);
+	clen = wc_CertPemToDer((const unsigned char *)o->chain_pem, (int)o->chain_len, cder,
+			       (int)o->chain_len, CERT_TYPE);
+	if (klen <= 0 || clen <= 0)
+		goto out_free;
+	/* PKCS#8 ("PRIVATE KEY"): skip to the SEC1 key inside. */
+	if (wc_GetPkcs8TraditionalOffset(kder, &idx, (word32)klen) < 0)
+		idx = 0;
+	if (wc_ecc_init(&k) != 0)
+		goto out_free;
+	if (wc_EccPrivateKeyDecode(kder, &idx, &k, (word32)klen) != 0)
+		goto out_key;	/* not EC: wolfSSL's own loading decides */
+	if (k.type == ECC_PRIVATEKEY_ONLY && wc_ecc_make_pub(&k, NULL) != 0)
+		goto out_key;
+	if (wc_ecc_export_x963(&k, pub, &publen) != 0)
+		goto out_key;
+	wc_InitDecodedCert(dc, cder, (word32)clen, NULL);
+	if (wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
+		/* The certificate's key is the same uncompressed point, possibly
+		 * wrapped in SubjectPublicKeyInfo: compare the trailing bytes. */
+		if (dc->keyOID != ECDSAk || dc->pubKeySize < publen ||
+		    memcmp(dc->publicKey + dc->pubKeySize - publen, pub, publen) != 0)
+			ret = -EINVAL;
+	}
+	wc_FreeDecodedCert(dc);
+out_key:
+	wc_ecc_free(&k);
+	sodium_memzero(&k, sizeof(k));
+out_free:
+	if (kder)
+		sodium_memzero(kder, o->key_len);
+	free(kder);
+	free(cder);
+	free(dc);
+	return ret;
+}
+
+static int tls_ctx_load_identity(struct tls_ctx *c, const struct tls_ctx_opts *o, char *err,
+				 size_t errlen)
+{
+	char buf[WOLFSSL_MAX_ERROR_SZ];
+	int ret;
+
+	if (!o->chain_pem && !o->key_pem) {
+		if (o->role == TLS_SERVER) {
+			ctx_seterr(err, errlen, "a TLS server needs a certificate chain and key");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!o->chain_pem || !o->key_pem) {
+		ctx_seterr(err, errlen, "certificate chain and private key must be given together");
+		return -EINVAL;
+	}
+	ret = wolfSSL_CTX_use_certificate_chain_buffer_format(
+		c->wctx, (const unsigned char *)o->chain_pem, (long)o->chain_len,
+		WOLFSSL_FILETYPE_PEM);
+	if (ret != WOLFSSL_SUCCESS) {
+		ctx_seterr(err, errlen, "cannot load our certificate chain: %s",
+			   tls_wolf_reason(ret, buf, sizeof(buf)));
+		return -EINVAL;
+	}
+	/* wolfSSL decodes the PEM into its own DER buffer, which it wipes when
+	 * freed; no copy of the key is made here. */
+	ret = wolfSSL_CTX_use_PrivateKey_buffer(c->wctx, (const unsigned char *)o->key_pem,
+						(long)o->key_len, WOLFSSL_FILETYPE_PEM);
+	if (ret != WOLFSSL_SUCCESS) {
+		ctx_seterr(err, errlen, "cannot load our private key: %s",
+			   tls_wolf_reason(ret, buf, sizeof(buf)));
+		return -EINVAL;
+	}
+	if (wolfSSL_CTX_check_private_key(c->wctx) != WOLFSSL_SUCCESS ||
+	    tls_key_matches_cert(o) == -EINVAL) {
+		ctx_seterr(err, errlen, "our private key does not match our certificate");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int tls_ctx_setup_peer_auth(struct tls_ctx *c, const struct tls_ctx_opts *o,
+				   char *err, size_t errlen)
+{
+	char buf[WOLFSSL_MAX_ERROR_SZ];
+	int mode, ret;
+
+	if (o->peer_auth == TLS_PEER_NONE) {
+		wolfSSL_CTX_set_verify(c->wctx, WOLFSSL_VERIFY_NONE, NULL);
+		return 0;
+	}
+	if (!o->bundle_pem || !o->bundle_len) {
+		ctx_seterr(err, errlen, "peer verification needs a trust bundle");
+		return -EINVAL;
+	}
+	if (!o->trust_domains || !o->trust_domains[0]) {
+		ctx_seterr(err, errlen, "peer verification needs at least one allowed trust domain");
+		return -EINVAL;
+	}
+	ret = wolfSSL_CTX_load_verify_buffer(c->wctx, (const unsigned char *)o->bundle_pem,
+					     (long)o->bundle_len, WOLFSSL_FILETYPE_PEM);
+	if (ret != WOLFSSL_SUCCESS) {
+		ctx_seterr(err, errlen, "cannot load the trust bundle: %s",
+			   tls_wolf_reason(ret, buf, sizeof(buf)));
+		return -EINVAL;
+	}
+	mode = WOLFSSL_VERIFY_PEER;
+	if (o->peer_auth == TLS_PEER_REQUIRE || o->role == TLS_CLIENT)
+		mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	wolfSSL_CTX_set_verify(c->wctx, mode, tls_on_verify);
+	return 0;
+}
+
+struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errlen)
+{
+	static int groups[] = { WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1 };
+	struct tls_ctx *c;
+	int devid;
+
+	ctx_seterr(err, errlen, "no error");
+	if (!o || (o->role != TLS_CLIENT && o->role != TLS_SERVER) ||
+	    o->peer_auth < TLS_PEER_REQUIRE || o->peer_auth > TLS_PEER_NONE) {
+		ctx_seterr(err, errlen, "invalid TLS options");
+		return NULL;
+	}
+	pthread_once(&tls_once, tls_global_init);
+	if (tls_init_ret < 0) {
+		ctx_seterr(err, errlen, "wolfSSL failed to initialise");
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto fail_oom;
+	c->role = o->role;
+	c->peer_auth = o->peer_auth;
+	c->trust_domains = tls_strv_dup(o->trust_domains);
+	if (!c->trust_domains)
+		goto fail_oom;
+	if (o->alpn && o->alpn[0]) {
+		if (strlen(o->alpn) > 255 || strchr(o->alpn, ',')) {
+			ctx_seterr(err, errlen, "invalid ALPN protocol \"%s\"", o->alpn);
+			goto fail;
+		}
+		c->alpn = strdup(o->alpn);
+		if (!c->alpn)
+			goto fail_oom;
+	}
+	c->wctx = wolfSSL_CTX_new(o->role == TLS_CLIENT ? wolfTLSv1_3_client_method()
+							: wolfTLSv1_3_server_method());
+	if (!c->wctx)
+		goto fail_oom;
+	if (wolfSSL_CTX_set_cipher_list(c->wctx, o->ciphers ? o->ciphers : TLS_DEFAULT_CIPHERS) !=
+	    WOLFSSL_SUCCESS) {
+		ctx_seterr(err, errlen, "no usable TLS 1.3 cipher suite in \"%s\"",
+			   o->ciphers ? o->ciphers : TLS_DEFAULT_CIPHERS);
+		goto fail;
+	}
+	if (wolfSSL_CTX_set_groups(c->wctx, groups, 2) != WOLFSSL_SUCCESS) {
+		ctx_seterr(err, errlen, "cannot set key exchange groups X25519, P-256");
+		goto fail;
+	}
+	if (tls_ctx_load_identity(c, o, err, errlen) < 0)
+		goto fail;
+	if (tls_ctx_setup_peer_auth(c, o, err, errlen) < 0)
+		goto fail;
+	wolfSSL_CTX_SetIORecv(c->wctx, tls_on_recv);
+	wolfSSL_CTX_SetIOSend(c->wctx, tls_on_send);
+	/* Tunnels are long-lived and never resumed: no tickets, no cache. */
+	if (o->role == TLS_SERVER)
+		wolfSSL_CTX_no_ticket_TLSv13(c->wctx);
+	wolfSSL_CTX_set_session_cache_mode(c->wctx, WOLFSSL_SESS_CACHE_OFF);
+	devid = aesgcm_device_id();
+	if (!o->no_aesgcm_device && devid != INVALID_DEVID &&
+	    wolfSSL_CTX_SetDevId(c->wctx, devid) != WOLFSSL_SUCCESS)
+		log_warn("tls: cannot attach the AES-256-GCM device; using wolfSSL software");
+	return c;
+
+fail_oom:
+	ctx_seterr(err, errlen, "out of memory");
+fail:
+	tls_ctx_free(c);
+	return NULL;
+}
+
+void tls_ctx_free(struct tls_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->wctx)
+		wolfSSL_CTX_free(ctx->wctx);
+	tls_strv_free(ctx->trust_domains);
+	free(ctx->alpn);
+	free(ctx);
+}
+
+/* ---- connection ---------------------------------------------------------- */
+
+struct tls *tls_new(struct tls_ctx *ctx, const char *sni)
+{
+	struct tls *t;
+
+	if (!ctx)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->ctx = ctx;
+	t->ssl = wolfSSL_new(ctx->wctx);
+	if (!t->ssl)
+		goto fail_free;
+	wolfSSL_SetIOReadCtx(t->ssl, t);
+	wolfSSL_SetIOWriteCtx(t->ssl, t);
+	wolfSSL_SetCertCbCtx(t->ssl, t);
+	if (ctx->alpn && wolfSSL_UseALPN(t->ssl, ctx->alpn, (unsigned)strlen(ctx->alpn),
+					 WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS)
+		goto fail_ssl;
+	if (ctx->role == TLS_CLIENT) {
+		/* Offer an X25519 key share up front: no HelloRetryRequest. */
+		if (wolfSSL_UseKeyShare(t->ssl, WOLFSSL_ECC_X25519) != WOLFSSL_SUCCESS)
+			goto fail_ssl;
+		if (sni && sni[0] &&
+		    wolfSSL_UseSNI(t->ssl, WOLFSSL_SNI_HOST_NAME, sni,
+				   (unsigned short)strnlen(sni, 255)) != WOLFSSL_SUCCESS)
+			goto fail_ssl;
+	}
+	return t;
+
+fail_ssl:
+	wolfSSL_free(t->ssl);
+fail_free:
+	free(t);
+	return NULL;
+}
+
+void tls_free(struct tls *t)
+{
+	if (!t)
+		return;
+	if (t->ssl)
+		wolfSSL_free(t->ssl);
+	/* Plaintext never sits in these buffers, but handshake secrets pass
+	 * through wolfSSL's, not ours; ciphertext needs no wiping. */
+	free(t->in.p);
+	free(t->out.p);
+	free(t->expect);
+	free(t->peer);
+	free(t);
+}
+
+int tls_expect_peer(struct tls *t, const char *id)
+{
+	char *c;
+
+	if (!t || !id || t->ctx->role != TLS_CLIENT || t->done)
+		return -EINVAL;
+	if (strlen(id) >= SPIFFE_ID_MAX)
+		return -EINVAL;
+	c = strdup(id);
+	if (!c)
+		return -ENOMEM;
+	free(t->expect);
+	t->expect = c;
+	return 0;
+}
+
+int tls_feed(struct tls *t, const uint8_t *p, size_t n)
+{
+	int ret;
+
+	if (!n)
+		return 0;
+	ret = tls_buf_reserve(&t->in, n, TLS_IN_MAX);
+	if (ret < 0)
+		return ret;
+	memcpy(t->in.p + t->in.len, p, n);
+	t->in.len += n;
+	return 0;
+}
+
+int tls_handshake(struct tls *t)
+{
+	char *proto = NULL;
+	unsigned short plen = 0;
+	int ret;
+
+	if (t->failed)
+		return -EPROTO;
+	if (t->done)
+		return 0;
+	ret = t->ctx->role == TLS_CLIENT ? wolfSSL_connect(t->ssl) : wolfSSL_accept(t->ssl);
+	if (ret != WOLFSSL_SUCCESS) {
+		int e = wolfSSL_get_error(t->ssl, ret);
+
+		if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+			return -EAGAIN;
+		return tls_fail(t, ret);
+	}
+	if (tls_peer_finish(t) < 0) {
+		t->failed = 1;
+		return -EPROTO;
+	}
+	if (t->ctx->alpn) {
+		if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &plen) == WOLFSSL_SUCCESS &&
+		    proto && plen == strlen(t->ctx->alpn) &&
+		    memcmp(proto, t->ctx->alpn, plen) == 0) {
+			t->alpn_ok = 1;
+		} else {
+			tls_seterr(t, "peer did not agree to ALPN %s", t->ctx->alpn);
+			t->failed = 1;
+			return -EPROTO;
+		}
+	}
+	t->done = 1;
+	return 0;
+}
+
+int tls_handshake_done(const struct tls *t)
+{
+	return t && t->done && !t->failed;
+}
+
+ssize_t tls_read(struct tls *t, void *buf, size_t len)
+{
+	int ret, e;
+
+	if (t->failed)
+		return -EPROTO;
+	if (!t->done)
+		return -EAGAIN;
+	if (len > INT_MAX)
+		len = INT_MAX;
+	ret = wolfSSL_read(t->ssl, buf, (int)len);
+	if (ret > 0)
+		return ret;
+	e = wolfSSL_get_error(t->ssl, ret);
+	if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE)
+		return -EAGAIN;
+	if (e == WOLFSSL_ERROR_ZERO_RETURN)
+		return 0;
+	return tls_fail(t, ret);
+}
+
+ssize_t tls_write(struct tls *t, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t done = 0;
+	int ret;
+
+	if (t->failed || !t->done)
+		return -EPROTO;
+	while (done < len) {
+		size_t chunk = len - done;
+
+		/* Bounded output: the caller gets a short count and drains
+		 * tls_out_peek before writing more. */
+		if (t->out.len - t->out.off >= TLS_OUT_SOFT)
+			break;
+		if (chunk > TLS_WRITE_CHUNK)
+			chunk = TLS_WRITE_CHUNK;
+		ret = wolfSSL_write(t->ssl, p + done, (int)chunk);
+		if (ret <= 0)
+			return tls_fail(t, ret);
+		done += (size_t)ret;
+	}
+	if (!done && len)
+		return -EAGAIN;
+	return (ssize_t)done;
+}
+
+void tls_shutdown(struct tls *t)
+{
+	if (!t || t->failed)
+		return;
+	/* Queues close_notify through tls_on_send; the peer's reply, if any,
+	 * is not waited for. */
+	wolfSSL_shutdown(t->ssl);
+}
+
+size_t tls_out_peek(const struct tls *t, const uint8_t **p)
+{
+	*p = t->out.p ? t->out.p + t->out.off : NULL;
+	return t->out.len - t->out.off;
+}
+
+void tls_out_consume(struct tls *t, size_t n)
+{
+	size_t pending = t->out.len - t->out.off;
+
+	if (n > pending)
+		n = pending;
+	t->out.off += n;
+	if (t->out.off == t->out.len)
+		tls_buf_drained(&t->out);
+}
+
+const char *tls_error(const struct tls *t)
+{
+	return t->err;
+}
+
+int tls_peer_id(const struct tls *t, char *out, size_t len)
+{
+	size_t n;
+
+	if (!t->peer)
+		return -ENOENT;
+	n = strlen(t->peer);
+	if (n >= len)
+		return -ENOSPC;
+	memcpy(out, t->peer, n + 1);
+	return 0;
+}
+
+const char *tls_cipher_name(const struct tls *t)
+{
+	int suite;
+
+	if (!t->done)
+		return NULL;
+	suite = wolfSSL_get_current_cipher_suite(t->ssl);
+	if (suite < 0)
+		return NULL;
+	return wolfSSL_get_cipher_name_iana_from_suite((unsigned char)(suite >> 8),
+						       (unsigned char)suite);
+}
+
+const char *tls_alpn(const struct tls *t)
+{
+	return t->alpn_ok ? t->ctx->alpn : NULL;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Agent config parsing: defaults, every key, and errors naming file:line. */
+#include "../check.h"
+#include "../../../agent/config.h"
+
+static const char good[] =
+	"listen: 127.0.0.1:15012\n"
+	"trust_domain: example.org\n"
+	"state_dir: state\n"
+	"token_file: /etc/weft/tokens\n"
+	"registry_file: registry.yaml\n"
+	"ttl_default: 90m\n"
+	"ttl_max: 2d\n"
+	"dns_names: [agent.example.org, localhost]\n"
+	"max_connections: 100\n"
+	"handshake_timeout_ms: 500\n"
+	"log_level: debug\n";
+
+static void bad(const char *doc, const char *want)
+{
+	char err[CONFIG_ERR_MAX];
+	struct agent_config *c = config_parse(doc, strlen(doc), "a.yaml", "/base", err, sizeof(err));
+
+	CHECK(c == NULL);
+	if (c) {
+		config_free(c);
+		return;
+	}
+	if (!strstr(err, want))
+		fprintf(stderr, "error \"%s\" lacks \"%s\"\n", err, want);
+	CHECK(strstr(err, want) != NULL);
+}
+
+int main(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct agent_config *c;
+
+	c = config_parse(good, sizeof(good) - 1, "a.yaml", "/base", err, sizeof(err));
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_EQ_STR(c->listen, "127.0.0.1:15012");
+		CHECK_EQ_STR(c->trust_domain, "example.org");
+		CHECK_EQ_STR(c->state_dir, "/base/state");
+		CHECK_EQ_STR(c->token_file, "/etc/weft/tokens");
+		CHECK_EQ_STR(c->registry_file, "/base/registry.yaml");
+		CHECK_EQ_INT(c->ttl_default_s, 5400);
+		CHECK_EQ_INT(c->ttl_max_s, 172800);
+		CHECK_EQ_INT(c->n_dns_names, 2);
+		CHECK_EQ_STR(c->dns_names[0], "agent.example.org");
+		CHECK_EQ_INT(c->max_connections, 100);
+		CHECK_EQ_INT(c->handshake_timeout_ms, 500);
+		CHECK_EQ_STR(c->log_level, "debug");
+		config_free(c);
+	}
+
+	const char min[] = "token_file: t\nregistry_file: r\n";
+	c = config_parse(min, sizeof(min) - 1, "a.yaml", "/b", err, sizeof(err));
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_EQ_STR(c->listen, "0.0.0.0:15012");
+		CHECK_EQ_STR(c->trust_domain, "cluster.local");
+		CHECK_EQ_INT(c->ttl_default_s, 86400);
+		CHECK_EQ_INT(c->n_dns_names, 3);
+		CHECK_EQ_STR(c->dns_names[1], "weft-agent.weft-system.svc");
+		config_free(c);
+	}
+
+	bad("token_file: t\nregistry_file: r\nlisen: x\n", "a.yaml:3: unknown key \"lisen\"");
+	bad("registry_file: r\n", "token_file is required");
+	bad("token_file: t\n", "registry_file is required");
+	bad("token_file: t\nregistry_file: r\nttl_max: 1h\nttl_default: 2h\n", "above ttl_max");
+	bad("token_file: t\nregistry_file: r\nttl_max: 5x\n", "a.yaml:3: ttl_max: unknown unit");
+	bad("token_file: t\nregistry_file: r\nttl_max: -5\n", "not a duration");
+	bad("token_file: t\nregistry_file: r\nmax_connections: 0\n", "a.yaml:3: max_connections");
+	bad("token_file: t\nregistry_file: r\ndns_names: x\n", "expected a list");
+	bad("token_file: t\nregistry_file: r\ndns_names: [Bad_Name]\n", "not a lowercase DNS name");
+	bad("token_file: t\nregistry_file: r\nlog_level: loud\n", "log_level must be");
+	bad("token_file: t\nregistry_file: r\nlisten: 15012\n", "expected host:port");
+	bad("token_file: [t\n", "a.yaml:2: YAML syntax");
+	bad("- a\n- b\n", "expected a mapping");
+	bad("token_file: t\nregistry_file: r\nca_cert_file: c\n", "go together");
+	return check_done("config");
+}

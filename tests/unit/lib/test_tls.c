@@ -1,0 +1,652 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The TLS layer end to end in memory: a client and a server built from
+ * certificates made at test time by the openssl CLI, ciphertext moved by
+ * hand between them. Covers the SPIFFE checks and their error sentences,
+ * cipher and ALPN choice, the AES-256-GCM device, bulk transfer, tampering,
+ * close_notify and interop with plain wolfSSL software crypto. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <weft/aesgcm.h>
+#include <weft/tls.h>
+
+#include "../check.h"
+
+#define TD "cluster.local"
+#define ID_A "spiffe://cluster.local/ns/default/sa/a"
+#define ID_B "spiffe://cluster.local/ns/default/sa/b"
+
+static char dir[] = "/tmp/weft-tls-test-XXXXXX";
+
+struct pem {
+	char *p;
+	size_t n;
+};
+
+/* Certificates: root CA 1 signs a (server), b (client), evil (wrong trust
+ * domain), two (two URI SANs); root CA 2 signs other (same ID as b). */
+static struct pem ca1, ca2, a_crt, a_key, b_crt, b_key, evil_crt, evil_key, two_crt, two_key,
+	other_crt, other_key, c_chain, c_sec1;
+
+static const char gen_script[] =
+	"set -e; cd \"$1\"\n"
+	"ca() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key\n"
+	"  openssl req -x509 -new -key $1.key -subj /O=weft-test/CN=$1 -days 2 -out $1.pem \\\n"
+	"    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; }\n"
+	"leaf() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key\n"
+	"  openssl req -new -key $1.key -subj /O=weft-test -out $1.csr\n"
+	"  printf '[v3]\\nbasicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+	"extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=%s\\n' \"$3\" > $1.ext\n"
+	"  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -days 1 \\\n"
+	"    -extfile $1.ext -extensions v3 -out $1.pem; }\n"
+	"ca ca1; ca ca2\n"
+	"leaf a ca1 URI:" ID_A "\n"
+	"leaf b ca1 URI:" ID_B "\n"
+	"leaf evil ca1 URI:spiffe://evil.example/ns/default/sa/b\n"
+	"leaf two ca1 URI:" ID_B ",URI:spiffe://cluster.local/ns/default/sa/c\n"
+	"leaf other ca2 URI:" ID_B "\n"
+	"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out inter.key\n"
+	"openssl req -new -key inter.key -subj /O=weft-test/CN=inter -out inter.csr\n"
+	"printf '[v3]\\nbasicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign\\n' >inter.ext\n"
+	"openssl x509 -req -in inter.csr -CA ca1.pem -CAkey ca1.key -CAcreateserial -days 1 \\\n"
+	"  -extfile inter.ext -extensions v3 -out inter.pem\n"
+	"leaf c inter URI:" ID_B "\n"
+	"openssl ec -in c.key -out c.sec1 2>/dev/null\n"
+	"cat c.pem inter.pem >c.chain\n";
+
+static struct pem pem_load(const char *name)
+{
+	struct pem r = { 0 };
+	char path[256];
+	FILE *f;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "r");
+	if (!f)
+		return r;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	r.p = calloc(1, (size_t)n + 1);
+	if (r.p && fread(r.p, 1, (size_t)n, f) == (size_t)n)
+		r.n = (size_t)n;
+	fclose(f);
+	return r;
+}
+
+static int certs_make(void)
+{
+	char cmd[4096];
+	FILE *f;
+
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "%s/gen.sh", dir);
+	f = fopen(cmd, "w");
+	if (!f)
+		return -1;
+	fputs(gen_script, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "sh %s/gen.sh %s >%s/gen.log 2>&1", dir, dir, dir);
+	if (system(cmd) != 0) {
+		snprintf(cmd, sizeof(cmd), "cat %s/gen.log >&2", dir);
+		if (system(cmd) != 0)
+			return -1;
+		return -1;
+	}
+	ca1 = pem_load("ca1.pem");
+	ca2 = pem_load("ca2.pem");
+	a_crt = pem_load("a.pem");
+	a_key = pem_load("a.key");
+	b_crt = pem_load("b.pem");
+	b_key = pem_load("b.key");
+	evil_crt = pem_load("evil.pem");
+	evil_key = pem_load("evil.key");
+	two_crt = pem_load("two.pem");
+	two_key = pem_load("two.key");
+	other_crt = pem_load("other.pem");
+	other_key = pem_load("other.key");
+	c_chain = pem_load("c.chain");
+	c_sec1 = pem_load("c.sec1");
+	return ca1.n && ca2.n && a_crt.n && a_key.n && b_crt.n && b_key.n && evil_crt.n &&
+			       two_crt.n && other_crt.n && c_chain.n && c_sec1.n ? 0 : -1;
+}
+
+static void certs_remove(void)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static const char *const tds[] = { TD, NULL };
+
+/* Build a context; crt/key may be NULL (client without identity). */
+static struct tls_ctx *mkctx(enum tls_role role, enum tls_peer_auth auth, const struct pem *crt,
+			     const struct pem *key, const struct pem *bundle, int no_dev,
+			     const char *ciphers)
+{
+	struct tls_ctx_opts o = {
+		.role = role,
+		.peer_auth = auth,
+		.chain_pem = crt ? crt->p : NULL,
+		.chain_len = crt ? crt->n : 0,
+		.key_pem = key ? key->p : NULL,
+		.key_len = key ? key->n : 0,
+		.bundle_pem = bundle->p,
+		.bundle_len = bundle->n,
+		.trust_domains = tds,
+		.alpn = "h2",
+		.ciphers = ciphers,
+		.no_aesgcm_device = no_dev,
+	};
+	char err[TLS_ERR_MAX];
+	struct tls_ctx *c = tls_ctx_new(&o, err, sizeof(err));
+
+	if (!c)
+		fprintf(stderr, "tls_ctx_new: %s\n", err);
+	return c;
+}
+
+/* Move pending ciphertext from one side to the other, as far as the
+ * receiver's bounded input takes it. Returns bytes moved. */
+static size_t move(struct tls *from, struct tls *to)
+{
+	const uint8_t *p;
+	size_t n, moved = 0;
+
+	while ((n = tls_out_peek(from, &p)) > 0) {
+		if (n > 16384)
+			n = 16384;
+		if (tls_feed(to, p, n) < 0)
+			break;
+		tls_out_consume(from, n);
+		moved += n;
+	}
+	return moved;
+}
+
+/* Run both handshakes until each side finished or failed. */
+static void handshake(struct tls *c, struct tls *s, int *rc, int *rs)
+{
+	*rc = *rs = -EAGAIN;
+	for (int i = 0; i < 20; i++) {
+		if (*rc == -EAGAIN)
+			*rc = tls_handshake(c);
+		move(c, s);
+		if (*rs == -EAGAIN)
+			*rs = tls_handshake(s);
+		move(s, c);
+		if (*rc != -EAGAIN && *rs != -EAGAIN)
+			break;
+	}
+}
+
+/* Send n bytes from w to r through the bounded buffers; returns 0 when r
+ * got exactly the same bytes. */
+static int transfer(struct tls *w, struct tls *r, const uint8_t *data, size_t n)
+{
+	uint8_t *got = malloc(n), buf[20000];
+	size_t sent = 0, recvd = 0;
+	int ok = -1, idle = 0;
+
+	while (got && recvd < n && idle < 100) {
+		ssize_t k;
+		size_t progress = 0;
+
+		if (sent < n) {
+			k = tls_write(w, data + sent, n - sent);
+			if (k < 0 && k != -EAGAIN) {
+				fprintf(stderr, "tls_write: %zd %s\n", k, tls_error(w));
+				break;
+			}
+			if (k > 0) {
+				sent += (size_t)k;
+				progress += (size_t)k;
+			}
+		}
+		progress += move(w, r);
+		while ((k = tls_read(r, buf, sizeof(buf))) > 0) {
+			if (recvd + (size_t)k > n)
+				break;
+			memcpy(got + recvd, buf, (size_t)k);
+			recvd += (size_t)k;
+			progress += (size_t)k;
+		}
+		if (k < 0 && k != -EAGAIN) {
+			fprintf(stderr, "tls_read: %zd %s\n", k, tls_error(r));
+			break;
+		}
+		idle = progress ? 0 : idle + 1;
+	}
+	if (got && recvd == n && memcmp(got, data, n) == 0)
+		ok = 0;
+	free(got);
+	return ok;
+}
+
+struct pair {
+	struct tls_ctx *cc, *sc;
+	struct tls *c, *s;
+	int rc, rs;
+};
+
+static void pair_free(struct pair *p)
+{
+	tls_free(p->c);
+	tls_free(p->s);
+	tls_ctx_free(p->cc);
+	tls_ctx_free(p->sc);
+	memset(p, 0, sizeof(*p));
+}
+
+static int pair_open(struct pair *p, struct tls_ctx *cc, struct tls_ctx *sc, const char *expect)
+{
+	memset(p, 0, sizeof(*p));
+	p->cc = cc;
+	p->sc = sc;
+	if (!cc || !sc)
+		return -1;
+	p->c = tls_new(cc, "weft-node-2");
+	p->s = tls_new(sc, NULL);
+	if (!p->c || !p->s)
+		return -1;
+	if (expect && tls_expect_peer(p->c, expect) != 0)
+		return -1;
+	handshake(p->c, p->s, &p->rc, &p->rs);
+	return 0;
+}
+
+/* After the server refused the client, the client learns it from the alert
+ * on its first read. */
+static void check_client_sees_alert(struct pair *p)
+{
+	uint8_t buf[64];
+
+	move(p->s, p->c);
+	CHECK_EQ_INT(tls_read(p->c, buf, sizeof(buf)), -EPROTO);
+	CHECK(strstr(tls_error(p->c), "TLS alert from peer") != NULL);
+	fprintf(stderr, "  client: %s\n", tls_error(p->c));
+}
+
+static uint8_t *random_bytes(size_t n)
+{
+	uint8_t *p = malloc(n);
+	uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+
+	for (size_t i = 0; p && i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[i] = (uint8_t)x;
+	}
+	return p;
+}
+
+static void test_ok_and_bulk(void)
+{
+	struct pair p;
+	char id[256];
+	uint64_t e0, d0;
+	size_t n = 1 << 20;
+	uint8_t *data = random_bytes(n), buf[16];
+
+	e0 = aesgcm_encrypt_calls();
+	d0 = aesgcm_decrypt_calls();
+	CHECK_EQ_INT(pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+			       mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
+			       ID_A),
+		     0);
+	CHECK_EQ_INT(p.rc, 0);
+	CHECK_EQ_INT(p.rs, 0);
+	if (p.rc || p.rs)
+		fprintf(stderr, "client: %s / server: %s\n", p.c ? tls_error(p.c) : "",
+			p.s ? tls_error(p.s) : "");
+	CHECK(tls_handshake_done(p.c) && tls_handshake_done(p.s));
+	CHECK_EQ_STR(tls_cipher_name(p.c), "TLS_AES_256_GCM_SHA384");
+	CHECK_EQ_STR(tls_cipher_name(p.s), "TLS_AES_256_GCM_SHA384");
+	CHECK_EQ_STR(tls_alpn(p.c), "h2");
+	CHECK_EQ_STR(tls_alpn(p.s), "h2");
+	CHECK_EQ_INT(tls_peer_id(p.c, id, sizeof(id)), 0);
+	CHECK_EQ_STR(id, ID_A);
+	CHECK_EQ_INT(tls_peer_id(p.s, id, sizeof(id)), 0);
+	CHECK_EQ_STR(id, ID_B);
+	CHECK_EQ_INT(tls_peer_id(p.s, id, 5), -ENOSPC);
+	/* Encrypted handshake messages already went through the device. */
+	if (aesgcm_device_id() != -2) {
+		CHECK(aesgcm_encrypt_calls() > e0);
+		CHECK(aesgcm_decrypt_calls() > d0);
+	}
+
+	e0 = aesgcm_encrypt_calls();
+	CHECK_EQ_INT(transfer(p.c, p.s, data, n), 0);
+	CHECK_EQ_INT(transfer(p.s, p.c, data, n), 0);
+	/* 2 MiB in 16 KiB records: at least 128 records each way. */
+	if (aesgcm_device_id() != -2)
+		CHECK(aesgcm_encrypt_calls() - e0 >= 128);
+
+	/* Orderly close: close_notify reads as 0. */
+	tls_shutdown(p.c);
+	move(p.c, p.s);
+	CHECK_EQ_INT(tls_read(p.s, buf, sizeof(buf)), 0);
+	pair_free(&p);
+	free(data);
+}
+
+static void test_tamper(void)
+{
+	struct pair p;
+	const uint8_t *o;
+	uint8_t copy[2000], buf[2000];
+	size_t n;
+
+	CHECK_EQ_INT(pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+			       mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
+			       NULL),
+		     0);
+	CHECK(p.rc == 0 && p.rs == 0);
+	memset(buf, 'x', 1000);
+	CHECK_EQ_INT(tls_write(p.c, buf, 1000), 1000);
+	n = tls_out_peek(p.c, &o);
+	CHECK(n > 1000 && n <= sizeof(copy));
+	if (n > sizeof(copy))
+		n = sizeof(copy);
+	memcpy(copy, o, n);
+	copy[500] ^= 0x01;
+	tls_out_consume(p.c, n);
+	CHECK_EQ_INT(tls_feed(p.s, copy, n), 0);
+	CHECK_EQ_INT(tls_read(p.s, buf, sizeof(buf)), -EPROTO);
+	CHECK(strstr(tls_error(p.s), "bad record MAC") != NULL);
+	fprintf(stderr, "  tamper: %s\n", tls_error(p.s));
+	/* Dead for good; and the client hears bad_record_mac. */
+	CHECK_EQ_INT(tls_read(p.s, buf, sizeof(buf)), -EPROTO);
+	CHECK_EQ_INT(tls_write(p.s, buf, 10), -EPROTO);
+	move(p.s, p.c);
+	CHECK_EQ_INT(tls_read(p.c, buf, sizeof(buf)), -EPROTO);
+	CHECK(strstr(tls_error(p.c), "TLS alert from peer") != NULL);
+	fprintf(stderr, "  client: %s\n", tls_error(p.c));
+	pair_free(&p);
+}
+
+/* The server refuses the client: check the sentence on the server side. */
+static void expect_server_refuses(const struct pem *crt, const struct pem *key,
+				  enum tls_peer_auth auth, const char *want)
+{
+	struct pair p;
+
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, crt, key, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, auth, &a_crt, &a_key, &ca1, 0, NULL), NULL);
+	CHECK(p.c && p.s);
+	if (!p.c || !p.s) {
+		pair_free(&p);
+		return;
+	}
+	CHECK_EQ_INT(p.rs, -EPROTO);
+	CHECK(!tls_handshake_done(p.s));
+	CHECK(strstr(tls_error(p.s), want) != NULL);
+	fprintf(stderr, "  server: %s\n", tls_error(p.s));
+	if (p.rc == 0)
+		check_client_sees_alert(&p);
+	else
+		CHECK(strstr(tls_error(p.c), "TLS alert from peer") != NULL);
+	pair_free(&p);
+}
+
+static void test_refusals(void)
+{
+	struct pair p;
+	char id[256];
+
+	expect_server_refuses(&other_crt, &other_key, TLS_PEER_REQUIRE,
+			      "peer certificate chain does not verify against the trust bundle");
+	expect_server_refuses(&evil_crt, &evil_key, TLS_PEER_REQUIRE,
+			      "peer SPIFFE ID spiffe://evil.example/ns/default/sa/b not in an "
+			      "allowed trust domain");
+	expect_server_refuses(&two_crt, &two_key, TLS_PEER_REQUIRE, "2 URI SANs");
+	expect_server_refuses(NULL, NULL, TLS_PEER_REQUIRE, "peer presented no certificate");
+	/* A client without identity hears certificate_required. */
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, NULL, NULL, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), NULL);
+	if (p.c && p.rc == 0) {
+		move(p.s, p.c);
+		CHECK_EQ_INT(tls_read(p.c, (uint8_t[8]){ 0 }, 8), -EPROTO);
+	}
+	if (p.c)
+		CHECK_EQ_STR(tls_error(p.c), "TLS alert from peer: certificate_required");
+	pair_free(&p);
+	/* OPTIONAL still checks a certificate that is sent. */
+	expect_server_refuses(&evil_crt, &evil_key, TLS_PEER_OPTIONAL,
+			      "not in an allowed trust domain");
+
+	/* Client-side refusal: the server is not who the registry says. */
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
+		  "spiffe://cluster.local/ns/default/sa/zzz");
+	CHECK_EQ_INT(p.rc, -EPROTO);
+	CHECK_EQ_INT(p.rs, -EPROTO);
+	if (p.c && p.s) {
+		CHECK_EQ_STR(tls_error(p.c),
+			     "peer is " ID_A ", expected spiffe://cluster.local/ns/default/sa/zzz");
+		CHECK(strstr(tls_error(p.s), "TLS alert from peer") != NULL);
+		fprintf(stderr, "  client: %s\n  server: %s\n", tls_error(p.c), tls_error(p.s));
+		CHECK_EQ_INT(tls_peer_id(p.c, id, sizeof(id)), -ENOENT);
+	}
+	pair_free(&p);
+
+	/* A server certificate from another CA. */
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &other_crt, &other_key, &ca1, 0, NULL),
+		  NULL);
+	CHECK_EQ_INT(p.rc, -EPROTO);
+	if (p.c)
+		CHECK(strstr(tls_error(p.c), "does not verify against the trust bundle") != NULL);
+	pair_free(&p);
+}
+
+static void test_optional(void)
+{
+	struct pair p;
+	char id[256];
+	uint8_t *data = random_bytes(100000);
+
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, NULL, NULL, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_OPTIONAL, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	CHECK_EQ_INT(p.rc, 0);
+	CHECK_EQ_INT(p.rs, 0);
+	if (p.c && p.s) {
+		CHECK_EQ_INT(tls_peer_id(p.s, id, sizeof(id)), -ENOENT);
+		CHECK_EQ_INT(tls_peer_id(p.c, id, sizeof(id)), 0);
+		CHECK_EQ_INT(transfer(p.c, p.s, data, 100000), 0);
+	}
+	pair_free(&p);
+
+	/* A client chain through an intermediate, key in SEC1 form: the
+	 * SPIFFE checks apply to the leaf only. */
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &c_chain, &c_sec1, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	CHECK(p.rc == 0 && p.rs == 0);
+	if (p.s) {
+		if (p.rs)
+			fprintf(stderr, "intermediate: %s\n", tls_error(p.s));
+		CHECK_EQ_INT(tls_peer_id(p.s, id, sizeof(id)), 0);
+		CHECK_EQ_STR(id, ID_B);
+	}
+	pair_free(&p);
+
+	/* OPTIONAL with a good client certificate still reports its ID. */
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_OPTIONAL, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	CHECK(p.rc == 0 && p.rs == 0);
+	if (p.s) {
+		CHECK_EQ_INT(tls_peer_id(p.s, id, sizeof(id)), 0);
+		CHECK_EQ_STR(id, ID_B);
+	}
+	pair_free(&p);
+	free(data);
+}
+
+/* One side through libsodium, the other plain wolfSSL software: the bytes
+ * on the wire must be the same AES-256-GCM, or nothing would decrypt. */
+static void test_interop_software(void)
+{
+	struct pair p;
+	size_t n = 1 << 20;
+	uint8_t *data = random_bytes(n);
+	uint64_t e0, d0;
+
+	for (int dev_on_client = 0; dev_on_client < 2; dev_on_client++) {
+		pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1,
+				    !dev_on_client, NULL),
+			  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, dev_on_client,
+				NULL),
+			  ID_A);
+		CHECK(p.rc == 0 && p.rs == 0);
+		if (p.rc || p.rs) {
+			pair_free(&p);
+			continue;
+		}
+		CHECK_EQ_STR(tls_cipher_name(p.c), "TLS_AES_256_GCM_SHA384");
+		e0 = aesgcm_encrypt_calls();
+		d0 = aesgcm_decrypt_calls();
+		CHECK_EQ_INT(transfer(p.c, p.s, data, n), 0);
+		/* Exactly one side's records went through the device. */
+		if (aesgcm_device_id() != -2) {
+			if (dev_on_client) {
+				CHECK(aesgcm_encrypt_calls() - e0 >= 64);
+				CHECK(aesgcm_decrypt_calls() - d0 < 8);
+			} else {
+				CHECK(aesgcm_decrypt_calls() - d0 >= 64);
+				CHECK(aesgcm_encrypt_calls() - e0 < 8);
+			}
+		}
+		CHECK_EQ_INT(transfer(p.s, p.c, data, n), 0);
+		pair_free(&p);
+	}
+
+	/* Neither side on the device: the counters do not move. */
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 1, NULL),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 1, NULL), ID_A);
+	e0 = aesgcm_encrypt_calls();
+	d0 = aesgcm_decrypt_calls();
+	CHECK(p.rc == 0 && p.rs == 0);
+	if (p.c && p.s)
+		CHECK_EQ_INT(transfer(p.c, p.s, data, 65536), 0);
+	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0);
+	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0);
+	pair_free(&p);
+	free(data);
+}
+
+/* Server order wins, and the other suites work. */
+static void test_ciphers(void)
+{
+	struct pair p;
+	uint8_t *data = random_bytes(50000);
+
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
+			    "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:"
+			    "TLS13-AES256-GCM-SHA384"),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	CHECK(p.rc == 0 && p.rs == 0);
+	if (p.c)
+		CHECK_EQ_STR(tls_cipher_name(p.c), "TLS_AES_256_GCM_SHA384");
+	pair_free(&p);
+
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
+			    "TLS13-CHACHA20-POLY1305-SHA256"),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	CHECK(p.rc == 0 && p.rs == 0);
+	if (p.c && p.s) {
+		CHECK_EQ_STR(tls_cipher_name(p.s), "TLS_CHACHA20_POLY1305_SHA256");
+		CHECK_EQ_INT(transfer(p.s, p.c, data, 50000), 0);
+	}
+	pair_free(&p);
+
+	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
+			    "TLS13-AES128-GCM-SHA256"),
+		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0,
+			"TLS13-AES256-GCM-SHA384"),
+		  ID_A);
+	CHECK_EQ_INT(p.rs, -EPROTO);
+	if (p.s)
+		fprintf(stderr, "  no common suite: %s\n", tls_error(p.s));
+	pair_free(&p);
+	free(data);
+}
+
+static void test_bounds_and_config(void)
+{
+	struct tls_ctx_opts o = {
+		.role = TLS_SERVER,
+		.peer_auth = TLS_PEER_REQUIRE,
+		.chain_pem = a_crt.p,
+		.chain_len = a_crt.n,
+		.key_pem = b_key.p,
+		.key_len = b_key.n,
+		.bundle_pem = ca1.p,
+		.bundle_len = ca1.n,
+		.trust_domains = tds,
+	};
+	char err[TLS_ERR_MAX];
+	struct tls_ctx *c;
+	struct tls *t;
+	static uint8_t junk[128 * 1024];
+
+	CHECK(tls_ctx_new(&o, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "private key does not match") != NULL);
+	o.key_pem = a_key.p;
+	o.key_len = a_key.n;
+	o.trust_domains = NULL;
+	CHECK(tls_ctx_new(&o, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "trust domain") != NULL);
+	o.trust_domains = tds;
+	o.ciphers = "NOPE";
+	CHECK(tls_ctx_new(&o, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "cipher") != NULL);
+	o.ciphers = NULL;
+
+	c = tls_ctx_new(&o, err, sizeof(err));
+	CHECK(c != NULL);
+	t = c ? tls_new(c, NULL) : NULL;
+	CHECK(t != NULL);
+	if (t) {
+		CHECK_EQ_INT(tls_feed(t, junk, 64 * 1024), 0);
+		CHECK_EQ_INT(tls_feed(t, junk, 32 * 1024), -ENOBUFS);
+		CHECK_EQ_INT(tls_handshake(t), -EPROTO);
+		CHECK(tls_error(t)[0] != '\0');
+		fprintf(stderr, "  junk: %s\n", tls_error(t));
+	}
+	tls_free(t);
+	tls_ctx_free(c);
+	tls_free(NULL);
+	tls_ctx_free(NULL);
+}
+
+int main(void)
+{
+	if (system("openssl version >/dev/null 2>&1") != 0) {
+		printf("skip: openssl CLI not found\n");
+		return 77;
+	}
+	if (certs_make() != 0) {
+		fprintf(stderr, "cannot generate test certificates in %s\n", dir);
+		certs_remove();
+		return 1;
+	}
+	test_ok_and_bulk();
+	test_tamper();
+	test_refusals();
+	test_optional();
+	test_interop_software();
+	test_ciphers();
+	test_bounds_and_config();
+	certs_remove();
+	return check_done("test_tls");
+}
