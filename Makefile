@@ -5,7 +5,7 @@
 #   make all       build weft-agent, the libraries, tests and bench tools
 #   make test      deps + all + unit, fuzz-smoke and integration tests
 #   make demo      deps + all + a running agent, a node bootstrap, an SVID
-#   make bench     micro-benchmarks (TLS record crypto)
+#   make bench     micro-benchmarks (TLS record crypto, agent certificates/s)
 #   make fuzz      each libFuzzer target for FUZZ_SECONDS (default 60)
 #
 # Switches: V=1 (show commands), WERROR=1, SANITIZE=address,undefined
@@ -150,6 +150,7 @@ demo-down:
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(B)/bench/tlsbench
+	$(Q)/usr/bin/python3 bench/agent_certs.py 10000
 
 clean:
 	rm -rf $(B)

@@ -2,7 +2,19 @@
 /* Stream connections on the io_uring loop: one socket, optionally TLS (the
  * memory-buffer struct tls), bounded input and output, orderly close with a
  * time bound, reset on abort, and a deferred free once no operation that
- * points at the conn is in flight. */
+ * points at the conn is in flight.
+ *
+ * Contract with the upper layer, beyond conn.h:
+ * - Every conn gets on_ready before any on_data (accepted plain TCP conns
+ *   too, from a task right after conn_accept returns), unless it closes
+ *   first; every conn gets on_close exactly once, always from a task, never
+ *   from inside a conn_* call.
+ * - on_data is called again with the remainder while it consumes bytes.
+ *   When it keeps bytes and the input buffer (16 KiB) is full, reading
+ *   stops until conn_pause(c, 0), which re-offers what is kept.
+ * - conn_close: queued output is sent, then close_notify (TLS), then FIN;
+ *   the conn then waits for the peer's FIN (discarding input) so the close
+ *   is not turned into a reset; 5 s bound on the whole. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,7 +26,6 @@
 #include <unistd.h>
 
 #include <weft/conn.h>
-#include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/tls.h>
 
@@ -51,7 +62,6 @@ enum conn_state {
 #define CONN_F_PUMP_TASK   (1u << 8)	/* re-offer kept input from the task */
 #define CONN_F_CLOSE_TASK  (1u << 9)	/* on_close owed from the task */
 #define CONN_F_CLOSE_TOLD  (1u << 10)	/* on_close delivered */
-#define CONN_F_ABORT       (1u << 11)	/* final close resets (SO_LINGER 0) */
 
 struct conn_chunk {
 	struct conn_chunk *next;
@@ -303,6 +313,10 @@ static int conn_tls_flush(struct conn *c)
 		tls_out_consume(c->tls, n);
 		c->out_bytes += n;
 	}
+	/* TLS-made output (alerts, KeyUpdate) counts against the cap too, so
+	 * a writer that sees conn_out_space() == 0 is always owed on_writable. */
+	if (c->out_bytes >= c->out_cap)
+		c->flags |= CONN_F_BLOCKED;
 	conn_send_kick(c);
 	return c->state == CONN_CLOSED ? -EPIPE : 0;
 }
@@ -770,7 +784,6 @@ static void conn_finish(struct conn *c, int abort)
 			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
 			setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-			c->flags |= CONN_F_ABORT;
 		}
 		/* Cancel first: an in-flight recv holds a file reference,
 		 * and a close alone would leave the socket open under it.

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <liburing.h>	/* IORING_CQE_F_MORE */
@@ -281,6 +282,10 @@ static void echo_run(const char *name, struct tls_ctx *stls, struct tls_ctx *ctl
 	CHECK(c != NULL);
 	if (!c)
 		return;
+	/* Written before the connect (and handshake) finished: queued, and
+	 * for TLS kept as plaintext until the peer is verified. */
+	CHECK_EQ_INT(conn_write(c, pattern, 1000), 0);
+	cli.tx = 1000;
 	CHECK_EQ_INT(conn_live_count(), 1);
 	CHECK(conn_tls(c) == (ctls ? conn_tls(c) : NULL));
 	if (ctls)
@@ -331,8 +336,11 @@ static void *raw_main(void *arg)
 {
 	struct raw *r = arg;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = { .tv_sec = 8 };
 	ssize_t n;
 
+	/* A broken server must fail the test, not hang it in join. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&srv_addr, sizeof(srv_addr)) < 0)
 		goto out;
 	if (r->send && write(fd, r->send, strlen(r->send)) != (ssize_t)strlen(r->send))
