@@ -34,7 +34,8 @@ Q        := $(if $(V),,@)
 say       = $(if $(V),,@printf '  %-7s %s\n' $(1) $(2);)
 
 # --- protobuf (generated at build time, never committed) ---------------------
-PROTOS   := proto/google/protobuf/struct.proto proto/ca.proto proto/registry.proto
+PROTOS   := proto/google/protobuf/struct.proto proto/ca.proto proto/registry.proto \
+            proto/cni.proto
 PROTO_C  := $(PROTOS:proto/%.proto=$(B)/gen/%.pb-c.c)
 PROTO_H  := $(PROTO_C:.c=.h)
 PROTO_O  := $(PROTO_C:.c=.o)
@@ -77,26 +78,62 @@ $(AGENT_BIN): $(B)/agent/main.o $(AGENT_LIB) $(LIBWEFT)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# --- weftd and weft-cni ----------------------------------------------------
+# Global symbols are unique across agent/, daemon/ and cni/ (module prefix =
+# file name), so tests and fuzzers can link any of the archives together.
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+DAEMON_O   := $(DAEMON_SRC:%.c=$(B)/%.o)
+DAEMON_LIB := $(B)/libdaemon.a
+DAEMON_BIN := $(if $(wildcard daemon/main.c),$(B)/weftd)
+
+$(DAEMON_LIB): $(DAEMON_O)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/weftd: $(B)/daemon/main.o $(DAEMON_LIB) $(LIBWEFT)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+CNI_SRC  := $(filter-out cni/main.c,$(wildcard cni/*.c))
+CNI_O    := $(CNI_SRC:%.c=$(B)/%.o)
+CNI_LIB  := $(B)/libcni.a
+CNI_BIN  := $(if $(wildcard cni/main.c),$(B)/weft-cni)
+
+$(CNI_LIB): $(CNI_O)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/weft-cni: $(B)/cni/main.o $(CNI_LIB) $(LIBWEFT)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnftables -ljson-c
+
 # --- unit tests: tests/unit/<dir>/test_*.c, one binary each -----------------
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
 
-$(B)/tests/unit/%: $(B)/tests/unit/%.o $(AGENT_LIB) $(LIBWEFT)
+UNIT_LIBS := $(DAEMON_LIB) $(CNI_LIB) $(AGENT_LIB) $(LIBWEFT)
+
+# Test PKI (openssl CLI certificates), shared by unit tests and bench tools.
+# Named as a target so make keeps it rather than deleting an intermediate.
+PKI_O    := $(B)/tests/pki.o
+$(PKI_O): tests/pki.c
+
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(PKI_O) $(UNIT_LIBS)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnftables -ljson-c
 
 # --- bench tools -------------------------------------------------------------
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-$(B)/bench/%: $(B)/bench/%.o $(LIBWEFT)
+$(B)/bench/%: $(B)/bench/%.o $(PKI_O) $(LIBWEFT)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # --- fuzz targets: clang + libFuzzer, own object tree ------------------------
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
-FUZZ_LIBSRC := $(LIB_SRC) $(AGENT_SRC) $(PROTO_C)
+FUZZ_LIBS   := $(B)/fuzz/libdaemon.a $(B)/fuzz/libcni.a $(B)/fuzz/libagent.a $(B)/fuzz/libweft.a
 FUZZ_FLAGS  := -O1 -g -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 60
@@ -106,20 +143,27 @@ $(B)/fuzz/obj/%.o: %.c | $(PROTO_H)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -c -o $@ $<
 
-$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/libweft.a: $(LIB_SRC:%.c=$(B)/fuzz/obj/%.o) $(PROTO_C:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/libagent.a: $(AGENT_SRC:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/libdaemon.a: $(DAEMON_SRC:%.c=$(B)/fuzz/obj/%.o)
+$(B)/fuzz/libcni.a: $(CNI_SRC:%.c=$(B)/fuzz/obj/%.o)
+$(FUZZ_LIBS):
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 	$(call say,FUZZLD,$@)
-	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) -lnftables -ljson-c
 
 # --- top-level targets -------------------------------------------------------
 .PHONY: all deps test unit fuzz fuzz-smoke demo demo-down bench clean
 .DEFAULT_GOAL := all
 
-all: $(AGENT_BIN) $(UNIT_BIN) $(BENCH_BIN)
+all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(UNIT_BIN) $(BENCH_BIN)
 
 # Debian packages: build, tests, demo. Installed only when missing.
 DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-dev \
              libprotobuf-c-dev protobuf-c-compiler libnghttp2-dev libyaml-dev \
-             clang libclang-rt-14-dev
+             libnftables-dev libjson-c-dev clang libclang-rt-14-dev
 DEB_TEST  := nftables iproute2 containernetworking-plugins openssl procps \
              python3 python3-grpcio python3-protobuf python3-cryptography \
              python3-yaml protobuf-compiler socat curl

@@ -13,7 +13,6 @@
 #include <wolfssl/wolfcrypt/random.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 
 #include <sodium.h>
 
+#include <weft/file.h>
 #include <weft/spiffe.h>
 #include <weft/x509.h>
 
@@ -69,90 +69,12 @@ static void *fail_msg(char *err, size_t errlen, const char *fmt, ...)
 
 /* --- files ------------------------------------------------------------- */
 
-/* Read a whole file, NUL-terminated. secret puts it in sodium memory (free
- * with x509_secret_free), else malloc. 0 or -errno. */
-static int file_read(const char *path, int secret, char **out, size_t *len)
+/* A PEM file of ours: bounded, and in sodium memory when it holds a key
+ * (free with x509_secret_free), else malloc. 0 or -errno. */
+static int ca_file_read(const char *path, int secret, char **out, size_t *len)
 {
-	struct stat st;
-	char *buf;
-	size_t got = 0;
-	int fd, rc;
-
-	*out = NULL;
-	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto fail_fd;
-	}
-	if (st.st_size <= 0 || (size_t)st.st_size > CA_FILE_MAX) {
-		rc = -EFBIG;
-		goto fail_fd;
-	}
-	buf = secret ? sodium_malloc((size_t)st.st_size + 1) : malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto fail_fd;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(fd);
-	*out = buf;
-	*len = got;
-	return 0;
-
-fail_fd:
-	close(fd);
-	return rc;
-}
-
-/* Write path atomically (temp file in the same directory, fsync, rename)
- * so a crash never leaves a half-written key or bundle. */
-static int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	const char *p = data;
-	int fd, rc = 0;
-
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return -errno;
-	/* open's mode is filtered by the umask; the key must be 0600 exactly. */
-	if (fchmod(fd, mode) < 0)
-		rc = -errno;
-	while (rc == 0 && len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0)
-		unlink(tmp);
-	return rc;
+	return secret ? file_read_secret(path, CA_FILE_MAX, out, len)
+		      : file_read(path, CA_FILE_MAX, out, len);
 }
 
 /* --- DER surgery -------------------------------------------------------- */
@@ -182,30 +104,6 @@ static int der_tlv(const uint8_t *p, size_t avail, size_t *hdr, size_t *body)
 	return 0;
 }
 
-static size_t der_len_put(uint8_t *p, size_t n)
-{
-	if (n < 0x80) {
-		p[0] = (uint8_t)n;
-		return 1;
-	}
-	if (n < 0x100) {
-		p[0] = 0x81;
-		p[1] = (uint8_t)n;
-		return 2;
-	}
-	if (n < 0x10000) {
-		p[0] = 0x82;
-		p[1] = (uint8_t)(n >> 8);
-		p[2] = (uint8_t)n;
-		return 3;
-	}
-	p[0] = 0x83;
-	p[1] = (uint8_t)(n >> 16);
-	p[2] = (uint8_t)(n >> 8);
-	p[3] = (uint8_t)n;
-	return 4;
-}
-
 /* out = tag || len || a || b || c. Returns the length written; out must
  * hold alen + blen + clen + 5. */
 static size_t der_wrap3(uint8_t *out, uint8_t tag, const uint8_t *a, size_t alen,
@@ -214,7 +112,7 @@ static size_t der_wrap3(uint8_t *out, uint8_t tag, const uint8_t *a, size_t alen
 	size_t pos = 0;
 
 	out[pos++] = tag;
-	pos += der_len_put(out + pos, alen + blen + clen);
+	pos += x509_der_len_put(out + pos, alen + blen + clen);
 	memmove(out + pos, a, alen);
 	pos += alen;
 	memmove(out + pos, b, blen);
@@ -335,35 +233,6 @@ static void serial_random(Cert *c)
 	c->serialSz = 16;
 }
 
-static int san_build(uint8_t *out, size_t cap, const char *uri,
-		     const char *const *dns, size_t n_dns, int *outlen)
-{
-	size_t body, pos, i, l;
-	uint8_t hdr[8];
-
-	body = 1 + der_len_put(hdr, strlen(uri)) + strlen(uri);
-	for (i = 0; i < n_dns; i++)
-		body += 1 + der_len_put(hdr, strlen(dns[i])) + strlen(dns[i]);
-	if (body + 8 > cap)
-		return -ENOSPC;
-	out[0] = 0x30;
-	pos = 1 + der_len_put(out + 1, body);
-	l = strlen(uri);
-	out[pos++] = 0x86;	/* [6] uniformResourceIdentifier */
-	pos += der_len_put(out + pos, l);
-	memcpy(out + pos, uri, l);
-	pos += l;
-	for (i = 0; i < n_dns; i++) {
-		l = strlen(dns[i]);
-		out[pos++] = 0x82;	/* [2] dNSName */
-		pos += der_len_put(out + pos, l);
-		memcpy(out + pos, dns[i], l);
-		pos += l;
-	}
-	*outlen = (int)pos;
-	return 0;
-}
-
 /* A DNS name for the agent's own certificate: LDH labels and dots. */
 static int dns_valid(const char *s)
 {
@@ -406,6 +275,21 @@ fail_rng:
 	return rc;
 }
 
+/* A fresh Cert signed with SHA-256/ECDSA and a CA_DER_MAX buffer to encode
+ * it into; Cert is on the heap because its SAN buffer is 16 KiB. The
+ * caller frees both, whatever the result. */
+static int cert_alloc(Cert **cert, uint8_t **der)
+{
+	*cert = calloc(1, sizeof(**cert));
+	*der = malloc(CA_DER_MAX);
+	if (!*cert || !*der)
+		return -ENOMEM;
+	if (wc_InitCert(*cert) != 0)
+		return -EINVAL;
+	(*cert)->sigType = CTC_SHA256wECDSA;
+	return 0;
+}
+
 static int cert_set_pem(struct ca_cert *c)
 {
 	return x509_der_to_pem(c->der, c->len, "CERTIFICATE", &c->pem, &c->pemlen);
@@ -431,15 +315,10 @@ static int root_generate(struct ca *ca, const char *td)
 	if (!ca->key)
 		return -EIO;
 	ecc = x509_key_ecc(ca->key);
-	cert = calloc(1, sizeof(*cert));
-	der = malloc(CA_DER_MAX);
-	if (!cert || !der) {
-		rc = -ENOMEM;
+	rc = cert_alloc(&cert, &der);
+	if (rc < 0)
 		goto fail;
-	}
-	if (wc_InitCert(cert) != 0)
-		goto fail;
-	cert->sigType = CTC_SHA256wECDSA;
+	rc = -EINVAL;
 	cert->isCA = 1;
 	cert->selfSigned = 1;
 	snprintf(cert->subject.org, CTC_NAME_SIZE, "weft");
@@ -584,7 +463,7 @@ static int ca_load(struct ca *ca, const char *cert_file, const char *key_file,
 	uint8_t *kpub = NULL, cpub[256];
 	int rc, is_ca;
 
-	rc = file_read(key_file, 1, &key, &klen);
+	rc = ca_file_read(key_file, 1, &key, &klen);
 	if (rc < 0) {
 		fail_msg(err, errlen, "cannot read %s: %s", key_file, strerror(-rc));
 		return rc;
@@ -595,7 +474,7 @@ static int ca_load(struct ca *ca, const char *cert_file, const char *key_file,
 		fail_msg(err, errlen, "%s is not an ECDSA P-256 private key", key_file);
 		return -EINVAL;
 	}
-	rc = file_read(cert_file, 0, &pem, &len);
+	rc = ca_file_read(cert_file, 0, &pem, &len);
 	if (rc < 0) {
 		fail_msg(err, errlen, "cannot read %s: %s", cert_file, strerror(-rc));
 		return rc;
@@ -611,7 +490,7 @@ static int ca_load(struct ca *ca, const char *cert_file, const char *key_file,
 		return rc;
 	}
 	if (chain_file) {
-		rc = file_read(chain_file, 0, &pem, &len);
+		rc = ca_file_read(chain_file, 0, &pem, &len);
 		if (rc < 0) {
 			fail_msg(err, errlen, "cannot read %s: %s", chain_file, strerror(-rc));
 			return rc;
@@ -654,6 +533,18 @@ static int ca_load(struct ca *ca, const char *cert_file, const char *key_file,
 static int path_join(char *out, size_t cap, const char *dir, const char *name)
 {
 	return snprintf(out, cap, "%s/%s", dir, name) >= (int)cap ? -ENAMETOOLONG : 0;
+}
+
+void ca_free(struct ca *ca)
+{
+	if (!ca)
+		return;
+	x509_key_free(ca->key);
+	cert_clear(&ca->cert);
+	for (size_t i = 0; i < ca->n_chain; i++)
+		cert_clear(&ca->chain[i]);
+	free(ca->bundle);
+	free(ca);
 }
 
 struct ca *ca_open(const struct ca_opts *o, char *err, size_t errlen)
@@ -749,18 +640,6 @@ fail:
 	return NULL;
 }
 
-void ca_free(struct ca *ca)
-{
-	if (!ca)
-		return;
-	x509_key_free(ca->key);
-	cert_clear(&ca->cert);
-	for (size_t i = 0; i < ca->n_chain; i++)
-		cert_clear(&ca->chain[i]);
-	free(ca->bundle);
-	free(ca);
-}
-
 /* --- signing ------------------------------------------------------------ */
 
 int ca_sign(struct ca *ca, const uint8_t *pubkey_der, size_t pubkey_len,
@@ -796,15 +675,10 @@ int ca_sign(struct ca *ca, const uint8_t *pubkey_der, size_t pubkey_len,
 	if (wc_EccPublicKeyDecode(pubkey_der, &idx, &leaf, (word32)pubkey_len) != 0 ||
 	    !leaf.dp || leaf.dp->id != ECC_SECP256R1)
 		goto out;
-	cert = calloc(1, sizeof(*cert));
-	der = malloc(CA_DER_MAX);
-	if (!cert || !der) {
-		rc = -ENOMEM;
+	rc = cert_alloc(&cert, &der);
+	if (rc < 0)
 		goto out;
-	}
-	if (wc_InitCert(cert) != 0)
-		goto out;
-	cert->sigType = CTC_SHA256wECDSA;
+	rc = -EINVAL;
 	cert->selfSigned = 0;
 	cert->isCA = 0;
 	cert->basicConstSet = 1;	/* emit CA:FALSE rather than omit it */
@@ -813,7 +687,8 @@ int ca_sign(struct ca *ca, const uint8_t *pubkey_der, size_t pubkey_len,
 	 * building matches names byte for byte. Subject stays empty. */
 	if (wc_SetIssuerBuffer(cert, ca->cert.der, (int)ca->cert.len) != 0)
 		goto out;
-	rc = san_build(cert->altNames, sizeof(cert->altNames), uri, dns, n_dns, &cert->altNamesSz);
+	rc = x509_san_build(cert->altNames, sizeof(cert->altNames), uri, dns, n_dns,
+			    &cert->altNamesSz);
 	if (rc < 0)
 		goto out;
 	rc = -EINVAL;

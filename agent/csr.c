@@ -123,6 +123,14 @@ static int csr_sans(struct csr *out, DecodedCert *dc, char *why, size_t whylen)
 	return 0;
 }
 
+void csr_deinit(struct csr *c)
+{
+	if (!c)
+		return;
+	free(c->pubkey_der);
+	memset(c, 0, sizeof(*c));
+}
+
 int csr_parse(const char *pem, size_t len, struct csr *out, char *why, size_t whylen)
 {
 	DecodedCert dc;
@@ -183,12 +191,4 @@ fail_dc:
 fail_der:
 	free(der);
 	return rc;
-}
-
-void csr_deinit(struct csr *c)
-{
-	if (!c)
-		return;
-	free(c->pubkey_der);
-	memset(c, 0, sizeof(*c));
 }

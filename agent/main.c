@@ -22,7 +22,7 @@
 #include "agent.h"
 #include "ca.h"
 #include "config.h"
-#include "registry.h"
+#include <weft/registry.h>
 #include "regwatch.h"
 #include "server.h"
 #include "service.h"

@@ -17,7 +17,7 @@
 #include <weft/log.h>
 #include <weft/loop.h>
 
-#include "registry.h"
+#include <weft/registry.h>
 #include "regwatch.h"
 
 #define REGISTRY_FILE_MAX (16u << 20)

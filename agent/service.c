@@ -20,8 +20,8 @@
 #include "ca.h"
 #include "config.h"
 #include "csr.h"
-#include "registry.h"
-#include "regproto.h"
+#include <weft/registry.h>
+#include <weft/regproto.h>
 #include "regwatch.h"
 #include "service.h"
 #include "tokens.h"

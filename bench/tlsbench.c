@@ -16,34 +16,14 @@
 #include <weft/aesgcm.h>
 #include <weft/tls.h>
 
+#include "../tests/pki.h"
+
 #define WRITE_SZ 16384
 #define BATCH (1 << 20)		/* ciphertext made ahead for a decrypt run */
 #define RUN_NS 400000000LL	/* timed work per cipher and direction */
 #define HANDSHAKES 200
 
-static char dir[] = "/tmp/weft-tlsbench-XXXXXX";
-
-struct pem {
-	char *p;
-	size_t n;
-};
-
-static struct pem ca, s_crt, s_key, c_crt, c_key;
-static const char *const tds[] = { "cluster.local", NULL };
-
-static const char gen_script[] =
-	"set -e; cd \"$1\"\n"
-	"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key\n"
-	"openssl req -x509 -new -key ca.key -subj /O=weft-bench -days 2 -out ca.pem \\\n"
-	"  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign\n"
-	"leaf() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key\n"
-	"  openssl req -new -key $1.key -subj /O=weft-bench -out $1.csr\n"
-	"  printf '[v3]\\nbasicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
-	"extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=URI:%s\\n' \"$2\" > $1.ext\n"
-	"  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \\\n"
-	"    -extfile $1.ext -extensions v3 -out $1.pem; }\n"
-	"leaf server spiffe://cluster.local/weft/node/node-2\n"
-	"leaf client spiffe://cluster.local/ns/default/sa/client\n";
+static struct pki_pem ca, s_crt, s_key, c_crt, c_key;
 
 static int64_t cpu_ns(void)
 {
@@ -53,76 +33,37 @@ static int64_t cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static struct pem pem_load(const char *name)
-{
-	struct pem r = { 0 };
-	char path[256];
-	FILE *f;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		return r;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	r.p = calloc(1, (size_t)n + 1);
-	if (r.p && fread(r.p, 1, (size_t)n, f) == (size_t)n)
-		r.n = (size_t)n;
-	fclose(f);
-	return r;
-}
-
+/* A root and two SVIDs, read into memory; the directory is gone after. */
 static int certs_make(void)
 {
-	char cmd[1024];
-	FILE *f;
+	char dir[64];
 	int ret;
 
-	if (!mkdtemp(dir))
+	if (pki_dir_make(dir, sizeof(dir), "tlsbench") != 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "%s/gen.sh", dir);
-	f = fopen(cmd, "w");
-	if (!f)
-		return -1;
-	fputs(gen_script, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "sh %s/gen.sh %s >/dev/null 2>&1", dir, dir);
-	ret = system(cmd);
-	ca = pem_load("ca.pem");
-	s_crt = pem_load("server.pem");
-	s_key = pem_load("server.key");
-	c_crt = pem_load("client.pem");
-	c_key = pem_load("client.key");
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-	return ret == 0 && ca.n && s_crt.n && s_key.n && c_crt.n && c_key.n ? 0 : -1;
+	ret = pki_ca_make(dir, "ca", NULL, "/O=weft-bench", 2);
+	if (ret == 0)
+		ret = pki_leaf_make(dir, "server", "ca",
+				    "URI:spiffe://cluster.local/weft/node/node-2", NULL, 1);
+	if (ret == 0)
+		ret = pki_leaf_make(dir, "client", "ca",
+				    "URI:spiffe://cluster.local/ns/default/sa/client", NULL, 1);
+	if (ret == 0 && (pki_pem_load(&ca, dir, "ca.pem") ||
+			 pki_pem_load(&s_crt, dir, "server.pem") ||
+			 pki_pem_load(&s_key, dir, "server.key") ||
+			 pki_pem_load(&c_crt, dir, "client.pem") ||
+			 pki_pem_load(&c_key, dir, "client.key")))
+		ret = -1;
+	pki_dir_remove(dir);
+	return ret;
 }
 
 static struct tls_ctx *mkctx(enum tls_role role, const char *ciphers, int no_dev)
 {
-	struct tls_ctx_opts o = {
-		.role = role,
-		.peer_auth = TLS_PEER_REQUIRE,
-		.chain_pem = role == TLS_SERVER ? s_crt.p : c_crt.p,
-		.chain_len = role == TLS_SERVER ? s_crt.n : c_crt.n,
-		.key_pem = role == TLS_SERVER ? s_key.p : c_key.p,
-		.key_len = role == TLS_SERVER ? s_key.n : c_key.n,
-		.bundle_pem = ca.p,
-		.bundle_len = ca.n,
-		.trust_domains = tds,
-		.alpn = "h2",
-		.ciphers = ciphers,
-		.no_aesgcm_device = no_dev,
-	};
-	char err[TLS_ERR_MAX];
-	struct tls_ctx *c = tls_ctx_new(&o, err, sizeof(err));
+	int srv = role == TLS_SERVER;
 
-	if (!c)
-		fprintf(stderr, "tlsbench: %s\n", err);
-	return c;
+	return pki_ctx_new(role, TLS_PEER_REQUIRE, srv ? &s_crt : &c_crt, srv ? &s_key : &c_key,
+			   &ca, no_dev, ciphers);
 }
 
 /* Move all pending ciphertext from one side to the other. */

@@ -47,57 +47,64 @@ static int aesgcm_shape_ok(const Aes *aes, word32 iv_len, word32 tag_len)
 	       tag_len == AESGCM_TAG_LEN;
 }
 
-static int aesgcm_encrypt(wc_CryptoInfo *info)
-{
-	Aes *aes = info->cipher.aesgcm_enc.aes;
-	const unsigned char *in = info->cipher.aesgcm_enc.in;
-	unsigned char *out = info->cipher.aesgcm_enc.out;
-	word32 sz = info->cipher.aesgcm_enc.sz;
+/* One AES-GCM call in either direction: wolfSSL's encrypt and decrypt
+ * argument structs have the same fields, and only the tag's direction
+ * differs (written by encrypt, read by decrypt). */
+struct aesgcm_req {
+	const Aes *aes;
+	unsigned char *out;
+	const unsigned char *in;
+	word32 sz;
+	const unsigned char *iv;
+	word32 iv_len;
+	const unsigned char *tag;
+	word32 tag_len;
+	const unsigned char *aad;
+	word32 aad_len;
+};
 
-	if (!aesgcm_shape_ok(aes, info->cipher.aesgcm_enc.ivSz,
-			     info->cipher.aesgcm_enc.authTagSz) ||
-	    !info->cipher.aesgcm_enc.iv || !info->cipher.aesgcm_enc.authTag ||
-	    (sz && (!in || !out)))
+#define AESGCM_REQ(a) { (a).aes, (a).out, (a).in, (a).sz, (a).iv, (a).ivSz, \
+			(a).authTag, (a).authTagSz, (a).authIn, (a).authInSz }
+
+/* Declines (CRYPTOCB_UNAVAILABLE) what is not ours before any buffer is
+ * touched; points an empty message at the scratch byte. */
+static int aesgcm_req_check(struct aesgcm_req *r)
+{
+	if (!aesgcm_shape_ok(r->aes, r->iv_len, r->tag_len) || !r->iv || !r->tag ||
+	    (r->sz && (!r->in || !r->out)))
 		return CRYPTOCB_UNAVAILABLE;
-	if (!sz) {
-		in = aesgcm_empty;
-		out = aesgcm_empty;
+	if (!r->sz) {
+		r->in = aesgcm_empty;
+		r->out = aesgcm_empty;
 	}
-	if (crypto_aead_aes256gcm_encrypt_detached(
-		    out, info->cipher.aesgcm_enc.authTag, NULL, in, sz,
-		    info->cipher.aesgcm_enc.authIn, info->cipher.aesgcm_enc.authInSz,
-		    NULL, info->cipher.aesgcm_enc.iv,
-		    (const unsigned char *)aes->devKey) != 0)
-		return WC_HW_E;
-	atomic_fetch_add_explicit(&aesgcm_enc_calls, 1, memory_order_relaxed);
 	return 0;
 }
 
-static int aesgcm_decrypt(wc_CryptoInfo *info)
+static int aesgcm_run(wc_CryptoInfo *info)
 {
-	Aes *aes = info->cipher.aesgcm_dec.aes;
-	const unsigned char *in = info->cipher.aesgcm_dec.in;
-	unsigned char *out = info->cipher.aesgcm_dec.out;
-	word32 sz = info->cipher.aesgcm_dec.sz;
+	int enc = info->cipher.enc;
+	struct aesgcm_req r = enc ? (struct aesgcm_req)AESGCM_REQ(info->cipher.aesgcm_enc)
+				  : (struct aesgcm_req)AESGCM_REQ(info->cipher.aesgcm_dec);
+	const unsigned char *key;
+	int rc = aesgcm_req_check(&r);
 
-	if (!aesgcm_shape_ok(aes, info->cipher.aesgcm_dec.ivSz,
-			     info->cipher.aesgcm_dec.authTagSz) ||
-	    !info->cipher.aesgcm_dec.iv || !info->cipher.aesgcm_dec.authTag ||
-	    (sz && (!in || !out)))
-		return CRYPTOCB_UNAVAILABLE;
-	if (!sz) {
-		in = aesgcm_empty;
-		out = aesgcm_empty;
+	if (rc)
+		return rc;
+	key = (const unsigned char *)r.aes->devKey;
+	if (enc) {
+		if (crypto_aead_aes256gcm_encrypt_detached(
+			    r.out, info->cipher.aesgcm_enc.authTag, NULL, r.in, r.sz,
+			    r.aad, r.aad_len, NULL, r.iv, key) != 0)
+			return WC_HW_E;
+		atomic_fetch_add_explicit(&aesgcm_enc_calls, 1, memory_order_relaxed);
+		return 0;
 	}
 	atomic_fetch_add_explicit(&aesgcm_dec_calls, 1, memory_order_relaxed);
 	/* libsodium verifies the tag before releasing plaintext; a forged
 	 * record is the same error wolfSSL's software path reports, so the
 	 * TLS layer answers bad_record_mac. */
-	if (crypto_aead_aes256gcm_decrypt_detached(
-		    out, NULL, in, sz, info->cipher.aesgcm_dec.authTag,
-		    info->cipher.aesgcm_dec.authIn, info->cipher.aesgcm_dec.authInSz,
-		    info->cipher.aesgcm_dec.iv,
-		    (const unsigned char *)aes->devKey) != 0)
+	if (crypto_aead_aes256gcm_decrypt_detached(r.out, NULL, r.in, r.sz, r.tag,
+						   r.aad, r.aad_len, r.iv, key) != 0)
 		return AES_GCM_AUTH_E;
 	return 0;
 }
@@ -111,7 +118,7 @@ static int aesgcm_on_crypto(int devid, wc_CryptoInfo *info, void *ctx)
 	if (devid != AESGCM_DEVID || !info || info->algo_type != WC_ALGO_TYPE_CIPHER ||
 	    info->cipher.type != WC_CIPHER_AES_GCM)
 		return CRYPTOCB_UNAVAILABLE;
-	return info->cipher.enc ? aesgcm_encrypt(info) : aesgcm_decrypt(info);
+	return aesgcm_run(info);
 }
 
 /* NIST GCM test case 16 (AES-256, 96-bit IV, AAD). */

@@ -62,6 +62,8 @@ enum conn_state {
 #define CONN_F_PUMP_TASK   (1u << 8)	/* re-offer kept input from the task */
 #define CONN_F_CLOSE_TASK  (1u << 9)	/* on_close owed from the task */
 #define CONN_F_CLOSE_TOLD  (1u << 10)	/* on_close delivered */
+#define CONN_F_SHUT_WANT   (1u << 11)	/* conn_shutdown: FIN once output drains */
+#define CONN_F_SHUT_DONE   (1u << 12)	/* SHUT_WR done: no more writes */
 
 struct conn_chunk {
 	struct conn_chunk *next;
@@ -128,6 +130,7 @@ static void conn_on_close_timer(struct loop_timer *t);
 static void conn_finish(struct conn *c, int abort);
 static void conn_close_step(struct conn *c);
 static void conn_recv_want(struct conn *c);
+static void conn_shutdown_step(struct conn *c);
 
 unsigned long conn_live_count(void)
 {
@@ -348,7 +351,7 @@ int conn_write(struct conn *c, const void *p, size_t n)
 {
 	int ret;
 
-	if (c->state >= CONN_CLOSING)
+	if (c->state >= CONN_CLOSING || (c->flags & CONN_F_SHUT_WANT))
 		return -EPIPE;
 	if (n == 0)
 		return 0;
@@ -426,6 +429,8 @@ static void conn_on_send(struct loop_op *op, int res, unsigned flags)
 	conn_send_kick(c);
 	if (c->state == CONN_CLOSING)
 		conn_close_step(c);
+	else
+		conn_shutdown_step(c);
 }
 
 /* --- receive path --------------------------------------------------------- */
@@ -819,6 +824,30 @@ static void conn_close_step(struct conn *c)
 	conn_recv_want(c);
 }
 
+/* Half-close: once queued output is sent, FIN (plain TCP) — reading goes
+ * on. TLS has no half-close that peers honour, so there it is a close. */
+static void conn_shutdown_step(struct conn *c)
+{
+	if (!(c->flags & CONN_F_SHUT_WANT) || (c->flags & CONN_F_SHUT_DONE) ||
+	    c->state != CONN_OPEN || (c->flags & CONN_F_SENDING) || c->out.head)
+		return;
+	c->flags |= CONN_F_SHUT_DONE;
+	shutdown(c->fd, SHUT_WR);
+}
+
+void conn_shutdown(struct conn *c)
+{
+	if (c->tls) {
+		conn_close(c, 0, "half-closed");
+		return;
+	}
+	if (c->state >= CONN_CLOSING || (c->flags & CONN_F_SHUT_WANT))
+		return;
+	c->flags |= CONN_F_SHUT_WANT;
+	if (c->state == CONN_OPEN)
+		conn_shutdown_step(c);
+}
+
 void conn_close(struct conn *c, int err, const char *why)
 {
 	if (c->state >= CONN_CLOSING)
@@ -961,18 +990,32 @@ struct conn *conn_connect(struct loop *l, const struct sockaddr *sa, socklen_t s
 			  const char *expect_id, const struct conn_handler *h,
 			  const struct conn_opts *o, void *udata)
 {
-	struct conn *c;
-	int fd, ret;
+	int fd, err;
 
-	if (salen > sizeof(c->peer)) {
-		errno = EINVAL;
-		return NULL;
-	}
 	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
-	if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
+	if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return NULL;
+	}
+	return conn_connect_fd(l, fd, sa, salen, tls_ctx, sni, expect_id, h, o, udata);
+}
+
+struct conn *conn_connect_fd(struct loop *l, int fd, const struct sockaddr *sa,
+			     socklen_t salen, struct tls_ctx *tls_ctx, const char *sni,
+			     const char *expect_id, const struct conn_handler *h,
+			     const struct conn_opts *o, void *udata)
+{
+	struct conn *c;
+	int ret;
+
+	if (salen > sizeof(c->peer)) {
+		errno = EINVAL;
 		goto fail_sock;
+	}
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		conn_nodelay(fd);
 	c = conn_alloc(l, tls_ctx, h, o, udata);

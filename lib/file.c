@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Whole-file helpers for config, token, registry and key files. */
+/* Whole-file helpers for config, token, registry and key files: bounded
+ * reads (into sodium_malloc memory for keys) and atomic writes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,9 +9,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include <weft/file.h>
 
-int file_read(const char *path, size_t max, char **buf, size_t *len)
+static void file_free_plain(void *p)
+{
+	free(p);
+}
+
+/* The whole file in memory from alloc (released with release on error). */
+static int file_read_with(const char *path, size_t max, void *(*alloc)(size_t),
+			  void (*release)(void *), char **buf, size_t *len)
 {
 	struct stat st;
 	size_t got = 0;
@@ -28,7 +38,7 @@ int file_read(const char *path, size_t max, char **buf, size_t *len)
 		err = -EFBIG;
 		goto fail_fd;
 	}
-	b = malloc(st.st_size + 1);
+	b = alloc(st.st_size + 1);
 	if (!b) {
 		err = -ENOMEM;
 		goto fail_fd;
@@ -41,7 +51,7 @@ int file_read(const char *path, size_t max, char **buf, size_t *len)
 			continue;
 		if (n < 0) {
 			err = -errno;
-			free(b);
+			release(b);
 			goto fail_fd;
 		}
 		if (n == 0)
@@ -56,6 +66,19 @@ int file_read(const char *path, size_t max, char **buf, size_t *len)
 fail_fd:
 	close(fd);
 	return err;
+}
+
+int file_read(const char *path, size_t max, char **buf, size_t *len)
+{
+	return file_read_with(path, max, malloc, file_free_plain, buf, len);
+}
+
+int file_read_secret(const char *path, size_t max, char **buf, size_t *len)
+{
+	/* sodium_malloc needs sodium_init; it is idempotent. */
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	return file_read_with(path, max, sodium_malloc, sodium_free, buf, len);
 }
 
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)

@@ -179,6 +179,29 @@ int loop_connect(struct loop *l, struct loop_op *op, int fd,
 	return 0;
 }
 
+int loop_recvmsg(struct loop *l, struct loop_op *op, int fd, struct msghdr *msg, unsigned flags)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_recvmsg(sqe, fd, msg, flags);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+int loop_sendmsg(struct loop *l, struct loop_op *op, int fd, const struct msghdr *msg,
+		 unsigned flags)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_sendmsg(sqe, fd, msg, flags | MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
 int loop_read(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
 {
 	struct io_uring_sqe *sqe = loop_sqe_get(l);

@@ -52,6 +52,7 @@ struct tls_ctx {
 	enum tls_peer_auth peer_auth;
 	char **trust_domains;	/* NULL-terminated copies */
 	char *alpn;		/* NULL: no ALPN */
+	unsigned refs;		/* owners: creator, tls_ctx_ref callers, each tls */
 };
 
 struct tls_buf {
@@ -109,24 +110,35 @@ static void tls_seterr(struct tls *t, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void ctx_seterr(char *err, size_t errlen, const char *fmt, ...)
+static int ctx_seterr(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void ctx_seterr(char *err, size_t errlen, const char *fmt, ...)
+/* Context errors go to the caller's buffer. Returns -EINVAL, for
+ * "return ctx_seterr(...)". */
+static int ctx_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!err || !errlen)
-		return;
+		return -EINVAL;
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	return -EINVAL;
 }
 
 static const char *tls_wolf_reason(int code, char *buf, size_t len)
 {
 	wolfSSL_ERR_error_string_n((unsigned long)code, buf, (unsigned long)len);
 	return buf;
+}
+
+/* "what: <wolfSSL's reason for code>" as the context error; -EINVAL. */
+static int ctx_wolf_fail(char *err, size_t errlen, const char *what, int code)
+{
+	char buf[WOLFSSL_MAX_ERROR_SZ];
+
+	return ctx_seterr(err, errlen, "%s: %s", what, tls_wolf_reason(code, buf, sizeof(buf)));
 }
 
 /* ---- memory I/O ---------------------------------------------------------- */
@@ -522,70 +534,49 @@ out_free:
 static int tls_ctx_load_identity(struct tls_ctx *c, const struct tls_ctx_opts *o, char *err,
 				 size_t errlen)
 {
-	char buf[WOLFSSL_MAX_ERROR_SZ];
 	int ret;
 
 	if (!o->chain_pem && !o->key_pem) {
-		if (o->role == TLS_SERVER) {
-			ctx_seterr(err, errlen, "a TLS server needs a certificate chain and key");
-			return -EINVAL;
-		}
+		if (o->role == TLS_SERVER)
+			return ctx_seterr(err, errlen, "a TLS server needs a certificate chain and key");
 		return 0;
 	}
-	if (!o->chain_pem || !o->key_pem) {
-		ctx_seterr(err, errlen, "certificate chain and private key must be given together");
-		return -EINVAL;
-	}
+	if (!o->chain_pem || !o->key_pem)
+		return ctx_seterr(err, errlen, "certificate chain and private key must be given together");
 	ret = wolfSSL_CTX_use_certificate_chain_buffer_format(
 		c->wctx, (const unsigned char *)o->chain_pem, (long)o->chain_len,
 		WOLFSSL_FILETYPE_PEM);
-	if (ret != WOLFSSL_SUCCESS) {
-		ctx_seterr(err, errlen, "cannot load our certificate chain: %s",
-			   tls_wolf_reason(ret, buf, sizeof(buf)));
-		return -EINVAL;
-	}
+	if (ret != WOLFSSL_SUCCESS)
+		return ctx_wolf_fail(err, errlen, "cannot load our certificate chain", ret);
 	/* wolfSSL decodes the PEM into its own DER buffer, which it wipes when
 	 * freed; no copy of the key is made here. */
 	ret = wolfSSL_CTX_use_PrivateKey_buffer(c->wctx, (const unsigned char *)o->key_pem,
 						(long)o->key_len, WOLFSSL_FILETYPE_PEM);
-	if (ret != WOLFSSL_SUCCESS) {
-		ctx_seterr(err, errlen, "cannot load our private key: %s",
-			   tls_wolf_reason(ret, buf, sizeof(buf)));
-		return -EINVAL;
-	}
+	if (ret != WOLFSSL_SUCCESS)
+		return ctx_wolf_fail(err, errlen, "cannot load our private key", ret);
 	if (wolfSSL_CTX_check_private_key(c->wctx) != WOLFSSL_SUCCESS ||
-	    tls_key_matches_cert(o) == -EINVAL) {
-		ctx_seterr(err, errlen, "our private key does not match our certificate");
-		return -EINVAL;
-	}
+	    tls_key_matches_cert(o) == -EINVAL)
+		return ctx_seterr(err, errlen, "our private key does not match our certificate");
 	return 0;
 }
 
 static int tls_ctx_setup_peer_auth(struct tls_ctx *c, const struct tls_ctx_opts *o,
 				   char *err, size_t errlen)
 {
-	char buf[WOLFSSL_MAX_ERROR_SZ];
 	int mode, ret;
 
 	if (o->peer_auth == TLS_PEER_NONE) {
 		wolfSSL_CTX_set_verify(c->wctx, WOLFSSL_VERIFY_NONE, NULL);
 		return 0;
 	}
-	if (!o->bundle_pem || !o->bundle_len) {
-		ctx_seterr(err, errlen, "peer verification needs a trust bundle");
-		return -EINVAL;
-	}
-	if (!o->trust_domains || !o->trust_domains[0]) {
-		ctx_seterr(err, errlen, "peer verification needs at least one allowed trust domain");
-		return -EINVAL;
-	}
+	if (!o->bundle_pem || !o->bundle_len)
+		return ctx_seterr(err, errlen, "peer verification needs a trust bundle");
+	if (!o->trust_domains || !o->trust_domains[0])
+		return ctx_seterr(err, errlen, "peer verification needs at least one allowed trust domain");
 	ret = wolfSSL_CTX_load_verify_buffer(c->wctx, (const unsigned char *)o->bundle_pem,
 					     (long)o->bundle_len, WOLFSSL_FILETYPE_PEM);
-	if (ret != WOLFSSL_SUCCESS) {
-		ctx_seterr(err, errlen, "cannot load the trust bundle: %s",
-			   tls_wolf_reason(ret, buf, sizeof(buf)));
-		return -EINVAL;
-	}
+	if (ret != WOLFSSL_SUCCESS)
+		return ctx_wolf_fail(err, errlen, "cannot load the trust bundle", ret);
 	mode = WOLFSSL_VERIFY_PEER;
 	if (o->peer_auth == TLS_PEER_REQUIRE || o->role == TLS_CLIENT)
 		mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -613,6 +604,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errl
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		goto fail_oom;
+	c->refs = 1;
 	c->role = o->role;
 	c->peer_auth = o->peer_auth;
 	c->trust_domains = tls_strv_dup(o->trust_domains);
@@ -664,9 +656,16 @@ fail:
 	return NULL;
 }
 
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx)
+{
+	if (ctx)
+		ctx->refs++;
+	return ctx;
+}
+
 void tls_ctx_free(struct tls_ctx *ctx)
 {
-	if (!ctx)
+	if (!ctx || --ctx->refs > 0)
 		return;
 	if (ctx->wctx)
 		wolfSSL_CTX_free(ctx->wctx);
@@ -686,10 +685,10 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *sni)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
-	t->ctx = ctx;
 	t->ssl = wolfSSL_new(ctx->wctx);
 	if (!t->ssl)
 		goto fail_free;
+	t->ctx = tls_ctx_ref(ctx);
 	wolfSSL_SetIOReadCtx(t->ssl, t);
 	wolfSSL_SetIOWriteCtx(t->ssl, t);
 	wolfSSL_SetCertCbCtx(t->ssl, t);
@@ -709,6 +708,7 @@ struct tls *tls_new(struct tls_ctx *ctx, const char *sni)
 
 fail_ssl:
 	wolfSSL_free(t->ssl);
+	tls_ctx_free(t->ctx);
 fail_free:
 	free(t);
 	return NULL;
@@ -720,6 +720,7 @@ void tls_free(struct tls *t)
 		return;
 	if (t->ssl)
 		wolfSSL_free(t->ssl);
+	tls_ctx_free(t->ctx);
 	/* Plaintext never sits in these buffers, but handshake secrets pass
 	 * through wolfSSL's, not ours; ciphertext needs no wiping. */
 	free(t->in.p);

@@ -200,11 +200,10 @@ void *x509_key_ecc(struct x509_key *k)
 
 static size_t der_len_size(size_t n)
 {
-	return n < 0x80 ? 1 : n < 0x100 ? 2 : 3;
+	return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 4;
 }
 
-/* Encode a DER length (n <= 0xffff); returns the bytes written (at most 4). */
-static size_t der_len_put(uint8_t *p, size_t n)
+size_t x509_der_len_put(uint8_t *p, size_t n)
 {
 	if (n < 0x80) {
 		p[0] = (uint8_t)n;
@@ -215,17 +214,21 @@ static size_t der_len_put(uint8_t *p, size_t n)
 		p[1] = (uint8_t)n;
 		return 2;
 	}
-	p[0] = 0x82;
-	p[1] = (uint8_t)(n >> 8);
-	p[2] = (uint8_t)n;
-	return 3;
+	if (n < 0x10000) {
+		p[0] = 0x82;
+		p[1] = (uint8_t)(n >> 8);
+		p[2] = (uint8_t)n;
+		return 3;
+	}
+	p[0] = 0x83;
+	p[1] = (uint8_t)(n >> 16);
+	p[2] = (uint8_t)(n >> 8);
+	p[3] = (uint8_t)n;
+	return 4;
 }
 
-/* GeneralNames { [6] uri, [2] dns... } into Cert.altNames. -ENOSPC when it
- * does not fit wolfSSL's fixed buffer. Names are IA5 strings, so the caller
- * checks their characters. */
-static int san_build(uint8_t *out, size_t cap, const char *uri,
-		     const char *const *dns, size_t n_dns, int *outlen)
+int x509_san_build(uint8_t *out, size_t cap, const char *uri,
+		   const char *const *dns, size_t n_dns, int *outlen)
 {
 	size_t body = 0, pos, i, l;
 
@@ -236,18 +239,18 @@ static int san_build(uint8_t *out, size_t cap, const char *uri,
 	if (body > 0xffff || 1 + der_len_size(body) + body > cap)
 		return -ENOSPC;
 	out[0] = 0x30;
-	pos = 1 + der_len_put(out + 1, body);
+	pos = 1 + x509_der_len_put(out + 1, body);
 	if (uri) {
 		l = strlen(uri);
 		out[pos++] = 0x86;	/* [6] uniformResourceIdentifier */
-		pos += der_len_put(out + pos, l);
+		pos += x509_der_len_put(out + pos, l);
 		memcpy(out + pos, uri, l);
 		pos += l;
 	}
 	for (i = 0; i < n_dns; i++) {
 		l = strlen(dns[i]);
 		out[pos++] = 0x82;	/* [2] dNSName */
-		pos += der_len_put(out + pos, l);
+		pos += x509_der_len_put(out + pos, l);
 		memcpy(out + pos, dns[i], l);
 		pos += l;
 	}
@@ -286,7 +289,7 @@ int x509_csr_make(struct x509_key *k, const char *uri, char **pem, size_t *len)
 	cert->version = 0;	/* PKCS#10 v1 */
 	cert->sigType = CTC_SHA256wECDSA;
 	/* Subject stays empty: the identity is the URI SAN alone. */
-	if (san_build(cert->altNames, sizeof(cert->altNames), uri, NULL, 0,
+	if (x509_san_build(cert->altNames, sizeof(cert->altNames), uri, NULL, 0,
 			   &cert->altNamesSz) < 0)
 		goto fail_rng;
 	n = wc_MakeCertReq_ex(cert, der, (word32)dercap, ECC_TYPE, &k->ecc);

@@ -47,6 +47,13 @@ struct conn *conn_connect(struct loop *l, const struct sockaddr *sa, socklen_t s
 			  const char *expect_id, const struct conn_handler *h,
 			  const struct conn_opts *o, void *udata);
 
+/* Same with a socket the caller made (e.g. inside another network
+ * namespace); takes ownership of fd, also on failure. */
+struct conn *conn_connect_fd(struct loop *l, int fd, const struct sockaddr *sa,
+			     socklen_t salen, struct tls_ctx *tls, const char *sni,
+			     const char *expect_id, const struct conn_handler *h,
+			     const struct conn_opts *o, void *udata);
+
 /* Queue plaintext. 0, or -ENOBUFS past 4x the soft cap (caller waits for
  * on_writable), -EPIPE once closing. */
 int conn_write(struct conn *c, const void *p, size_t n);
@@ -54,6 +61,9 @@ int conn_write(struct conn *c, const void *p, size_t n);
 size_t conn_out_space(const struct conn *c);
 /* Stop/resume reading (flow control from the upper layer). */
 void conn_pause(struct conn *c, int paused);
+/* Half-close: send FIN once queued output is out; reading goes on and
+ * conn_write fails with -EPIPE from now. (TLS conns: same as conn_close.) */
+void conn_shutdown(struct conn *c);
 /* Flush queued output, then close (bounded by a 5 s timer). */
 void conn_close(struct conn *c, int err, const char *why);
 /* Close now, dropping queued output; the peer sees a reset. */

@@ -53,6 +53,13 @@ int loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
 int loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */
 int loop_connect(struct loop *l, struct loop_op *op, int fd,
 		 const struct sockaddr *sa, socklen_t salen);
+/* Message I/O for fd passing (SCM_RIGHTS). msg, its iovecs and control
+ * buffer must stay valid until the completion; the kernel writes the
+ * received msg_controllen and msg_flags (MSG_TRUNC, MSG_CTRUNC) back into
+ * msg. loop_sendmsg adds MSG_NOSIGNAL to flags. */
+int loop_recvmsg(struct loop *l, struct loop_op *op, int fd, struct msghdr *msg, unsigned flags);
+int loop_sendmsg(struct loop *l, struct loop_op *op, int fd, const struct msghdr *msg,
+		 unsigned flags);
 int loop_read(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
 /* Cancel every operation on fd; op (may be NULL) completes with the count. */
 int loop_cancel_fd(struct loop *l, struct loop_op *op, int fd);

@@ -41,9 +41,13 @@ struct tls_ctx_opts {
 	int no_aesgcm_device;		/* 1: do not route AES-256-GCM to libsodium */
 };
 
-/* Returns a context or NULL with err filled in. Safe to free while tls
- * objects made from it are alive only after they are freed. */
+/* Returns a context (holding one reference) or NULL with err filled in.
+ * Contexts are reference-counted: tls_ctx_ref takes a reference,
+ * tls_ctx_free drops one, and every tls made from a context holds one until
+ * tls_free, so a context replaced at certificate rotation stays alive for
+ * the connections that use it. */
 struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errlen);
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
 void tls_ctx_free(struct tls_ctx *ctx);
 
 /* A connection's TLS state. sni (client only) may be NULL. */

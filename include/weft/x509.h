@@ -29,6 +29,16 @@ void *x509_key_ecc(struct x509_key *k);
  * malloc'd. */
 int x509_csr_make(struct x509_key *k, const char *uri, char **pem, size_t *len);
 
+/* DER pieces for code that encodes certificate fields by hand (the agent's
+ * CA). x509_der_len_put writes the definite length n (< 2^24) at p and
+ * returns the bytes written, 1 to 4. x509_san_build writes GeneralNames
+ * { [6] uri (if not NULL), [2] dns... } into out (cap bytes, e.g. wolfSSL's
+ * Cert.altNames) and its length into *outlen; -ENOSPC when it does not
+ * fit. The names are IA5 strings: the caller checks their characters. */
+size_t x509_der_len_put(uint8_t *p, size_t n);
+int x509_san_build(uint8_t *out, size_t cap, const char *uri,
+		   const char *const *dns, size_t n_dns, int *outlen);
+
 /* PEM <-> DER for CERTIFICATE blocks. x509_pem_next walks a bundle: returns
  * the DER of the next certificate (malloc'd) and advances *pos; -ENOENT at
  * the end. */

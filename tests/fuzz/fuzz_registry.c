@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "registry.pb-c.h"
-#include "../../agent/registry.h"
-#include "../../agent/regproto.h"
+#include <weft/registry.h>
+#include <weft/regproto.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

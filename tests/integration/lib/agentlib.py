@@ -37,6 +37,7 @@ _gen_protos()
 sys.path.insert(0, PYGEN)
 
 import grpc  # noqa: E402
+from results import Results  # noqa: E402,F401
 import ca_pb2  # noqa: E402
 import registry_pb2  # noqa: E402
 from cryptography import x509  # noqa: E402
@@ -234,28 +235,6 @@ def make_csr(uri=None, key=None, dns=None, cn=None, uris=None):
 def load_chain(chain):
     return [x509.load_pem_x509_certificate(c.encode() if isinstance(c, str) else c)
             for c in chain]
-
-
-class Results:
-    """Collects check results; exit code 0 when all passed."""
-
-    def __init__(self, name):
-        self.name = name
-        self.failed = 0
-        self.count = 0
-
-    def check(self, cond, what):
-        self.count += 1
-        if cond:
-            print("  ok   %s" % what)
-        else:
-            self.failed += 1
-            print("  FAIL %s" % what)
-        return cond
-
-    def done(self):
-        print("%s: %d checks, %d failed" % (self.name, self.count, self.failed))
-        sys.exit(1 if self.failed else 0)
 
 
 def expect_status(res, what, fn, code):

@@ -5,13 +5,11 @@
  * DNS SANs for the agent's own cert, and a given intermediate whose chain
  * of three verifies. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,74 +18,10 @@
 #include "../../../agent/ca.h"
 #include "../../../agent/csr.h"
 #include "../check.h"
+#include "../../pki.h"
 
-static char tmpdir[] = "/tmp/weft-test-ca-XXXXXX";
-
-/* Run a shell command (cwd tmpdir); stdout+stderr into out when given. */
-static int sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int sh(char *out, size_t cap, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	FILE *p;
-	int st;
-	int n = snprintf(cmd, sizeof(cmd), "cd %s && { ", tmpdir);
-
-	va_start(ap, fmt);
-	vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
-	va_end(ap);
-	strncat(cmd, "; } 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (out) {
-		size_t got = fread(out, 1, cap - 1, p);
-		out[got] = '\0';
-	} else {
-		char sink[4096];
-		while (fread(sink, 1, sizeof(sink), p) > 0)
-			;
-	}
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *name, size_t *len)
-{
-	char path[512];
-	FILE *f;
-	char *buf;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	buf = calloc(1, 1 << 16);
-	*len = fread(buf, 1, (1 << 16) - 1, f);
-	fclose(f);
-	return buf;
-}
-
-static int spit(const char *name, const char *data)
-{
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "wb");
-	if (!f)
-		return -1;
-	fputs(data, f);
-	return fclose(f);
-}
-
-static int count(const char *hay, const char *needle)
-{
-	int n = 0;
-	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
+/* The scratch directory, also the cwd: the shell commands use relative paths. */
+static char tmpdir[64];
 
 /* A CSR's public key via our own CSR path: x509_csr_make + csr_parse. */
 static int csr_pubkey(const char *uri, struct csr *c)
@@ -132,24 +66,24 @@ static void test_root(void)
 	CHECK(stat(p, &st) == 0);
 
 	const char *bundle = ca_bundle_pem(ca, &blen);
-	file = slurp("state/root-cert.pem", &flen);
+	file = pki_file_read(tmpdir, "state/root-cert.pem", &flen);
 	CHECK(bundle && file && blen == flen && memcmp(bundle, file, blen) == 0);
 	first = bundle ? strdup(bundle) : NULL;
 	free(file);
 
-	CHECK_EQ_INT(sh(out, sizeof(out), "openssl x509 -in state/ca-cert.pem -noout -text"), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl x509 -in state/ca-cert.pem -noout -text"), 0);
 	CHECK(strstr(out, "Subject: O = weft, CN = weft root CA cluster.local") != NULL);
 	CHECK(strstr(out, "X509v3 Basic Constraints: critical\n                CA:TRUE") != NULL);
 	CHECK(strstr(out, "X509v3 Key Usage: critical\n                Certificate Sign, CRL Sign") != NULL);
 	CHECK(strstr(out, "X509v3 Subject Key Identifier") != NULL);
 	CHECK(strstr(out, "ecdsa-with-SHA256") && strstr(out, "NIST CURVE: P-256"));
 	/* Self-signed and a valid CA for openssl; ~10 years. */
-	CHECK_EQ_INT(sh(NULL, 0, "openssl verify -CAfile state/root-cert.pem state/ca-cert.pem"), 0);
-	CHECK_EQ_INT(sh(NULL, 0, "openssl x509 -in state/ca-cert.pem -noout -checkend %d",
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl verify -CAfile state/root-cert.pem state/ca-cert.pem"), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl x509 -in state/ca-cert.pem -noout -checkend %d",
 			9 * 365 * 86400), 0);
-	CHECK(sh(NULL, 0, "openssl x509 -in state/ca-cert.pem -noout -checkend %d",
+	CHECK(pki_sh(NULL, 0, "openssl x509 -in state/ca-cert.pem -noout -checkend %d",
 		 3651 * 86400) != 0);
-	CHECK_EQ_INT(sh(NULL, 0, "openssl ec -in state/ca-key.pem -check -noout"), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl ec -in state/ca-key.pem -check -noout"), 0);
 	ca_free(ca);
 
 	/* Reopen: same root, not a new one. */
@@ -164,7 +98,7 @@ static void test_root(void)
 	ca_free(NULL);
 
 	/* Half a CA in the state dir is refused, not silently replaced. */
-	CHECK_EQ_INT(sh(NULL, 0, "mkdir half && cp state/ca-cert.pem half/"), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "mkdir half && cp state/ca-cert.pem half/"), 0);
 	snprintf(state, sizeof(state), "%s/half", tmpdir);
 	CHECK(ca_open(&o, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "only one of") != NULL);
@@ -200,18 +134,18 @@ static void test_sign(void)
 	if (n != 2)
 		goto out;
 	CHECK(strcmp(chain[1], ca_bundle_pem(ca, NULL)) == 0);	/* root last */
-	CHECK_EQ_INT(spit("leaf.pem", chain[0]), 0);
-	CHECK_EQ_INT(sh(out, sizeof(out), "openssl verify -CAfile state/root-cert.pem leaf.pem"), 0);
+	CHECK_EQ_INT(pki_file_write(tmpdir, "leaf.pem", chain[0], strlen(chain[0])), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl verify -CAfile state/root-cert.pem leaf.pem"), 0);
 	CHECK(strstr(out, "leaf.pem: OK") != NULL);
-	CHECK_EQ_INT(sh(NULL, 0, "openssl verify -purpose sslserver -CAfile state/root-cert.pem leaf.pem"), 0);
-	CHECK_EQ_INT(sh(NULL, 0, "openssl verify -purpose sslclient -CAfile state/root-cert.pem leaf.pem"), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl verify -purpose sslserver -CAfile state/root-cert.pem leaf.pem"), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl verify -purpose sslclient -CAfile state/root-cert.pem leaf.pem"), 0);
 
-	CHECK_EQ_INT(sh(out, sizeof(out), "openssl x509 -in leaf.pem -noout -text"), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl x509 -in leaf.pem -noout -text"), 0);
 	CHECK(strstr(out, "Version: 3 (0x2)") != NULL);
 	CHECK(strstr(out, "X509v3 Subject Alternative Name: critical\n"
 			  "                URI:spiffe://cluster.local/ns/default/sa/a\n") != NULL);
-	CHECK_EQ_INT(count(out, "URI:"), 1);
-	CHECK_EQ_INT(count(out, "DNS:"), 0);
+	CHECK_EQ_INT(pki_count(out, "URI:"), 1);
+	CHECK_EQ_INT(pki_count(out, "DNS:"), 0);
 	CHECK(strstr(out, "X509v3 Basic Constraints: critical\n                CA:FALSE") != NULL);
 	CHECK(strstr(out, "X509v3 Key Usage: critical\n                Digital Signature\n") != NULL);
 	CHECK(strstr(out, "X509v3 Extended Key Usage: \n"
@@ -221,14 +155,14 @@ static void test_sign(void)
 	CHECK(strstr(out, "X509v3 Subject Key Identifier") != NULL);
 	CHECK(strstr(out, "Signature Algorithm: ecdsa-with-SHA256") != NULL);
 	CHECK(strstr(out, "Issuer: O = weft, CN = weft root CA cluster.local") != NULL);
-	CHECK_EQ_INT(sh(out, sizeof(out), "openssl x509 -in leaf.pem -noout -subject"), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl x509 -in leaf.pem -noout -subject"), 0);
 	CHECK_EQ_STR(out, "subject=\n");
 
 	/* The certified key is the CSR's. */
-	CHECK_EQ_INT(sh(NULL, 0, "openssl x509 -in leaf.pem -noout -pubkey | "
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl x509 -in leaf.pem -noout -pubkey | "
 			"openssl pkey -pubin -outform DER -out leaf.pub"), 0);
 	size_t publen = 0;
-	char *pub = slurp("leaf.pub", &publen);
+	char *pub = pki_file_read(tmpdir, "leaf.pub", &publen);
 	CHECK(pub && publen == c.pubkey_len && memcmp(pub, c.pubkey_der, publen) == 0);
 	free(pub);
 
@@ -244,8 +178,8 @@ static void test_sign(void)
 	CHECK_EQ_STR(s.key_type, "ECDSA P-256");
 	CHECK_EQ_INT(strlen(s.serial), 32);		/* 128 bits */
 	CHECK(s.serial[0] >= '0' && s.serial[0] <= '7');	/* positive */
-	CHECK_EQ_INT(sh(NULL, 0, "openssl x509 -in leaf.pem -noout -checkend 3500"), 0);
-	CHECK(sh(NULL, 0, "openssl x509 -in leaf.pem -noout -checkend 3700") != 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl x509 -in leaf.pem -noout -checkend 3500"), 0);
+	CHECK(pki_sh(NULL, 0, "openssl x509 -in leaf.pem -noout -checkend 3700") != 0);
 	ca_chain_free(chain, n);
 	chain = NULL;
 
@@ -284,12 +218,12 @@ static void test_sign(void)
 	CHECK_EQ_INT(ca_sign(ca, c.pubkey_der, c.pubkey_len, "spiffe://cluster.local/weft/agent",
 			     dns, 3, 86400, &chain, &n), 0);
 	if (n == 2) {
-		CHECK_EQ_INT(spit("agent.pem", chain[0]), 0);
-		CHECK_EQ_INT(sh(out, sizeof(out), "openssl x509 -in agent.pem -noout -ext subjectAltName"), 0);
-		CHECK_EQ_INT(count(out, "URI:"), 1);
+		CHECK_EQ_INT(pki_file_write(tmpdir, "agent.pem", chain[0], strlen(chain[0])), 0);
+		CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl x509 -in agent.pem -noout -ext subjectAltName"), 0);
+		CHECK_EQ_INT(pki_count(out, "URI:"), 1);
 		CHECK(strstr(out, "critical") != NULL);
 		CHECK(strstr(out, "DNS:weft-agent, DNS:weft-agent.weft-system.svc, DNS:localhost") != NULL);
-		CHECK_EQ_INT(sh(NULL, 0, "openssl verify -CAfile state/root-cert.pem "
+		CHECK_EQ_INT(pki_sh(NULL, 0, "openssl verify -CAfile state/root-cert.pem "
 				"-verify_hostname weft-agent.weft-system.svc agent.pem"), 0);
 	}
 	ca_chain_free(chain, n);
@@ -322,20 +256,15 @@ static void test_intermediate(void)
 	char **chain = NULL;
 	size_t n = 0;
 
-	CHECK_EQ_INT(sh(out, sizeof(out),
-			"printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n"
-			"subjectKeyIdentifier=hash\\nauthorityKeyIdentifier=keyid\\n' > ext.cnf && "
-			"openssl ecparam -name prime256v1 -genkey -noout -out r.key && "
-			"openssl req -x509 -new -key r.key -subj '/O=Example/CN=Example Root' -days 30 "
-			"-addext basicConstraints=critical,CA:TRUE "
-			"-addext keyUsage=critical,keyCertSign,cRLSign -out r.pem && "
-			"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out i.key && "
-			"openssl req -new -key i.key -subj '/O=Example/CN=Example Intermediate' -out i.csr && "
-			"openssl x509 -req -in i.csr -CA r.pem -CAkey r.key -CAcreateserial -days 20 "
-			"-extfile ext.cnf -out i.pem && "
-			"openssl req -x509 -new -key i.key -subj '/CN=not a ca' -days 1 "
-			"-addext basicConstraints=CA:FALSE -out leafish.pem"), 0);
-	CHECK(strstr(out, "PRIVATE KEY") == NULL);	/* genpkey wrote PKCS#8 to a file */
+	CHECK_EQ_INT(pki_ca_make(tmpdir, "r", NULL, "/O=Example/CN=Example Root", 30), 0);
+	CHECK_EQ_INT(pki_ca_make(tmpdir, "i", "r", "/O=Example/CN=Example Intermediate", 20), 0);
+	/* The root's key also as SEC1, for the wrong-key case below. */
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl ec -in r.key -out r.sec1 && "
+			    "openssl req -x509 -new -key i.key -subj '/CN=not a ca' -days 1 "
+			    "-addext basicConstraints=CA:FALSE -out leafish.pem"), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "head -n1 i.key r.sec1"), 0);
+	CHECK(strstr(out, "-----BEGIN PRIVATE KEY-----") != NULL);
+	CHECK(strstr(out, "-----BEGIN EC PRIVATE KEY-----") != NULL);
 	snprintf(state, sizeof(state), "%s/istate", tmpdir);
 	snprintf(cert, sizeof(cert), "%s/i.pem", tmpdir);
 	snprintf(key, sizeof(key), "%s/i.key", tmpdir);	/* PKCS#8 */
@@ -351,22 +280,22 @@ static void test_intermediate(void)
 		return;
 	}
 	/* The bundle is the root, and no key was copied into the state dir. */
-	CHECK_EQ_INT(sh(NULL, 0, "cmp istate/root-cert.pem r.pem"), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "cmp istate/root-cert.pem r.pem"), 0);
 	CHECK(access("istate/ca-key.pem", F_OK) != 0);
 
 	CHECK_EQ_INT(csr_pubkey(uri, &c), 0);
 	CHECK_EQ_INT(ca_sign(ca, c.pubkey_der, c.pubkey_len, uri, NULL, 0, 600, &chain, &n), 0);
 	CHECK_EQ_INT(n, 3);
 	if (n == 3) {
-		spit("l3.pem", chain[0]);
-		spit("i3.pem", chain[1]);
-		spit("r3.pem", chain[2]);
-		CHECK_EQ_INT(sh(NULL, 0, "cmp i3.pem i.pem && cmp r3.pem r.pem"), 0);
-		CHECK_EQ_INT(sh(out, sizeof(out), "openssl verify -CAfile r3.pem -untrusted i3.pem l3.pem"), 0);
+		pki_file_write(tmpdir, "l3.pem", chain[0], strlen(chain[0]));
+		pki_file_write(tmpdir, "i3.pem", chain[1], strlen(chain[1]));
+		pki_file_write(tmpdir, "r3.pem", chain[2], strlen(chain[2]));
+		CHECK_EQ_INT(pki_sh(NULL, 0, "cmp i3.pem i.pem && cmp r3.pem r.pem"), 0);
+		CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl verify -CAfile r3.pem -untrusted i3.pem l3.pem"), 0);
 		CHECK(strstr(out, "l3.pem: OK") != NULL);
 		/* Without the intermediate it must not verify (the test can fail). */
-		CHECK(sh(NULL, 0, "openssl verify -CAfile r3.pem l3.pem") != 0);
-		CHECK_EQ_INT(sh(out, sizeof(out), "openssl x509 -in l3.pem -noout -issuer"), 0);
+		CHECK(pki_sh(NULL, 0, "openssl verify -CAfile r3.pem l3.pem") != 0);
+		CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl x509 -in l3.pem -noout -issuer"), 0);
 		CHECK(strstr(out, "CN = Example Intermediate") != NULL);
 	}
 	ca_chain_free(chain, n);
@@ -378,7 +307,7 @@ static void test_intermediate(void)
 	CHECK(ca_open(&o, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "no chain") != NULL);
 	o.chain_file = chainf;
-	snprintf(key, sizeof(key), "%s/r.key", tmpdir);	/* wrong key */
+	snprintf(key, sizeof(key), "%s/r.sec1", tmpdir);	/* wrong key */
 	CHECK(ca_open(&o, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "does not match") != NULL);
 	snprintf(key, sizeof(key), "%s/i.key", tmpdir);
@@ -395,14 +324,10 @@ static void test_intermediate(void)
 
 int main(void)
 {
-	if (system("openssl version >/dev/null 2>&1") != 0) {
-		printf("skip: no openssl CLI\n");
-		return 77;
-	}
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	int rc = pki_test_begin(tmpdir, sizeof(tmpdir), "test-ca");
+
+	if (rc != 0)
+		return rc;
 	if (chdir(tmpdir) < 0) {
 		perror("chdir");
 		return 1;
@@ -410,6 +335,6 @@ int main(void)
 	test_root();
 	test_sign();
 	test_intermediate();
-	sh(NULL, 0, "rm -rf %s", tmpdir);
+	pki_dir_remove(tmpdir);
 	return check_done("test_ca");
 }

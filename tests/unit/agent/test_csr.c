@@ -8,57 +8,25 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <weft/x509.h>
 
 #include "../../../agent/csr.h"
 #include "../check.h"
+#include "../../pki.h"
 
-static char tmpdir[] = "/tmp/weft-test-csr-XXXXXX";
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	strncat(cmd, " >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *name, size_t *len)
-{
-	char path[512];
-	FILE *f;
-	char *buf;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	buf = calloc(1, 1 << 16);
-	*len = fread(buf, 1, (1 << 16) - 1, f);
-	fclose(f);
-	return buf;
-}
+static char tmpdir[64];
 
 /* Make name.pem: key file, subject, extra openssl req arguments. */
 static int mkcsr(const char *name, const char *key, const char *subj, const char *args)
 {
-	return sh("cd %s && openssl req -new -key %s -subj '%s' %s -out %s.pem",
-		  tmpdir, key, subj, args, name);
+	return pki_sh(NULL, 0, "cd %s && openssl req -new -key %s -subj '%s' %s -out %s.pem",
+		      tmpdir, key, subj, args, name);
 }
 
 /* Parse the file tmpdir/name; expect rejection with a reason containing want. */
@@ -67,7 +35,7 @@ static void expect_reject(const char *name, const char *want)
 	struct csr c;
 	char why[256] = "";
 	size_t len = 0;
-	char *pem = slurp(name, &len);
+	char *pem = pki_file_read(tmpdir, name, &len);
 
 	CHECK(pem != NULL);
 	if (!pem)
@@ -104,10 +72,10 @@ static void test_good(void)
 
 	CHECK_EQ_INT(mkcsr("good", "p256.key", "/",
 			   "-addext subjectAltName=URI:spiffe://cluster.local/ns/default/sa/a"), 0);
-	CHECK_EQ_INT(sh("cd %s && openssl pkey -in p256.key -pubout -outform DER -out p256.pub",
-			tmpdir), 0);
-	pem = slurp("good.pem", &len);
-	pub = slurp("p256.pub", &publen);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "cd %s && openssl pkey -in p256.key -pubout -outform DER "
+			    "-out p256.pub", tmpdir), 0);
+	pem = pki_file_read(tmpdir, "good.pem", &len);
+	pub = pki_file_read(tmpdir, "p256.pub", &publen);
 	CHECK(pem && pub);
 	if (!pem || !pub)
 		return;
@@ -160,7 +128,7 @@ static void test_good(void)
 	/* Istio puts O=<cluster> in the subject: allowed. */
 	CHECK_EQ_INT(mkcsr("org", "p256.key", "/O=cluster.local",
 			   "-addext subjectAltName=URI:spiffe://td/weft/node/n1"), 0);
-	pem = slurp("org.pem", &len);
+	pem = pki_file_read(tmpdir, "org.pem", &len);
 	CHECK_EQ_INT(csr_parse(pem, len, &c, why, sizeof(why)), 0);
 	CHECK_EQ_STR(c.uri, "spiffe://td/weft/node/n1");
 	csr_deinit(&c);
@@ -182,56 +150,45 @@ static void test_good(void)
 	x509_key_free(k);
 }
 
+#define URI_A "URI:spiffe://cluster.local/ns/default/sa/a"
+
 static void test_bad(void)
 {
-	const char *uri = "URI:spiffe://cluster.local/ns/default/sa/a";
-	char args[512];
+	/* Each CSR: file name, key file, subject, subjectAltName (NULL: none),
+	 * the reason it must be rejected with. */
+	static const struct {
+		const char *name, *key, *subj, *san, *want;
+	} cases[] = {
+		{ "dns", "p256.key", "/", URI_A ",DNS:evil.example", "has a DNS SAN" },
+		{ "ip", "p256.key", "/", URI_A ",IP:10.0.0.1", "has an IP SAN" },
+		{ "email", "p256.key", "/", URI_A ",email:a@b.example", "has an email SAN" },
+		{ "cn", "p256.key", "/O=x/CN=workload", URI_A, "has a common name" },
+		{ "two", "p256.key", "/", URI_A ",URI:spiffe://cluster.local/ns/b/sa/b",
+		  "2 URI SANs" },
+		{ "none", "p256.key", "/O=x", NULL, "no URI SAN" },
+		{ "emptyseg", "p256.key", "/", "URI:spiffe://cluster.local/ns//sa/a",
+		  "URI SAN is not a SPIFFE ID: empty path segment" },
+		{ "upper", "p256.key", "/", "URI:spiffe://Cluster.local/ns/a/sa/a",
+		  "URI SAN is not a SPIFFE ID: trust domain must be lowercase" },
+		{ "https", "p256.key", "/", "URI:https://cluster.local/ns/a/sa/a",
+		  "URI SAN is not a SPIFFE ID: scheme must be spiffe" },
+		{ "rsa", "rsa.key", "/", URI_A, "key is RSA" },
+		{ "p384", "p384.key", "/", URI_A, "not on curve P-256" },
+	};
+	char args[512], file[64];
 
-	snprintf(args, sizeof(args), "-addext 'subjectAltName=%s,DNS:evil.example'", uri);
-	CHECK_EQ_INT(mkcsr("dns", "p256.key", "/", args), 0);
-	expect_reject("dns.pem", "has a DNS SAN");
-
-	snprintf(args, sizeof(args), "-addext 'subjectAltName=%s,IP:10.0.0.1'", uri);
-	CHECK_EQ_INT(mkcsr("ip", "p256.key", "/", args), 0);
-	expect_reject("ip.pem", "has an IP SAN");
-
-	snprintf(args, sizeof(args), "-addext 'subjectAltName=%s,email:a@b.example'", uri);
-	CHECK_EQ_INT(mkcsr("email", "p256.key", "/", args), 0);
-	expect_reject("email.pem", "has an email SAN");
-
-	snprintf(args, sizeof(args), "-addext 'subjectAltName=%s'", uri);
-	CHECK_EQ_INT(mkcsr("cn", "p256.key", "/O=x/CN=workload", args), 0);
-	expect_reject("cn.pem", "has a common name");
-
-	snprintf(args, sizeof(args), "-addext 'subjectAltName=%s,URI:spiffe://cluster.local/ns/b/sa/b'", uri);
-	CHECK_EQ_INT(mkcsr("two", "p256.key", "/", args), 0);
-	expect_reject("two.pem", "2 URI SANs");
-
-	CHECK_EQ_INT(mkcsr("none", "p256.key", "/O=x", ""), 0);
-	expect_reject("none.pem", "no URI SAN");
-
-	CHECK_EQ_INT(mkcsr("emptyseg", "p256.key", "/",
-			   "-addext subjectAltName=URI:spiffe://cluster.local/ns//sa/a"), 0);
-	expect_reject("emptyseg.pem", "URI SAN is not a SPIFFE ID: empty path segment");
-
-	CHECK_EQ_INT(mkcsr("upper", "p256.key", "/",
-			   "-addext subjectAltName=URI:spiffe://Cluster.local/ns/a/sa/a"), 0);
-	expect_reject("upper.pem", "URI SAN is not a SPIFFE ID: trust domain must be lowercase");
-
-	CHECK_EQ_INT(mkcsr("https", "p256.key", "/",
-			   "-addext subjectAltName=URI:https://cluster.local/ns/a/sa/a"), 0);
-	expect_reject("https.pem", "URI SAN is not a SPIFFE ID: scheme must be spiffe");
-
-	snprintf(args, sizeof(args), "-addext 'subjectAltName=%s'", uri);
-	CHECK_EQ_INT(mkcsr("rsa", "rsa.key", "/", args), 0);
-	expect_reject("rsa.pem", "key is RSA");
-
-	CHECK_EQ_INT(mkcsr("p384", "p384.key", "/", args), 0);
-	expect_reject("p384.pem", "not on curve P-256");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		args[0] = '\0';
+		if (cases[i].san)
+			snprintf(args, sizeof(args), "-addext 'subjectAltName=%s'", cases[i].san);
+		CHECK_EQ_INT(mkcsr(cases[i].name, cases[i].key, cases[i].subj, args), 0);
+		snprintf(file, sizeof(file), "%s.pem", cases[i].name);
+		expect_reject(file, cases[i].want);
+	}
 
 	/* Not CSRs at all. */
-	CHECK_EQ_INT(sh("cd %s && openssl req -x509 -new -key p256.key -subj /CN=x -days 1 -out cert.pem",
-			tmpdir), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "cd %s && openssl req -x509 -new -key p256.key -subj /CN=x "
+			    "-days 1 -out cert.pem", tmpdir), 0);
 	expect_reject("cert.pem", "not a PEM CSR");
 	expect_reject("p256.key", "not a PEM CSR");
 	expect_reject_buf("", 0, "not a PEM CSR");
@@ -244,7 +201,7 @@ static void test_bad(void)
 
 	/* Truncated good CSR. */
 	size_t len = 0;
-	char *pem = slurp("good.pem", &len);
+	char *pem = pki_file_read(tmpdir, "good.pem", &len);
 	if (pem) {
 		expect_reject_buf(pem, len / 2, "not a PEM CSR");
 		free(pem);
@@ -253,22 +210,18 @@ static void test_bad(void)
 
 int main(void)
 {
-	if (sh("openssl version") != 0) {
-		printf("skip: no openssl CLI\n");
-		return 77;
-	}
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
-	if (sh("cd %s && openssl ecparam -name prime256v1 -genkey -noout -out p256.key && "
-	       "openssl ecparam -name secp384r1 -genkey -noout -out p384.key && "
-	       "openssl genrsa -out rsa.key 2048", tmpdir) != 0) {
+	int rc = pki_test_begin(tmpdir, sizeof(tmpdir), "test-csr");
+
+	if (rc != 0)
+		return rc;
+	if (pki_sh(NULL, 0, "cd %s && openssl ecparam -name prime256v1 -genkey -noout -out p256.key && "
+		   "openssl ecparam -name secp384r1 -genkey -noout -out p384.key && "
+		   "openssl genrsa -out rsa.key 2048", tmpdir) != 0) {
 		fprintf(stderr, "openssl key generation failed\n");
 		return 1;
 	}
 	test_good();
 	test_bad();
-	sh("rm -rf %s", tmpdir);
+	pki_dir_remove(tmpdir);
 	return check_done("test_csr");
 }

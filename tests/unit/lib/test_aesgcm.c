@@ -46,11 +46,14 @@ static size_t unhex(unsigned char *out, const char *hex)
 		   "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
 #define NIST_TAG256 "76fc6ece0f4e1768cddf8853bb2d551b"
 
-/* One-shot GCM through wolfCrypt with the given devId; in place when
+enum { DEC, ENC };
+
+/* One-shot GCM through wolfCrypt with the given devId, encrypting (ENC:
+ * tag is written) or decrypting (DEC: tag is checked); in place when
  * out == in, like TLS records. */
-static int gcm_enc(int devid, const unsigned char *key, size_t klen, unsigned char *out,
-		   const unsigned char *in, size_t n, const unsigned char *iv, size_t ivlen,
-		   unsigned char *tag, const unsigned char *aad, size_t aadlen)
+static int gcm(int enc, int devid, const unsigned char *key, size_t klen, unsigned char *out,
+	       const unsigned char *in, size_t n, const unsigned char *iv, size_t ivlen,
+	       unsigned char *tag, const unsigned char *aad, size_t aadlen)
 {
 	Aes aes;
 	int ret;
@@ -58,24 +61,10 @@ static int gcm_enc(int devid, const unsigned char *key, size_t klen, unsigned ch
 	if (wc_AesInit(&aes, NULL, devid) != 0)
 		return -1;
 	ret = wc_AesGcmSetKey(&aes, key, (word32)klen);
-	if (ret == 0)
+	if (ret == 0 && enc)
 		ret = wc_AesGcmEncrypt(&aes, out, in, (word32)n, iv, (word32)ivlen, tag, 16,
 				       aad, (word32)aadlen);
-	wc_AesFree(&aes);
-	return ret;
-}
-
-static int gcm_dec(int devid, const unsigned char *key, size_t klen, unsigned char *out,
-		   const unsigned char *in, size_t n, const unsigned char *iv, size_t ivlen,
-		   const unsigned char *tag, const unsigned char *aad, size_t aadlen)
-{
-	Aes aes;
-	int ret;
-
-	if (wc_AesInit(&aes, NULL, devid) != 0)
-		return -1;
-	ret = wc_AesGcmSetKey(&aes, key, (word32)klen);
-	if (ret == 0)
+	else if (ret == 0)
 		ret = wc_AesGcmDecrypt(&aes, out, in, (word32)n, iv, (word32)ivlen, tag, 16,
 				       aad, (word32)aadlen);
 	wc_AesFree(&aes);
@@ -95,12 +84,12 @@ static void test_known_answer(int devid)
 	unhex(tag, NIST_TAG256);
 
 	memcpy(buf, pt, sizeof(buf));
-	CHECK_EQ_INT(gcm_enc(devid, key, 32, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
+	CHECK_EQ_INT(gcm(ENC, devid, key, 32, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, ct, sizeof(ct)) == 0);
 	CHECK(memcmp(t, tag, sizeof(tag)) == 0);
 	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0 + 1);
 
-	CHECK_EQ_INT(gcm_dec(devid, key, 32, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
+	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
 	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0 + 1);
 }
@@ -122,17 +111,17 @@ static void test_matches_sodium_and_software(int devid)
 		randombytes_buf(aad, sizeof(aad));
 		randombytes_buf(pt, n);
 		memcpy(a, pt, n);
-		CHECK_EQ_INT(gcm_enc(devid, key, 32, a, a, n, iv, 12, ta, aad, 5), 0);
+		CHECK_EQ_INT(gcm(ENC, devid, key, 32, a, a, n, iv, 12, ta, aad, 5), 0);
 		CHECK_EQ_INT(aesgcm_encrypt_calls(), e0 + 1);
 		CHECK_EQ_INT(crypto_aead_aes256gcm_encrypt_detached(b, tb, NULL, pt, n, aad, 5,
 								     NULL, iv, key), 0);
-		CHECK_EQ_INT(gcm_enc(INVALID_DEVID, key, 32, c, pt, n, iv, 12, tc, aad, 5), 0);
+		CHECK_EQ_INT(gcm(ENC, INVALID_DEVID, key, 32, c, pt, n, iv, 12, tc, aad, 5), 0);
 		CHECK(memcmp(a, b, n) == 0 && memcmp(ta, tb, 16) == 0);
 		CHECK(memcmp(a, c, n) == 0 && memcmp(ta, tc, 16) == 0);
 		/* The software path must not have gone through the device. */
 		CHECK_EQ_INT(aesgcm_encrypt_calls(), e0 + 1);
 
-		CHECK_EQ_INT(gcm_dec(devid, key, 32, a, a, n, iv, 12, ta, aad, 5), 0);
+		CHECK_EQ_INT(gcm(DEC, devid, key, 32, a, a, n, iv, 12, ta, aad, 5), 0);
 		CHECK(memcmp(a, pt, n) == 0);
 		CHECK_EQ_INT(aesgcm_decrypt_calls(), d0 + 1);
 	}
@@ -177,10 +166,10 @@ static void test_declines(int devid)
 	e0 = aesgcm_encrypt_calls();
 	d0 = aesgcm_decrypt_calls();
 	memcpy(buf, pt, sizeof(buf));
-	CHECK_EQ_INT(gcm_enc(devid, key, 16, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
+	CHECK_EQ_INT(gcm(ENC, devid, key, 16, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, ct, sizeof(ct)) == 0);
 	CHECK(memcmp(t, tag, sizeof(tag)) == 0);
-	CHECK_EQ_INT(gcm_dec(devid, key, 16, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
+	CHECK_EQ_INT(gcm(DEC, devid, key, 16, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
 	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0);
 	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0);
@@ -188,10 +177,10 @@ static void test_declines(int devid)
 	/* AES-256 with a 16-byte IV: not the TLS shape, also software. */
 	unhex(key, NIST_K256);
 	randombytes_buf(iv, sizeof(iv));
-	CHECK_EQ_INT(gcm_enc(devid, key, 32, buf, pt, sizeof(pt), iv, 16, t, aad, 20), 0);
-	CHECK_EQ_INT(gcm_enc(INVALID_DEVID, key, 32, sw, pt, sizeof(pt), iv, 16, swt, aad, 20), 0);
+	CHECK_EQ_INT(gcm(ENC, devid, key, 32, buf, pt, sizeof(pt), iv, 16, t, aad, 20), 0);
+	CHECK_EQ_INT(gcm(ENC, INVALID_DEVID, key, 32, sw, pt, sizeof(pt), iv, 16, swt, aad, 20), 0);
 	CHECK(memcmp(buf, sw, sizeof(sw)) == 0 && memcmp(t, swt, 16) == 0);
-	CHECK_EQ_INT(gcm_dec(devid, key, 32, buf, buf, sizeof(buf), iv, 16, t, aad, 20), 0);
+	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, buf, sizeof(buf), iv, 16, t, aad, 20), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
 	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0);
 	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0);
@@ -205,23 +194,23 @@ static void test_forgery(int devid)
 	randombytes_buf(iv, sizeof(iv));
 	randombytes_buf(aad, sizeof(aad));
 	randombytes_buf(pt, sizeof(pt));
-	CHECK_EQ_INT(gcm_enc(devid, key, 32, ct, pt, sizeof(pt), iv, 12, tag, aad, 5), 0);
+	CHECK_EQ_INT(gcm(ENC, devid, key, 32, ct, pt, sizeof(pt), iv, 12, tag, aad, 5), 0);
 
 	memcpy(bad, tag, sizeof(bad));
 	bad[7] ^= 0x01;
-	CHECK_EQ_INT(gcm_dec(devid, key, 32, buf, ct, sizeof(ct), iv, 12, bad, aad, 5),
+	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, ct, sizeof(ct), iv, 12, bad, aad, 5),
 		     AES_GCM_AUTH_E);
 
 	memcpy(buf, ct, sizeof(buf));
 	buf[50] ^= 0x80;
-	CHECK_EQ_INT(gcm_dec(devid, key, 32, buf, buf, sizeof(buf), iv, 12, tag, aad, 5),
+	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, buf, sizeof(buf), iv, 12, tag, aad, 5),
 		     AES_GCM_AUTH_E);
 
 	aad[0] ^= 1;
-	CHECK_EQ_INT(gcm_dec(devid, key, 32, buf, ct, sizeof(ct), iv, 12, tag, aad, 5),
+	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, ct, sizeof(ct), iv, 12, tag, aad, 5),
 		     AES_GCM_AUTH_E);
 	aad[0] ^= 1;
-	CHECK_EQ_INT(gcm_dec(devid, key, 32, buf, ct, sizeof(ct), iv, 12, tag, aad, 5), 0);
+	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, ct, sizeof(ct), iv, 12, tag, aad, 5), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
 }
 

@@ -24,6 +24,7 @@
 #include <weft/tls.h>
 
 #include "../check.h"
+#include "../../pki.h"
 
 static struct loop *L;
 
@@ -682,65 +683,15 @@ static void test_many(void)
 
 static char tmpdir[64];
 
-static char *slurp(const char *name, size_t *len)
-{
-	char path[128];
-	FILE *f;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* A P-256 CA and a leaf SVID for spiffe://cluster.local/ns/default/sa/x. */
 static int certs_make(void)
 {
-	char cmd[2048];
-
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/weft-test-conn-XXXXXX");
-	if (!mkdtemp(tmpdir))
+	if (pki_dir_make(tmpdir, sizeof(tmpdir), "test-conn") != 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd),
-		 "cd %s && "
-		 "openssl ecparam -name prime256v1 -genkey -noout -out ca.key && "
-		 "openssl req -x509 -new -key ca.key -sha256 -days 1 -subj /O=weft-test-ca "
-		 "  -addext basicConstraints=critical,CA:true "
-		 "  -addext keyUsage=critical,keyCertSign,cRLSign -out ca.pem && "
-		 "openssl ecparam -name prime256v1 -genkey -noout -out leaf.key && "
-		 "openssl req -new -key leaf.key -subj /O=weft-test -out leaf.csr && "
-		 "printf 'subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/x\\n"
-		 "basicConstraints=critical,CA:false\\nkeyUsage=critical,digitalSignature\\n"
-		 "extendedKeyUsage=serverAuth,clientAuth\\n' > leaf.ext && "
-		 "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-		 "  -sha256 -days 1 -extfile leaf.ext -out leaf.pem",
-		 tmpdir);
-	strcat(cmd, " >/dev/null 2>&1");
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static void certs_remove(void)
-{
-	char cmd[128];
-
-	if (!tmpdir[0])
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	if (pki_ca_make(tmpdir, "ca", NULL, "/O=weft-test-ca", 1) != 0)
+		return -1;
+	return pki_leaf_make(tmpdir, "leaf", "ca",
+			     "critical,URI:spiffe://cluster.local/ns/default/sa/x", NULL, 1);
 }
 
 static void test_tls(void)
@@ -755,12 +706,12 @@ static void test_tls(void)
 	fprintf(stderr, "-- TLS\n");
 	if (certs_make() < 0) {
 		fprintf(stderr, "openssl could not make test certificates; TLS tests skipped\n");
-		certs_remove();
+		pki_dir_remove(tmpdir);
 		return;
 	}
-	ca = slurp("ca.pem", &ca_len);
-	leaf = slurp("leaf.pem", &leaf_len);
-	key = slurp("leaf.key", &key_len);
+	ca = pki_file_read(tmpdir, "ca.pem", &ca_len);
+	leaf = pki_file_read(tmpdir, "leaf.pem", &leaf_len);
+	key = pki_file_read(tmpdir, "leaf.key", &key_len);
 	CHECK(ca && leaf && key);
 	if (!ca || !leaf || !key)
 		goto out;
@@ -817,7 +768,7 @@ out:
 	free(ca);
 	free(leaf);
 	free(key);
-	certs_remove();
+	pki_dir_remove(tmpdir);
 }
 
 int main(void)

@@ -15,145 +15,61 @@
 #include <weft/tls.h>
 
 #include "../check.h"
+#include "../../pki.h"
 
 #define TD "cluster.local"
 #define ID_A "spiffe://cluster.local/ns/default/sa/a"
 #define ID_B "spiffe://cluster.local/ns/default/sa/b"
 
-static char dir[] = "/tmp/weft-tls-test-XXXXXX";
-
-struct pem {
-	char *p;
-	size_t n;
-};
+static char dir[64];
 
 /* Certificates: root CA 1 signs a (server), b (client), evil (wrong trust
- * domain), two (two URI SANs); root CA 2 signs other (same ID as b). */
-static struct pem ca1, ca2, a_crt, a_key, b_crt, b_key, evil_crt, evil_key, two_crt, two_key,
+ * domain), two (two URI SANs) and intermediate inter, which signs c (whose
+ * key is also kept as SEC1, and whose chain includes inter); root CA 2
+ * signs other (same ID as b). */
+static struct pki_pem ca1, ca2, a_crt, a_key, b_crt, b_key, evil_crt, evil_key, two_crt, two_key,
 	other_crt, other_key, c_chain, c_sec1;
-
-static const char gen_script[] =
-	"set -e; cd \"$1\"\n"
-	"ca() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key\n"
-	"  openssl req -x509 -new -key $1.key -subj /O=weft-test/CN=$1 -days 2 -out $1.pem \\\n"
-	"    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign; }\n"
-	"leaf() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key\n"
-	"  openssl req -new -key $1.key -subj /O=weft-test -out $1.csr\n"
-	"  printf '[v3]\\nbasicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
-	"extendedKeyUsage=serverAuth,clientAuth\\nsubjectAltName=%s\\n' \"$3\" > $1.ext\n"
-	"  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -days 1 \\\n"
-	"    -extfile $1.ext -extensions v3 -out $1.pem; }\n"
-	"ca ca1; ca ca2\n"
-	"leaf a ca1 URI:" ID_A "\n"
-	"leaf b ca1 URI:" ID_B "\n"
-	"leaf evil ca1 URI:spiffe://evil.example/ns/default/sa/b\n"
-	"leaf two ca1 URI:" ID_B ",URI:spiffe://cluster.local/ns/default/sa/c\n"
-	"leaf other ca2 URI:" ID_B "\n"
-	"openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out inter.key\n"
-	"openssl req -new -key inter.key -subj /O=weft-test/CN=inter -out inter.csr\n"
-	"printf '[v3]\\nbasicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign\\n' >inter.ext\n"
-	"openssl x509 -req -in inter.csr -CA ca1.pem -CAkey ca1.key -CAcreateserial -days 1 \\\n"
-	"  -extfile inter.ext -extensions v3 -out inter.pem\n"
-	"leaf c inter URI:" ID_B "\n"
-	"openssl ec -in c.key -out c.sec1 2>/dev/null\n"
-	"cat c.pem inter.pem >c.chain\n";
-
-static struct pem pem_load(const char *name)
-{
-	struct pem r = { 0 };
-	char path[256];
-	FILE *f;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		return r;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	r.p = calloc(1, (size_t)n + 1);
-	if (r.p && fread(r.p, 1, (size_t)n, f) == (size_t)n)
-		r.n = (size_t)n;
-	fclose(f);
-	return r;
-}
 
 static int certs_make(void)
 {
-	char cmd[4096];
-	FILE *f;
+	static const struct {
+		const char *name, *ca, *sans;
+	} leaves[] = {
+		{ "a", "ca1", "URI:" ID_A },
+		{ "b", "ca1", "URI:" ID_B },
+		{ "evil", "ca1", "URI:spiffe://evil.example/ns/default/sa/b" },
+		{ "two", "ca1", "URI:" ID_B ",URI:spiffe://cluster.local/ns/default/sa/c" },
+		{ "other", "ca2", "URI:" ID_B },
+		{ "c", "inter", "URI:" ID_B },
+	};
+	static const struct {
+		struct pki_pem *pem;
+		const char *file;
+	} files[] = {
+		{ &ca1, "ca1.pem" }, { &ca2, "ca2.pem" }, { &a_crt, "a.pem" }, { &a_key, "a.key" },
+		{ &b_crt, "b.pem" }, { &b_key, "b.key" }, { &evil_crt, "evil.pem" },
+		{ &evil_key, "evil.key" }, { &two_crt, "two.pem" }, { &two_key, "two.key" },
+		{ &other_crt, "other.pem" }, { &other_key, "other.key" }, { &c_chain, "c.chain" },
+		{ &c_sec1, "c.sec1" },
+	};
 
-	if (!mkdtemp(dir))
+	if (pki_ca_make(dir, "ca1", NULL, NULL, 2) != 0 ||
+	    pki_ca_make(dir, "ca2", NULL, NULL, 2) != 0 ||
+	    pki_ca_make(dir, "inter", "ca1", NULL, 1) != 0)
 		return -1;
-	snprintf(cmd, sizeof(cmd), "%s/gen.sh", dir);
-	f = fopen(cmd, "w");
-	if (!f)
-		return -1;
-	fputs(gen_script, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "sh %s/gen.sh %s >%s/gen.log 2>&1", dir, dir, dir);
-	if (system(cmd) != 0) {
-		snprintf(cmd, sizeof(cmd), "cat %s/gen.log >&2", dir);
-		if (system(cmd) != 0)
+	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++)
+		if (pki_leaf_make(dir, leaves[i].name, leaves[i].ca, leaves[i].sans, NULL, 1) != 0)
 			return -1;
+	if (pki_sh(NULL, 0, "cd %s && openssl ec -in c.key -out c.sec1 && "
+		   "cat c.pem inter.pem >c.chain", dir) != 0)
 		return -1;
-	}
-	ca1 = pem_load("ca1.pem");
-	ca2 = pem_load("ca2.pem");
-	a_crt = pem_load("a.pem");
-	a_key = pem_load("a.key");
-	b_crt = pem_load("b.pem");
-	b_key = pem_load("b.key");
-	evil_crt = pem_load("evil.pem");
-	evil_key = pem_load("evil.key");
-	two_crt = pem_load("two.pem");
-	two_key = pem_load("two.key");
-	other_crt = pem_load("other.pem");
-	other_key = pem_load("other.key");
-	c_chain = pem_load("c.chain");
-	c_sec1 = pem_load("c.sec1");
-	return ca1.n && ca2.n && a_crt.n && a_key.n && b_crt.n && b_key.n && evil_crt.n &&
-			       two_crt.n && other_crt.n && c_chain.n && c_sec1.n ? 0 : -1;
-}
-
-static void certs_remove(void)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (pki_pem_load(files[i].pem, dir, files[i].file) != 0 || !files[i].pem->n)
+			return -1;
+	return 0;
 }
 
 static const char *const tds[] = { TD, NULL };
-
-/* Build a context; crt/key may be NULL (client without identity). */
-static struct tls_ctx *mkctx(enum tls_role role, enum tls_peer_auth auth, const struct pem *crt,
-			     const struct pem *key, const struct pem *bundle, int no_dev,
-			     const char *ciphers)
-{
-	struct tls_ctx_opts o = {
-		.role = role,
-		.peer_auth = auth,
-		.chain_pem = crt ? crt->p : NULL,
-		.chain_len = crt ? crt->n : 0,
-		.key_pem = key ? key->p : NULL,
-		.key_len = key ? key->n : 0,
-		.bundle_pem = bundle->p,
-		.bundle_len = bundle->n,
-		.trust_domains = tds,
-		.alpn = "h2",
-		.ciphers = ciphers,
-		.no_aesgcm_device = no_dev,
-	};
-	char err[TLS_ERR_MAX];
-	struct tls_ctx *c = tls_ctx_new(&o, err, sizeof(err));
-
-	if (!c)
-		fprintf(stderr, "tls_ctx_new: %s\n", err);
-	return c;
-}
 
 /* Move pending ciphertext from one side to the other, as far as the
  * receiver's bounded input takes it. Returns bytes moved. */
@@ -300,8 +216,9 @@ static void test_ok_and_bulk(void)
 
 	e0 = aesgcm_encrypt_calls();
 	d0 = aesgcm_decrypt_calls();
-	CHECK_EQ_INT(pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
-			       mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
+	CHECK_EQ_INT(pair_open(&p,
+			       pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+			       pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
 			       ID_A),
 		     0);
 	CHECK_EQ_INT(p.rc, 0);
@@ -347,8 +264,9 @@ static void test_tamper(void)
 	uint8_t copy[2000], buf[2000];
 	size_t n;
 
-	CHECK_EQ_INT(pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
-			       mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
+	CHECK_EQ_INT(pair_open(&p,
+			       pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+			       pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
 			       NULL),
 		     0);
 	CHECK(p.rc == 0 && p.rs == 0);
@@ -376,13 +294,13 @@ static void test_tamper(void)
 }
 
 /* The server refuses the client: check the sentence on the server side. */
-static void expect_server_refuses(const struct pem *crt, const struct pem *key,
+static void expect_server_refuses(const struct pki_pem *crt, const struct pki_pem *key,
 				  enum tls_peer_auth auth, const char *want)
 {
 	struct pair p;
 
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, crt, key, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, auth, &a_crt, &a_key, &ca1, 0, NULL), NULL);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, crt, key, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, auth, &a_crt, &a_key, &ca1, 0, NULL), NULL);
 	CHECK(p.c && p.s);
 	if (!p.c || !p.s) {
 		pair_free(&p);
@@ -412,8 +330,8 @@ static void test_refusals(void)
 	expect_server_refuses(&two_crt, &two_key, TLS_PEER_REQUIRE, "2 URI SANs");
 	expect_server_refuses(NULL, NULL, TLS_PEER_REQUIRE, "peer presented no certificate");
 	/* A client without identity hears certificate_required. */
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, NULL, NULL, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), NULL);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, NULL, NULL, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), NULL);
 	if (p.c && p.rc == 0) {
 		move(p.s, p.c);
 		CHECK_EQ_INT(tls_read(p.c, (uint8_t[8]){ 0 }, 8), -EPROTO);
@@ -426,8 +344,8 @@ static void test_refusals(void)
 			      "not in an allowed trust domain");
 
 	/* Client-side refusal: the server is not who the registry says. */
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
 		  "spiffe://cluster.local/ns/default/sa/zzz");
 	CHECK_EQ_INT(p.rc, -EPROTO);
 	CHECK_EQ_INT(p.rs, -EPROTO);
@@ -441,8 +359,8 @@ static void test_refusals(void)
 	pair_free(&p);
 
 	/* A server certificate from another CA. */
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &other_crt, &other_key, &ca1, 0, NULL),
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &other_crt, &other_key, &ca1, 0, NULL),
 		  NULL);
 	CHECK_EQ_INT(p.rc, -EPROTO);
 	if (p.c)
@@ -456,8 +374,8 @@ static void test_optional(void)
 	char id[256];
 	uint8_t *data = random_bytes(100000);
 
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, NULL, NULL, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_OPTIONAL, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, NULL, NULL, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_OPTIONAL, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
 	CHECK_EQ_INT(p.rc, 0);
 	CHECK_EQ_INT(p.rs, 0);
 	if (p.c && p.s) {
@@ -469,8 +387,8 @@ static void test_optional(void)
 
 	/* A client chain through an intermediate, key in SEC1 form: the
 	 * SPIFFE checks apply to the leaf only. */
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &c_chain, &c_sec1, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &c_chain, &c_sec1, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
 	CHECK(p.rc == 0 && p.rs == 0);
 	if (p.s) {
 		if (p.rs)
@@ -481,8 +399,8 @@ static void test_optional(void)
 	pair_free(&p);
 
 	/* OPTIONAL with a good client certificate still reports its ID. */
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_OPTIONAL, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_OPTIONAL, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
 	CHECK(p.rc == 0 && p.rs == 0);
 	if (p.s) {
 		CHECK_EQ_INT(tls_peer_id(p.s, id, sizeof(id)), 0);
@@ -502,10 +420,10 @@ static void test_interop_software(void)
 	uint64_t e0, d0;
 
 	for (int dev_on_client = 0; dev_on_client < 2; dev_on_client++) {
-		pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1,
-				    !dev_on_client, NULL),
-			  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, dev_on_client,
-				NULL),
+		pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1,
+					  !dev_on_client, NULL),
+			  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1,
+				      dev_on_client, NULL),
 			  ID_A);
 		CHECK(p.rc == 0 && p.rs == 0);
 		if (p.rc || p.rs) {
@@ -531,8 +449,8 @@ static void test_interop_software(void)
 	}
 
 	/* Neither side on the device: the counters do not move. */
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 1, NULL),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 1, NULL), ID_A);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 1, NULL),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 1, NULL), ID_A);
 	e0 = aesgcm_encrypt_calls();
 	d0 = aesgcm_decrypt_calls();
 	CHECK(p.rc == 0 && p.rs == 0);
@@ -550,18 +468,18 @@ static void test_ciphers(void)
 	struct pair p;
 	uint8_t *data = random_bytes(50000);
 
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
-			    "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:"
-			    "TLS13-AES256-GCM-SHA384"),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
+				  "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:"
+				  "TLS13-AES256-GCM-SHA384"),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
 	CHECK(p.rc == 0 && p.rs == 0);
 	if (p.c)
 		CHECK_EQ_STR(tls_cipher_name(p.c), "TLS_AES_256_GCM_SHA384");
 	pair_free(&p);
 
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
-			    "TLS13-CHACHA20-POLY1305-SHA256"),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
+				  "TLS13-CHACHA20-POLY1305-SHA256"),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL), ID_A);
 	CHECK(p.rc == 0 && p.rs == 0);
 	if (p.c && p.s) {
 		CHECK_EQ_STR(tls_cipher_name(p.s), "TLS_CHACHA20_POLY1305_SHA256");
@@ -569,10 +487,10 @@ static void test_ciphers(void)
 	}
 	pair_free(&p);
 
-	pair_open(&p, mkctx(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
-			    "TLS13-AES128-GCM-SHA256"),
-		  mkctx(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0,
-			"TLS13-AES256-GCM-SHA384"),
+	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0,
+				  "TLS13-AES128-GCM-SHA256"),
+		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0,
+			      "TLS13-AES256-GCM-SHA384"),
 		  ID_A);
 	CHECK_EQ_INT(p.rs, -EPROTO);
 	if (p.s)
@@ -631,13 +549,13 @@ static void test_bounds_and_config(void)
 
 int main(void)
 {
-	if (system("openssl version >/dev/null 2>&1") != 0) {
-		printf("skip: openssl CLI not found\n");
-		return 77;
-	}
+	int rc = pki_test_begin(dir, sizeof(dir), "tls-test");
+
+	if (rc != 0)
+		return rc;
 	if (certs_make() != 0) {
 		fprintf(stderr, "cannot generate test certificates in %s\n", dir);
-		certs_remove();
+		pki_dir_remove(dir);
 		return 1;
 	}
 	test_ok_and_bulk();
@@ -647,6 +565,6 @@ int main(void)
 	test_interop_software();
 	test_ciphers();
 	test_bounds_and_config();
-	certs_remove();
+	pki_dir_remove(dir);
 	return check_done("test_tls");
 }

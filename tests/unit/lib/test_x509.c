@@ -4,81 +4,19 @@
  * CSR that `openssl req -verify` accepts with exactly one URI SAN, PEM
  * bundles and the certificate summary. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <weft/x509.h>
 
 #include "../check.h"
+#include "../../pki.h"
 
-static char tmpdir[] = "/tmp/weft-test-x509-XXXXXX";
-
-/* Run a shell command; its stdout+stderr into out (NUL-terminated).
- * Returns the exit status, or -1. */
-static int run(char *out, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	FILE *p;
-	size_t n = 0;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (out) {
-		n = fread(out, 1, cap - 1, p);
-		out[n] = '\0';
-	} else {
-		char sink[4096];
-		while (fread(sink, 1, sizeof(sink), p) > 0)
-			;
-	}
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int write_file(const char *path, const void *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	if (!f)
-		return -1;
-	size_t n = fwrite(data, 1, len, f);
-	fclose(f);
-	return n == len ? 0 : -1;
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	if (!f)
-		return NULL;
-	buf = calloc(1, 1 << 16);
-	*len = fread(buf, 1, (1 << 16) - 1, f);
-	fclose(f);
-	return buf;
-}
-
-static int count(const char *hay, const char *needle)
-{
-	int n = 0;
-	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
+static char tmpdir[64];
 
 static void test_keys(void)
 {
@@ -114,19 +52,17 @@ static void test_keys(void)
 
 	/* openssl reads our PEM and derives the same public key. */
 	snprintf(path, sizeof(path), "%s/k.pem", tmpdir);
-	CHECK_EQ_INT(write_file(path, pem, pemlen), 0);
-	CHECK_EQ_INT(run(NULL, 0, "openssl ec -in %s -pubout -outform DER -out %s/pub.der",
-			 path, tmpdir), 0);
-	snprintf(path, sizeof(path), "%s/pub.der", tmpdir);
-	char *ossl_pub = read_file(path, &len);
+	CHECK_EQ_INT(pki_file_write(NULL, path, pem, pemlen), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl ec -in %s -pubout -outform DER -out %s/pub.der",
+			    path, tmpdir), 0);
+	char *ossl_pub = pki_file_read(tmpdir, "pub.der", &len);
 	CHECK(ossl_pub && len == publen && memcmp(ossl_pub, pub, len) == 0);
 	free(ossl_pub);
 
 	/* PKCS#8 "PRIVATE KEY" made by openssl decodes to the same key. */
-	CHECK_EQ_INT(run(NULL, 0, "openssl pkcs8 -topk8 -nocrypt -in %s/k.pem -out %s/k8.pem",
-			 tmpdir, tmpdir), 0);
-	snprintf(path, sizeof(path), "%s/k8.pem", tmpdir);
-	p8 = read_file(path, &len);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl pkcs8 -topk8 -nocrypt -in %s/k.pem -out %s/k8.pem",
+			    tmpdir, tmpdir), 0);
+	p8 = pki_file_read(tmpdir, "k8.pem", &len);
 	CHECK(p8 && strstr(p8, "-----BEGIN PRIVATE KEY-----"));
 	k3 = p8 ? x509_key_from_pem(p8, len) : NULL;
 	CHECK(k3 != NULL);
@@ -137,10 +73,9 @@ static void test_keys(void)
 	free(p8);
 
 	/* Not P-256, not a key, truncated. */
-	CHECK_EQ_INT(run(out, sizeof(out), "openssl ecparam -name secp384r1 -genkey -noout -out %s/k384.pem",
-			 tmpdir), 0);
-	snprintf(path, sizeof(path), "%s/k384.pem", tmpdir);
-	char *p384 = read_file(path, &len);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out),
+			    "openssl ecparam -name secp384r1 -genkey -noout -out %s/k384.pem", tmpdir), 0);
+	char *p384 = pki_file_read(tmpdir, "k384.pem", &len);
 	CHECK(p384 && x509_key_from_pem(p384, len) == NULL);
 	free(p384);
 	CHECK(x509_key_from_pem("hello", 5) == NULL);
@@ -168,26 +103,25 @@ static void test_csr(void)
 	CHECK_EQ_INT(x509_csr_make(k, uri, &pem, &len), 0);
 	CHECK(pem && strstr(pem, "-----BEGIN CERTIFICATE REQUEST-----") == pem);
 	snprintf(path, sizeof(path), "%s/req.pem", tmpdir);
-	CHECK_EQ_INT(write_file(path, pem, len), 0);
-	CHECK_EQ_INT(run(out, sizeof(out), "openssl req -in %s -verify -noout -text", path), 0);
+	CHECK_EQ_INT(pki_file_write(NULL, path, pem, len), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl req -in %s -verify -noout -text", path), 0);
 	CHECK(strstr(out, "verify OK") != NULL);
-	CHECK_EQ_INT(count(out, "URI:"), 1);
+	CHECK_EQ_INT(pki_count(out, "URI:"), 1);
 	CHECK(strstr(out, "URI:spiffe://cluster.local/ns/default/sa/a") != NULL);
-	CHECK_EQ_INT(count(out, "DNS:"), 0);
+	CHECK_EQ_INT(pki_count(out, "DNS:"), 0);
 	CHECK(strstr(out, "ecdsa-with-SHA256") != NULL);
 	CHECK(strstr(out, "NIST CURVE: P-256") != NULL);
 	/* Empty subject: openssl prints "Subject: " followed by nothing. */
-	CHECK_EQ_INT(run(out, sizeof(out), "openssl req -in %s -noout -subject", path), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl req -in %s -noout -subject", path), 0);
 	CHECK(strcmp(out, "subject=\n") == 0);
 	/* The public key in the CSR is ours. */
 	uint8_t *pub = NULL;
 	size_t publen = 0;
 	CHECK_EQ_INT(x509_key_public_der(k, &pub, &publen), 0);
-	CHECK_EQ_INT(run(NULL, 0, "openssl req -in %s -pubkey -noout | openssl pkey -pubin -outform DER -out %s/csrpub.der",
-			 path, tmpdir), 0);
-	snprintf(path, sizeof(path), "%s/csrpub.der", tmpdir);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl req -in %s -pubkey -noout | "
+			    "openssl pkey -pubin -outform DER -out %s/csrpub.der", path, tmpdir), 0);
 	size_t l2 = 0;
-	char *p2 = read_file(path, &l2);
+	char *p2 = pki_file_read(tmpdir, "csrpub.der", &l2);
 	CHECK(p2 && l2 == publen && memcmp(p2, pub, publen) == 0);
 	free(p2);
 	free(pub);
@@ -198,10 +132,10 @@ static void test_csr(void)
 	snprintf(longuri, sizeof(longuri), "spiffe://cluster.local/%0500d", 7);
 	CHECK_EQ_INT(x509_csr_make(k, longuri, &pem, &len), 0);
 	snprintf(path, sizeof(path), "%s/req2.pem", tmpdir);
-	CHECK_EQ_INT(write_file(path, pem, len), 0);
-	CHECK_EQ_INT(run(out, sizeof(out), "openssl req -in %s -verify -noout -text", path), 0);
+	CHECK_EQ_INT(pki_file_write(NULL, path, pem, len), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl req -in %s -verify -noout -text", path), 0);
 	CHECK(strstr(out, "verify OK") != NULL);
-	CHECK_EQ_INT(count(out, "URI:spiffe://cluster.local/0000"), 1);
+	CHECK_EQ_INT(pki_count(out, "URI:spiffe://cluster.local/0000"), 1);
 	free(pem);
 
 	/* Not a SPIFFE ID. */
@@ -220,15 +154,14 @@ static void test_pem_and_summary(void)
 	char *bundle, *pem = NULL;
 	struct x509_summary s;
 
-	CHECK_EQ_INT(run(out, sizeof(out),
-			 "cd %s && openssl ecparam -name prime256v1 -genkey -noout -out c.key && "
-			 "openssl req -x509 -new -key c.key -days 2 -subj '/O=acme/CN=test ca' "
-			 "-addext 'subjectAltName=URI:spiffe://a/b,DNS:x.example,DNS:y.example,"
-			 "IP:10.1.2.3,email:a@b.example,URI:spiffe://a/c' -out c.pem && "
-			 "openssl req -x509 -new -key c.key -days 1 -subj '/CN=second' -out c2.pem && "
-			 "cat c.pem c2.pem > bundle.pem", tmpdir), 0);
-	snprintf(path, sizeof(path), "%s/bundle.pem", tmpdir);
-	bundle = read_file(path, &len);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out),
+			    "cd %s && openssl ecparam -name prime256v1 -genkey -noout -out c.key && "
+			    "openssl req -x509 -new -key c.key -days 2 -subj '/O=acme/CN=test ca' "
+			    "-addext 'subjectAltName=URI:spiffe://a/b,DNS:x.example,DNS:y.example,"
+			    "IP:10.1.2.3,email:a@b.example,URI:spiffe://a/c' -out c.pem && "
+			    "openssl req -x509 -new -key c.key -days 1 -subj '/CN=second' -out c2.pem && "
+			    "cat c.pem c2.pem > bundle.pem", tmpdir), 0);
+	bundle = pki_file_read(tmpdir, "bundle.pem", &len);
 	CHECK(bundle != NULL);
 	if (!bundle)
 		return;
@@ -248,7 +181,7 @@ static void test_pem_and_summary(void)
 	CHECK_EQ_INT(s.not_after - s.not_before, 2 * 86400);
 	CHECK(s.not_before <= time(NULL) + 5 && s.not_before > time(NULL) - 600);
 	/* Serial as openssl prints it (uppercase hex, no separators). */
-	CHECK_EQ_INT(run(out, sizeof(out), "openssl x509 -in %s/c.pem -noout -serial", tmpdir), 0);
+	CHECK_EQ_INT(pki_sh(out, sizeof(out), "openssl x509 -in %s/c.pem -noout -serial", tmpdir), 0);
 	char *nl = strchr(out, '\n');
 	if (nl)
 		*nl = '\0';
@@ -263,9 +196,9 @@ static void test_pem_and_summary(void)
 	free(der2);
 	CHECK_EQ_INT(x509_pem_next(pem, pemlen, &p2, &der2, &derlen2), -ENOENT);
 	snprintf(path, sizeof(path), "%s/ours.pem", tmpdir);
-	CHECK_EQ_INT(write_file(path, pem, pemlen), 0);
-	CHECK_EQ_INT(run(NULL, 0, "openssl x509 -in %s/ours.pem -noout && cmp -s %s/ours.pem %s/c.pem",
-			 tmpdir, tmpdir, tmpdir), 0);
+	CHECK_EQ_INT(pki_file_write(NULL, path, pem, pemlen), 0);
+	CHECK_EQ_INT(pki_sh(NULL, 0, "openssl x509 -in %s/ours.pem -noout && cmp -s %s/ours.pem %s/c.pem",
+			    tmpdir, tmpdir, tmpdir), 0);
 	free(pem);
 	free(der);
 
@@ -291,19 +224,13 @@ static void test_pem_and_summary(void)
 
 int main(void)
 {
-	char out[256];
+	int rc = pki_test_begin(tmpdir, sizeof(tmpdir), "test-x509");
 
-	if (run(out, sizeof(out), "openssl version") != 0) {
-		printf("skip: no openssl CLI\n");
-		return 77;
-	}
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 1;
-	}
+	if (rc != 0)
+		return rc;
 	test_keys();
 	test_csr();
 	test_pem_and_summary();
-	run(NULL, 0, "rm -rf %s", tmpdir);
+	pki_dir_remove(tmpdir);
 	return check_done("test_x509");
 }

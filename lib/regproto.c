@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "registry.pb-c.h"
-#include "registry.h"
-#include "regproto.h"
+#include <weft/registry.h>
+#include <weft/regproto.h>
 
 /* ---- arena ------------------------------------------------------------- */
 
@@ -70,16 +70,21 @@ static char *s_(const char *s)
 
 /* ---- resource messages ----------------------------------------------------- */
 
-/* The three map entry types have one shape but distinct descriptors. */
+/* The three map entry types have one shape but distinct descriptors. Sets
+ * *out and *nout (left alone for no labels); false when out of memory. */
 #define DEFINE_ENTRIES(fn, T, INIT)						\
-static T **fn(struct arena *a, const struct reg_label *l, size_t n)		\
+static bool fn(struct arena *a, const struct reg_label *l, size_t n,		\
+	       T ***out, size_t *nout)						\
 {										\
-	T **v = arena_alloc(a, n * sizeof(*v));					\
-	T *e = arena_alloc(a, n * sizeof(*e));					\
+	T **v, *e;								\
 	size_t i;								\
 										\
+	if (n == 0)								\
+		return true;							\
+	v = arena_alloc(a, n * sizeof(*v));					\
+	e = arena_alloc(a, n * sizeof(*e));					\
 	if (!v || !e)								\
-		return NULL;							\
+		return false;							\
 	for (i = 0; i < n; i++) {						\
 		T init = INIT;							\
 										\
@@ -88,7 +93,9 @@ static T **fn(struct arena *a, const struct reg_label *l, size_t n)		\
 		e[i].value = s_(l[i].value);					\
 		v[i] = &e[i];							\
 	}									\
-	return v;								\
+	*out = v;								\
+	*nout = n;								\
+	return true;								\
 }
 
 DEFINE_ENTRIES(workload_labels, Weft__Registry__V1__Workload__LabelsEntry,
@@ -98,45 +105,42 @@ DEFINE_ENTRIES(service_selector, Weft__Registry__V1__Service__SelectorEntry,
 DEFINE_ENTRIES(policy_selector, Weft__Registry__V1__Policy__SelectorEntry,
 	       WEFT__REGISTRY__V1__POLICY__SELECTOR_ENTRY__INIT)
 
-static Weft__Registry__V1__Resource *resource_new(struct arena *a)
+/* n initialised messages of type desc behind the array of pointers that a
+ * repeated message field holds (returned); NULL when out of memory. */
+static void *message_array(struct arena *a, const ProtobufCMessageDescriptor *desc, size_t n)
 {
-	Weft__Registry__V1__Resource *res = arena_alloc(a, sizeof(*res));
+	void **v = arena_alloc(a, n * sizeof(*v));
+	char *m = arena_alloc(a, n * desc->sizeof_message);
+	size_t i;
 
-	if (res)
-		weft__registry__v1__resource__init(res);
-	return res;
+	if (!v || !m)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		v[i] = m + i * desc->sizeof_message;
+		protobuf_c_message_init(desc, v[i]);
+	}
+	return v;
 }
 
-static Weft__Registry__V1__Resource *node_resource(struct arena *a, const struct registry *r,
-						    size_t i)
+static bool node_fill(struct arena *a, const struct registry *r, size_t i, void *msg)
 {
 	const struct reg_node *n = &r->nodes[i];
-	Weft__Registry__V1__Node *m = arena_alloc(a, sizeof(*m));
-	Weft__Registry__V1__Resource *res = resource_new(a);
+	Weft__Registry__V1__Node *m = msg;
 
-	if (!m || !res)
-		return NULL;
-	weft__registry__v1__node__init(m);
+	(void)a;
 	m->name = s_(n->name);
 	m->address = s_(n->address);
 	m->hbone_port = n->hbone_port;
 	m->cluster = s_(n->cluster);
 	m->network = s_(n->network);
-	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_NODE;
-	res->node = m;
-	return res;
+	return true;
 }
 
-static Weft__Registry__V1__Resource *workload_resource(struct arena *a, const struct registry *r,
-						       size_t i)
+static bool workload_fill(struct arena *a, const struct registry *r, size_t i, void *msg)
 {
 	const struct reg_workload *w = &r->workloads[i];
-	Weft__Registry__V1__Workload *m = arena_alloc(a, sizeof(*m));
-	Weft__Registry__V1__Resource *res = resource_new(a);
+	Weft__Registry__V1__Workload *m = msg;
 
-	if (!m || !res)
-		return NULL;
-	weft__registry__v1__workload__init(m);
 	m->uid = s_(w->uid);
 	m->name = s_(w->name);
 	m->namespace_ = s_(w->namespace);
@@ -146,28 +150,15 @@ static Weft__Registry__V1__Resource *workload_resource(struct arena *a, const st
 	m->ips = w->ips;
 	m->tunnel = w->tunnel == REG_TUNNEL_HBONE ? WEFT__REGISTRY__V1__TUNNEL_PROTOCOL__TUNNEL_HBONE
 						  : WEFT__REGISTRY__V1__TUNNEL_PROTOCOL__TUNNEL_NONE;
-	if (w->n_labels) {
-		m->labels = workload_labels(a, w->labels, w->n_labels);
-		if (!m->labels)
-			return NULL;
-		m->n_labels = w->n_labels;
-	}
-	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_WORKLOAD;
-	res->workload = m;
-	return res;
+	return workload_labels(a, w->labels, w->n_labels, &m->labels, &m->n_labels);
 }
 
-static Weft__Registry__V1__Resource *service_resource(struct arena *a, const struct registry *r,
-						      size_t i)
+static bool service_fill(struct arena *a, const struct registry *r, size_t i, void *msg)
 {
 	const struct reg_service *s = &r->services[i];
-	Weft__Registry__V1__Service *m = arena_alloc(a, sizeof(*m));
-	Weft__Registry__V1__Resource *res = resource_new(a);
+	Weft__Registry__V1__Service *m = msg;
 	size_t k;
 
-	if (!m || !res)
-		return NULL;
-	weft__registry__v1__service__init(m);
 	m->namespace_ = s_(s->namespace);
 	m->name = s_(s->name);
 	m->n_vips = s->n_vips;
@@ -175,28 +166,17 @@ static Weft__Registry__V1__Resource *service_resource(struct arena *a, const str
 	m->n_endpoints = s->n_endpoints;
 	m->endpoints = s->endpoints;
 	if (s->n_ports) {
-		Weft__Registry__V1__ServicePort *pv = arena_alloc(a, s->n_ports * sizeof(*pv));
-
-		m->ports = arena_alloc(a, s->n_ports * sizeof(*m->ports));
-		if (!pv || !m->ports)
-			return NULL;
+		m->ports = message_array(a, &weft__registry__v1__service_port__descriptor,
+					 s->n_ports);
+		if (!m->ports)
+			return false;
 		for (k = 0; k < s->n_ports; k++) {
-			weft__registry__v1__service_port__init(&pv[k]);
-			pv[k].port = s->ports[k].port;
-			pv[k].target_port = s->ports[k].target_port;
-			m->ports[k] = &pv[k];
+			m->ports[k]->port = s->ports[k].port;
+			m->ports[k]->target_port = s->ports[k].target_port;
 		}
 		m->n_ports = s->n_ports;
 	}
-	if (s->n_selector) {
-		m->selector = service_selector(a, s->selector, s->n_selector);
-		if (!m->selector)
-			return NULL;
-		m->n_selector = s->n_selector;
-	}
-	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_SERVICE;
-	res->service = m;
-	return res;
+	return service_selector(a, s->selector, s->n_selector, &m->selector, &m->n_selector);
 }
 
 /* uint16 ports widened for the repeated uint32 field. Returns false when
@@ -216,17 +196,12 @@ static bool ports_widen(struct arena *a, const struct reg_portv *pv, uint32_t **
 	return true;
 }
 
-static Weft__Registry__V1__Resource *policy_resource(struct arena *a, const struct registry *r,
-						     size_t i)
+static bool policy_fill(struct arena *a, const struct registry *r, size_t i, void *msg)
 {
 	const struct reg_policy *po = &r->policies[i];
-	Weft__Registry__V1__Policy *m = arena_alloc(a, sizeof(*m));
-	Weft__Registry__V1__Resource *res = resource_new(a);
+	Weft__Registry__V1__Policy *m = msg;
 	size_t k;
 
-	if (!m || !res)
-		return NULL;
-	weft__registry__v1__policy__init(m);
 	m->name = s_(po->name);
 	m->namespace_ = s_(po->namespace);
 	switch (po->scope) {
@@ -242,23 +217,17 @@ static Weft__Registry__V1__Resource *policy_resource(struct arena *a, const stru
 	}
 	m->action = po->action == REG_ACTION_DENY ? WEFT__REGISTRY__V1__POLICY_ACTION__ACTION_DENY
 						  : WEFT__REGISTRY__V1__POLICY_ACTION__ACTION_ALLOW;
-	if (po->n_selector) {
-		m->selector = policy_selector(a, po->selector, po->n_selector);
-		if (!m->selector)
-			return NULL;
-		m->n_selector = po->n_selector;
-	}
+	if (!policy_selector(a, po->selector, po->n_selector, &m->selector, &m->n_selector))
+		return false;
 	if (po->n_rules) {
-		Weft__Registry__V1__PolicyRule *rv = arena_alloc(a, po->n_rules * sizeof(*rv));
-
-		m->rules = arena_alloc(a, po->n_rules * sizeof(*m->rules));
-		if (!rv || !m->rules)
-			return NULL;
+		m->rules = message_array(a, &weft__registry__v1__policy_rule__descriptor,
+					 po->n_rules);
+		if (!m->rules)
+			return false;
 		for (k = 0; k < po->n_rules; k++) {
 			const struct reg_rule *ru = &po->rules[k];
-			Weft__Registry__V1__PolicyRule *pr = &rv[k];
+			Weft__Registry__V1__PolicyRule *pr = m->rules[k];
 
-			weft__registry__v1__policy_rule__init(pr);
 			pr->n_principals = ru->principals.n;
 			pr->principals = ru->principals.v;
 			pr->n_not_principals = ru->not_principals.n;
@@ -275,14 +244,11 @@ static Weft__Registry__V1__Resource *policy_resource(struct arena *a, const stru
 					 &pr->n_destination_ports) ||
 			    !ports_widen(a, &ru->not_ports, &pr->not_destination_ports,
 					 &pr->n_not_destination_ports))
-				return NULL;
-			m->rules[k] = pr;
+				return false;
 		}
 		m->n_rules = po->n_rules;
 	}
-	res->kind_case = WEFT__REGISTRY__V1__RESOURCE__KIND_POLICY;
-	res->policy = m;
-	return res;
+	return true;
 }
 
 /* ---- kinds: count, key order, build -------------------------------------- */
@@ -359,24 +325,56 @@ static char *policy_key(struct arena *a, const struct registry *r, size_t i)
 
 struct kind {
 	Weft__Registry__V1__ResourceKind kind;
+	Weft__Registry__V1__Resource__KindCase kind_case;
+	const ProtobufCMessageDescriptor *desc;		/* of the resource message */
 	size_t (*count)(const struct registry *r);
 	int (*cmp)(const struct registry *x, size_t i, const struct registry *y, size_t j);
-	Weft__Registry__V1__Resource *(*build)(struct arena *a, const struct registry *r, size_t i);
+	/* Sets the fields of msg from resource i; false when out of memory. */
+	bool (*fill)(struct arena *a, const struct registry *r, size_t i, void *msg);
 	char *(*key)(struct arena *a, const struct registry *r, size_t i);
 };
 
 /* Upserts go out in this order so a consumer applying them one by one
  * never sees a workload before its node. */
 static const struct kind kinds[] = {
-	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_NODE, node_count, node_key_cmp,
-	  node_resource, node_key },
-	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_WORKLOAD, workload_count, workload_key_cmp,
-	  workload_resource, workload_key },
-	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_SERVICE, service_count, service_key_cmp,
-	  service_resource, service_key },
-	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_POLICY, policy_count, policy_key_cmp,
-	  policy_resource, policy_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_NODE, WEFT__REGISTRY__V1__RESOURCE__KIND_NODE,
+	  &weft__registry__v1__node__descriptor, node_count, node_key_cmp, node_fill, node_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_WORKLOAD, WEFT__REGISTRY__V1__RESOURCE__KIND_WORKLOAD,
+	  &weft__registry__v1__workload__descriptor, workload_count, workload_key_cmp, workload_fill, workload_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_SERVICE, WEFT__REGISTRY__V1__RESOURCE__KIND_SERVICE,
+	  &weft__registry__v1__service__descriptor, service_count, service_key_cmp, service_fill, service_key },
+	{ WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_POLICY, WEFT__REGISTRY__V1__RESOURCE__KIND_POLICY,
+	  &weft__registry__v1__policy__descriptor, policy_count, policy_key_cmp, policy_fill, policy_key },
 };
+
+/* Resource i of r, of kind k; NULL when out of memory. */
+static Weft__Registry__V1__Resource *resource_build(struct arena *a, const struct kind *k,
+						    const struct registry *r, size_t i)
+{
+	Weft__Registry__V1__Resource *res = arena_alloc(a, sizeof(*res));
+	void *m = arena_alloc(a, k->desc->sizeof_message);
+
+	if (!res || !m)
+		return NULL;
+	weft__registry__v1__resource__init(res);
+	protobuf_c_message_init(k->desc, m);
+	res->kind_case = k->kind_case;
+	switch (k->kind_case) {
+	case WEFT__REGISTRY__V1__RESOURCE__KIND_NODE:
+		res->node = m;
+		break;
+	case WEFT__REGISTRY__V1__RESOURCE__KIND_WORKLOAD:
+		res->workload = m;
+		break;
+	case WEFT__REGISTRY__V1__RESOURCE__KIND_SERVICE:
+		res->service = m;
+		break;
+	default:
+		res->policy = m;
+		break;
+	}
+	return k->fill(a, r, i, m) ? res : NULL;
+}
 
 struct order_ctx {
 	const struct kind *k;
@@ -446,7 +444,7 @@ int regproto_snapshot(const struct registry *r, uint64_t version,
 
 		n = k->count(r);
 		for (i = 0; i < n && !a.failed; i++) {
-			Weft__Registry__V1__Resource *res = k->build(&a, r, idx[i]);
+			Weft__Registry__V1__Resource *res = resource_build(&a, k, r, idx[i]);
 
 			if (res)
 				resp.upserts[resp.n_upserts++] = res;
@@ -515,13 +513,13 @@ static void kind_delta(struct arena *a, const struct kind *k, const struct regis
 			if (rm)
 				resp->removals[resp->n_removals++] = rm;
 		} else if (d > 0) {
-			Weft__Registry__V1__Resource *res = k->build(a, next, in[j++]);
+			Weft__Registry__V1__Resource *res = resource_build(a, k, next, in[j++]);
 
 			if (res)
 				resp->upserts[resp->n_upserts++] = res;
 		} else {
-			Weft__Registry__V1__Resource *x = k->build(a, prev, ip[i++]);
-			Weft__Registry__V1__Resource *y = k->build(a, next, in[j++]);
+			Weft__Registry__V1__Resource *x = resource_build(a, k, prev, ip[i++]);
+			Weft__Registry__V1__Resource *y = resource_build(a, k, next, in[j++]);
 			bool differs = false;
 
 			if (!x || !y)

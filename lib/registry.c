@@ -8,7 +8,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +16,9 @@
 
 #include <yaml.h>
 
-#include "registry.h"
+#include <weft/yamldoc.h>
+
+#include <weft/registry.h>
 
 /* Input bounds. The file limit keeps a bad write from making the agent
  * allocate without end; the node limit also bounds the walk, because every
@@ -33,259 +34,16 @@
 #define REG_MAX_TRUST_DOMAIN	255
 #define REG_DEFAULT_HBONE_PORT	15008
 
-#define QUOTE_MAX	64	/* user text quoted in an error is cut here */
-#define QBUF		(QUOTE_MAX * 4 + 8)
-
 struct parse {
-	const char *name;	/* file name for messages */
-	char *err;
-	size_t errlen;
-	int err_set;
-	yaml_document_t *doc;
-	size_t visits;		/* nodes walked, aliases counted again */
+	struct yamldoc y;	/* the document, its bounds and the error */
 	struct registry *r;
 	/* 1-based source lines, indexed like the arrays in r before sorting */
 	unsigned long *node_line, *wl_line, *svc_line, *pol_line;
 };
 
-/* ---- errors ------------------------------------------------------------ */
-
-static int perr_at(struct parse *p, unsigned long line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Formats "name:line: message" once (the first error wins: it is the
- * cause, later ones are consequences). Returns -EINVAL for chaining. */
-static int perr_at(struct parse *p, unsigned long line, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (p->err_set || !p->err || p->errlen == 0)
-		return -EINVAL;
-	p->err_set = 1;
-	n = snprintf(p->err, p->errlen, "%s:%lu: ", p->name, line);
-	if (n < 0 || (size_t)n >= p->errlen)
-		return -EINVAL;
-	va_start(ap, fmt);
-	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-#define LINE(node) ((unsigned long)(node)->start_mark.line + 1)
-#define perr(p, node, ...) perr_at((p), LINE(node), __VA_ARGS__)
-
-/* Quotes file text for an error message: printable ASCII as is, anything
- * else as \xNN, cut at QUOTE_MAX bytes, so a message stays one short line
- * whatever the file holds. */
-static const char *quote(char *buf, const void *s, size_t len)
-{
-	const unsigned char *c = s;
-	size_t i, o = 0;
-
-	buf[o++] = '"';
-	for (i = 0; i < len && i < QUOTE_MAX; i++) {
-		if (c[i] >= 0x20 && c[i] < 0x7f && c[i] != '"' && c[i] != '\\') {
-			buf[o++] = (char)c[i];
-		} else {
-			snprintf(buf + o, 5, "\\x%02x", c[i]);
-			o += 4;
-		}
-	}
-	if (len > QUOTE_MAX) {
-		memcpy(buf + o, "...", 3);
-		o += 3;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
-	return buf;
-}
-
-static const char *qscalar(char *buf, const yaml_node_t *n)
-{
-	return quote(buf, n->data.scalar.value, n->data.scalar.length);
-}
-
 static const char *qstr(char *buf, const char *s)
 {
-	return quote(buf, s, strlen(s));
-}
-
-static const char *kind_name(const yaml_node_t *n)
-{
-	switch (n->type) {
-	case YAML_SCALAR_NODE:
-		return "a scalar";
-	case YAML_SEQUENCE_NODE:
-		return "a list";
-	case YAML_MAPPING_NODE:
-		return "a mapping";
-	default:
-		return "nothing";
-	}
-}
-
-/* ---- syntax pass ------------------------------------------------------- */
-
-static int yaml_fail(struct parse *p, const yaml_parser_t *ps,
-		     const char *buf, size_t len)
-{
-	unsigned long line;
-	const char *problem = ps->problem ? ps->problem : "invalid input";
-
-	if (ps->error == YAML_MEMORY_ERROR)
-		return -ENOMEM;
-	if (ps->error == YAML_READER_ERROR) {
-		/* Encoding errors carry a byte offset, not a mark. */
-		size_t i, end = ps->problem_offset < len ? ps->problem_offset : len;
-
-		line = 1;
-		for (i = 0; i < end; i++)
-			line += buf[i] == '\n';
-		return perr_at(p, line, "YAML syntax error: %s", problem);
-	}
-	line = (unsigned long)ps->problem_mark.line + 1;
-	if (ps->context)
-		return perr_at(p, line, "YAML syntax error: %s (%s)", problem,
-			       ps->context);
-	return perr_at(p, line, "YAML syntax error: %s", problem);
-}
-
-/* Streams the events once to enforce the bounds before libyaml builds a
- * document: nesting depth, node count, exactly one document. */
-static int yaml_prescan(struct parse *p, const char *buf, size_t len)
-{
-	yaml_parser_t ps;
-	yaml_event_t ev;
-	size_t nodes = 0;
-	int depth = 0, docs = 0, rc = 0, done = 0;
-
-	if (!yaml_parser_initialize(&ps))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
-	while (!done && !rc) {
-		if (!yaml_parser_parse(&ps, &ev)) {
-			rc = yaml_fail(p, &ps, buf, len);
-			break;
-		}
-		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = 1;
-			break;
-		case YAML_DOCUMENT_START_EVENT:
-			if (++docs > 1)
-				rc = perr(p, &ev, "more than one YAML document; a registry file holds exactly one");
-			break;
-		case YAML_SEQUENCE_START_EVENT:
-		case YAML_MAPPING_START_EVENT:
-			if (++depth > REG_MAX_DEPTH) {
-				rc = perr(p, &ev, "nesting deeper than %d levels", REG_MAX_DEPTH);
-				break;
-			}
-			/* fallthrough */
-		case YAML_SCALAR_EVENT:
-		case YAML_ALIAS_EVENT:
-			if (++nodes > REG_MAX_NODES)
-				rc = perr(p, &ev, "document too large: more than %d YAML nodes", REG_MAX_NODES);
-			break;
-		case YAML_SEQUENCE_END_EVENT:
-		case YAML_MAPPING_END_EVENT:
-			depth--;
-			break;
-		default:
-			break;
-		}
-		yaml_event_delete(&ev);
-	}
-	yaml_parser_delete(&ps);
-	if (!rc && docs == 0)
-		rc = perr_at(p, 1, "empty document: the registry file has no content");
-	return rc;
-}
-
-/* ---- node access ------------------------------------------------------- */
-
-/* Every node the walk touches goes through here, so an alias used many
- * times costs as much as the copies it stands for. */
-static yaml_node_t *pget(struct parse *p, int idx, const yaml_node_t *parent)
-{
-	yaml_node_t *n = yaml_document_get_node(p->doc, idx);
-
-	if (!n) {
-		perr(p, parent, "malformed YAML document");
-		return NULL;
-	}
-	if (++p->visits > REG_MAX_NODES) {
-		perr(p, n, "document too large: more than %d YAML nodes (each use of an alias counts)",
-		     REG_MAX_NODES);
-		return NULL;
-	}
-	return n;
-}
-
-static bool scalar_is(const yaml_node_t *n, const char *s)
-{
-	size_t l = strlen(s);
-
-	return n->type == YAML_SCALAR_NODE && n->data.scalar.length == l &&
-	       memcmp(n->data.scalar.value, s, l) == 0;
-}
-
-/* YAML's null: an empty or ~/null plain scalar. Treated as "field absent"
- * so that "labels:" with nothing after it means no labels. */
-static bool is_null(const yaml_node_t *n)
-{
-	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	return n->data.scalar.length == 0 || scalar_is(n, "~") || scalar_is(n, "null") ||
-	       scalar_is(n, "Null") || scalar_is(n, "NULL");
-}
-
-/* Splits a mapping of a known shape into vals[] by keys[]: catches unknown
- * keys (typos), repeated keys and missing required ones (bit i of required
- * for keys[i]). Null values leave vals[i] NULL. */
-static int map_fields(struct parse *p, const yaml_node_t *map, const char *what,
-		      const char *const *keys, size_t nkeys, uint32_t required,
-		      yaml_node_t **vals)
-{
-	const yaml_node_pair_t *pair;
-	uint32_t seen = 0;
-	char qb[QBUF];
-	size_t i;
-
-	if (map->type != YAML_MAPPING_NODE)
-		return perr(p, map, "expected a mapping for %s, found %s", what, kind_name(map));
-	for (i = 0; i < nkeys; i++)
-		vals[i] = NULL;
-	for (pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top; pair++) {
-		yaml_node_t *k = pget(p, pair->key, map), *v;
-
-		if (!k)
-			return -EINVAL;
-		if (k->type != YAML_SCALAR_NODE)
-			return perr(p, k, "%s keys must be strings, found %s", what, kind_name(k));
-		for (i = 0; i < nkeys; i++)
-			if (scalar_is(k, keys[i]))
-				break;
-		if (i == nkeys)
-			return perr(p, k, "unknown key %s in %s", qscalar(qb, k), what);
-		if (seen & (1u << i))
-			return perr(p, k, "duplicate key \"%s\" in %s", keys[i], what);
-		seen |= 1u << i;
-		v = pget(p, pair->value, map);
-		if (!v)
-			return -EINVAL;
-		if (is_null(v)) {
-			if (required & (1u << i))
-				return perr(p, v, "%s field \"%s\" must not be empty", what, keys[i]);
-			continue;
-		}
-		vals[i] = v;
-	}
-	for (i = 0; i < nkeys; i++)
-		if ((required & (1u << i)) && !vals[i])
-			return perr(p, map, "%s is missing required field \"%s\"", what, keys[i]);
-	return 0;
+	return yamldoc_quote(buf, s, strlen(s));
 }
 
 /* ---- scalar validators --------------------------------------------------- */
@@ -394,55 +152,48 @@ enum str_check {
 	STR_TRUST_DOMAIN,
 };
 
+/* Per str_check: the test, and what a value that fails it is not. */
+static const struct {
+	bool (*ok)(const char *s, size_t len);
+	const char *want;
+} str_checks[] = {
+	[STR_ANY] = { NULL, NULL },
+	[STR_TOKEN] = { token_ok, "must not contain spaces" },
+	[STR_DNS_LABEL] = { dns_label_ok, "is not a valid DNS-1123 label "
+			    "(lowercase letters, digits and '-', at most 63 characters, "
+			    "starting and ending with a letter or digit)" },
+	[STR_DNS_SUBDOMAIN] = { dns_subdomain_ok, "is not a valid DNS-1123 subdomain "
+				"(dot-separated lowercase labels of letters, digits and '-', "
+				"at most 253 characters)" },
+	[STR_TRUST_DOMAIN] = { trust_domain_ok, "is not a valid trust domain "
+			       "(lowercase letters, digits, '.', '-' and '_')" },
+};
+
 /* A scalar as an owned C string, checked by kind and bounded by max. */
 static int get_str(struct parse *p, const yaml_node_t *n, const char *what,
 		   const char *field, enum str_check check, size_t max, char **out)
 {
 	const char *s;
 	size_t len, i;
-	char qb[QBUF];
+	char qb[YAMLDOC_QBUF];
 
 	if (n->type != YAML_SCALAR_NODE)
-		return perr(p, n, "%s %s: expected a string, found %s", what, field, kind_name(n));
+		return yamldoc_fail(&p->y, n, "%s %s: expected a string, found %s",
+				    what, field, yamldoc_kind(n));
 	s = (const char *)n->data.scalar.value;
 	len = n->data.scalar.length;
 	if (len == 0)
-		return perr(p, n, "%s %s: must not be empty", what, field);
+		return yamldoc_fail(&p->y, n, "%s %s: must not be empty", what, field);
 	if (len > max)
-		return perr(p, n, "%s %s: longer than %zu characters", what, field, max);
+		return yamldoc_fail(&p->y, n, "%s %s: longer than %zu characters",
+				    what, field, max);
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return perr(p, n, "%s %s: %s contains a control character",
-				    what, field, qscalar(qb, n));
-	switch (check) {
-	case STR_ANY:
-		break;
-	case STR_TOKEN:
-		if (!token_ok(s, len))
-			return perr(p, n, "%s %s: %s must not contain spaces",
-				    what, field, qscalar(qb, n));
-		break;
-	case STR_DNS_LABEL:
-		if (!dns_label_ok(s, len))
-			return perr(p, n, "%s %s: %s is not a valid DNS-1123 label "
-				    "(lowercase letters, digits and '-', at most 63 characters, "
-				    "starting and ending with a letter or digit)",
-				    what, field, qscalar(qb, n));
-		break;
-	case STR_DNS_SUBDOMAIN:
-		if (!dns_subdomain_ok(s, len))
-			return perr(p, n, "%s %s: %s is not a valid DNS-1123 subdomain "
-				    "(dot-separated lowercase labels of letters, digits and '-', "
-				    "at most 253 characters)",
-				    what, field, qscalar(qb, n));
-		break;
-	case STR_TRUST_DOMAIN:
-		if (!trust_domain_ok(s, len))
-			return perr(p, n, "%s %s: %s is not a valid trust domain "
-				    "(lowercase letters, digits, '.', '-' and '_')",
-				    what, field, qscalar(qb, n));
-		break;
-	}
+			return yamldoc_fail(&p->y, n, "%s %s: %s contains a control character",
+					    what, field, yamldoc_quote_scalar(qb, n));
+	if (str_checks[check].ok && !str_checks[check].ok(s, len))
+		return yamldoc_fail(&p->y, n, "%s %s: %s %s", what, field,
+				    yamldoc_quote_scalar(qb, n), str_checks[check].want);
 	*out = strndup(s, len);
 	return *out ? 0 : -ENOMEM;
 }
@@ -454,7 +205,7 @@ static int get_ip(struct parse *p, const yaml_node_t *n, const char *what,
 {
 	unsigned char bin[16];
 	char txt[INET6_ADDRSTRLEN], *s;
-	char qb[QBUF];
+	char qb[YAMLDOC_QBUF];
 	int rc, af;
 
 	rc = get_str(p, n, what, field, STR_ANY, INET6_ADDRSTRLEN, &s);
@@ -464,8 +215,8 @@ static int get_ip(struct parse *p, const yaml_node_t *n, const char *what,
 	     inet_pton(AF_INET6, s, bin) == 1 ? AF_INET6 : 0;
 	free(s);
 	if (!af)
-		return perr(p, n, "%s %s: %s is not an IPv4 or IPv6 address",
-			    what, field, qscalar(qb, n));
+		return yamldoc_fail(&p->y, n, "%s %s: %s is not an IPv4 or IPv6 address",
+				    what, field, yamldoc_quote_scalar(qb, n));
 	inet_ntop(af, bin, txt, sizeof(txt));
 	*out = strdup(txt);
 	return *out ? 0 : -ENOMEM;
@@ -477,7 +228,7 @@ static int get_cidr(struct parse *p, const yaml_node_t *n, const char *what,
 {
 	unsigned char bin[16];
 	char txt[INET6_ADDRSTRLEN + 8], *s, *slash;
-	char qb[QBUF];
+	char qb[YAMLDOC_QBUF];
 	unsigned long plen = 0;
 	int rc, af, max;
 
@@ -504,14 +255,14 @@ static int get_cidr(struct parse *p, const yaml_node_t *n, const char *what,
 		}
 		if (af && plen > (unsigned long)max) {
 			free(s);
-			return perr(p, n, "%s %s: %s has a prefix length out of range 0..%d",
-				    what, field, qscalar(qb, n), max);
+			return yamldoc_fail(&p->y, n, "%s %s: %s has a prefix length out of range 0..%d",
+					    what, field, yamldoc_quote_scalar(qb, n), max);
 		}
 	}
 	free(s);
 	if (!af)
-		return perr(p, n, "%s %s: %s is not a CIDR (address/prefix length) or IP address",
-			    what, field, qscalar(qb, n));
+		return yamldoc_fail(&p->y, n, "%s %s: %s is not a CIDR (address/prefix length) or IP address",
+				    what, field, yamldoc_quote_scalar(qb, n));
 	inet_ntop(af, bin, txt, INET6_ADDRSTRLEN);
 	if (slash)
 		snprintf(txt + strlen(txt), 8, "/%lu", plen);
@@ -527,24 +278,26 @@ static int get_port(struct parse *p, const yaml_node_t *n, const char *what,
 	const char *s;
 	size_t len, i;
 	unsigned long v = 0;
-	char qb[QBUF];
+	char qb[YAMLDOC_QBUF];
 
 	if (n->type != YAML_SCALAR_NODE)
-		return perr(p, n, "%s %s: expected an integer, found %s", what, field, kind_name(n));
+		return yamldoc_fail(&p->y, n, "%s %s: expected an integer, found %s",
+				    what, field, yamldoc_kind(n));
 	s = (const char *)n->data.scalar.value;
 	len = n->data.scalar.length;
 	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || len == 0)
-		return perr(p, n, "%s %s: expected an integer, found the string %s",
-			    what, field, qscalar(qb, n));
+		return yamldoc_fail(&p->y, n, "%s %s: expected an integer, found the string %s",
+				    what, field, yamldoc_quote_scalar(qb, n));
 	for (i = 0; i < len; i++) {
 		if (s[i] < '0' || s[i] > '9')
-			return perr(p, n, "%s %s: expected an integer, found %s",
-				    what, field, qscalar(qb, n));
+			return yamldoc_fail(&p->y, n, "%s %s: expected an integer, found %s",
+					    what, field, yamldoc_quote_scalar(qb, n));
 		if (v <= 65535)
 			v = v * 10 + (unsigned long)(s[i] - '0');
 	}
 	if (v < 1 || v > 65535)
-		return perr(p, n, "%s %s: %s is out of range 1..65535", what, field, qscalar(qb, n));
+		return yamldoc_fail(&p->y, n, "%s %s: %s is out of range 1..65535",
+				    what, field, yamldoc_quote_scalar(qb, n));
 	*out = (uint16_t)v;
 	return 0;
 }
@@ -552,13 +305,14 @@ static int get_port(struct parse *p, const yaml_node_t *n, const char *what,
 static int get_enum(struct parse *p, const yaml_node_t *n, const char *what,
 		    const char *field, const char *const *names, size_t count, int *out)
 {
-	char list[128] = "", qb[QBUF];
+	char list[128] = "", qb[YAMLDOC_QBUF];
 	size_t i;
 
 	if (n->type != YAML_SCALAR_NODE)
-		return perr(p, n, "%s %s: expected a string, found %s", what, field, kind_name(n));
+		return yamldoc_fail(&p->y, n, "%s %s: expected a string, found %s",
+				    what, field, yamldoc_kind(n));
 	for (i = 0; i < count; i++) {
-		if (scalar_is(n, names[i])) {
+		if (yamldoc_scalar_is(n, names[i])) {
 			*out = (int)i;
 			return 0;
 		}
@@ -567,20 +321,56 @@ static int get_enum(struct parse *p, const yaml_node_t *n, const char *what,
 		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
 		strncat(list, names[i], sizeof(list) - strlen(list) - 1);
 	}
-	return perr(p, n, "%s %s: %s is not one of %s", what, field, qscalar(qb, n), list);
+	return yamldoc_fail(&p->y, n, "%s %s: %s is not one of %s",
+			    what, field, yamldoc_quote_scalar(qb, n), list);
 }
 
-static int expect_seq(struct parse *p, const yaml_node_t *n, const char *what,
-		      const char *field)
+/* How get_list turns a YAML sequence into an array. */
+struct list_spec {
+	const char *what;	/* for messages: "<what> <field>:"; NULL at the top level */
+	const char *field;
+	size_t size;		/* of one element */
+	/* Parses n into element i of arr; elements before i are done. */
+	int (*item)(struct parse *p, const yaml_node_t *n, void *arr, size_t i,
+		    const struct list_spec *s);
+	int check;		/* for item: enum strv_check of a string list */
+};
+
+/* Parses a sequence into a calloc'd array, its count set at once so
+ * registry_free can release a half-filled array. With lines, records
+ * each item's line for the cross-resource checks. */
+static int get_list(struct parse *p, const yaml_node_t *n, const struct list_spec *s,
+		    void **arr, size_t *count, unsigned long **lines)
 {
+	size_t i, cnt;
+	int rc;
+
 	if (n->type != YAML_SEQUENCE_NODE)
-		return perr(p, n, "%s %s: expected a list, found %s", what, field, kind_name(n));
-	return 0;
-}
+		return s->what ? yamldoc_fail(&p->y, n, "%s %s: expected a list, found %s",
+					      s->what, s->field, yamldoc_kind(n))
+			       : yamldoc_fail(&p->y, n, "%s: expected a list, found %s",
+					      s->field, yamldoc_kind(n));
+	cnt = yamldoc_seq_len(n);
+	if (cnt == 0)
+		return 0;
+	*arr = calloc(cnt, s->size);
+	if (lines)
+		*lines = calloc(cnt, sizeof(**lines));
+	if (!*arr || (lines && !*lines))
+		return -ENOMEM;
+	*count = cnt;
+	for (i = 0; i < cnt; i++) {
+		yaml_node_t *it = yamldoc_get(&p->y, n->data.sequence.items.start[i], n);
 
-static size_t seq_len(const yaml_node_t *n)
-{
-	return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+		if (!it)
+			return -EINVAL;
+		if (lines)
+			(*lines)[i] = yamldoc_line(it);
+		rc = s->item(p, it, *arr, i, s);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 enum strv_check {
@@ -589,70 +379,41 @@ enum strv_check {
 	SV_CIDR,
 };
 
+static int strv_item(struct parse *p, const yaml_node_t *n, void *arr, size_t i,
+		     const struct list_spec *s)
+{
+	char **out = (char **)arr + i;
+
+	switch (s->check) {
+	case SV_IP:
+		return get_ip(p, n, s->what, s->field, out);
+	case SV_CIDR:
+		return get_cidr(p, n, s->what, s->field, out);
+	default:
+		return get_str(p, n, s->what, s->field, STR_TOKEN, REG_MAX_STRING, out);
+	}
+}
+
 static int get_strv(struct parse *p, const yaml_node_t *n, const char *what,
 		    const char *field, enum strv_check check, char ***out, size_t *nout)
 {
-	size_t i, cnt;
-	int rc;
+	const struct list_spec s = { what, field, sizeof(**out), strv_item, check };
 
-	rc = expect_seq(p, n, what, field);
-	if (rc)
-		return rc;
-	cnt = seq_len(n);
-	if (cnt == 0)
-		return 0;
-	*out = calloc(cnt, sizeof(**out));
-	if (!*out)
-		return -ENOMEM;
-	*nout = cnt;
-	for (i = 0; i < cnt; i++) {
-		yaml_node_t *it = pget(p, n->data.sequence.items.start[i], n);
+	return get_list(p, n, &s, (void **)out, nout, NULL);
+}
 
-		if (!it)
-			return -EINVAL;
-		switch (check) {
-		case SV_IP:
-			rc = get_ip(p, it, what, field, &(*out)[i]);
-			break;
-		case SV_CIDR:
-			rc = get_cidr(p, it, what, field, &(*out)[i]);
-			break;
-		default:
-			rc = get_str(p, it, what, field, STR_TOKEN, REG_MAX_STRING, &(*out)[i]);
-			break;
-		}
-		if (rc)
-			return rc;
-	}
-	return 0;
+static int port_item(struct parse *p, const yaml_node_t *n, void *arr, size_t i,
+		     const struct list_spec *s)
+{
+	return get_port(p, n, s->what, s->field, (uint16_t *)arr + i);
 }
 
 static int get_portv(struct parse *p, const yaml_node_t *n, const char *what,
 		     const char *field, struct reg_portv *out)
 {
-	size_t i, cnt;
-	int rc;
+	const struct list_spec s = { what, field, sizeof(*out->v), port_item, 0 };
 
-	rc = expect_seq(p, n, what, field);
-	if (rc)
-		return rc;
-	cnt = seq_len(n);
-	if (cnt == 0)
-		return 0;
-	out->v = calloc(cnt, sizeof(*out->v));
-	if (!out->v)
-		return -ENOMEM;
-	out->n = cnt;
-	for (i = 0; i < cnt; i++) {
-		yaml_node_t *it = pget(p, n->data.sequence.items.start[i], n);
-
-		if (!it)
-			return -EINVAL;
-		rc = get_port(p, it, what, field, &out->v[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return get_list(p, n, &s, (void **)&out->v, &out->n, NULL);
 }
 
 struct label_tmp {
@@ -678,11 +439,12 @@ static int get_labels(struct parse *p, const yaml_node_t *n, const char *what,
 	const yaml_node_pair_t *pair;
 	struct label_tmp *t;
 	size_t i, cnt;
-	char qb[QBUF];
+	char qb[YAMLDOC_QBUF];
 	int rc = 0;
 
 	if (n->type != YAML_MAPPING_NODE)
-		return perr(p, n, "%s %s: expected a mapping, found %s", what, field, kind_name(n));
+		return yamldoc_fail(&p->y, n, "%s %s: expected a mapping, found %s",
+				    what, field, yamldoc_kind(n));
 	cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 	if (cnt == 0)
 		return 0;
@@ -690,37 +452,37 @@ static int get_labels(struct parse *p, const yaml_node_t *n, const char *what,
 	if (!t)
 		return -ENOMEM;
 	for (i = 0, pair = n->data.mapping.pairs.start; i < cnt; i++, pair++) {
-		yaml_node_t *k = pget(p, pair->key, n), *v;
+		yaml_node_t *k = yamldoc_get(&p->y, pair->key, n), *v;
 
 		if (!k)
 			goto fail;
-		v = pget(p, pair->value, n);
+		v = yamldoc_get(&p->y, pair->value, n);
 		if (!v)
 			goto fail;
 		t[i].idx = i;
-		t[i].line = LINE(k);
+		t[i].line = yamldoc_line(k);
 		if (k->type != YAML_SCALAR_NODE) {
-			rc = perr(p, k, "%s %s: keys must be strings, found %s", what, field,
-				  kind_name(k));
+			rc = yamldoc_fail(&p->y, k, "%s %s: keys must be strings, found %s", what, field,
+					  yamldoc_kind(k));
 			goto fail;
 		}
 		if (!label_key_ok((const char *)k->data.scalar.value, k->data.scalar.length)) {
-			rc = perr(p, k, "%s %s: %s is not a valid label key "
-				  "([prefix/]name, name at most 63 letters, digits, '-', '_' or '.', "
-				  "starting and ending with a letter or digit)",
-				  what, field, qscalar(qb, k));
+			rc = yamldoc_fail(&p->y, k, "%s %s: %s is not a valid label key "
+					  "([prefix/]name, name at most 63 letters, digits, '-', '_' or '.', "
+					  "starting and ending with a letter or digit)",
+					  what, field, yamldoc_quote_scalar(qb, k));
 			goto fail;
 		}
 		if (v->type != YAML_SCALAR_NODE) {
-			rc = perr(p, v, "%s %s: value of %s: expected a string, found %s",
-				  what, field, qscalar(qb, k), kind_name(v));
+			rc = yamldoc_fail(&p->y, v, "%s %s: value of %s: expected a string, found %s",
+					  what, field, yamldoc_quote_scalar(qb, k), yamldoc_kind(v));
 			goto fail;
 		}
 		if (!label_name_ok((const char *)v->data.scalar.value, v->data.scalar.length, true)) {
-			rc = perr(p, v, "%s %s: %s is not a valid label value "
-				  "(at most 63 letters, digits, '-', '_' or '.', "
-				  "starting and ending with a letter or digit)",
-				  what, field, qscalar(qb, v));
+			rc = yamldoc_fail(&p->y, v, "%s %s: %s is not a valid label value "
+					  "(at most 63 letters, digits, '-', '_' or '.', "
+					  "starting and ending with a letter or digit)",
+					  what, field, yamldoc_quote_scalar(qb, v));
 			goto fail;
 		}
 		t[i].l.key = strndup((const char *)k->data.scalar.value, k->data.scalar.length);
@@ -733,8 +495,8 @@ static int get_labels(struct parse *p, const yaml_node_t *n, const char *what,
 	qsort(t, cnt, sizeof(*t), label_tmp_cmp);
 	for (i = 1; i < cnt; i++) {
 		if (strcmp(t[i - 1].l.key, t[i].l.key) == 0) {
-			rc = perr_at(p, t[i].line, "%s %s: duplicate key %s",
-				     what, field, qstr(qb, t[i].l.key));
+			rc = yamldoc_fail_at(&p->y, t[i].line, "%s %s: duplicate key %s",
+					     what, field, qstr(qb, t[i].l.key));
 			goto fail;
 		}
 	}
@@ -759,15 +521,29 @@ fail:
 
 /* ---- resources ------------------------------------------------------------ */
 
-static int parse_node(struct parse *p, const yaml_node_t *m, void *out)
+/* An optional string field: checked like get_str when present, else an
+ * owned copy of dflt. */
+static int get_str_or(struct parse *p, const yaml_node_t *n, const char *what,
+		      const char *field, enum str_check check, size_t max, const char *dflt,
+		      char **out)
 {
-	struct reg_node *nd = out;
+	if (n)
+		return get_str(p, n, what, field, check, max, out);
+	*out = strdup(dflt);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int parse_node(struct parse *p, const yaml_node_t *m, void *arr, size_t i,
+		      const struct list_spec *s)
+{
+	struct reg_node *nd = (struct reg_node *)arr + i;
 	static const char *const keys[] = { "name", "address", "hbone_port", "cluster", "network" };
 	enum { K_NAME, K_ADDR, K_PORT, K_CLUSTER, K_NETWORK, K_N };
 	yaml_node_t *v[K_N];
 	int rc;
 
-	rc = map_fields(p, m, "node", keys, K_N, 1u << K_NAME | 1u << K_ADDR, v);
+	(void)s;
+	rc = yamldoc_fields(&p->y, m, "node", keys, K_N, 1u << K_NAME | 1u << K_ADDR, v);
 	if (rc)
 		return rc;
 	rc = get_str(p, v[K_NAME], "node", "name", STR_DNS_LABEL, REG_MAX_LABEL, &nd->name);
@@ -777,19 +553,18 @@ static int parse_node(struct parse *p, const yaml_node_t *m, void *out)
 	if (!rc && v[K_PORT])
 		rc = get_port(p, v[K_PORT], "node", "hbone_port", &nd->hbone_port);
 	if (!rc)
-		rc = v[K_CLUSTER] ? get_str(p, v[K_CLUSTER], "node", "cluster", STR_TOKEN,
-					    REG_MAX_NAME, &nd->cluster)
-				  : ((nd->cluster = strdup("")) ? 0 : -ENOMEM);
+		rc = get_str_or(p, v[K_CLUSTER], "node", "cluster", STR_TOKEN, REG_MAX_NAME, "",
+				&nd->cluster);
 	if (!rc)
-		rc = v[K_NETWORK] ? get_str(p, v[K_NETWORK], "node", "network", STR_TOKEN,
-					    REG_MAX_NAME, &nd->network)
-				  : ((nd->network = strdup("")) ? 0 : -ENOMEM);
+		rc = get_str_or(p, v[K_NETWORK], "node", "network", STR_TOKEN, REG_MAX_NAME, "",
+				&nd->network);
 	return rc;
 }
 
-static int parse_workload(struct parse *p, const yaml_node_t *m, void *out)
+static int parse_workload(struct parse *p, const yaml_node_t *m, void *arr, size_t i,
+			  const struct list_spec *s)
 {
-	struct reg_workload *w = out;
+	struct reg_workload *w = (struct reg_workload *)arr + i;
 	static const char *const keys[] = { "name", "namespace", "service_account", "node",
 					    "ips", "uid", "tunnel", "labels" };
 	static const char *const tunnels[] = { [REG_TUNNEL_NONE] = "NONE",
@@ -798,8 +573,9 @@ static int parse_workload(struct parse *p, const yaml_node_t *m, void *out)
 	yaml_node_t *v[K_N];
 	int rc, t;
 
-	rc = map_fields(p, m, "workload", keys, K_N,
-			1u << K_NAME | 1u << K_NS | 1u << K_NODE, v);
+	(void)s;
+	rc = yamldoc_fields(&p->y, m, "workload", keys, K_N,
+			    1u << K_NAME | 1u << K_NS | 1u << K_NODE, v);
 	if (rc)
 		return rc;
 	rc = get_str(p, v[K_NAME], "workload", "name", STR_DNS_SUBDOMAIN, REG_MAX_NAME, &w->name);
@@ -807,9 +583,8 @@ static int parse_workload(struct parse *p, const yaml_node_t *m, void *out)
 		rc = get_str(p, v[K_NS], "workload", "namespace", STR_DNS_LABEL, REG_MAX_LABEL,
 			     &w->namespace);
 	if (!rc)
-		rc = v[K_SA] ? get_str(p, v[K_SA], "workload", "service_account", STR_DNS_LABEL,
-				       REG_MAX_LABEL, &w->service_account)
-			     : ((w->service_account = strdup("default")) ? 0 : -ENOMEM);
+		rc = get_str_or(p, v[K_SA], "workload", "service_account", STR_DNS_LABEL,
+				REG_MAX_LABEL, "default", &w->service_account);
 	if (!rc)
 		rc = get_str(p, v[K_NODE], "workload", "node", STR_DNS_LABEL, REG_MAX_LABEL,
 			     &w->node);
@@ -831,108 +606,94 @@ static int parse_workload(struct parse *p, const yaml_node_t *m, void *out)
 	return rc;
 }
 
-static int parse_service_port(struct parse *p, const yaml_node_t *m, struct reg_port *sp)
+static int parse_service_port(struct parse *p, const yaml_node_t *m, void *arr, size_t i,
+			      const struct list_spec *s)
 {
 	static const char *const keys[] = { "port", "target_port" };
+	struct reg_port *ports = arr, *sp = &ports[i];
 	yaml_node_t *v[2];
+	size_t j;
 	int rc;
 
-	rc = map_fields(p, m, "service port", keys, 2, 1u << 0, v);
+	(void)s;
+	rc = yamldoc_fields(&p->y, m, "service port", keys, 2, 1u << 0, v);
 	if (rc)
 		return rc;
 	rc = get_port(p, v[0], "service port", "port", &sp->port);
 	sp->target_port = sp->port;
 	if (!rc && v[1])
 		rc = get_port(p, v[1], "service port", "target_port", &sp->target_port);
-	return rc;
-}
-
-static int parse_service(struct parse *p, const yaml_node_t *m, void *out)
-{
-	struct reg_service *s = out;
-	static const char *const keys[] = { "name", "namespace", "vips", "ports", "selector" };
-	enum { K_NAME, K_NS, K_VIPS, K_PORTS, K_SEL, K_N };
-	yaml_node_t *v[K_N];
-	size_t i, j, cnt;
-	int rc;
-
-	rc = map_fields(p, m, "service", keys, K_N, 1u << K_NAME | 1u << K_NS, v);
 	if (rc)
 		return rc;
-	rc = get_str(p, v[K_NAME], "service", "name", STR_DNS_LABEL, REG_MAX_LABEL, &s->name);
-	if (!rc)
-		rc = get_str(p, v[K_NS], "service", "namespace", STR_DNS_LABEL, REG_MAX_LABEL,
-			     &s->namespace);
-	if (!rc && v[K_VIPS])
-		rc = get_strv(p, v[K_VIPS], "service", "vips", SV_IP, &s->vips, &s->n_vips);
-	if (!rc && v[K_SEL])
-		rc = get_labels(p, v[K_SEL], "service", "selector", &s->selector, &s->n_selector);
-	if (rc || !v[K_PORTS])
-		return rc;
-	rc = expect_seq(p, v[K_PORTS], "service", "ports");
-	if (rc)
-		return rc;
-	cnt = seq_len(v[K_PORTS]);
-	if (cnt == 0)
-		return 0;
-	s->ports = calloc(cnt, sizeof(*s->ports));
-	if (!s->ports)
-		return -ENOMEM;
-	s->n_ports = cnt;
-	for (i = 0; i < cnt; i++) {
-		yaml_node_t *it = pget(p, v[K_PORTS]->data.sequence.items.start[i], v[K_PORTS]);
-
-		if (!it)
-			return -EINVAL;
-		rc = parse_service_port(p, it, &s->ports[i]);
-		if (rc)
-			return rc;
-		/* Quadratic, but a service has a handful of ports and the node
-		 * budget caps the worst case. */
-		for (j = 0; j < i; j++)
-			if (s->ports[j].port == s->ports[i].port)
-				return perr(p, it, "service ports: duplicate port %u",
-					    s->ports[i].port);
-	}
+	/* Quadratic, but a service has a handful of ports and the node
+	 * budget caps the worst case. */
+	for (j = 0; j < i; j++)
+		if (ports[j].port == sp->port)
+			return yamldoc_fail(&p->y, m, "service ports: duplicate port %u", sp->port);
 	return 0;
 }
 
-static int parse_rule(struct parse *p, const yaml_node_t *m, struct reg_rule *ru)
+static int parse_service(struct parse *p, const yaml_node_t *m, void *arr, size_t i,
+			 const struct list_spec *s)
+{
+	static const struct list_spec ports = { "service", "ports", sizeof(struct reg_port),
+						parse_service_port, 0 };
+	struct reg_service *sv = (struct reg_service *)arr + i;
+	static const char *const keys[] = { "name", "namespace", "vips", "ports", "selector" };
+	enum { K_NAME, K_NS, K_VIPS, K_PORTS, K_SEL, K_N };
+	yaml_node_t *v[K_N];
+	int rc;
+
+	(void)s;
+	rc = yamldoc_fields(&p->y, m, "service", keys, K_N, 1u << K_NAME | 1u << K_NS, v);
+	if (rc)
+		return rc;
+	rc = get_str(p, v[K_NAME], "service", "name", STR_DNS_LABEL, REG_MAX_LABEL, &sv->name);
+	if (!rc)
+		rc = get_str(p, v[K_NS], "service", "namespace", STR_DNS_LABEL, REG_MAX_LABEL,
+			     &sv->namespace);
+	if (!rc && v[K_VIPS])
+		rc = get_strv(p, v[K_VIPS], "service", "vips", SV_IP, &sv->vips, &sv->n_vips);
+	if (!rc && v[K_SEL])
+		rc = get_labels(p, v[K_SEL], "service", "selector", &sv->selector, &sv->n_selector);
+	if (!rc && v[K_PORTS])
+		rc = get_list(p, v[K_PORTS], &ports, (void **)&sv->ports, &sv->n_ports, NULL);
+	return rc;
+}
+
+static int parse_rule(struct parse *p, const yaml_node_t *m, void *arr, size_t i,
+		      const struct list_spec *s)
 {
 	static const char *const keys[] = { "principals", "not_principals", "namespaces",
 					    "not_namespaces", "source_ips", "not_source_ips",
 					    "destination_ports", "not_destination_ports" };
 	enum { K_P, K_NP, K_NS, K_NNS, K_IP, K_NIP, K_PORT, K_NPORT, K_N };
+	struct reg_rule *ru = (struct reg_rule *)arr + i;
+	struct reg_strv *strv[] = { &ru->principals, &ru->not_principals, &ru->namespaces,
+				    &ru->not_namespaces, &ru->source_ips, &ru->not_source_ips };
+	struct reg_portv *portv[] = { &ru->ports, &ru->not_ports };
 	const char *w = "policy rule";
 	yaml_node_t *v[K_N];
-	int rc;
+	int rc, k;
 
-	rc = map_fields(p, m, w, keys, K_N, 0, v);
-	if (!rc && v[K_P])
-		rc = get_strv(p, v[K_P], w, keys[K_P], SV_TOKEN, &ru->principals.v, &ru->principals.n);
-	if (!rc && v[K_NP])
-		rc = get_strv(p, v[K_NP], w, keys[K_NP], SV_TOKEN, &ru->not_principals.v,
-			      &ru->not_principals.n);
-	if (!rc && v[K_NS])
-		rc = get_strv(p, v[K_NS], w, keys[K_NS], SV_TOKEN, &ru->namespaces.v, &ru->namespaces.n);
-	if (!rc && v[K_NNS])
-		rc = get_strv(p, v[K_NNS], w, keys[K_NNS], SV_TOKEN, &ru->not_namespaces.v,
-			      &ru->not_namespaces.n);
-	if (!rc && v[K_IP])
-		rc = get_strv(p, v[K_IP], w, keys[K_IP], SV_CIDR, &ru->source_ips.v, &ru->source_ips.n);
-	if (!rc && v[K_NIP])
-		rc = get_strv(p, v[K_NIP], w, keys[K_NIP], SV_CIDR, &ru->not_source_ips.v,
-			      &ru->not_source_ips.n);
-	if (!rc && v[K_PORT])
-		rc = get_portv(p, v[K_PORT], w, keys[K_PORT], &ru->ports);
-	if (!rc && v[K_NPORT])
-		rc = get_portv(p, v[K_NPORT], w, keys[K_NPORT], &ru->not_ports);
+	(void)s;
+	rc = yamldoc_fields(&p->y, m, w, keys, K_N, 0, v);
+	for (k = K_P; !rc && k < K_PORT; k++)
+		if (v[k])
+			rc = get_strv(p, v[k], w, keys[k], k < K_IP ? SV_TOKEN : SV_CIDR,
+				      &strv[k]->v, &strv[k]->n);
+	for (k = K_PORT; !rc && k < K_N; k++)
+		if (v[k])
+			rc = get_portv(p, v[k], w, keys[k], portv[k - K_PORT]);
 	return rc;
 }
 
-static int parse_policy(struct parse *p, const yaml_node_t *m, void *out)
+static int parse_policy(struct parse *p, const yaml_node_t *m, void *arr, size_t i,
+			const struct list_spec *s)
 {
-	struct reg_policy *po = out;
+	static const struct list_spec rules = { "policy", "rules", sizeof(struct reg_rule),
+						parse_rule, 0 };
+	struct reg_policy *po = (struct reg_policy *)arr + i;
 	static const char *const keys[] = { "name", "namespace", "scope", "selector",
 					    "action", "rules" };
 	static const char *const scopes[] = { [REG_SCOPE_GLOBAL] = "global",
@@ -942,11 +703,11 @@ static int parse_policy(struct parse *p, const yaml_node_t *m, void *out)
 					       [REG_ACTION_DENY] = "DENY" };
 	enum { K_NAME, K_NS, K_SCOPE, K_SEL, K_ACTION, K_RULES, K_N };
 	yaml_node_t *v[K_N];
-	size_t i, cnt;
 	int rc, e;
 
-	rc = map_fields(p, m, "policy", keys, K_N,
-			1u << K_NAME | 1u << K_SCOPE | 1u << K_ACTION, v);
+	(void)s;
+	rc = yamldoc_fields(&p->y, m, "policy", keys, K_N,
+			    1u << K_NAME | 1u << K_SCOPE | 1u << K_ACTION, v);
 	if (rc)
 		return rc;
 	rc = get_str(p, v[K_NAME], "policy", "name", STR_DNS_SUBDOMAIN, REG_MAX_NAME, &po->name);
@@ -965,14 +726,14 @@ static int parse_policy(struct parse *p, const yaml_node_t *m, void *out)
 	 * reach differs from what its author wrote is a security bug. */
 	if (po->scope == REG_SCOPE_GLOBAL) {
 		if (v[K_NS])
-			return perr(p, v[K_NS], "policy namespace: not allowed for scope global");
+			return yamldoc_fail(&p->y, v[K_NS], "policy namespace: not allowed for scope global");
 		po->namespace = strdup("");
 		if (!po->namespace)
 			return -ENOMEM;
 	} else {
 		if (!v[K_NS])
-			return perr(p, m, "policy is missing required field \"namespace\" "
-				    "(required unless scope is global)");
+			return yamldoc_fail(&p->y, m, "policy is missing required field \"namespace\" "
+					    "(required unless scope is global)");
 		rc = get_str(p, v[K_NS], "policy", "namespace", STR_DNS_LABEL, REG_MAX_LABEL,
 			     &po->namespace);
 		if (rc)
@@ -980,74 +741,19 @@ static int parse_policy(struct parse *p, const yaml_node_t *m, void *out)
 	}
 	if (po->scope == REG_SCOPE_WORKLOAD) {
 		if (!v[K_SEL])
-			return perr(p, m, "policy is missing required field \"selector\" "
-				    "(required for scope workload)");
+			return yamldoc_fail(&p->y, m, "policy is missing required field \"selector\" "
+					    "(required for scope workload)");
 		rc = get_labels(p, v[K_SEL], "policy", "selector", &po->selector, &po->n_selector);
 		if (rc)
 			return rc;
 		if (po->n_selector == 0)
-			return perr(p, v[K_SEL], "policy selector: must not be empty for scope workload");
+			return yamldoc_fail(&p->y, v[K_SEL], "policy selector: must not be empty for scope workload");
 	} else if (v[K_SEL]) {
-		return perr(p, v[K_SEL], "policy selector: only allowed for scope workload");
+		return yamldoc_fail(&p->y, v[K_SEL], "policy selector: only allowed for scope workload");
 	}
-
 	if (!v[K_RULES])
 		return 0;
-	rc = expect_seq(p, v[K_RULES], "policy", "rules");
-	if (rc)
-		return rc;
-	cnt = seq_len(v[K_RULES]);
-	if (cnt == 0)
-		return 0;
-	po->rules = calloc(cnt, sizeof(*po->rules));
-	if (!po->rules)
-		return -ENOMEM;
-	po->n_rules = cnt;
-	for (i = 0; i < cnt; i++) {
-		yaml_node_t *it = pget(p, v[K_RULES]->data.sequence.items.start[i], v[K_RULES]);
-
-		if (!it)
-			return -EINVAL;
-		rc = parse_rule(p, it, &po->rules[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
-/* Parses the list under a top-level key into a calloc'd array (count set
- * at once so registry_free can release a half-filled array) and records
- * each item's line for the cross-resource checks. */
-static int parse_list(struct parse *p, const yaml_node_t *seq, const char *field,
-		      size_t size, void **arr, size_t *n, unsigned long **lines,
-		      int (*item)(struct parse *, const yaml_node_t *, void *))
-{
-	size_t i, cnt;
-	int rc;
-
-	if (!seq)
-		return 0;
-	if (seq->type != YAML_SEQUENCE_NODE)
-		return perr(p, seq, "%s: expected a list, found %s", field, kind_name(seq));
-	cnt = seq_len(seq);
-	if (cnt == 0)
-		return 0;
-	*arr = calloc(cnt, size);
-	*lines = calloc(cnt, sizeof(**lines));
-	if (!*arr || !*lines)
-		return -ENOMEM;
-	*n = cnt;
-	for (i = 0; i < cnt; i++) {
-		yaml_node_t *it = pget(p, seq->data.sequence.items.start[i], seq);
-
-		if (!it)
-			return -EINVAL;
-		(*lines)[i] = LINE(it);
-		rc = item(p, it, (char *)*arr + i * size);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return get_list(p, v[K_RULES], &rules, (void **)&po->rules, &po->n_rules, NULL);
 }
 
 /* ---- keys, sorting, cross-checks ------------------------------------------ */
@@ -1225,14 +931,14 @@ fail:
 static int check_and_sort(struct parse *p)
 {
 	struct registry *r = p->r;
-	char qb[QBUF];
+	char qb[YAMLDOC_QBUF];
 	size_t a, b, i;
 	int rc;
 
 	rc = sort_unique(r->nodes, r->n_nodes, sizeof(*r->nodes), node_cmp, &a, &b);
 	if (rc == 1)
-		return perr_at(p, p->node_line[b], "duplicate node name %s (first defined on line %lu)",
-			       qstr(qb, r->nodes[b].name), p->node_line[a]);
+		return yamldoc_fail_at(&p->y, p->node_line[b], "duplicate node name %s (first defined on line %lu)",
+				       qstr(qb, r->nodes[b].name), p->node_line[a]);
 	if (rc)
 		return rc;
 
@@ -1242,27 +948,27 @@ static int check_and_sort(struct parse *p)
 		struct reg_node key = { .name = r->workloads[i].node };
 
 		if (!r->n_nodes || !bsearch(&key, r->nodes, r->n_nodes, sizeof(*r->nodes), node_cmp))
-			return perr_at(p, p->wl_line[i], "workload node %s is not defined in nodes",
-				       qstr(qb, r->workloads[i].node));
+			return yamldoc_fail_at(&p->y, p->wl_line[i], "workload node %s is not defined in nodes",
+					       qstr(qb, r->workloads[i].node));
 	}
 	rc = sort_unique(r->workloads, r->n_workloads, sizeof(*r->workloads), workload_cmp, &a, &b);
 	if (rc == 1)
-		return perr_at(p, p->wl_line[b], "duplicate workload uid %s (first defined on line %lu)",
-			       qstr(qb, r->workloads[b].uid), p->wl_line[a]);
+		return yamldoc_fail_at(&p->y, p->wl_line[b], "duplicate workload uid %s (first defined on line %lu)",
+				       qstr(qb, r->workloads[b].uid), p->wl_line[a]);
 	if (rc)
 		return rc;
 
 	rc = sort_unique(r->services, r->n_services, sizeof(*r->services), service_cmp, &a, &b);
 	if (rc == 1)
-		return perr_at(p, p->svc_line[b], "duplicate service \"%s/%s\" (first defined on line %lu)",
-			       r->services[b].namespace, r->services[b].name, p->svc_line[a]);
+		return yamldoc_fail_at(&p->y, p->svc_line[b], "duplicate service \"%s/%s\" (first defined on line %lu)",
+				       r->services[b].namespace, r->services[b].name, p->svc_line[a]);
 	if (rc)
 		return rc;
 
 	rc = sort_unique(r->policies, r->n_policies, sizeof(*r->policies), policy_cmp, &a, &b);
 	if (rc == 1)
-		return perr_at(p, p->pol_line[b], "duplicate policy \"%s/%s\" (first defined on line %lu)",
-			       r->policies[b].namespace, r->policies[b].name, p->pol_line[a]);
+		return yamldoc_fail_at(&p->y, p->pol_line[b], "duplicate policy \"%s/%s\" (first defined on line %lu)",
+				       r->policies[b].namespace, r->policies[b].name, p->pol_line[a]);
 	if (rc)
 		return rc;
 
@@ -1273,27 +979,29 @@ static int parse_root(struct parse *p, const yaml_node_t *root)
 {
 	static const char *const keys[] = { "trust_domain", "nodes", "workloads",
 					    "services", "policies" };
+	static const struct list_spec lists[] = {
+		{ NULL, "nodes", sizeof(struct reg_node), parse_node, 0 },
+		{ NULL, "workloads", sizeof(struct reg_workload), parse_workload, 0 },
+		{ NULL, "services", sizeof(struct reg_service), parse_service, 0 },
+		{ NULL, "policies", sizeof(struct reg_policy), parse_policy, 0 },
+	};
 	enum { K_TD, K_NODES, K_WL, K_SVC, K_POL, K_N };
 	struct registry *r = p->r;
+	void **arr[] = { (void **)&r->nodes, (void **)&r->workloads, (void **)&r->services,
+			 (void **)&r->policies };
+	size_t *count[] = { &r->n_nodes, &r->n_workloads, &r->n_services, &r->n_policies };
+	unsigned long **lines[] = { &p->node_line, &p->wl_line, &p->svc_line, &p->pol_line };
 	yaml_node_t *v[K_N];
-	int rc;
+	int rc, k;
 
-	rc = map_fields(p, root, "the registry (top level)", keys, K_N, 0, v);
+	rc = yamldoc_fields(&p->y, root, "the registry (top level)", keys, K_N, 0, v);
 	if (!rc && v[K_TD])
 		rc = get_str(p, v[K_TD], "registry", "trust_domain", STR_TRUST_DOMAIN,
 			     REG_MAX_TRUST_DOMAIN, &r->trust_domain);
-	if (!rc)
-		rc = parse_list(p, v[K_NODES], "nodes", sizeof(*r->nodes), (void **)&r->nodes,
-				&r->n_nodes, &p->node_line, parse_node);
-	if (!rc)
-		rc = parse_list(p, v[K_WL], "workloads", sizeof(*r->workloads),
-				(void **)&r->workloads, &r->n_workloads, &p->wl_line, parse_workload);
-	if (!rc)
-		rc = parse_list(p, v[K_SVC], "services", sizeof(*r->services),
-				(void **)&r->services, &r->n_services, &p->svc_line, parse_service);
-	if (!rc)
-		rc = parse_list(p, v[K_POL], "policies", sizeof(*r->policies),
-				(void **)&r->policies, &r->n_policies, &p->pol_line, parse_policy);
+	for (k = K_NODES; !rc && k < K_N; k++)
+		if (v[k])
+			rc = get_list(p, v[k], &lists[k - K_NODES], arr[k - K_NODES],
+				      count[k - K_NODES], lines[k - K_NODES]);
 	if (!rc)
 		rc = check_and_sort(p);
 	return rc;
@@ -1305,12 +1013,15 @@ struct registry *registry_parse(const char *buf, size_t len, const char *name,
 				char *err, size_t errlen)
 {
 	struct parse p = {
-		.name = name ? name : "registry",
-		.err = err,
-		.errlen = errlen,
+		.y = {
+			.name = name ? name : "registry",
+			.kind = "registry file",
+			.err = err,
+			.errlen = errlen,
+			.max_nodes = REG_MAX_NODES,
+			.max_depth = REG_MAX_DEPTH,
+		},
 	};
-	yaml_parser_t ps;
-	yaml_document_t doc;
 	yaml_node_t *root;
 	int rc;
 
@@ -1319,61 +1030,33 @@ struct registry *registry_parse(const char *buf, size_t len, const char *name,
 	if (len > REG_MAX_FILE) {
 		if (err && errlen)
 			snprintf(err, errlen, "%s: file too large (%zu bytes, at most %u)",
-				 p.name, len, REG_MAX_FILE);
+				 p.y.name, len, REG_MAX_FILE);
 		return NULL;
 	}
-	rc = yaml_prescan(&p, buf, len);
+	rc = yamldoc_load(&p.y, buf, len, &root);
 	if (rc)
 		goto fail;
-
-	if (!yaml_parser_initialize(&ps)) {
-		rc = -ENOMEM;
-		goto fail;
-	}
-	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
-	if (!yaml_parser_load(&ps, &doc)) {
-		rc = yaml_fail(&p, &ps, buf, len);
-		yaml_parser_delete(&ps);
-		goto fail;
-	}
-	yaml_parser_delete(&ps);
-	p.doc = &doc;
-
 	p.r = calloc(1, sizeof(*p.r));
 	if (!p.r) {
 		rc = -ENOMEM;
-		goto fail_doc;
+		goto fail;
 	}
-	root = yaml_document_get_root_node(&doc);
-	if (!root)
-		rc = perr_at(&p, 1, "empty document: the registry file has no content");
-	else if (is_null(root))
-		rc = perr(&p, root, "empty document: the registry file has no content");
-	else
-		rc = parse_root(&p, root);
-	if (rc)
-		goto fail_reg;
-	yaml_document_delete(&doc);
-	free(p.node_line);
-	free(p.wl_line);
-	free(p.svc_line);
-	free(p.pol_line);
-	return p.r;
-
-fail_reg:
-	registry_free(p.r);
-	free(p.node_line);
-	free(p.wl_line);
-	free(p.svc_line);
-	free(p.pol_line);
-fail_doc:
-	yaml_document_delete(&doc);
+	rc = parse_root(&p, root);
+	if (rc) {
+		registry_free(p.r);
+		p.r = NULL;
+	}
 fail:
-	if (rc == -ENOMEM && !p.err_set && err && errlen)
-		snprintf(err, errlen, "%s: out of memory", p.name);
-	else if (!p.err_set && err && errlen)
-		snprintf(err, errlen, "%s: invalid registry", p.name);
-	return NULL;
+	yamldoc_deinit(&p.y);
+	free(p.node_line);
+	free(p.wl_line);
+	free(p.svc_line);
+	free(p.pol_line);
+	if (rc == -ENOMEM && !p.y.err_set && err && errlen)
+		snprintf(err, errlen, "%s: out of memory", p.y.name);
+	else if (rc && !p.y.err_set && err && errlen)
+		snprintf(err, errlen, "%s: invalid registry", p.y.name);
+	return p.r;
 }
 
 static void labels_free(struct reg_label *l, size_t n)

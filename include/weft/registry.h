@@ -2,8 +2,8 @@
 /* The cluster registry: parse the YAML registry file into an owned struct
  * (I/O-free: bytes in, registry or "file:line: what is wrong" out), and
  * compute the delta between two registries. */
-#ifndef AGENT_REGISTRY_H
-#define AGENT_REGISTRY_H
+#ifndef WEFT_REGISTRY_H
+#define WEFT_REGISTRY_H
 
 #include <stddef.h>
 #include <stdint.h>

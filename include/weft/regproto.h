@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Registry <-> weft.registry.v1 messages: a full snapshot, and the delta
  * between two registries (changed and removed resources by key). */
-#ifndef AGENT_REGPROTO_H
-#define AGENT_REGPROTO_H
+#ifndef WEFT_REGPROTO_H
+#define WEFT_REGPROTO_H
 
 #include <stddef.h>
 #include <stdint.h>

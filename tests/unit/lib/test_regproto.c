@@ -10,8 +10,8 @@
 
 #include "../check.h"
 #include "registry.pb-c.h"
-#include "../../../agent/registry.h"
-#include "../../../agent/regproto.h"
+#include <weft/registry.h>
+#include <weft/regproto.h>
 
 #define KIND(x) WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_##x
 #define CASE(x) WEFT__REGISTRY__V1__RESOURCE__KIND_##x

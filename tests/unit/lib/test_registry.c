@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../check.h"
-#include "../../../agent/registry.h"
+#include <weft/registry.h>
 
 static const char full_yaml[] =
 	"trust_domain: example.org\n"				/* 1 */

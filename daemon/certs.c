@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weftd's identities: for each SPIFFE ID a fresh ECDSA P-256 key (sodium
+ * memory), a CSR, a certificate from the agent, and TLS contexts built
+ * from them. Renewal at half the remaining lifetime, exponential backoff
+ * (0.5 s -> 150 s) on failure; the old contexts stay in use until the
+ * certificate expires. Every renewal uses a new key. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <weft/grpc.h>
+#include <weft/log.h>
+#include <weft/loop.h>
+#include <weft/spiffe.h>
+#include <weft/tls.h>
+#include <weft/x509.h>
+
+#include "agentc.h"
+#include "certs.h"
+
+#define CERTS_BACKOFF_MIN_MS	500
+#define CERTS_BACKOFF_MAX_MS	150000
+#define CERTS_TD_MAX		16	/* accepted peer trust domains */
+
+struct ident {
+	struct certs *c;
+	struct ident *next, **pprev;
+	char id[SPIFFE_ID_MAX];
+	unsigned refs;
+	bool is_node;
+	bool inflight;			/* a CreateCertificate is out */
+	bool dead;			/* released while in flight: the reply frees it */
+	bool ready;
+	struct x509_key *pending;	/* key of the CSR in flight */
+	struct tls_ctx *client;
+	struct tls_ctx *server;		/* node identity only */
+	struct loop_timer renew;	/* renewal, or retry after a failure */
+	struct loop_timer expire;
+	uint32_t backoff_ms;
+	unsigned failures;		/* in a row */
+	unsigned issued;		/* certificates received */
+	char serial[64];
+	time_t not_before, not_after;
+	int64_t renew_at_ms;		/* wall clock */
+	char last_error[256];
+};
+
+struct certs {
+	struct loop *loop;
+	struct agentc *ac;
+	char *bundle;
+	size_t bundle_len;
+	char *tds[CERTS_TD_MAX + 1];	/* NULL-terminated */
+	uint32_t ttl_s;
+	certs_change_fn on_change;
+	void *arg;
+	struct ident *idents;
+	struct ident *node;
+};
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+static void ident_request(struct ident *id);
+
+/* Certificates are valid in wall-clock time. */
+static int64_t certs_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void ident_changed(struct ident *id)
+{
+	if (id->c->on_change)
+		id->c->on_change(id->c->arg, id, id->ready);
+}
+
+static void ident_destroy(struct ident *id)
+{
+	tls_ctx_free(id->client);
+	tls_ctx_free(id->server);
+	x509_key_free(id->pending);
+	free(id);
+}
+
+/* Unlink from certs; the memory goes now, or with the reply in flight. */
+static void ident_detach(struct ident *id)
+{
+	struct loop *l = id->c->loop;
+
+	loop_timer_disarm(l, &id->renew);
+	loop_timer_disarm(l, &id->expire);
+	*id->pprev = id->next;
+	if (id->next)
+		id->next->pprev = id->pprev;
+	if (id->c->node == id)
+		id->c->node = NULL;
+	id->c = NULL;
+	if (id->inflight)
+		id->dead = true;
+	else
+		ident_destroy(id);
+}
+
+static void ident_failed(struct ident *id, const char *why)
+{
+	snprintf(id->last_error, sizeof(id->last_error), "%s", why);
+	id->failures++;
+	log_warn("certificate for %s: %s; retrying in %u ms%s", id->id, why, id->backoff_ms,
+		 id->ready ? " (the current one stays in use)" : "");
+	loop_timer_arm(id->c->loop, &id->renew, id->backoff_ms);
+	id->backoff_ms = id->backoff_ms * 2 > CERTS_BACKOFF_MAX_MS ? CERTS_BACKOFF_MAX_MS
+								   : id->backoff_ms * 2;
+	ident_changed(id);
+}
+
+/* The chain as one PEM string, leaf first, each block on its own lines. */
+static char *certs_chain_join(char *const *chain, size_t n, size_t *len)
+{
+	size_t total = 1, o = 0;
+	char *out;
+
+	for (size_t i = 0; i < n; i++)
+		total += strlen(chain[i]) + 1;
+	out = malloc(total);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(chain[i]);
+
+		memcpy(out + o, chain[i], l);
+		o += l;
+		if (l && chain[i][l - 1] != '\n')
+			out[o++] = '\n';
+	}
+	out[o] = '\0';
+	*len = o;
+	return out;
+}
+
+static struct tls_ctx *certs_ctx_new(struct certs *c, enum tls_role role, const char *chain,
+				     size_t chain_len, const char *key, size_t key_len,
+				     char *err, size_t errlen)
+{
+	struct tls_ctx_opts o = {
+		.role = role,
+		.peer_auth = TLS_PEER_REQUIRE,
+		.chain_pem = chain,
+		.chain_len = chain_len,
+		.key_pem = key,
+		.key_len = key_len,
+		.bundle_pem = c->bundle,
+		.bundle_len = c->bundle_len,
+		.trust_domains = (const char *const *)c->tds,
+		.alpn = "h2",
+	};
+
+	return tls_ctx_new(&o, err, errlen);
+}
+
+/* Check the new certificate, build contexts, swap them in. 0 or -errno
+ * with why. The key is the caller's. */
+static int ident_install(struct ident *id, struct x509_key *key, char *const *chain, size_t n,
+			 char *why, size_t whylen)
+{
+	struct certs *c = id->c;
+	struct tls_ctx *client = NULL, *server = NULL;
+	struct x509_summary *sum;
+	char err[TLS_ERR_MAX];
+	char *chain_pem = NULL, *key_pem = NULL;
+	size_t pos = 0, derlen, chain_len, key_len = 0;
+	uint8_t *der = NULL;
+	int64_t now = certs_wall_ms(), start;
+	int rc = -EINVAL;
+
+	sum = malloc(sizeof(*sum));
+	if (!sum) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	if (x509_pem_next(chain[0], strlen(chain[0]), &pos, &der, &derlen) < 0 ||
+	    x509_cert_summary(der, derlen, sum) < 0) {
+		snprintf(why, whylen, "the agent's certificate does not parse");
+		goto out;
+	}
+	if (strcmp(sum->uri, id->id) || sum->n_uri != 1) {
+		snprintf(why, whylen, "the agent issued %.200s, not %.200s", sum->uri, id->id);
+		goto out;
+	}
+	if (sum->is_ca) {
+		snprintf(why, whylen, "the agent issued a CA certificate");
+		goto out;
+	}
+	if ((int64_t)sum->not_after * 1000 <= now) {
+		snprintf(why, whylen, "the agent issued an expired certificate");
+		goto out;
+	}
+	chain_pem = certs_chain_join(chain, n, &chain_len);
+	rc = x509_key_to_pem(key, &key_pem, &key_len);
+	if (!chain_pem || rc < 0) {
+		snprintf(why, whylen, "out of memory");
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = -EINVAL;
+	/* tls_ctx_new also checks that the key matches the leaf. */
+	client = certs_ctx_new(c, TLS_CLIENT, chain_pem, chain_len, key_pem, key_len,
+			       err, sizeof(err));
+	if (client && id->is_node)
+		server = certs_ctx_new(c, TLS_SERVER, chain_pem, chain_len, key_pem, key_len,
+				       err, sizeof(err));
+	if (!client || (id->is_node && !server)) {
+		snprintf(why, whylen, "cannot use the certificate: %s", err);
+		goto out;
+	}
+	if (id->is_node && agentc_set_identity(c->ac, chain_pem, chain_len, key_pem, key_len))
+		log_warn("certificate for %s: the agent client keeps its old credential",
+			 id->id);
+
+	/* Connections made with the old contexts keep their references. */
+	tls_ctx_free(id->client);
+	tls_ctx_free(id->server);
+	id->client = client;
+	id->server = server;
+	client = server = NULL;
+	id->ready = true;
+	id->issued++;
+	id->failures = 0;
+	id->last_error[0] = '\0';
+	id->backoff_ms = CERTS_BACKOFF_MIN_MS;
+	id->not_before = sum->not_before;
+	id->not_after = sum->not_after;
+	snprintf(id->serial, sizeof(id->serial), "%s", sum->serial);
+	/* Half of the lifetime left at issue: the CA back-dates not_before
+	 * for clock skew, which must not pull the renewal forward. */
+	start = (int64_t)sum->not_before * 1000 > now ? (int64_t)sum->not_before * 1000 : now;
+	id->renew_at_ms = start + ((int64_t)sum->not_after * 1000 - start) / 2;
+	loop_timer_arm(c->loop, &id->renew, (uint64_t)(id->renew_at_ms - now));
+	loop_timer_arm(c->loop, &id->expire, (uint64_t)((int64_t)sum->not_after * 1000 - now));
+	rc = 0;
+out:
+	tls_ctx_free(client);
+	tls_ctx_free(server);
+	if (key_pem)
+		x509_secret_free(key_pem, key_len);
+	free(chain_pem);
+	free(der);
+	free(sum);
+	return rc;
+}
+
+static void ident_on_cert(void *arg, enum grpc_status st, const char *msg, char *const *chain,
+			  size_t n)
+{
+	struct ident *id = arg;
+	struct x509_key *key = id->pending;
+	char why[512];
+
+	id->pending = NULL;
+	id->inflight = false;
+	if (id->dead) {
+		x509_key_free(key);
+		ident_destroy(id);
+		return;
+	}
+	if (st != GRPC_OK) {
+		x509_key_free(key);
+		snprintf(why, sizeof(why), "agent refused: %s%s%s", grpc_status_name(st),
+			 msg && *msg ? ": " : "", msg ? msg : "");
+		ident_failed(id, why);
+		return;
+	}
+	if (n == 0 || ident_install(id, key, chain, n, why, sizeof(why)) < 0) {
+		x509_key_free(key);
+		if (n == 0)
+			snprintf(why, sizeof(why), "empty certificate chain");
+		ident_failed(id, why);
+		return;
+	}
+	x509_key_free(key);
+	log_info("certificate for %s: serial %s, valid until %ld, renewal in %lld ms", id->id,
+		 id->serial, (long)id->not_after,
+		 (long long)(id->renew_at_ms - certs_wall_ms()));
+	ident_changed(id);
+}
+
+static void ident_request(struct ident *id)
+{
+	struct certs *c = id->c;
+	struct x509_key *key;
+	char *csr = NULL;
+	size_t csr_len;
+	int rc;
+
+	if (id->inflight)
+		return;
+	key = x509_key_generate();
+	if (!key) {
+		ident_failed(id, "cannot generate a key");
+		return;
+	}
+	rc = x509_csr_make(key, id->id, &csr, &csr_len);
+	if (rc < 0) {
+		x509_key_free(key);
+		ident_failed(id, "cannot make the CSR");
+		return;
+	}
+	/* The node asks for itself with its token or node SVID; workload
+	 * identities are asked for on the pods' behalf. */
+	rc = agentc_create_cert(c->ac, csr, id->is_node ? NULL : id->id, c->ttl_s,
+				ident_on_cert, id);
+	free(csr);
+	if (rc < 0) {
+		char why[128];
+
+		x509_key_free(key);
+		snprintf(why, sizeof(why), "cannot reach the agent: %s", strerror(-rc));
+		ident_failed(id, why);
+		return;
+	}
+	id->pending = key;
+	id->inflight = true;
+}
+
+static void ident_on_renew(struct loop_timer *t)
+{
+	ident_request(container_of(t, struct ident, renew));
+}
+
+static void ident_on_expire(struct loop_timer *t)
+{
+	struct ident *id = container_of(t, struct ident, expire);
+	int64_t now = certs_wall_ms();
+
+	if ((int64_t)id->not_after * 1000 > now) {
+		/* Wall and monotonic clocks drifted apart: look again then. */
+		loop_timer_arm(id->c->loop, &id->expire,
+			       (uint64_t)((int64_t)id->not_after * 1000 - now));
+		return;
+	}
+	if (!id->ready)
+		return;
+	log_error("certificate for %s expired (serial %s) before it could be renewed%s%s",
+		  id->id, id->serial, id->last_error[0] ? ": " : "", id->last_error);
+	id->ready = false;
+	tls_ctx_free(id->client);
+	tls_ctx_free(id->server);
+	id->client = id->server = NULL;
+	ident_changed(id);
+}
+
+static struct ident *ident_new(struct certs *c, const char *spiffe_id, bool is_node)
+{
+	struct ident *id = calloc(1, sizeof(*id));
+
+	if (!id)
+		return NULL;
+	id->c = c;
+	id->refs = 1;
+	id->is_node = is_node;
+	id->backoff_ms = CERTS_BACKOFF_MIN_MS;
+	id->renew.cb = ident_on_renew;
+	id->expire.cb = ident_on_expire;
+	snprintf(id->id, sizeof(id->id), "%s", spiffe_id);
+	id->next = c->idents;
+	if (id->next)
+		id->next->pprev = &id->next;
+	id->pprev = &c->idents;
+	c->idents = id;
+	/* Ask from the loop, so no callback runs inside certs_new/certs_get. */
+	loop_timer_arm(c->loop, &id->renew, 0);
+	return id;
+}
+
+/* --- certs ----------------------------------------------------------------------------- */
+
+struct certs *certs_new(struct loop *l, struct agentc *ac, const struct certs_opts *o,
+			certs_change_fn on_change, void *arg)
+{
+	char node_id[SPIFFE_ID_MAX];
+	struct certs *c;
+	size_t i = 0;
+
+	if (!l || !ac || !o || !o->trust_domain || !o->node || !o->bundle_pem ||
+	    spiffe_node_format(node_id, sizeof(node_id), o->trust_domain, o->node) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto fail_nomem;
+	c->loop = l;
+	c->ac = ac;
+	c->ttl_s = o->ttl_s;
+	c->on_change = on_change;
+	c->arg = arg;
+	c->bundle_len = o->bundle_len ? o->bundle_len : strlen(o->bundle_pem);
+	c->bundle = malloc(c->bundle_len + 1);
+	if (!c->bundle)
+		goto fail_free;
+	memcpy(c->bundle, o->bundle_pem, c->bundle_len);
+	c->bundle[c->bundle_len] = '\0';
+	if (o->trust_domains) {
+		for (; o->trust_domains[i] && i < CERTS_TD_MAX; i++) {
+			c->tds[i] = strdup(o->trust_domains[i]);
+			if (!c->tds[i])
+				goto fail_free;
+		}
+	}
+	if (i == 0) {
+		c->tds[0] = strdup(o->trust_domain);
+		if (!c->tds[0])
+			goto fail_free;
+	}
+	c->node = ident_new(c, node_id, true);
+	if (!c->node)
+		goto fail_free;
+	return c;
+
+fail_free:
+	certs_free(c);
+fail_nomem:
+	errno = ENOMEM;
+	return NULL;
+}
+
+void certs_free(struct certs *c)
+{
+	if (!c)
+		return;
+	while (c->idents)
+		ident_detach(c->idents);
+	for (size_t i = 0; c->tds[i]; i++)
+		free(c->tds[i]);
+	free(c->bundle);
+	free(c);
+}
+
+struct ident *certs_node(struct certs *c)
+{
+	return c ? c->node : NULL;
+}
+
+struct ident *certs_get(struct certs *c, const char *spiffe_id)
+{
+	struct spiffe_id sid;
+	const char *why;
+	char ns[128], sa[128];
+	struct ident *id;
+
+	if (!c || !spiffe_id ||
+	    spiffe_id_parse(spiffe_id, strlen(spiffe_id), &sid, &why) < 0 ||
+	    spiffe_id_workload(&sid, ns, sizeof(ns), sa, sizeof(sa)) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	for (id = c->idents; id; id = id->next) {
+		if (!id->is_node && !strcmp(id->id, spiffe_id)) {
+			id->refs++;
+			return id;
+		}
+	}
+	id = ident_new(c, spiffe_id, false);
+	if (!id)
+		errno = ENOMEM;
+	return id;
+}
+
+struct ident *ident_ref(struct ident *id)
+{
+	if (id && !id->is_node)
+		id->refs++;
+	return id;
+}
+
+void certs_put(struct ident *id)
+{
+	if (!id || !id->c || id->is_node || --id->refs > 0)
+		return;
+	ident_detach(id);
+}
+
+const char *ident_id(const struct ident *id)
+{
+	return id->id;
+}
+
+int ident_ready(const struct ident *id)
+{
+	return id && id->ready;
+}
+
+time_t ident_not_after(const struct ident *id)
+{
+	return id->ready ? id->not_after : 0;
+}
+
+struct tls_ctx *ident_client_ctx(const struct ident *id)
+{
+	return id && id->ready ? id->client : NULL;
+}
+
+struct tls_ctx *ident_server_ctx(const struct ident *id)
+{
+	return id && id->ready ? id->server : NULL;
+}
+
+int ident_describe(const struct ident *id, char *buf, size_t len)
+{
+	char until[32] = "-", renew[32] = "-";
+	struct tm tm;
+	time_t t;
+	int n;
+
+	if (id->not_after) {
+		t = id->not_after;
+		strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+		t = (time_t)(id->renew_at_ms / 1000);
+		strftime(renew, sizeof(renew), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+	}
+	n = snprintf(buf, len, "%s %s serial=%s not_after=%s renew_at=%s issued=%u failures=%u%s%s",
+		     id->id, id->ready ? "ready" : (id->issued ? "expired" : "pending"),
+		     id->serial[0] ? id->serial : "-", until, renew, id->issued, id->failures,
+		     id->last_error[0] ? " last_error=" : "", id->last_error);
+	if (n < 0)
+		return -EINVAL;
+	return (size_t)n < len ? n : -ENOSPC;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weftd's identities: the node SVID (bootstrapped with the token) and one
+ * workload SVID per identity its enrolled pods use, requested from the
+ * agent with ImpersonatedIdentity. Keys are generated here and never leave
+ * the node. Each SVID is renewed at half its lifetime, with exponential
+ * backoff (0.5 s -> 150 s) on failure; the old certificate stays in use
+ * until it expires, so rotation never drops a live connection. */
+#ifndef DAEMON_CERTS_H
+#define DAEMON_CERTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct loop;
+struct agentc;
+struct tls_ctx;
+struct certs;
+struct ident;
+
+struct certs_opts {
+	const char *trust_domain;
+	const char *node;
+	const char *bundle_pem;		/* roots of the trust domain(s) we accept */
+	size_t bundle_len;
+	const char *const *trust_domains;	/* accepted peer trust domains, NULL-terminated */
+	uint32_t ttl_s;			/* requested SVID lifetime (0: agent default) */
+};
+
+/* Called when an identity's state changes (first certificate, renewal,
+ * failure). ready = 1 when a valid certificate is in use. */
+typedef void (*certs_change_fn)(void *arg, struct ident *id, int ready);
+
+struct certs *certs_new(struct loop *l, struct agentc *ac, const struct certs_opts *o,
+			certs_change_fn on_change, void *arg);
+void certs_free(struct certs *c);
+
+/* The node identity (spiffe://td/weft/node/<node>); requested at once. */
+struct ident *certs_node(struct certs *c);
+/* A workload identity, created and requested on first use; counted: each
+ * certs_get needs one certs_put. */
+struct ident *certs_get(struct certs *c, const char *spiffe_id);
+void certs_put(struct ident *id);
+/* Another reference to an identity already held (certs_put drops it). */
+struct ident *ident_ref(struct ident *id);
+
+const char *ident_id(const struct ident *id);
+int ident_ready(const struct ident *id);
+time_t ident_not_after(const struct ident *id);
+/* TLS contexts with the current certificate (NULL until ready). Client:
+ * for tunnels (verifies servers as SVIDs of trust_domains). Server: the
+ * node identity's 15008 listener context (requires client SVIDs). A new
+ * context replaces the old one at renewal; connections made with the old
+ * one keep it (tls contexts are reference-counted). */
+struct tls_ctx *ident_client_ctx(const struct ident *id);
+struct tls_ctx *ident_server_ctx(const struct ident *id);
+/* Readable state for /certs and logs. */
+int ident_describe(const struct ident *id, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weftd: the node data plane. Gets its identities and the registry from
+ * weft-agent, enrolls pods handed over by weft-cni, captures their TCP
+ * traffic and carries it over HBONE tunnels. `-t` checks the config. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <weft/file.h>
+#include <weft/log.h>
+#include <weft/loop.h>
+#include <weft/spiffe.h>
+
+#include "admin.h"
+#include "agentc.h"
+#include "certs.h"
+#include "cnisrv.h"
+#include "inbound.h"
+#include "pods.h"
+#include "regcache.h"
+#include "tunnel.h"
+#include "weftd.h"
+
+#define WEFTD_DRAIN_MS 5000
+#define WEFTD_SNAPSHOT_FILE "registry.pb"
+
+static struct weftd the_weftd;
+static struct loop_timer drain_timer;
+static uint64_t drain_start_ms;
+static struct loop_timer save_timer;
+
+int weftd_ready(const struct weftd *d)
+{
+	return d->node_ident && ident_ready(d->node_ident) && regcache_ready(d->reg);
+}
+
+void weftd_access_log(const struct weftd *d, const char *direction, const char *src,
+		      const char *dst, const char *src_id, const char *dst_workload,
+		      uint64_t sent, uint64_t received, uint64_t ms, const char *flag,
+		      const char *error)
+{
+	(void)d;
+	if (!flag && !error && log_level < LOG_INFO)
+		return;
+	log_msg(flag || error ? LOG_WARN : LOG_INFO,
+		"connection complete direction=%s src=%s dst=%s src_identity=%s "
+		"dst_workload=%s bytes_sent=%llu bytes_received=%llu duration_ms=%llu "
+		"response_flags=%s%s%s%s", direction, src, dst, src_id[0] ? src_id : "-",
+		dst_workload && dst_workload[0] ? dst_workload : "-",
+		(unsigned long long)sent, (unsigned long long)received,
+		(unsigned long long)ms, flag ? flag : "-", error ? " error=\"" : "",
+		error ? error : "", error ? "\"" : "");
+}
+
+/* --- registry ----------------------------------------------------------------- */
+
+static void on_save_timer(struct loop_timer *t)
+{
+	struct weftd *d = &the_weftd;
+	char path[512];
+	int err;
+
+	(void)t;
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.state_dir, WEFTD_SNAPSHOT_FILE);
+	err = regcache_save(d->reg, path);
+	if (err)
+		log_warn("cannot save the registry to %s: %s", path, strerror(-err));
+}
+
+static void on_watch(void *arg, const uint8_t *msg, size_t len)
+{
+	struct weftd *d = arg;
+	char err[256];
+
+	if (regcache_apply(d->reg, msg, len, err, sizeof(err))) {
+		log_warn("registry update rejected: %s", err);
+		return;
+	}
+	log_debug("registry version %llu applied", (unsigned long long)regcache_version(d->reg));
+	pods_registry_changed(d->pods);
+	/* Coalesce bursts of deltas into one write. */
+	if (!save_timer.idx)
+		loop_timer_arm(d->loop, &save_timer, 1000);
+}
+
+static void on_watch_state(void *arg, int up, const char *why)
+{
+	(void)arg;
+	if (up)
+		log_info("registry watch connected to weft-agent");
+	else
+		log_warn("registry watch down: %s (using the last registry)", why ? why : "?");
+}
+
+static void on_ident_change(void *arg, struct ident *id, int ready)
+{
+	struct weftd *d = arg;
+
+	if (id == d->node_ident && ready)
+		log_info("node identity %s ready (until %ld)", ident_id(id),
+			 (long)ident_not_after(id));
+	else if (!ready)
+		log_warn("identity %s has no valid certificate", ident_id(id));
+	else
+		log_debug("identity %s renewed", ident_id(id));
+}
+
+/* --- enrollment ---------------------------------------------------------------- */
+
+static int on_cni_add(void *arg, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
+		      char *err, size_t errlen)
+{
+	return pods_add(((struct weftd *)arg)->pods, add, netns_fd, err, errlen);
+}
+
+static int on_cni_del(void *arg, const char *uid, char *err, size_t errlen)
+{
+	return pods_del(((struct weftd *)arg)->pods, uid, err, errlen);
+}
+
+static const struct cnisrv_handler cni_handler = {
+	.on_add = on_cni_add,
+	.on_del = on_cni_del,
+};
+
+/* --- lifecycle ----------------------------------------------------------------- */
+
+static void on_drain_timer(struct loop_timer *t)
+{
+	struct weftd *d = &the_weftd;
+
+	(void)t;
+	if (d->live && loop_now_ms(d->loop) < drain_start_ms + WEFTD_DRAIN_MS) {
+		loop_timer_arm(d->loop, &drain_timer, 200);
+		return;
+	}
+	loop_stop(d->loop);
+}
+
+static void weftd_drain(struct weftd *d)
+{
+	if (d->draining) {
+		loop_stop(d->loop);
+		return;
+	}
+	d->draining = 1;
+	log_info("draining: no new connections, GOAWAY on tunnels, %lu live connections get "
+		 "up to %d ms", d->live, WEFTD_DRAIN_MS);
+	inbound_drain(d->inbound);
+	tunnels_drain(d->tunnels);
+	drain_timer.cb = on_drain_timer;
+	drain_start_ms = loop_now_ms(d->loop);
+	loop_timer_arm(d->loop, &drain_timer, d->live ? 200 : 0);
+}
+
+static void on_signal(struct loop *l, int signo)
+{
+	(void)l;
+	if (signo == SIGHUP)
+		return;
+	log_info("%s received", strsignal(signo));
+	weftd_drain(&the_weftd);
+}
+
+static char *read_secret(const char *path, char *err, size_t errlen)
+{
+	char *buf;
+	size_t len;
+	int rc = file_read(path, 4096, &buf, &len);
+
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return NULL;
+	}
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		buf[--len] = 0;
+	if (!len) {
+		snprintf(err, errlen, "%s is empty", path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: weftd [-t] -c CONFIG\n"
+		   "  -c CONFIG  YAML configuration file\n"
+		   "  -t         check the configuration and exit\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct weftd *d = &the_weftd;
+	const char *config = NULL, *tds[17] = { 0 };
+	char err[1024], path[512], *token = NULL, *bundle = NULL;
+	size_t bundle_len = 0;
+	int check = 0, opt, rc = 1;
+	sigset_t sigs;
+
+	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+		switch (opt) {
+		case 'c': config = optarg; break;
+		case 't': check = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!config || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_set_component("weftd");
+	if (settings_load(&d->cfg, config, err, sizeof(err))) {
+		fprintf(stderr, "weftd: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("weftd: %s is valid (node %s at %s, agent %s)\n", config, d->cfg.node_name,
+		       d->cfg.node_ip, d->cfg.agent_address);
+		settings_release(&d->cfg);
+		return 0;
+	}
+	if (sodium_init() < 0) {
+		snprintf(err, sizeof(err), "libsodium failed to initialise");
+		goto fail;
+	}
+	log_level_set(d->cfg.log_level);
+	token = read_secret(d->cfg.token_file, err, sizeof(err));
+	if (!token)
+		goto fail;
+	if (file_read(d->cfg.agent_bundle, 1u << 20, &bundle, &bundle_len)) {
+		snprintf(err, sizeof(err), "%s: cannot read the agent's root bundle",
+			 d->cfg.agent_bundle);
+		goto fail;
+	}
+	mkdir(d->cfg.state_dir, 0700);
+	snprintf(d->node_id, sizeof(d->node_id), "spiffe://%s/weft/node/%s", d->cfg.trust_domain,
+		 d->cfg.node_name);
+	for (size_t i = 0; i < d->cfg.trust_domains.n && i < 16; i++)
+		tds[i] = d->cfg.trust_domains.v[i];
+
+	d->loop = loop_new(4096);
+	d->reg = regcache_new();
+	d->pods = pods_new(d);
+	if (!d->loop || !d->reg || !d->pods) {
+		snprintf(err, sizeof(err), "out of memory or no io_uring");
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.state_dir, WEFTD_SNAPSHOT_FILE);
+	if (!regcache_load(d->reg, path, err, sizeof(err)))
+		log_info("registry version %llu loaded from %s (until the agent answers)",
+			 (unsigned long long)regcache_version(d->reg), path);
+	save_timer.cb = on_save_timer;
+
+	struct agentc_opts ao = {
+		.addr = d->cfg.agent_address,
+		.server_name = d->cfg.agent_server_name,
+		.trust_domain = d->cfg.trust_domain,
+		.bundle_pem = bundle,
+		.bundle_len = bundle_len,
+		.token = token,
+		.node = d->cfg.node_name,
+	};
+	d->agent = agentc_new(d->loop, &ao, err, sizeof(err));
+	if (!d->agent)
+		goto fail;
+	struct certs_opts co = {
+		.trust_domain = d->cfg.trust_domain,
+		.node = d->cfg.node_name,
+		.bundle_pem = bundle,
+		.bundle_len = bundle_len,
+		.trust_domains = tds,
+		.ttl_s = d->cfg.cert_ttl_s,
+	};
+	d->certs = certs_new(d->loop, d->agent, &co, on_ident_change, d);
+	if (!d->certs) {
+		snprintf(err, sizeof(err), "cannot set up certificates");
+		goto fail;
+	}
+	d->node_ident = certs_node(d->certs);
+	agentc_watch(d->agent, on_watch, on_watch_state, d);
+
+	struct tunnel_limits tl = {
+		.max_tunnels = d->cfg.max_tunnels,
+		.max_streams = d->cfg.max_streams_per_tunnel,
+		.max_pending = 4096,
+		.connect_timeout_ms = d->cfg.connect_timeout_ms,
+		.idle_ms = 5 * 60 * 1000,
+		.ping_ms = 10 * 1000,
+		.ping_timeout_ms = 20 * 1000,
+	};
+	d->tunnels = tunnels_new(d->loop, &tl);
+	if (!d->tunnels) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	d->inbound = inbound_new(d, err, sizeof(err));
+	if (!d->inbound)
+		goto fail;
+	d->admin = admin_new(d, weftd_drain, err, sizeof(err));
+	if (!d->admin)
+		goto fail;
+	pods_restore(d->pods);
+	d->cni = cnisrv_new(d->loop, d->cfg.cni_socket, &cni_handler, d, err, sizeof(err));
+	if (!d->cni)
+		goto fail;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	signal(SIGPIPE, SIG_IGN);
+	if (loop_signals(d->loop, &sigs, on_signal)) {
+		snprintf(err, sizeof(err), "cannot set up signal handling");
+		goto fail;
+	}
+	log_info("node %s: HBONE on %s:%u, enrollment on %s, admin on 127.0.0.1:%u, agent %s",
+		 d->cfg.node_name, d->cfg.node_ip, d->cfg.hbone_port, d->cfg.cni_socket,
+		 d->cfg.admin_port, d->cfg.agent_address);
+	rc = loop_run(d->loop) ? 1 : 0;
+	log_info("stopped");
+	goto out;
+fail:
+	log_error("%s", err);
+out:
+	cnisrv_free(d->cni);
+	admin_free(d->admin);
+	inbound_free(d->inbound);
+	tunnels_free(d->tunnels);
+	pods_free(d->pods);
+	certs_free(d->certs);
+	agentc_free(d->agent);
+	regcache_free(d->reg);
+	loop_free(d->loop);
+	if (token) {
+		sodium_memzero(token, strlen(token));
+		free(token);
+	}
+	free(bundle);
+	settings_release(&d->cfg);
+	return rc;
+}

@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Outbound connections from enrolled pods (captured on 15001). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netfilter_ipv4.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <weft/log.h>
+#include <weft/loop.h>
+#include <weft/netns.h>
+#include <weft/registry.h>
+
+#include "certs.h"
+#include "outbound.h"
+#include "pods.h"
+#include "regcache.h"
+#include "relay.h"
+#include "tunnel.h"
+#include "weftd.h"
+
+enum ob_route {
+	OB_TUNNEL = 1,
+	OB_SAME_NODE,
+	OB_PASSTHROUGH,
+};
+
+struct ob {
+	struct weftd *d;
+	struct pod *pod;
+	struct relay *relay;
+	struct tunnel_req *treq;
+	enum ob_route route;
+	struct sockaddr_storage src, orig, dst;
+	char src_str[64], orig_str[64], dst_str[64];
+	char dst_workload[128];
+	const char *flag;		/* response_flags word, or NULL */
+};
+
+static void ob_addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &s->sin_addr, ip, sizeof(ip));
+		port = ntohs(s->sin_port);
+		snprintf(out, len, "%s:%u", ip, port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof(ip));
+		port = ntohs(s->sin6_port);
+		snprintf(out, len, "[%s]:%u", ip, port);
+	} else {
+		snprintf(out, len, "?");
+	}
+}
+
+static void ob_on_done(struct relay *r, const struct relay_stats *st)
+{
+	struct ob *ob = relay_udata(r);
+	struct weftd *d = ob->d;
+
+	if (ob->treq)
+		tunnels_cancel(ob->treq);
+	weftd_access_log(d, "outbound", ob->src_str, ob->dst_str,
+			 ob->pod->ident ? ident_id(ob->pod->ident) : "",
+			 ob->dst_workload, st->a_to_b, st->b_to_a, st->end_ms - st->start_ms,
+			 ob->flag, st->why);
+	d->live--;
+	pods_conn_done(ob->pod);
+	free(ob);
+}
+
+static void ob_on_connect_failed(struct relay *r, int side, int err, const char *why)
+{
+	struct ob *ob = relay_udata(r);
+
+	(void)side;
+	(void)err;
+	(void)why;
+	ob->flag = "CONNECT";
+	ob->d->stats.failed++;
+}
+
+static const struct relay_hooks ob_hooks = {
+	.on_connect_failed = ob_on_connect_failed,
+	.on_done = ob_on_done,
+};
+
+static void ob_fail(struct ob *ob, const char *flag, const char *why)
+{
+	ob->flag = flag;
+	ob->d->stats.failed++;
+	log_warn("outbound %s -> %s refused [%s]: %s", ob->src_str, ob->orig_str, flag, why);
+	relay_reset(ob->relay, why);
+}
+
+static void ob_on_tunnel(void *arg, struct h2tun *t, int32_t id, int status, const char *why,
+			 const char *flag)
+{
+	struct ob *ob = arg;
+
+	ob->treq = NULL;
+	if (status == 200) {
+		relay_attach_stream(ob->relay, t, id, tunnels_kick);
+		return;
+	}
+	ob_fail(ob, flag ? flag : "CONNECT", why ? why : "tunnel stream refused");
+}
+
+/* Connect side B from a socket made in nsfd's namespace (marked, so the
+ * capture rules let it pass). */
+static void ob_connect_direct(struct ob *ob, int nsfd)
+{
+	socklen_t len = ob->dst.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+						     : sizeof(struct sockaddr_in6);
+	int fd, err;
+
+	fd = netns_socket(nsfd, ob->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+	if (fd < 0) {
+		ob_fail(ob, "CONNECT", "cannot create the delivery socket");
+		return;
+	}
+	err = relay_attach_connect(ob->relay, fd, (struct sockaddr *)&ob->dst, len);
+	if (err)
+		ob_fail(ob, "CONNECT", "cannot start the delivery connect");
+}
+
+static void ob_traceparent(char out[56])
+{
+	unsigned char id[24];
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+
+	randombytes_buf(id, sizeof(id));
+	o += sprintf(o, "00-");
+	for (int i = 0; i < 16; i++) {
+		*o++ = hex[id[i] >> 4];
+		*o++ = hex[id[i] & 15];
+	}
+	*o++ = '-';
+	for (int i = 16; i < 24; i++) {
+		*o++ = hex[id[i] >> 4];
+		*o++ = hex[id[i] & 15];
+	}
+	strcpy(o, "-01");
+}
+
+static void ob_tunnel(struct ob *ob, const struct reg_node *node)
+{
+	struct weftd *d = ob->d;
+	struct sockaddr_storage na = { 0 };
+	socklen_t nalen;
+	char expect[300], fwd[96], tp[56];
+	struct h2tun_connect_req req;
+
+	if (!ob->pod->ident || !ident_ready(ob->pod->ident)) {
+		ob_fail(ob, "IDENTITY_ERROR", ob->pod->ident ?
+			"the source pod's certificate is not issued yet" :
+			"the source pod's service account is unknown (not in the registry)");
+		return;
+	}
+	if (inet_pton(AF_INET, node->address, &((struct sockaddr_in *)&na)->sin_addr) == 1) {
+		na.ss_family = AF_INET;
+		((struct sockaddr_in *)&na)->sin_port = htons(node->hbone_port);
+		nalen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, node->address,
+			     &((struct sockaddr_in6 *)&na)->sin6_addr) == 1) {
+		na.ss_family = AF_INET6;
+		((struct sockaddr_in6 *)&na)->sin6_port = htons(node->hbone_port);
+		nalen = sizeof(struct sockaddr_in6);
+	} else {
+		ob_fail(ob, "NO_ROUTE", "the destination node has no usable address");
+		return;
+	}
+	snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s", d->cfg.trust_domain,
+		 node->name);
+	snprintf(fwd, sizeof(fwd), "for=\"%s\"", ob->src_str);
+	ob_traceparent(tp);
+	req.authority = ob->dst_str;
+	req.forwarded = fwd;
+	req.traceparent = tp;
+	ob->route = OB_TUNNEL;
+	ob->treq = tunnels_open_stream(d->tunnels, ob->pod->ident, node->name,
+				       (struct sockaddr *)&na, nalen, expect, &req, ob_on_tunnel, ob);
+	if (!ob->treq)
+		ob_fail(ob, "UPSTREAM_OVERFLOW", "too many connections waiting for a tunnel");
+}
+
+static void ob_route(struct ob *ob)
+{
+	struct weftd *d = ob->d;
+	const struct reg_service *svc;
+	const struct reg_workload *w;
+	uint16_t port;
+
+	svc = regcache_service_by_vip(d->reg, (struct sockaddr *)&ob->orig, &port);
+	if (svc) {
+		w = regcache_service_pick(d->reg, svc);
+		if (!w) {
+			ob_fail(ob, "NO_HEALTHY_UPSTREAM", "the service has no endpoints");
+			return;
+		}
+		ob->dst = ob->orig;
+		/* The endpoint's first IP, at the service's target port. */
+		struct sockaddr_storage ep;
+		memset(&ep, 0, sizeof(ep));
+		if (inet_pton(AF_INET, w->ips[0], &((struct sockaddr_in *)&ep)->sin_addr) == 1) {
+			ep.ss_family = AF_INET;
+			((struct sockaddr_in *)&ep)->sin_port = htons(port);
+		} else if (inet_pton(AF_INET6, w->ips[0],
+				     &((struct sockaddr_in6 *)&ep)->sin6_addr) == 1) {
+			ep.ss_family = AF_INET6;
+			((struct sockaddr_in6 *)&ep)->sin6_port = htons(port);
+		}
+		ob->dst = ep;
+	} else {
+		ob->dst = ob->orig;
+		w = regcache_workload_by_ip(d->reg, (struct sockaddr *)&ob->orig);
+	}
+	ob_addr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
+	if (!w || w->tunnel == REG_TUNNEL_NONE) {
+		if (!w && d->cfg.unknown_destination == SETTINGS_UNKNOWN_DENY) {
+			ob_fail(ob, "NO_ROUTE", "destination is not in the registry and "
+				"unknown_destination is deny");
+			return;
+		}
+		if (w)
+			snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
+		ob->route = OB_PASSTHROUGH;
+		d->stats.passthrough++;
+		ob_connect_direct(ob, ob->pod->netns_fd);
+		return;
+	}
+	snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
+	if (!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path) {
+		struct pod *dst = pods_by_ip(d->pods, (struct sockaddr *)&ob->dst);
+		ob->route = OB_SAME_NODE;
+		d->stats.same_node++;
+		/* Into the destination's namespace when it is enrolled here;
+		 * else out of the source's, like any local traffic. */
+		ob_connect_direct(ob, dst ? dst->netns_fd : ob->pod->netns_fd);
+		return;
+	}
+	const struct reg_node *node = regcache_node(d->reg, w->node);
+	if (!node) {
+		ob_fail(ob, "NO_ROUTE", "the destination workload's node is not in the registry");
+		return;
+	}
+	ob_tunnel(ob, node);
+}
+
+void outbound_accept(struct weftd *d, struct pod *pod, int fd)
+{
+	socklen_t len = sizeof(struct sockaddr_in);
+	struct ob *ob;
+
+	d->stats.outbound++;
+	ob = calloc(1, sizeof(*ob));
+	if (!ob) {
+		close(fd);
+		return;
+	}
+	ob->d = d;
+	ob->pod = pod;
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ob->orig, &len) < 0) {
+		log_warn("outbound from pod %s: no original destination (%m); not captured?",
+			 pod->uid);
+		close(fd);
+		free(ob);
+		return;
+	}
+	len = sizeof(ob->src);
+	getpeername(fd, (struct sockaddr *)&ob->src, &len);
+	ob_addr_str(&ob->src, ob->src_str, sizeof(ob->src_str));
+	ob_addr_str(&ob->orig, ob->orig_str, sizeof(ob->orig_str));
+	snprintf(ob->dst_str, sizeof(ob->dst_str), "%s", ob->orig_str);
+	ob->relay = relay_accept(d->loop, fd, &ob_hooks, ob);
+	if (!ob->relay) {
+		free(ob);
+		return;
+	}
+	pod->conns++;
+	d->live++;
+	if (d->draining) {
+		ob_fail(ob, "OVERFLOW", "weftd is shutting down");
+		return;
+	}
+	if (d->live > d->cfg.max_connections) {
+		ob_fail(ob, "OVERFLOW", "max_connections reached");
+		return;
+	}
+	ob_route(ob);
+}

@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Enrolled pods. weftd enters a pod's network namespace only to create its
+ * two listeners (outbound capture 15001, inbound plaintext capture 15006)
+ * and, later, the sockets that deliver into it; the listeners then live in
+ * the pod's namespace while weftd stays in the node's. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <dirent.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <weft/file.h>
+#include <weft/log.h>
+#include <weft/netns.h>
+#include <weft/registry.h>
+#include <weft/spiffe.h>
+
+#include "certs.h"
+#include "inbound.h"
+#include "outbound.h"
+#include "pods.h"
+#include "regcache.h"
+#include "weftd.h"
+
+#define PODS_FILE_MAX (64u << 10)
+
+struct pods {
+	struct weftd *d;
+	struct pod *list;
+	unsigned n;
+};
+
+static void pods_on_accept(struct loop_op *op, int res, unsigned flags);
+
+struct pods *pods_new(struct weftd *d)
+{
+	struct pods *p = calloc(1, sizeof(*p));
+
+	if (p)
+		p->d = d;
+	return p;
+}
+
+static int pods_parse_ip(const char *s, struct sockaddr_storage *ss)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	size_t len = slash ? (size_t)(slash - s) : strlen(s);
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = 0;
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, buf, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int pods_same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+	if (a->ss_family != b->sa_family)
+		return 0;
+	if (b->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		       &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
+}
+
+struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr)
+{
+	for (struct pod *pod = p->list; pod; pod = pod->next)
+		for (size_t i = 0; !pod->gone && i < pod->n_ips; i++)
+			if (pods_same_ip(&pod->ips[i], addr))
+				return pod;
+	return NULL;
+}
+
+struct pod *pods_by_uid(const struct pods *p, const char *uid)
+{
+	for (struct pod *pod = p->list; pod; pod = pod->next)
+		if (!pod->gone && !strcmp(pod->uid, uid))
+			return pod;
+	return NULL;
+}
+
+unsigned pods_count(const struct pods *p)
+{
+	return p->n;
+}
+
+/* The identity follows the service account; the registry knows it when
+ * the CNI did not say. */
+static void pods_resolve_identity(struct pods *p, struct pod *pod)
+{
+	struct weftd *d = p->d;
+	char id[SPIFFE_ID_MAX];
+
+	if (!pod->sa[0]) {
+		const struct reg_workload *w = regcache_workload(d->reg, pod->uid);
+		if (!w)
+			return;
+		snprintf(pod->sa, sizeof(pod->sa), "%s", w->service_account);
+	}
+	if (pod->ident)
+		return;
+	if (spiffe_workload_format(id, sizeof(id), d->cfg.trust_domain, pod->ns, pod->sa) < 0) {
+		log_warn("pod %s: namespace/service account %s/%s cannot form a SPIFFE ID",
+			 pod->uid, pod->ns, pod->sa);
+		return;
+	}
+	pod->ident = certs_get(d->certs, id);
+	log_info("pod %s (%s) enrolled as %s", pod->uid, pod->ip_str, id);
+}
+
+void pods_registry_changed(struct pods *p)
+{
+	for (struct pod *pod = p->list; pod; pod = pod->next)
+		if (!pod->gone && !pod->ident)
+			pods_resolve_identity(p, pod);
+}
+
+/* A listener inside the pod's netns on 0.0.0.0:port (IPv4 pods). */
+static int pods_listen(struct pod *pod, uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, fd, err;
+
+	fd = netns_socket(pod->netns_fd, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+	if (fd < 0)
+		return fd;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int pods_arm(struct pod *pod, struct loop_op *op, int fd)
+{
+	int err = loop_accept(pod->pods->d->loop, op, fd);
+
+	if (!err)
+		pod->nops++;
+	return err;
+}
+
+static void pods_release(struct pod *pod)
+{
+	if (pod->nops || pod->conns)
+		return;
+	if (pod->ident)
+		certs_put(pod->ident);
+	if (pod->netns_fd >= 0)
+		close(pod->netns_fd);
+	free(pod);
+}
+
+void pods_conn_done(struct pod *pod)
+{
+	pod->conns--;
+	if (pod->gone)
+		pods_release(pod);
+}
+
+static void pods_on_accept(struct loop_op *op, int res, unsigned flags)
+{
+	struct pod *pod;
+
+	/* Which listener: both ops share this callback. */
+	pod = (struct pod *)((char *)op - offsetof(struct pod, out_op));
+	if (op != &pod->out_op)
+		pod = (struct pod *)((char *)op - offsetof(struct pod, in_op));
+	if (!(flags & IORING_CQE_F_MORE)) {
+		pod->nops--;
+		if (!pod->gone && res != -ECANCELED)
+			pods_arm(pod, op, op == &pod->out_op ? pod->out_fd : pod->in_fd);
+	}
+	if (res < 0) {
+		if (res != -ECANCELED)
+			log_warn("pod %s: accept failed: %s", pod->uid, strerror(-res));
+		if (pod->gone)
+			pods_release(pod);
+		return;
+	}
+	if (pod->gone) {
+		close(res);
+		pods_release(pod);
+		return;
+	}
+	if (op == &pod->out_op)
+		outbound_accept(pod->pods->d, pod, res);
+	else
+		inbound_plain_accept(pod->pods->d, pod, res);
+}
+
+static void pods_state_path(const struct pods *p, const char *uid, char *out, size_t len)
+{
+	size_t o = snprintf(out, len, "%s/pods/", p->d->cfg.state_dir);
+
+	/* uid has a '/': hex-encode it into a safe file name. */
+	for (const char *s = uid; *s && o + 3 < len; s++)
+		o += snprintf(out + o, len - o, "%02x", (unsigned char)*s);
+	snprintf(out + o, len > o ? len - o : 0, ".pb");
+}
+
+static void pods_save(const struct pods *p, const Weft__Cni__V1__AddWorkload *add)
+{
+	char path[512], dir[300];
+	size_t len = weft__cni__v1__add_workload__get_packed_size(add);
+	uint8_t *buf = malloc(len ? len : 1);
+	int err;
+
+	if (!buf)
+		return;
+	weft__cni__v1__add_workload__pack(add, buf);
+	snprintf(dir, sizeof(dir), "%s/pods", p->d->cfg.state_dir);
+	mkdir(p->d->cfg.state_dir, 0700);
+	mkdir(dir, 0700);
+	pods_state_path(p, add->uid, path, sizeof(path));
+	err = file_write_atomic(path, buf, len, 0600);
+	if (err)
+		log_warn("pod %s: cannot save enrollment to %s: %s", add->uid, path, strerror(-err));
+	free(buf);
+}
+
+int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
+	     char *err, size_t errlen)
+{
+	struct weftd *d = p->d;
+	struct pod *pod, *old;
+	int rc;
+
+	if (!add->uid || !add->uid[0] || strlen(add->uid) >= sizeof(pod->uid) ||
+	    !add->namespace_ || !spiffe_segment_valid(add->namespace_)) {
+		snprintf(err, errlen, "AddWorkload needs a uid and a valid namespace");
+		close(netns_fd);
+		return -EINVAL;
+	}
+	old = pods_by_uid(p, add->uid);
+	if (old) {
+		/* Re-enrollment (CNI retry, or restore): start afresh. */
+		char e[64];
+		pods_del(p, add->uid, e, sizeof(e));
+	}
+	pod = calloc(1, sizeof(*pod));
+	if (!pod) {
+		snprintf(err, errlen, "out of memory");
+		close(netns_fd);
+		return -ENOMEM;
+	}
+	pod->pods = p;
+	pod->netns_fd = netns_fd;
+	pod->out_fd = pod->in_fd = -1;
+	pod->out_op.cb = pods_on_accept;
+	pod->in_op.cb = pods_on_accept;
+	snprintf(pod->uid, sizeof(pod->uid), "%s", add->uid);
+	snprintf(pod->name, sizeof(pod->name), "%s", add->name ? add->name : "");
+	snprintf(pod->ns, sizeof(pod->ns), "%s", add->namespace_);
+	snprintf(pod->sa, sizeof(pod->sa), "%s", add->service_account ? add->service_account : "");
+	snprintf(pod->netns_path, sizeof(pod->netns_path), "%s",
+		 add->netns_path ? add->netns_path : "");
+	for (size_t i = 0; i < add->n_ips && pod->n_ips < POD_IPS_MAX; i++)
+		if (!pods_parse_ip(add->ips[i], &pod->ips[pod->n_ips]))
+			pod->n_ips++;
+	if (!pod->n_ips) {
+		snprintf(err, errlen, "AddWorkload for %s carries no usable IP", add->uid);
+		rc = -EINVAL;
+		goto fail;
+	}
+	inet_ntop(pod->ips[0].ss_family, pod->ips[0].ss_family == AF_INET ?
+		  (void *)&((struct sockaddr_in *)&pod->ips[0])->sin_addr :
+		  (void *)&((struct sockaddr_in6 *)&pod->ips[0])->sin6_addr,
+		  pod->ip_str, sizeof(pod->ip_str));
+	pod->out_fd = pods_listen(pod, d->cfg.outbound_port);
+	if (pod->out_fd < 0) {
+		rc = pod->out_fd;
+		snprintf(err, errlen, "cannot listen on :%u in the pod's netns: %s",
+			 d->cfg.outbound_port, strerror(-rc));
+		goto fail;
+	}
+	pod->in_fd = pods_listen(pod, d->cfg.inbound_plain_port);
+	if (pod->in_fd < 0) {
+		rc = pod->in_fd;
+		snprintf(err, errlen, "cannot listen on :%u in the pod's netns: %s",
+			 d->cfg.inbound_plain_port, strerror(-rc));
+		goto fail;
+	}
+	rc = pods_arm(pod, &pod->out_op, pod->out_fd);
+	if (!rc)
+		rc = pods_arm(pod, &pod->in_op, pod->in_fd);
+	if (rc) {
+		snprintf(err, errlen, "cannot queue accept: %s", strerror(-rc));
+		pod->gone = 1;	/* the armed accept completes and frees it */
+		close(pod->out_fd);
+		close(pod->in_fd);
+		pods_release(pod);
+		return rc;
+	}
+	pod->next = p->list;
+	p->list = pod;
+	p->n++;
+	pods_save(p, add);
+	pods_resolve_identity(p, pod);
+	if (!pod->ident)
+		log_info("pod %s (%s) enrolled; service account not known yet", pod->uid,
+			 pod->ip_str);
+	return 0;
+fail:
+	if (pod->out_fd >= 0)
+		close(pod->out_fd);
+	if (pod->in_fd >= 0)
+		close(pod->in_fd);
+	close(pod->netns_fd);
+	free(pod);
+	return rc;
+}
+
+int pods_del(struct pods *p, const char *uid, char *err, size_t errlen)
+{
+	struct pod **pp, *pod;
+	char path[512];
+
+	(void)err;
+	(void)errlen;
+	for (pp = &p->list; *pp; pp = &(*pp)->next)
+		if (!(*pp)->gone && !strcmp((*pp)->uid, uid))
+			break;
+	pods_state_path(p, uid, path, sizeof(path));
+	unlink(path);
+	pod = *pp;
+	if (!pod)
+		return 0;	/* DEL is idempotent */
+	*pp = pod->next;
+	p->n--;
+	pod->gone = 1;
+	log_info("pod %s (%s) removed", pod->uid, pod->ip_str);
+	/* The accepts complete with -ECANCELED and release the pod. */
+	loop_cancel_fd(p->d->loop, NULL, pod->out_fd);
+	loop_cancel_fd(p->d->loop, NULL, pod->in_fd);
+	close(pod->out_fd);
+	close(pod->in_fd);
+	pod->out_fd = pod->in_fd = -1;
+	pods_release(pod);
+	return 0;
+}
+
+void pods_restore(struct pods *p)
+{
+	char dir[300], path[600], err[256];
+	struct dirent *de;
+	DIR *dh;
+
+	snprintf(dir, sizeof(dir), "%s/pods", p->d->cfg.state_dir);
+	dh = opendir(dir);
+	if (!dh)
+		return;
+	while ((de = readdir(dh))) {
+		Weft__Cni__V1__AddWorkload *add;
+		size_t len;
+		char *buf;
+		int fd;
+
+		if (de->d_name[0] == '.' || !strstr(de->d_name, ".pb"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (file_read(path, PODS_FILE_MAX, &buf, &len))
+			continue;
+		add = weft__cni__v1__add_workload__unpack(NULL, len, (uint8_t *)buf);
+		free(buf);
+		if (!add) {
+			log_warn("pods: %s is not an enrollment record; removed", path);
+			unlink(path);
+			continue;
+		}
+		fd = add->netns_path && add->netns_path[0] ? netns_open(add->netns_path) : -ENOENT;
+		if (fd < 0) {
+			log_info("pod %s: netns %s is gone; dropping it", add->uid,
+				 add->netns_path ? add->netns_path : "?");
+			unlink(path);
+		} else if (pods_add(p, add, fd, err, sizeof(err))) {
+			log_warn("pod %s: cannot re-enroll: %s", add->uid, err);
+		} else {
+			log_info("pod %s re-enrolled from %s", add->uid, path);
+		}
+		weft__cni__v1__add_workload__free_unpacked(add, NULL);
+	}
+	closedir(dh);
+}
+
+size_t pods_json(const struct pods *p, char *buf, size_t len)
+{
+	size_t o = 0;
+	int n;
+
+	n = snprintf(buf, len, "[");
+	o += n > 0 ? (size_t)n : 0;
+	for (struct pod *pod = p->list; pod; pod = pod->next) {
+		n = snprintf(buf + o, o < len ? len - o : 0,
+			     "%s{\"uid\":\"%s\",\"namespace\":\"%s\",\"service_account\":\"%s\","
+			     "\"ip\":\"%s\",\"identity\":\"%s\",\"connections\":%lu}",
+			     pod == p->list ? "" : ",", pod->uid, pod->ns, pod->sa, pod->ip_str,
+			     pod->ident ? ident_id(pod->ident) : "", pod->conns);
+		o += n > 0 ? (size_t)n : 0;
+	}
+	n = snprintf(buf + o, o < len ? len - o : 0, "]");
+	o += n > 0 ? (size_t)n : 0;
+	return o < len ? o : len;
+}
+
+void pods_free(struct pods *p)
+{
+	if (!p)
+		return;
+	while (p->list) {
+		struct pod *pod = p->list;
+		p->list = pod->next;
+		if (pod->out_fd >= 0)
+			close(pod->out_fd);
+		if (pod->in_fd >= 0)
+			close(pod->in_fd);
+		if (pod->ident)
+			certs_put(pod->ident);
+		close(pod->netns_fd);
+		free(pod);
+	}
+	free(p);
+}

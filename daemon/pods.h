@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The pods enrolled on this node: their network namespace, the outbound
+ * (15001) and inbound-plaintext (15006) listeners weftd keeps inside it,
+ * and their workload identity. Enrollment is persisted so weftd picks its
+ * pods up again after a restart. */
+#ifndef DAEMON_PODS_H
+#define DAEMON_PODS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <weft/loop.h>
+
+#include "cni.pb-c.h"
+
+#define POD_IPS_MAX 4
+
+struct weftd;
+struct ident;
+struct pods;
+
+struct pod {
+	struct pod *next;
+	struct pods *pods;
+	char uid[256];
+	char name[64];
+	char ns[64];
+	char sa[64];			/* "" until known (CNI or registry) */
+	char netns_path[256];
+	int netns_fd;
+	struct sockaddr_storage ips[POD_IPS_MAX];
+	size_t n_ips;
+	char ip_str[64];		/* first IP, for logs */
+	int out_fd, in_fd;		/* listeners inside the pod netns */
+	struct loop_op out_op, in_op;
+	unsigned nops;			/* accepts in flight */
+	int gone;			/* deleted; freed when nops is 0 */
+	struct ident *ident;		/* workload SVID, once sa is known */
+	unsigned long conns;		/* proxied connections now */
+};
+
+struct pods *pods_new(struct weftd *d);
+void pods_free(struct pods *p);
+
+/* Enroll (or re-enroll) a pod: listeners up before this returns 0. */
+int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
+	     char *err, size_t errlen);
+int pods_del(struct pods *p, const char *uid, char *err, size_t errlen);
+/* Re-enroll the pods saved in state_dir/pods (after a restart). */
+void pods_restore(struct pods *p);
+/* The registry changed: pick up service accounts that were unknown. */
+void pods_registry_changed(struct pods *p);
+
+/* A proxied connection of pod ended (frees a deleted pod's memory last). */
+void pods_conn_done(struct pod *pod);
+
+struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr);
+struct pod *pods_by_uid(const struct pods *p, const char *uid);
+unsigned pods_count(const struct pods *p);
+/* JSON array of the enrolled pods. */
+size_t pods_json(const struct pods *p, char *buf, size_t len);
+
+#endif

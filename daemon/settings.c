@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weftd settings: defaults, the YAML file through cfgmap, and the checks
+ * that need more than one key. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/spiffe.h>
+
+#include "settings.h"
+
+#define SETTINGS_FILE_MAX (1u << 20)
+
+static const char *const mode_names[] = { "node", "gateway", "sidecar", NULL };
+static const char *const unknown_names[] = { "passthrough", "deny", NULL };
+
+#define F(k, t, field) { k, t, offsetof(struct settings, field), 0, 0, NULL }
+#define U(k, field, lo, hi) { k, CFGMAP_UINT, offsetof(struct settings, field), lo, hi, NULL }
+static const struct cfgmap_field settings_fields[] = {
+	F("node_name", CFGMAP_STR, node_name),
+	F("node_ip", CFGMAP_STR, node_ip),
+	F("trust_domain", CFGMAP_STR, trust_domain),
+	F("trust_domains", CFGMAP_STRLIST, trust_domains),
+	F("agent_address", CFGMAP_STR, agent_address),
+	F("agent_server_name", CFGMAP_STR, agent_server_name),
+	F("agent_bundle", CFGMAP_PATH, agent_bundle),
+	F("token_file", CFGMAP_PATH, token_file),
+	F("cni_socket", CFGMAP_PATH, cni_socket),
+	F("state_dir", CFGMAP_PATH, state_dir),
+	{ "mode", CFGMAP_ENUM, offsetof(struct settings, mode), 0, 0, mode_names },
+	{ "unknown_destination", CFGMAP_ENUM, offsetof(struct settings, unknown_destination),
+	  0, 0, unknown_names },
+	F("same_node_fast_path", CFGMAP_BOOL, same_node_fast_path),
+	U("hbone_port", hbone_port, 1, 65535),
+	U("outbound_port", outbound_port, 1, 65535),
+	U("inbound_plain_port", inbound_plain_port, 1, 65535),
+	U("admin_port", admin_port, 1, 65535),
+	U("ready_port", ready_port, 1, 65535),
+	U("max_tunnels", max_tunnels, 1, 100000),
+	U("max_streams_per_tunnel", max_streams_per_tunnel, 1, 1000),
+	U("max_connections", max_connections, 1, 10000000),
+	F("cert_ttl", CFGMAP_DURATION, cert_ttl_s),
+	F("connect_timeout", CFGMAP_MS, connect_timeout_ms),
+	F("log_level", CFGMAP_STR, log_level),
+};
+#undef F
+#undef U
+#define N_FIELDS (sizeof(settings_fields) / sizeof(settings_fields[0]))
+
+static int settings_defaults(struct settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->trust_domain = strdup("cluster.local");
+	s->agent_server_name = strdup("weft-agent");
+	s->cni_socket = strdup("/run/weft/cni.sock");
+	s->state_dir = strdup("/var/lib/weftd");
+	s->log_level = strdup("info");
+	s->same_node_fast_path = 1;
+	s->hbone_port = 15008;
+	s->outbound_port = 15001;
+	s->inbound_plain_port = 15006;
+	s->admin_port = 15000;
+	s->ready_port = 15021;
+	s->max_tunnels = 256;
+	s->max_streams_per_tunnel = 1000;
+	s->max_connections = 65536;
+	s->connect_timeout_ms = 10000;
+	if (!s->trust_domain || !s->agent_server_name || !s->cni_socket || !s->state_dir ||
+	    !s->log_level)
+		return -ENOMEM;
+	return 0;
+}
+
+static int settings_check(struct settings *s, const char *name, char *err, size_t errlen)
+{
+	static const char *const required[] = {
+		"node_name", "node_ip", "agent_address", "agent_bundle", "token_file",
+	};
+	char *const vals[] = { s->node_name, s->node_ip, s->agent_address, s->agent_bundle,
+			       s->token_file };
+	unsigned char ip[16];
+
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		if (!vals[i]) {
+			snprintf(err, errlen, "%s: %s is required", name, required[i]);
+			return -EINVAL;
+		}
+	}
+	if (!spiffe_segment_valid(s->node_name)) {
+		snprintf(err, errlen, "%s: node_name \"%s\" cannot be part of a SPIFFE ID",
+			 name, s->node_name);
+		return -EINVAL;
+	}
+	if (inet_pton(AF_INET, s->node_ip, ip) != 1 && inet_pton(AF_INET6, s->node_ip, ip) != 1) {
+		snprintf(err, errlen, "%s: node_ip \"%s\" is not an IP address", name, s->node_ip);
+		return -EINVAL;
+	}
+	if (!spiffe_td_valid(s->trust_domain)) {
+		snprintf(err, errlen, "%s: trust_domain \"%s\" is not valid", name, s->trust_domain);
+		return -EINVAL;
+	}
+	if (!strchr(s->agent_address, ':')) {
+		snprintf(err, errlen, "%s: agent_address must be ip:port", name);
+		return -EINVAL;
+	}
+	if (!s->trust_domains.n) {
+		s->trust_domains.v = calloc(1, sizeof(char *));
+		if (!s->trust_domains.v || !(s->trust_domains.v[0] = strdup(s->trust_domain)))
+			return -ENOMEM;
+		s->trust_domains.n = 1;
+	}
+	return 0;
+}
+
+int settings_parse(struct settings *s, const char *buf, size_t len, const char *name,
+		   char *err, size_t errlen)
+{
+	int rc = settings_defaults(s);
+
+	if (!rc)
+		rc = cfgmap_parse(buf, len, name, NULL, settings_fields, N_FIELDS, s, err, errlen);
+	if (!rc)
+		rc = settings_check(s, name, err, errlen);
+	return rc;
+}
+
+int settings_load(struct settings *s, const char *path, char *err, size_t errlen)
+{
+	int rc = settings_defaults(s);
+
+	if (!rc)
+		rc = cfgmap_load(path, SETTINGS_FILE_MAX, settings_fields, N_FIELDS, s, err, errlen);
+	if (!rc)
+		rc = settings_check(s, path, err, errlen);
+	return rc;
+}
+
+void settings_release(struct settings *s)
+{
+	cfgmap_release(settings_fields, N_FIELDS, s);
+}

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weftd's configuration file (flat YAML, see deploy/examples/weftd.yaml). */
+#ifndef DAEMON_SETTINGS_H
+#define DAEMON_SETTINGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <weft/cfgmap.h>
+
+enum settings_mode {
+	SETTINGS_MODE_NODE = 0,
+	SETTINGS_MODE_GATEWAY,
+	SETTINGS_MODE_SIDECAR,
+};
+
+enum settings_unknown {
+	SETTINGS_UNKNOWN_PASSTHROUGH = 0,
+	SETTINGS_UNKNOWN_DENY,
+};
+
+struct settings {
+	char *node_name;		/* required */
+	char *node_ip;			/* required: HBONE listener address */
+	char *trust_domain;		/* default cluster.local */
+	char *agent_address;		/* required: "ip:port" */
+	char *agent_server_name;	/* SNI, default weft-agent */
+	char *agent_bundle;		/* required: the agent's root-cert.pem */
+	char *token_file;		/* required: this node's bootstrap token */
+	char *cni_socket;		/* default /run/weft/cni.sock */
+	char *state_dir;		/* default /var/lib/weftd */
+	int mode;			/* enum settings_mode */
+	int unknown_destination;	/* enum settings_unknown */
+	int same_node_fast_path;	/* default true */
+	uint32_t hbone_port;		/* 15008 */
+	uint32_t outbound_port;		/* 15001 */
+	uint32_t inbound_plain_port;	/* 15006 */
+	uint32_t admin_port;		/* 15000, 127.0.0.1 only */
+	uint32_t ready_port;		/* 15021 */
+	uint32_t max_tunnels;		/* 256 */
+	uint32_t max_streams_per_tunnel;/* 1000 */
+	uint32_t max_connections;	/* 65536 proxied connections */
+	uint32_t cert_ttl_s;		/* requested SVID lifetime; 0 = agent default */
+	uint32_t connect_timeout_ms;	/* 10000 */
+	char *log_level;		/* info */
+	struct cfgmap_strlist trust_domains;	/* peers accepted; default: trust_domain */
+};
+
+/* Defaults, then the file. 0, or -EINVAL with err. */
+int settings_load(struct settings *s, const char *path, char *err, size_t errlen);
+int settings_parse(struct settings *s, const char *buf, size_t len, const char *name,
+		   char *err, size_t errlen);
+void settings_release(struct settings *s);
+
+#endif

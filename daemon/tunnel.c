@@ -1,0 +1,676 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Outbound HBONE tunnels. A key is (source identity, destination node);
+ * each key has a list of tunnels (TLS conn + h2tun client session) and a
+ * queue of stream requests waiting for one. Only one tunnel per key is
+ * opened at a time, so a burst of new connections shares the handshake.
+ *
+ * Stream udata is the tunnel_req while the CONNECT is pending and the
+ * relay once it is open (relay_attach_stream sets it). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/conn.h>
+#include <weft/log.h>
+#include <weft/loop.h>
+#include <weft/tls.h>
+
+#include "certs.h"
+#include "relay.h"
+#include "tunnel.h"
+
+enum tunnel_state {
+	TUNNEL_CONNECTING = 1,	/* TCP + TLS handshake */
+	TUNNEL_READY,		/* streams may be opened */
+	TUNNEL_DRAINING,	/* GOAWAY either way: no new streams */
+	TUNNEL_CLOSED,		/* conn gone; freed once its task runs */
+};
+
+struct tunnel_key;
+
+struct tunnel {
+	struct tunnel *next;
+	struct tunnel_key *key;
+	struct tunnels *pool;
+	enum tunnel_state state;
+	struct conn *conn;
+	struct h2tun *h2;
+	struct loop_task flush;
+	struct loop_timer ping;
+	struct tunnel_req *inflight;	/* CONNECTs sent, not yet answered */
+	uint64_t opened_ms, idle_since_ms, ping_sent_ms;
+	uint64_t streams_total, bytes_out, bytes_in;
+};
+
+struct tunnel_req {
+	struct tunnel_req *next;
+	struct tunnel_key *key;
+	struct tunnel *tun;		/* set once its CONNECT is sent */
+	int32_t id;
+	tunnel_open_fn cb;
+	void *arg;
+	char authority[64];
+	char forwarded[96];
+	char traceparent[64];
+};
+
+struct tunnel_key {
+	struct tunnel_key *next;
+	struct tunnels *pool;
+	struct ident *src;		/* counted reference */
+	char node[64];
+	char expect_id[256];
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct tunnel *tunnels;
+	struct tunnel_req *pending;	/* FIFO of requests without a stream */
+	unsigned n_pending;
+	int opening;			/* a tunnel of this key is CONNECTING */
+	struct loop_task dispatch;
+};
+
+struct tunnels {
+	struct loop *loop;
+	struct tunnel_limits lim;
+	struct tunnel_key *keys;
+	unsigned n_tunnels;
+	int draining;
+};
+
+static const struct h2tun_callbacks tunnel_h2_cb;
+static const struct conn_handler tunnel_conn_handler;
+static void tunnel_dispatch(struct tunnel_key *k);
+
+/* --- requests --------------------------------------------------------------- */
+
+static void req_fail(struct tunnel_req *r, const char *why, const char *flag)
+{
+	tunnel_open_fn cb = r->cb;
+	void *arg = r->arg;
+
+	free(r);
+	cb(arg, NULL, 0, 0, why, flag);
+}
+
+static void key_fail_pending(struct tunnel_key *k, const char *why, const char *flag)
+{
+	while (k->pending) {
+		struct tunnel_req *r = k->pending;
+		k->pending = r->next;
+		k->n_pending--;
+		req_fail(r, why, flag);
+	}
+}
+
+static void req_unlink_inflight(struct tunnel_req *r)
+{
+	for (struct tunnel_req **pp = &r->tun->inflight; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			return;
+		}
+	}
+}
+
+static struct tunnel_req *req_find_inflight(struct tunnel *t, int32_t id)
+{
+	for (struct tunnel_req *r = t->inflight; r; r = r->next)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+void tunnels_cancel(struct tunnel_req *r)
+{
+	struct tunnel_key *k = r->key;
+
+	if (r->tun) {
+		/* CONNECT already sent: reset it; on_close finds no request. */
+		req_unlink_inflight(r);
+		h2tun_stream_set_udata(r->tun->h2, r->id, NULL);
+		h2tun_reset(r->tun->h2, r->id, 0x8 /* CANCEL */);
+		tunnels_kick(r->tun->h2);
+		free(r);
+		return;
+	}
+	for (struct tunnel_req **pp = &k->pending; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			k->n_pending--;
+			break;
+		}
+	}
+	free(r);
+}
+
+/* --- tunnel I/O ------------------------------------------------------------- */
+
+static int tunnel_send(void *io, const uint8_t *p, size_t n)
+{
+	struct tunnel *t = io;
+
+	t->bytes_out += n;
+	return conn_write(t->conn, p, n);
+}
+
+static size_t tunnel_space(void *io)
+{
+	struct tunnel *t = io;
+
+	return t->state == TUNNEL_CLOSED ? 0 : conn_out_space(t->conn);
+}
+
+static void tunnel_flush(struct tunnel *t)
+{
+	if (t->state == TUNNEL_CLOSED || t->state == TUNNEL_CONNECTING)
+		return;
+	if (h2tun_flush(t->h2) < 0) {
+		conn_abort(t->conn, -EPIPE, "HTTP/2 session failed");
+		return;
+	}
+	if (h2tun_done(t->h2))
+		conn_close(t->conn, 0, "tunnel finished");
+}
+
+static void tunnel_on_flush_task(struct loop_task *task)
+{
+	struct tunnel *t = (struct tunnel *)((char *)task - offsetof(struct tunnel, flush));
+
+	if (t->state == TUNNEL_CLOSED) {
+		free(t);
+		return;
+	}
+	tunnel_flush(t);
+}
+
+void tunnels_kick(struct h2tun *h2)
+{
+	struct tunnel *t = h2tun_udata(h2);
+
+	if (t->state != TUNNEL_CLOSED)
+		loop_task_queue(t->pool->loop, &t->flush);
+}
+
+static void tunnel_unlink(struct tunnel *t)
+{
+	struct tunnel_key *k = t->key;
+
+	for (struct tunnel **pp = &k->tunnels; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	t->pool->n_tunnels--;
+}
+
+/* --- h2 callbacks ------------------------------------------------------------ */
+
+static void tunnel_on_response(struct h2tun *h2, int32_t id, int status)
+{
+	struct tunnel_req *r = req_find_inflight(h2tun_udata(h2), id);
+	char why[160];
+
+	if (!r)
+		return;
+	req_unlink_inflight(r);
+	h2tun_stream_set_udata(h2, id, NULL);
+	if (status == 200) {
+		tunnel_open_fn cb = r->cb;
+		void *arg = r->arg;
+		free(r);
+		cb(arg, h2, id, 200, NULL, NULL);	/* attaches the relay */
+		return;
+	}
+	snprintf(why, sizeof(why), "destination node answered %d to CONNECT %s%s", status,
+		 r->authority, status == 401 ? " (denied by policy)" :
+		 status == 400 ? " (not a workload on that node)" :
+		 status == 503 ? " (destination refused or unknown)" : "");
+	req_fail(r, why, status == 401 ? "DENY" : status == 503 ? "CONNECT" : "NO_ROUTE");
+}
+
+static size_t tunnel_on_data(struct h2tun *h2, int32_t id, const uint8_t *p, size_t n)
+{
+	struct relay *rl = h2tun_stream_udata(h2, id);
+	struct tunnel *t = h2tun_udata(h2);
+
+	if (!rl) {
+		h2tun_consume(h2, id, n);	/* a cancelled stream's stragglers */
+		return n;
+	}
+	n = relay_stream_data(rl, p, n);
+	t->bytes_in += n;
+	return n;
+}
+
+static void tunnel_on_eof(struct h2tun *h2, int32_t id)
+{
+	struct relay *rl = h2tun_stream_udata(h2, id);
+
+	if (rl)
+		relay_stream_eof(rl);
+}
+
+static void tunnel_on_writable(struct h2tun *h2, int32_t id)
+{
+	struct relay *rl = h2tun_stream_udata(h2, id);
+
+	if (rl)
+		relay_stream_writable(rl);
+}
+
+static void tunnel_on_close(struct h2tun *h2, int32_t id, enum h2tun_end how, uint32_t code)
+{
+	struct tunnel *t = h2tun_udata(h2);
+	struct tunnel_req *r = req_find_inflight(t, id);
+	void *u = h2tun_stream_udata(h2, id);
+
+	if (h2tun_stream_count(h2) <= 1)
+		t->idle_since_ms = loop_now_ms(t->pool->loop);
+	if (r) {
+		/* No answer to the CONNECT before the stream ended. */
+		req_unlink_inflight(r);
+		req_fail(r, how == H2TUN_END_TUNNEL ? "tunnel failed before the CONNECT was answered"
+			 : "CONNECT refused by the destination node",
+			 how == H2TUN_END_TUNNEL ? "CONNECT" : "NO_ROUTE");
+	} else if (u) {
+		relay_stream_closed(u, how, code);
+	}
+	/* A stream slot freed up: waiting requests may use it. */
+	if (t->state == TUNNEL_READY && t->key->pending)
+		tunnel_dispatch(t->key);
+}
+
+static void tunnel_on_goaway(struct h2tun *h2)
+{
+	struct tunnel *t = h2tun_udata(h2);
+
+	if (t->state == TUNNEL_READY)
+		t->state = TUNNEL_DRAINING;
+	if (t->key->pending)
+		tunnel_dispatch(t->key);
+}
+
+static const struct h2tun_callbacks tunnel_h2_cb = {
+	.on_response = tunnel_on_response,
+	.on_data = tunnel_on_data,
+	.on_eof = tunnel_on_eof,
+	.on_writable = tunnel_on_writable,
+	.on_close = tunnel_on_close,
+	.on_goaway = tunnel_on_goaway,
+};
+
+/* --- conn callbacks ----------------------------------------------------------- */
+
+static void tunnel_on_ready(struct conn *c)
+{
+	struct tunnel *t = conn_udata(c);
+	struct tls *tls = conn_tls(c);
+
+	t->state = TUNNEL_READY;
+	t->key->opening = 0;
+	t->idle_since_ms = loop_now_ms(t->pool->loop);
+	log_info("tunnel %s -> node %s (%s) up: %s, %llu ms", ident_id(t->key->src),
+		 t->key->node, conn_peer_str(c), tls ? tls_cipher_name(tls) : "?",
+		 (unsigned long long)(loop_now_ms(t->pool->loop) - t->opened_ms));
+	loop_timer_arm(t->pool->loop, &t->ping, t->pool->lim.ping_ms);
+	tunnel_flush(t);	/* SETTINGS */
+	tunnel_dispatch(t->key);
+}
+
+static size_t tunnel_on_conn_data(struct conn *c, const uint8_t *p, size_t n)
+{
+	struct tunnel *t = conn_udata(c);
+
+	if (h2tun_feed(t->h2, p, n) < 0) {
+		log_warn("tunnel %s -> node %s: HTTP/2 protocol error from peer",
+			 ident_id(t->key->src), t->key->node);
+		tunnel_flush(t);
+		if (t->state != TUNNEL_CLOSED)
+			conn_close(c, -EPROTO, "HTTP/2 protocol error");
+		return n;
+	}
+	tunnel_flush(t);
+	return n;
+}
+
+static void tunnel_on_conn_writable(struct conn *c)
+{
+	tunnel_flush(conn_udata(c));
+}
+
+/* The response_flags word for a tunnel that failed to open. */
+static const char *tunnel_flag(const char *why)
+{
+	if (why && (strstr(why, "SPIFFE") || strstr(why, "expected") || strstr(why, "identity")))
+		return "IDENTITY_ERROR";
+	if (why && (strstr(why, "TLS") || strstr(why, "certificate") || strstr(why, "alert") ||
+		    strstr(why, "handshake")))
+		return "TLS_FAILURE";
+	return "CONNECT";
+}
+
+static void tunnel_on_conn_close(struct conn *c, int err, const char *why)
+{
+	struct tunnel *t = conn_udata(c);
+	struct tunnel_key *k;
+	int was_connecting;
+	char msg[256];
+
+	if (!t)
+		return;		/* tunnels_free() already let go of it */
+	k = t->key;
+	was_connecting = t->state == TUNNEL_CONNECTING;
+
+	loop_timer_disarm(t->pool->loop, &t->ping);
+	t->state = TUNNEL_CLOSED;
+	tunnel_unlink(t);
+	if (was_connecting) {
+		k->opening = 0;
+		snprintf(msg, sizeof(msg), "tunnel to node %s (%s) as %s failed: %s", k->node,
+			 conn_peer_str(c), ident_id(k->src), why ? why : strerror(-err));
+		log_warn("%s", msg);
+		key_fail_pending(k, msg, tunnel_flag(why));
+	} else {
+		log_info("tunnel %s -> node %s closed after %llu streams: %s", ident_id(k->src),
+			 k->node, (unsigned long long)t->streams_total, why ? why : "done");
+	}
+	h2tun_free(t->h2);	/* live streams: on_close(TUNNEL) -> relays reset */
+	t->h2 = NULL;
+	loop_task_queue(t->pool->loop, &t->flush);	/* frees t */
+	if (k->pending)
+		tunnel_dispatch(k);
+}
+
+static const struct conn_handler tunnel_conn_handler = {
+	.on_ready = tunnel_on_ready,
+	.on_data = tunnel_on_conn_data,
+	.on_writable = tunnel_on_conn_writable,
+	.on_close = tunnel_on_conn_close,
+};
+
+static void tunnel_on_ping(struct loop_timer *tm)
+{
+	struct tunnel *t = (struct tunnel *)((char *)tm - offsetof(struct tunnel, ping));
+	const struct tunnel_limits *lim = &t->pool->lim;
+	uint64_t now = loop_now_ms(t->pool->loop);
+
+	if (t->state == TUNNEL_CLOSED)
+		return;
+	if (h2tun_ping_outstanding(t->h2) && now - t->ping_sent_ms >= lim->ping_timeout_ms) {
+		conn_abort(t->conn, -ETIMEDOUT, "PING not answered: peer gone");
+		return;
+	}
+	if (h2tun_stream_count(t->h2) == 0 && now - t->idle_since_ms >= lim->idle_ms) {
+		h2tun_goaway(t->h2);
+		t->state = TUNNEL_DRAINING;
+		tunnel_flush(t);
+		conn_close(t->conn, 0, "idle");
+		return;
+	}
+	if (!h2tun_ping_outstanding(t->h2)) {
+		h2tun_ping(t->h2);
+		t->ping_sent_ms = now;
+		tunnel_flush(t);
+	}
+	loop_timer_arm(t->pool->loop, &t->ping, lim->ping_ms < lim->ping_timeout_ms ?
+		       lim->ping_ms : lim->ping_timeout_ms);
+}
+
+static struct tunnel *tunnel_open(struct tunnel_key *k)
+{
+	struct tunnels *p = k->pool;
+	struct conn_opts o = {
+		.out_cap = 1u << 20,
+		.handshake_timeout_ms = p->lim.connect_timeout_ms,
+	};
+	struct tls_ctx *ctx = ident_client_ctx(k->src);
+	struct tunnel *t;
+
+	if (!ctx)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->key = k;
+	t->pool = p;
+	t->state = TUNNEL_CONNECTING;
+	t->flush.cb = tunnel_on_flush_task;
+	t->ping.cb = tunnel_on_ping;
+	t->opened_ms = loop_now_ms(p->loop);
+	t->h2 = h2tun_new(H2TUN_CLIENT, &tunnel_h2_cb, tunnel_send, tunnel_space, t, t);
+	if (!t->h2) {
+		free(t);
+		return NULL;
+	}
+	t->conn = conn_connect(p->loop, (struct sockaddr *)&k->addr, k->addrlen, 0, ctx, NULL,
+			       k->expect_id, &tunnel_conn_handler, &o, t);
+	if (!t->conn) {
+		h2tun_free(t->h2);
+		free(t);
+		return NULL;
+	}
+	t->next = k->tunnels;
+	k->tunnels = t;
+	k->opening = 1;
+	p->n_tunnels++;
+	return t;
+}
+
+/* Give waiting requests streams on ready tunnels; open a tunnel when none
+ * has room and none is being opened. */
+static void tunnel_dispatch(struct tunnel_key *k)
+{
+	struct tunnels *p = k->pool;
+
+	while (k->pending) {
+		struct tunnel *use = NULL;
+
+		for (struct tunnel *t = k->tunnels; t; t = t->next) {
+			if (t->state == TUNNEL_READY && h2tun_streams_available(t->h2) > 0 &&
+			    h2tun_stream_count(t->h2) < p->lim.max_streams) {
+				use = t;
+				break;
+			}
+		}
+		if (!use) {
+			if (k->opening || p->draining)
+				return;
+			if (p->n_tunnels >= p->lim.max_tunnels) {
+				key_fail_pending(k, "tunnel limit reached (max_tunnels)",
+						 "UPSTREAM_OVERFLOW");
+				return;
+			}
+			if (!tunnel_open(k)) {
+				key_fail_pending(k, ident_client_ctx(k->src) ?
+						 "cannot open a tunnel (out of memory or sockets)" :
+						 "source identity has no certificate",
+						 ident_client_ctx(k->src) ? "CONNECT" : "IDENTITY_ERROR");
+			}
+			return;
+		}
+		struct tunnel_req *r = k->pending;
+		struct h2tun_connect_req cr = {
+			.authority = r->authority,
+			.forwarded = r->forwarded[0] ? r->forwarded : NULL,
+			.traceparent = r->traceparent[0] ? r->traceparent : NULL,
+		};
+		int32_t id = h2tun_connect(use->h2, &cr, NULL);
+		if (id == -EAGAIN) {
+			/* The peer's stream limit: count it as full. */
+			break;
+		}
+		k->pending = r->next;
+		k->n_pending--;
+		if (id < 0) {
+			req_fail(r, "cannot open a stream on the tunnel", "CONNECT");
+			continue;
+		}
+		r->tun = use;
+		r->id = id;
+		r->next = use->inflight;
+		use->inflight = r;
+		use->streams_total++;
+		tunnels_kick(use->h2);
+	}
+}
+
+/* --- pool ------------------------------------------------------------------ */
+
+static void key_on_dispatch(struct loop_task *task)
+{
+	tunnel_dispatch((struct tunnel_key *)((char *)task - offsetof(struct tunnel_key, dispatch)));
+}
+
+static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const char *node,
+				  const struct sockaddr *addr, socklen_t addrlen,
+				  const char *expect_id)
+{
+	struct tunnel_key *k;
+
+	for (k = p->keys; k; k = k->next)
+		if (k->src == src && !strcmp(k->node, node))
+			break;
+	if (k) {
+		/* The node may have moved; new tunnels go to the new address. */
+		memcpy(&k->addr, addr, addrlen);
+		k->addrlen = addrlen;
+		return k;
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->pool = p;
+	k->src = ident_ref(src);
+	k->dispatch.cb = key_on_dispatch;
+	snprintf(k->node, sizeof(k->node), "%s", node);
+	snprintf(k->expect_id, sizeof(k->expect_id), "%s", expect_id);
+	memcpy(&k->addr, addr, addrlen);
+	k->addrlen = addrlen;
+	k->next = p->keys;
+	p->keys = k;
+	return k;
+}
+
+struct tunnel_req *tunnels_open_stream(struct tunnels *p, struct ident *src, const char *node,
+				       const struct sockaddr *node_addr, socklen_t addrlen,
+				       const char *expect_id, const struct h2tun_connect_req *req,
+				       tunnel_open_fn cb, void *arg)
+{
+	struct tunnel_key *k;
+	struct tunnel_req *r, **tail;
+
+	if (p->draining)
+		return NULL;
+	k = key_get(p, src, node, node_addr, addrlen, expect_id);
+	if (!k || k->n_pending >= p->lim.max_pending)
+		return NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->key = k;
+	r->cb = cb;
+	r->arg = arg;
+	snprintf(r->authority, sizeof(r->authority), "%s", req->authority);
+	if (req->forwarded)
+		snprintf(r->forwarded, sizeof(r->forwarded), "%s", req->forwarded);
+	if (req->traceparent)
+		snprintf(r->traceparent, sizeof(r->traceparent), "%s", req->traceparent);
+	for (tail = &k->pending; *tail; tail = &(*tail)->next)
+		;
+	*tail = r;
+	k->n_pending++;
+	/* Dispatch from a task: the caller gets r before any callback runs. */
+	loop_task_queue(p->loop, &k->dispatch);
+	return r;
+}
+
+struct tunnels *tunnels_new(struct loop *l, const struct tunnel_limits *lim)
+{
+	struct tunnels *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->loop = l;
+	p->lim = *lim;
+	return p;
+}
+
+void tunnels_drain(struct tunnels *p)
+{
+	p->draining = 1;
+	for (struct tunnel_key *k = p->keys; k; k = k->next) {
+		key_fail_pending(k, "weftd is shutting down", "CONNECT");
+		for (struct tunnel *t = k->tunnels; t; t = t->next) {
+			if (t->state == TUNNEL_READY || t->state == TUNNEL_DRAINING) {
+				t->state = TUNNEL_DRAINING;
+				h2tun_goaway(t->h2);
+				tunnels_kick(t->h2);
+			}
+		}
+	}
+}
+
+void tunnels_free(struct tunnels *p)
+{
+	if (!p)
+		return;
+	while (p->keys) {
+		struct tunnel_key *k = p->keys;
+		p->keys = k->next;
+		key_fail_pending(k, "weftd is shutting down", "CONNECT");
+		while (k->tunnels) {
+			struct tunnel *t = k->tunnels;
+			k->tunnels = t->next;
+			loop_timer_disarm(p->loop, &t->ping);
+			h2tun_free(t->h2);
+			conn_set_udata(t->conn, NULL);
+			conn_abort(t->conn, -ESHUTDOWN, "weftd exiting");
+			if (!t->flush.queued)
+				free(t);
+			else
+				t->state = TUNNEL_CLOSED;	/* the task frees it */
+		}
+		certs_put(k->src);
+		free(k);
+	}
+	free(p);
+}
+
+unsigned tunnels_count(const struct tunnels *p)
+{
+	return p->n_tunnels;
+}
+
+size_t tunnels_json(const struct tunnels *p, char *buf, size_t len)
+{
+	static const char *const st[] = { "", "connecting", "ready", "draining", "closed" };
+	uint64_t now = loop_now_ms(p->loop);
+	size_t o = 0;
+	int first = 1;
+
+#define PUT(...) do { \
+	int _n = snprintf(buf + o, o < len ? len - o : 0, __VA_ARGS__); \
+	if (_n > 0) o += (size_t)_n; \
+} while (0)
+	PUT("[");
+	for (const struct tunnel_key *k = p->keys; k; k = k->next) {
+		for (const struct tunnel *t = k->tunnels; t; t = t->next) {
+			PUT("%s{\"source\":\"%s\",\"node\":\"%s\",\"peer\":\"%s\",\"state\":\"%s\","
+			    "\"streams\":%u,\"streams_total\":%llu,\"bytes_sent\":%llu,"
+			    "\"bytes_received\":%llu,\"age_ms\":%llu,\"cipher\":\"%s\"}",
+			    first ? "" : ",", ident_id(k->src), k->node, conn_peer_str(t->conn),
+			    st[t->state], t->h2 ? h2tun_stream_count(t->h2) : 0,
+			    (unsigned long long)t->streams_total, (unsigned long long)t->bytes_out,
+			    (unsigned long long)t->bytes_in,
+			    (unsigned long long)(now - t->opened_ms),
+			    conn_tls(t->conn) && t->state != TUNNEL_CONNECTING ?
+			    tls_cipher_name(conn_tls(t->conn)) : "");
+			first = 0;
+		}
+	}
+	PUT("]");
+#undef PUT
+	return o < len ? o : len;
+}

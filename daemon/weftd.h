@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* weftd's process-wide state, shared by its modules. One loop, one thread. */
+#ifndef DAEMON_WEFTD_H
+#define DAEMON_WEFTD_H
+
+#include <stdint.h>
+
+#include "settings.h"
+
+#define WEFTD_MARK 0x539	/* SO_MARK of every socket weftd opens in a pod netns */
+
+struct loop;
+struct agentc;
+struct certs;
+struct ident;
+struct regcache;
+struct pods;
+struct tunnels;
+struct inbound;
+struct cnisrv;
+struct admin;
+
+struct weftd_stats {
+	uint64_t outbound, inbound, inbound_plain;	/* connections accepted */
+	uint64_t failed, denied;
+	uint64_t passthrough, same_node;
+};
+
+struct weftd {
+	struct loop *loop;
+	struct settings cfg;
+	struct agentc *agent;
+	struct certs *certs;
+	struct ident *node_ident;
+	struct regcache *reg;
+	struct pods *pods;
+	struct tunnels *tunnels;
+	struct inbound *inbound;
+	struct cnisrv *cni;
+	struct admin *admin;
+	struct weftd_stats stats;
+	unsigned long live;			/* proxied connections now */
+	int draining;
+	char node_id[256];			/* spiffe://td/weft/node/<name> */
+};
+
+/* 1 when the node has its certificate and a registry snapshot. */
+int weftd_ready(const struct weftd *d);
+/* Append one access-log line ("connection complete ..."). */
+void weftd_access_log(const struct weftd *d, const char *direction, const char *src,
+		      const char *dst, const char *src_id, const char *dst_workload,
+		      uint64_t sent, uint64_t received, uint64_t ms, const char *flag,
+		      const char *error);
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Flat YAML settings files, table-driven: each key names a typed field of
+ * the caller's struct. Unknown keys are errors (typos must not pass
+ * silently); errors read "file:line: what is wrong". I/O-free. */
+#ifndef WEFT_CFGMAP_H
+#define WEFT_CFGMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum cfgmap_type {
+	CFGMAP_STR = 1,		/* char *, strdup'd (replaces a default) */
+	CFGMAP_PATH,		/* char *, made absolute against base_dir */
+	CFGMAP_DURATION,	/* uint32_t seconds: 90, 90s, 15m, 24h, 2d */
+	CFGMAP_MS,		/* uint32_t milliseconds: 500, 500ms, 2s, 1m */
+	CFGMAP_UINT,		/* uint32_t within [min, max] */
+	CFGMAP_BOOL,		/* int: true/false */
+	CFGMAP_ENUM,		/* int index into names[] */
+	CFGMAP_STRLIST,		/* struct cfgmap_strlist */
+};
+
+struct cfgmap_strlist {
+	char **v;
+	size_t n;
+};
+
+struct cfgmap_field {
+	const char *key;
+	enum cfgmap_type type;
+	size_t off;			/* offsetof(struct, field) */
+	uint32_t min, max;		/* CFGMAP_UINT */
+	const char *const *names;	/* CFGMAP_ENUM, NULL-terminated */
+};
+
+/* Parse buf into out (whose defaults are already set). Returns 0, or
+ * -EINVAL with err filled. A key given twice is an error. */
+int cfgmap_parse(const char *buf, size_t len, const char *name, const char *base_dir,
+		 const struct cfgmap_field *fields, size_t n_fields, void *out,
+		 char *err, size_t errlen);
+/* Read path and parse it (base_dir = the file's folder). */
+int cfgmap_load(const char *path, size_t max, const struct cfgmap_field *fields,
+		size_t n_fields, void *out, char *err, size_t errlen);
+/* Free the strings, paths and lists the table points at in out. */
+void cfgmap_release(const struct cfgmap_field *fields, size_t n_fields, void *out);
+
+#endif

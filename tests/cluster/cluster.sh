@@ -1,0 +1,714 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# The simulated cluster of DESIGN §9 for tests, the demo and the benchmark:
+# nodes and pods are network namespaces on this machine. Every address lives
+# only inside namespaces made here; the root netns is never touched, so
+# traffic never leaves them and a test cannot break the host's network.
+#
+#   cluster.sh up     --name NAME --nodes N --pods M [--no-weft] [--agent]
+#                     [--weftd] [--ttl DUR] [--weftd-conf 'key: value']...
+#                     [--no-wait-ready] [--keep-on-failure]
+#   cluster.sh down   --name NAME            idempotent; also after a failed up
+#   cluster.sh status --name NAME
+#   cluster.sh exec   --name NAME TARGET -- cmd...    TARGET: nK-pJ | nK | nodeK | ctl | ul
+#   cluster.sh ip     --name NAME POD        the pod's IPv4 address
+#   cluster.sh start  --name NAME agent | weftd [--node K]   (all nodes without --node)
+#   cluster.sh stop   --name NAME agent | weftd [--node K] [--signal SIG]
+#
+# Topology (K = 1..N nodes, J = 1..M pods per node):
+#   NAME-ul       underlay netns: bridge br0, one port per node (nK) and ctl
+#   NAME-ctl      eth0 172.30.0.250/24: weft-agent, gRPC on :15012
+#   NAME-nK       node: eth0 172.30.0.K/24, ip_forward=1, cni0 bridge
+#                 10.244.K.1/24 (made by the CNI bridge plugin), a route to
+#                 each other node's 10.244.L.0/24 via 172.30.0.L; weftd runs here
+#   NAME-nK-pJ    pod nK-pJ: eth0 from the CNI bridge + host-local plugins,
+#                 default route via 10.244.K.1; weft-cni chained after them
+# Pods: name nK-pJ, namespace default, service account sa-nK-pJ, label
+# app=app-pJ. Service svc-pJ: VIP 10.96.0.J, port 80 -> 8080, selector
+# app=app-pJ, so pod J of every node backs service J.
+#
+# State: /run/weft-test/NAME (see the report in tests/cluster/README.md).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BUILD=${WEFT_BUILD:-$ROOT/build}
+BASE=${WEFT_TEST_RUN:-/run/weft-test}
+CNI_DIR=${WEFT_CNI_DIR:-/usr/lib/cni}
+PY=/usr/bin/python3
+CNI_EXEC=$HERE/cni_exec.py
+TD=cluster.local
+CTL_IP=172.30.0.250
+AGENT_PORT=15012
+READY_TIMEOUT=${WEFT_TEST_READY_TIMEOUT:-20}
+
+NAME="" STATE="" NODES=0 PODS=0 WEFT=1 AGENT=0 WEFTD=0 TTL="" WAIT_READY=1 KEEP=0
+WEFTD_CONF=()
+UP_DONE=0
+
+say() { printf 'cluster %s: %s\n' "$NAME" "$*" >&2; }
+die() { printf 'cluster.sh: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+	sed -n '/^#   cluster.sh/,/^#$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+# Run a setup step; on failure say which command failed and abort `up`
+# (whose EXIT trap then tears down what was built).
+must() {
+	local err
+	if ! err=$("$@" 2>&1); then
+		die "failed: $*${err:+: $err}"
+	fi
+}
+
+# Test hook: WEFT_TEST_FAIL_AT=<stage> makes `up` fail at that stage, so
+# tests can prove that `down` cleans up after a half-built cluster.
+stage() {
+	[[ ${WEFT_TEST_FAIL_AT:-} == "$1" ]] && die "injected failure at stage '$1' (WEFT_TEST_FAIL_AT)"
+	return 0
+}
+
+ns_ul() { echo "$NAME-ul"; }
+ns_ctl() { echo "$NAME-ctl"; }
+ns_node() { echo "$NAME-n$1"; }
+ns_pod() { echo "$NAME-n$1-p$2"; }
+
+# Every netns of this cluster, pods first (the order they are deleted in).
+# Anchored so that cluster "a" never matches the namespaces of cluster "a-b".
+cluster_netns() {
+	ip netns list 2>/dev/null | awk '{print $1}' |
+		grep -E "^${NAME//./\\.}-(ul|ctl|n[0-9]+(-p[0-9]+)?)\$" |
+		awk '{ o = /-p[0-9]+$/ ? 0 : /-n[0-9]+$/ ? 1 : /-ctl$/ ? 2 : 3; print o, $0 }' |
+		sort -n | cut -d' ' -f2
+}
+
+netns_exists() { [[ -e /run/netns/$1 ]]; }
+
+# --- processes ---------------------------------------------------------------
+# Pidfiles hold "pid starttime" so that a recycled pid is never killed.
+
+proc_start() {
+	local stat rest f
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	rest=${stat##*) }
+	read -ra f <<<"$rest"
+	echo "${f[19]}"
+}
+
+# Print the pid recorded in pidfile $1 if that process is still running.
+pidfile_pid() {
+	local pid start
+	[[ -f $1 ]] || return 1
+	read -r pid start <"$1" || return 1
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ $(proc_start "$pid") == "$start" ]] || return 1
+	echo "$pid"
+}
+
+# spawn NETNS PIDFILE LOGFILE cmd...: start a daemon inside a netns.
+# `ip netns exec` execs the command, so $! is the daemon itself.
+spawn() {
+	local ns=$1 pidfile=$2 logf=$3 pid
+	shift 3
+	ip netns exec "$ns" "$@" </dev/null >>"$logf" 2>&1 &
+	pid=$!
+	echo "$pid $(proc_start "$pid")" >"$pidfile"
+}
+
+# wait_until SECONDS PIDFILE what cmd...: poll cmd until it succeeds; fail
+# early if the process of PIDFILE exits.
+wait_until() {
+	local secs=$1 pidfile=$2 what=$3 i
+	shift 3
+	for ((i = 0; i < secs * 20; i++)); do
+		"$@" && return 0
+		if ! pidfile_pid "$pidfile" >/dev/null; then
+			say "$what: the process exited"
+			return 1
+		fi
+		sleep 0.05
+	done
+	say "$what: not within ${secs}s"
+	return 1
+}
+
+proc_gone() {
+	[[ -e /proc/$1 ]] || return 0
+	[[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]	# exited, not reaped yet
+}
+
+# stop_pidfiles SIGNAL PIDFILE...: signal every process, wait up to 3 s for
+# all of them together (weft-agent drains for up to 2 s on SIGTERM), then
+# SIGKILL what is left. Quiet when nothing runs.
+stop_pidfiles() {
+	local sig=$1 f pid i pids=() left
+	shift
+	for f in "$@"; do
+		pid=$(pidfile_pid "$f") && kill -s "$sig" "$pid" 2>/dev/null && pids+=("$pid")
+	done
+	for ((i = 0; i < 60 && ${#pids[@]}; i++)); do
+		left=()
+		for pid in "${pids[@]}"; do proc_gone "$pid" || left+=("$pid"); done
+		pids=("${left[@]}")
+		((${#pids[@]})) && sleep 0.05
+	done
+	((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null
+	rm -f "$@"
+	return 0
+}
+
+log_tail() { [[ -f $1 ]] && tail -n "${2:-15}" "$1" | sed 's/^/    | /' >&2; }
+
+# --- the agent and weftd -----------------------------------------------------
+
+agent_listening() {
+	[[ -s $STATE/agent/ca/root-cert.pem ]] &&
+		ip netns exec "$(ns_ctl)" ss -Hltn "sport = :$AGENT_PORT" 2>/dev/null | grep -q .
+}
+
+# Start weft-agent in NAME-ctl with the generated config, token file and
+# registry; returns once it listens on 172.30.0.250:15012.
+start_agent() {
+	local bin=$BUILD/weft-agent d=$STATE/agent
+	if pidfile_pid "$d/agent.pid" >/dev/null; then
+		say "agent already running"
+		return 0
+	fi
+	if [[ ! -x $bin ]]; then
+		say "cannot start the agent: $bin does not exist (run make)"
+		return 1
+	fi
+	if ! "$bin" -t -c "$d/agent.yaml" >>"$d/agent.log" 2>&1; then
+		say "agent config check failed ($bin -t -c $d/agent.yaml):"
+		log_tail "$d/agent.log"
+		return 1
+	fi
+	spawn "$(ns_ctl)" "$d/agent.pid" "$d/agent.log" "$bin" -c "$d/agent.yaml"
+	if ! wait_until 10 "$d/agent.pid" "agent on $CTL_IP:$AGENT_PORT" agent_listening; then
+		log_tail "$d/agent.log"
+		return 1
+	fi
+	say "agent running in $(ns_ctl) on $CTL_IP:$AGENT_PORT (log $d/agent.log)"
+}
+
+cni_socket_up() { [[ -S $STATE/n$1/cni.sock ]]; }
+
+# Start weftd in node K's netns with $STATE/nK/weftd.yaml; returns once its
+# enrollment socket exists (weft-cni ADD needs it).
+start_weftd() {
+	local k=$1 bin=$BUILD/weftd d=$STATE/n$1
+	if pidfile_pid "$d/weftd.pid" >/dev/null; then
+		say "weftd on node$k already running"
+		return 0
+	fi
+	if [[ ! -x $bin ]]; then
+		say "cannot start weftd on node$k: $bin does not exist yet (build it with make, or run up without --weftd)"
+		return 1
+	fi
+	# A socket left by a killed weftd would look like a ready one.
+	rm -f "$d/cni.sock"
+	spawn "$(ns_node "$k")" "$d/weftd.pid" "$d/weftd.log" "$bin" -c "$d/weftd.yaml"
+	if ! wait_until 10 "$d/weftd.pid" "weftd on node$k (socket $d/cni.sock)" cni_socket_up "$k"; then
+		log_tail "$d/weftd.log"
+		return 1
+	fi
+	say "weftd running in $(ns_node "$k") (log $d/weftd.log)"
+}
+
+weftd_ready() {
+	ip netns exec "$(ns_node "$1")" curl -sf -m 1 -o /dev/null \
+		"http://172.30.0.$1:15021/healthz/ready" 2>/dev/null ||
+		ip netns exec "$(ns_node "$1")" curl -sf -m 1 -o /dev/null \
+			"http://127.0.0.1:15021/healthz/ready" 2>/dev/null
+}
+
+# --- generated files -----------------------------------------------------------
+
+gen_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+write_agent_files() {
+	local d=$STATE/agent k tok
+	mkdir -p "$d" "$STATE/registry"
+	(
+		umask 077
+		: >"$d/tokens"
+		for ((k = 1; k <= NODES; k++)); do
+			tok=$(gen_token)
+			echo "node$k $tok" >>"$d/tokens"
+			echo "$tok" >"$STATE/n$k/token"
+		done
+	)
+	cat >"$d/agent.yaml" <<-EOF
+	# generated by tests/cluster/cluster.sh for cluster $NAME
+	listen: $CTL_IP:$AGENT_PORT
+	trust_domain: $TD
+	state_dir: $d/ca
+	token_file: $d/tokens
+	registry_file: $STATE/registry/registry.yaml
+	ttl_default: ${TTL:-24h}
+	ttl_max: ${TTL:-24h}
+	log_level: info
+	EOF
+}
+
+write_weftd_conf() {
+	local k=$1 d=$STATE/n$1 line
+	mkdir -p "$d/state"
+	{
+		echo "# generated by tests/cluster/cluster.sh for cluster $NAME"
+		echo "node_name: node$k"
+		echo "node_ip: 172.30.0.$k"
+		echo "agent_address: $CTL_IP:$AGENT_PORT"
+		echo "agent_bundle: $STATE/agent/ca/root-cert.pem"
+		echo "token_file: $d/token"
+		echo "cni_socket: $d/cni.sock"
+		echo "state_dir: $d/state"
+		echo "trust_domain: $TD"
+		for line in "${WEFTD_CONF[@]}"; do echo "$line"; done
+	} >"$d/weftd.yaml"
+}
+
+write_conflist() {
+	local k=$1 d=$STATE/n$1 weft=""
+	if ((WEFT)); then
+		weft=$(printf ',\n    {"type": "weft-cni", "socket": "%s", "log_file": "%s"}' \
+			"$d/cni.sock" "$d/weft-cni.log")
+	fi
+	cat >"$d/cni.conflist" <<-EOF
+	{
+	  "cniVersion": "1.0.0",
+	  "name": "weft-test",
+	  "plugins": [
+	    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+	     "ipam": {"type": "host-local",
+	              "ranges": [[{"subnet": "10.244.$k.0/24", "gateway": "10.244.$k.1"}]],
+	              "routes": [{"dst": "0.0.0.0/0"}],
+	              "dataDir": "$d/ipam"}}$weft
+	  ]
+	}
+	EOF
+}
+
+# The registry weft-agent serves. Written twice by `up`: before the pods
+# exist (workloads without IPs, so the agent can already sign their
+# identities) and after CNI ADD gave them addresses. Replaced atomically; the
+# agent watches the folder and streams the change as a delta.
+write_registry() {
+	local f=$STATE/registry/registry.yaml k j ip
+	{
+		echo "# generated by tests/cluster/cluster.sh for cluster $NAME"
+		echo "trust_domain: $TD"
+		echo "nodes:"
+		for ((k = 1; k <= NODES; k++)); do
+			echo "  - name: node$k"
+			echo "    address: 172.30.0.$k"
+		done
+		echo "workloads:"
+		for ((k = 1; k <= NODES; k++)); do
+			for ((j = 1; j <= PODS; j++)); do
+				echo "  - name: n$k-p$j"
+				echo "    namespace: default"
+				echo "    service_account: sa-n$k-p$j"
+				echo "    node: node$k"
+				ip=$(pod_ip "n$k-p$j")
+				[[ -n $ip ]] && echo "    ips: [$ip]"
+				echo "    labels: {app: app-p$j}"
+			done
+		done
+		echo "services:"
+		for ((j = 1; j <= PODS; j++)); do
+			echo "  - name: svc-p$j"
+			echo "    namespace: default"
+			echo "    vips: [10.96.0.$j]"
+			echo "    ports: [{port: 80, target_port: 8080}]"
+			echo "    selector: {app: app-p$j}"
+		done
+	} >"$f.tmp" && mv -f "$f.tmp" "$f"
+}
+
+write_env() {
+	cat >"$STATE/cluster.env" <<-EOF
+	NAME=$NAME
+	NODES=$NODES
+	PODS=$PODS
+	WEFT=$WEFT
+	AGENT=$AGENT
+	WEFTD=$WEFTD
+	BUILD=$BUILD
+	PHASE=$1
+	EOF
+}
+
+# The cluster's parameters; the binaries it was brought up with stay in use
+# (for start, and for CNI DEL in down) unless WEFT_BUILD says otherwise.
+load_env() {
+	[[ -f $STATE/cluster.env ]] || die "cluster $NAME is not up (no $STATE/cluster.env)"
+	local k v
+	while IFS='=' read -r k v; do
+		case $k in
+		NODES) NODES=$v ;; PODS) PODS=$v ;; WEFT) WEFT=$v ;;
+		AGENT) AGENT=$v ;; WEFTD) WEFTD=$v ;;
+		BUILD) [[ -z ${WEFT_BUILD:-} ]] && BUILD=$v ;;
+		esac
+	done <"$STATE/cluster.env"
+}
+
+# pods.tsv: node pod netns ip namespace service-account app
+pod_ip() {
+	[[ -f $STATE/pods.tsv ]] || return 0
+	awk -F'\t' -v p="$1" '$2 == p { print $4 }' "$STATE/pods.tsv"
+}
+
+# --- topology ------------------------------------------------------------------
+
+# Veth from netns $1 (eth0, address $2/24) to port $3 of the underlay bridge.
+# Created inside the namespaces: nothing ever appears in the root netns.
+attach_underlay() {
+	local ns=$1 addr=$2 port=$3 ul
+	ul=$(ns_ul)
+	must ip -n "$ns" link set lo up
+	must ip -n "$ns" link add eth0 type veth peer name "$port" netns "$ul"
+	# Only IPv4 on the underlay: no ND/MLD chatter in packet captures.
+	must ip netns exec "$ns" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1
+	must ip -n "$ul" link set "$port" master br0 up
+	must ip -n "$ns" addr add "$addr/24" dev eth0
+	must ip -n "$ns" link set eth0 up
+}
+
+cni_args() { echo "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$1;K8S_POD_INFRA_CONTAINER_ID=$2"; }
+
+# cni K J COMMAND: run the node's conflist for pod nK-pJ inside node K's
+# netns, as the kubelet's runtime would.
+cni() {
+	local k=$1 j=$2 cmd=$3 pns
+	pns=$(ns_pod "$k" "$j")
+	ip netns exec "$(ns_node "$k")" "$PY" "$CNI_EXEC" "$cmd" \
+		--conflist "$STATE/n$k/cni.conflist" --netns "/var/run/netns/$pns" \
+		--containerid "$pns" --ifname eth0 --args "$(cni_args "n$k-p$j" "$pns")" \
+		--cni-path "$CNI_DIR:$BUILD" --cache "$STATE/n$k/pods/n$k-p$j.json" \
+		--timeout "${CNI_TIMEOUT:-30}"
+}
+
+add_pod() {
+	local k=$1 j=$2 pns ip err
+	pns=$(ns_pod "$k" "$j")
+	must ip netns add "$pns"
+	must ip -n "$pns" link set lo up
+	if ! err=$(cni "$k" "$j" ADD 2>&1 >/dev/null); then
+		say "CNI ADD of pod n$k-p$j failed:"
+		printf '%s\n' "$err" | sed 's/^/    /' >&2
+		# A runtime cleans up a failed ADD with DEL.
+		cni "$k" "$j" DEL >/dev/null 2>&1
+		((WEFT)) && log_tail "$STATE/n$k/weft-cni.log" 5
+		exit 1
+	fi
+	ip=$("$PY" "$CNI_EXEC" ips --cache "$STATE/n$k/pods/n$k-p$j.json" | grep -m1 -v :)
+	[[ -n $ip ]] || die "CNI ADD of pod n$k-p$j returned no IPv4 address"
+	printf 'node%s\tn%s-p%s\t%s\t%s\tdefault\tsa-n%s-p%s\tapp-p%s\n' \
+		"$k" "$k" "$j" "$pns" "$ip" "$k" "$j" "$j" >>"$STATE/pods.tsv"
+}
+
+on_up_exit() {
+	((UP_DONE)) && return
+	trap - EXIT
+	if ((KEEP)); then
+		say "up failed; state kept for inspection, remove it with: $0 down --name $NAME"
+	else
+		say "up failed; tearing down what was built (use --keep-on-failure to inspect)"
+		do_down >/dev/null 2>&1
+	fi
+	exit 1
+}
+
+cmd_up() {
+	local k j l
+	if ! [[ $NODES =~ ^[0-9]+$ ]] || ((NODES < 1 || NODES > 200)); then
+		die "--nodes must be 1..200"
+	fi
+	if ! [[ $PODS =~ ^[0-9]+$ ]] || ((PODS > 250)); then
+		die "--pods must be 0..250"
+	fi
+	((EUID == 0)) || die "must run as root (network namespaces)"
+	command -v ip >/dev/null || die "iproute2 is missing (make deps)"
+	[[ -x $PY ]] || die "$PY is missing"
+	for l in bridge host-local; do
+		[[ -x $CNI_DIR/$l ]] || die "$CNI_DIR/$l is missing: install containernetworking-plugins (make deps)"
+	done
+	((WEFTD)) && AGENT=1
+	if ((WEFT)) && [[ ! -x $BUILD/weft-cni ]]; then
+		die "$BUILD/weft-cni does not exist: build it (make) or use --no-weft"
+	fi
+	if [[ -e $STATE ]] || [[ -n $(cluster_netns) ]]; then
+		die "cluster $NAME exists already (remove it with: $0 down --name $NAME)"
+	fi
+	if ((WEFT && !WEFTD)); then
+		say "note: weft-cni is chained but weftd is not started (no --weftd): weft-cni ADD fails unless something serves each node's cni.sock"
+	fi
+
+	trap on_up_exit EXIT
+	if ! mkdir -p "$STATE" || ! chmod 0700 "$STATE"; then
+		die "cannot create $STATE"
+	fi
+	write_env starting
+	: >"$STATE/pods.tsv"
+
+	stage underlay
+	must ip netns add "$(ns_ul)"
+	must ip netns exec "$(ns_ul)" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+		net.ipv6.conf.default.disable_ipv6=1
+	must ip -n "$(ns_ul)" link set lo up
+	must ip -n "$(ns_ul)" link add br0 type bridge
+	must ip -n "$(ns_ul)" link set br0 up
+	must ip netns add "$(ns_ctl)"
+	attach_underlay "$(ns_ctl)" "$CTL_IP" ctl
+
+	stage nodes
+	for ((k = 1; k <= NODES; k++)); do
+		mkdir -p "$STATE/n$k/pods" "$STATE/n$k/ipam"
+		must ip netns add "$(ns_node "$k")"
+		attach_underlay "$(ns_node "$k")" "172.30.0.$k" "n$k"
+		must ip netns exec "$(ns_node "$k")" sysctl -qw net.ipv4.ip_forward=1
+		for ((l = 1; l <= NODES; l++)); do
+			((l == k)) && continue
+			must ip -n "$(ns_node "$k")" route add "10.244.$l.0/24" via "172.30.0.$l" dev eth0
+		done
+		write_conflist "$k"
+		write_weftd_conf "$k"
+	done
+	write_agent_files
+	write_registry
+
+	stage agent
+	if ((AGENT)); then
+		start_agent || exit 1
+	fi
+	stage weftd
+	if ((WEFTD)); then
+		for ((k = 1; k <= NODES; k++)); do
+			start_weftd "$k" || exit 1
+		done
+	fi
+
+	stage pods
+	for ((k = 1; k <= NODES; k++)); do
+		for ((j = 1; j <= PODS; j++)); do
+			add_pod "$k" "$j"
+		done
+	done
+	stage registry
+	write_registry
+
+	if ((WEFTD && WAIT_READY)); then
+		for ((k = 1; k <= NODES; k++)); do
+			if ! wait_until "$READY_TIMEOUT" "$STATE/n$k/weftd.pid" \
+				"weftd on node$k /healthz/ready" weftd_ready "$k"; then
+				log_tail "$STATE/n$k/weftd.log"
+				exit 1
+			fi
+		done
+	fi
+	write_env up
+	UP_DONE=1
+	trap - EXIT
+	cmd_status
+}
+
+# --- down ------------------------------------------------------------------------
+
+do_down() {
+	local d f k j pod ns pids left dels
+	# 1. CNI DEL for every pod, while weftd still runs (weft-cni DEL tells
+	#    it), as a runtime does when it removes a pod sandbox. Best effort:
+	#    nodes in parallel; after a failure (a hung weftd costs the 5 s
+	#    timeout) the node's other pods are skipped, their namespaces go anyway.
+	if [[ -d $STATE ]]; then
+		[[ -f $STATE/cluster.env ]] && load_env
+		dels=()
+		for d in "$STATE"/n*/pods; do
+			[[ -d $d ]] || continue
+			(
+				for f in "$d"/*.json; do
+					[[ -f $f ]] || continue
+					pod=$(basename "$f" .json)
+					[[ $pod =~ ^n([0-9]+)-p([0-9]+)$ ]] || continue
+					k=${BASH_REMATCH[1]} j=${BASH_REMATCH[2]}
+					netns_exists "$(ns_node "$k")" || break
+					if ! CNI_TIMEOUT=5 cni "$k" "$j" DEL >/dev/null 2>&1; then
+						echo "cluster $NAME: CNI DEL of $pod failed; skipping the other pods of node$k" >&2
+						break
+					fi
+				done
+			) &
+			dels+=($!)
+		done
+		# Not a bare `wait`: after a failed `up` the daemons are our children.
+		((${#dels[@]})) && wait "${dels[@]}"
+		# 2. Daemons we started, by pidfile: SIGTERM, then SIGKILL.
+		stop_pidfiles TERM "$STATE"/n*/weftd.pid "$STATE"/agent/agent.pid
+	fi
+	# 3. Anything else still running in our namespaces (apps started with
+	#    `exec`, a weftd whose pidfile was lost).
+	for ns in $(cluster_netns); do
+		mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null | grep -vx -e "$$" -e "$PPID")
+		((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null
+	done
+	# 4. The namespaces; their veths, bridges, routes and nftables rules go
+	#    with them.
+	for ns in $(cluster_netns); do
+		ip netns del "$ns" 2>/dev/null || {
+			sleep 0.2
+			ip netns del "$ns" 2>/dev/null || echo "cluster $NAME: cannot delete netns $ns" >&2
+		}
+	done
+	# 5. State: configs, logs, sockets, IPAM leases, tokens, CA.
+	[[ -n $STATE && $STATE == "$BASE"/* ]] && rm -rf -- "$STATE"
+	rmdir "$BASE" 2>/dev/null
+	left=$(cluster_netns)
+	if [[ -n $left ]]; then
+		echo "cluster $NAME: netns left behind: $left" >&2
+		return 1
+	fi
+	return 0
+}
+
+cmd_down() {
+	do_down && echo "cluster $NAME: down"
+}
+
+# --- status, exec, start/stop --------------------------------------------------
+
+proc_state() {
+	local pid
+	if pid=$(pidfile_pid "$1"); then echo "running (pid $pid)"; else echo "$2"; fi
+}
+
+cmd_status() {
+	load_env
+	local k j phase weft
+	phase=$(awk -F= '$1 == "PHASE" {print $2}' "$STATE/cluster.env")
+	weft=$( ((WEFT)) && echo "weft-cni chained" || echo "no weft-cni")
+	echo "cluster $NAME: $NODES nodes x $PODS pods, $weft, $phase; state $STATE"
+	printf '%-8s %-16s %-14s %-15s %s\n' "" netns address pod-cidr process
+	printf '%-8s %-16s %-14s %-15s agent %s\n' ctl "$(ns_ctl)" "$CTL_IP:$AGENT_PORT" - \
+		"$(proc_state "$STATE/agent/agent.pid" "not running")"
+	for ((k = 1; k <= NODES; k++)); do
+		printf '%-8s %-16s %-14s %-15s weftd %s\n' "node$k" "$(ns_node "$k")" "172.30.0.$k" \
+			"10.244.$k.0/24" "$(proc_state "$STATE/n$k/weftd.pid" "not running")"
+	done
+	echo
+	printf '%-8s %-8s %-20s %-12s %-10s %-12s %s\n' pod node netns ip namespace sa app
+	awk -F'\t' '{ printf "%-8s %-8s %-20s %-12s %-10s %-12s %s\n", $2, $1, $3, $4, $5, $6, $7 }' \
+		"$STATE/pods.tsv"
+	if ((PODS)); then
+		echo
+		printf '%-8s %-14s %s\n' service vip endpoints
+		for ((j = 1; j <= PODS; j++)); do
+			printf '%-8s %-14s %s\n' "svc-p$j" "10.96.0.$j:80" \
+				"$(awk -F'\t' -v a="app-p$j" '$7 == a { printf "%s%s:8080", s, $4; s = " " }' \
+					"$STATE/pods.tsv")"
+		done
+	fi
+}
+
+target_netns() {
+	case $1 in
+	n[0-9]*-p[0-9]*) echo "$NAME-$1" ;;
+	n[0-9]*) echo "$NAME-$1" ;;
+	node[0-9]*) echo "$NAME-n${1#node}" ;;
+	ctl | ul) echo "$NAME-$1" ;;
+	*) return 1 ;;
+	esac
+}
+
+cmd_exec() {
+	local ns
+	[[ $# -ge 1 ]] || die "exec: which pod or node?"
+	ns=$(target_netns "$1") || die "exec: bad target '$1' (nK-pJ, nK, nodeK, ctl or ul)"
+	netns_exists "$ns" || die "exec: no netns $ns (is cluster $NAME up?)"
+	shift
+	[[ ${1:-} == -- ]] && shift
+	[[ $# -ge 1 ]] || die "exec: no command"
+	exec ip netns exec "$ns" "$@"
+}
+
+cmd_ip() {
+	local ip
+	[[ $# -eq 1 ]] || die "ip: which pod?"
+	ip=$(pod_ip "$1")
+	[[ -n $ip ]] || die "ip: no pod $1 in cluster $NAME"
+	echo "$ip"
+}
+
+# start|stop agent|weftd [--node K] [--signal SIG]
+cmd_startstop() {
+	local op=$1 what=${2:-} node="" sig=TERM k rc=0
+	shift 2 || die "$op: agent or weftd?"
+	while (($#)); do
+		case $1 in
+		--node) node=${2:-}; shift 2 ;;
+		--signal) sig=${2:-}; shift 2 ;;
+		*) die "$op: unknown option $1" ;;
+		esac
+	done
+	load_env
+	case $what in
+	agent)
+		if [[ $op == start ]]; then start_agent || rc=1; else stop_pidfiles "$sig" "$STATE/agent/agent.pid"; fi
+		;;
+	weftd)
+		for ((k = 1; k <= NODES; k++)); do
+			[[ -n $node && $node != "$k" && $node != "node$k" && $node != "n$k" ]] && continue
+			if [[ $op == start ]]; then
+				start_weftd "$k" || rc=1
+			else
+				stop_pidfiles "$sig" "$STATE/n$k/weftd.pid"
+			fi
+		done
+		;;
+	*) die "$op: agent or weftd?" ;;
+	esac
+	return $rc
+}
+
+# --- main ------------------------------------------------------------------------
+
+main() {
+	local cmd=${1:-}
+	(($#)) && shift
+	local rest=()
+	while (($#)); do
+		case $1 in
+		--name) NAME=${2:-}; shift 2 || shift ;;
+		--nodes) NODES=${2:-}; shift 2 || shift ;;
+		--pods) PODS=${2:-}; shift 2 || shift ;;
+		--no-weft) WEFT=0; shift ;;
+		--agent) AGENT=1; shift ;;
+		--weftd) WEFTD=1; shift ;;
+		--ttl) TTL=${2:-}; shift 2 || shift ;;
+		--weftd-conf) WEFTD_CONF+=("${2:-}"); shift 2 || shift ;;
+		--no-wait-ready) WAIT_READY=0; shift ;;
+		--keep-on-failure) KEEP=1; shift ;;
+		--) rest+=("$@"); break ;;
+		*) rest+=("$1"); shift ;;
+		esac
+	done
+	[[ -n $cmd ]] || usage
+	[[ -n $NAME ]] || die "--name NAME is required"
+	# Short: NAME-nK-pJ must stay a readable netns name, and NAME is matched
+	# in regular expressions.
+	[[ $NAME =~ ^[a-z][a-z0-9-]{0,23}$ ]] || die "bad --name '$NAME' (a-z, 0-9, '-'; up to 24; starts with a letter)"
+	STATE=$BASE/$NAME
+	case $cmd in
+	up) ((${#rest[@]} == 0)) || die "up: unexpected ${rest[*]}"; cmd_up ;;
+	down) ((EUID == 0)) || die "must run as root"; cmd_down ;;
+	status) cmd_status ;;
+	exec) cmd_exec "${rest[@]}" ;;
+	ip) cmd_ip "${rest[@]}" ;;
+	start | stop) cmd_startstop "$cmd" "${rest[@]}" ;;
+	*) usage ;;
+	esac
+}
+
+main "$@"
