@@ -108,6 +108,7 @@ static void ob_on_tunnel(void *arg, struct h2tun *t, int32_t id, int status, con
 
 	ob->treq = NULL;
 	if (status == 200) {
+		h2tun_stream_set_udata(t, id, ob->relay);	/* tunnel.c routes to it */
 		relay_attach_stream(ob->relay, t, id, tunnels_kick);
 		return;
 	}

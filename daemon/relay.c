@@ -354,7 +354,6 @@ void relay_attach_stream(struct relay *r, struct h2tun *t, int32_t id,
 	s->id = id;
 	s->kick = kick;
 	s->up = 1;
-	h2tun_stream_set_udata(t, id, r);
 	if (r->s[0].gone) {
 		relay_side_end(r, 1, 1);
 		return;

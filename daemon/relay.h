@@ -46,7 +46,8 @@ struct relay *relay_connect(struct loop *l, int fd, const struct sockaddr *sa, s
  * passthrough). 0, or -errno (then the relay is unchanged). */
 int relay_attach_connect(struct relay *r, int fd, const struct sockaddr *sa, socklen_t salen);
 /* Side B as HBONE stream id of t (open: 200 seen / sent). kick(t) is called
- * whenever the session has frames to flush. */
+ * whenever the session has frames to flush. The session's owner keeps the
+ * stream's udata and routes its events to relay_stream_*(). */
 void relay_attach_stream(struct relay *r, struct h2tun *t, int32_t id,
 			 void (*kick)(struct h2tun *t));
 
