@@ -166,7 +166,7 @@ DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-de
              libnftables-dev libjson-c-dev clang libclang-rt-14-dev
 DEB_TEST  := nftables iproute2 containernetworking-plugins openssl procps \
              python3 python3-grpcio python3-protobuf python3-cryptography \
-             python3-yaml protobuf-compiler socat curl
+             python3-yaml protobuf-compiler socat curl python3-h2 tcpdump
 deps:
 	$(Q)tools/deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -186,10 +186,10 @@ fuzz: deps
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)tools/demo.sh up
+	$(Q)/usr/bin/python3 tools/demo.py
 
 demo-down:
-	$(Q)tools/demo.sh down
+	$(Q)/usr/bin/python3 tools/demo.py down
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all

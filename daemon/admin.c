@@ -64,26 +64,6 @@ static void admin_reply(struct conn *c, int status, const char *ctype, const cha
 	conn_close(c, 0, NULL);
 }
 
-static size_t admin_certs_json(struct weftd *d, char *buf, size_t len)
-{
-	size_t o = 0;
-	char one[1024];
-	int n, first = 1;
-
-	n = snprintf(buf, len, "[");
-	o += n;
-	if (d->node_ident) {
-		ident_describe(d->node_ident, one, sizeof(one));
-		n = snprintf(buf + o, o < len ? len - o : 0, "%s", one);
-		o += n > 0 ? (size_t)n : 0;
-		first = 0;
-	}
-	(void)first;
-	n = snprintf(buf + o, o < len ? len - o : 0, "]");
-	o += n > 0 ? (size_t)n : 0;
-	return o < len ? o : len;
-}
-
 static void admin_handle(struct admin_req *q, struct conn *c, const char *method,
 			 const char *path)
 {
@@ -114,7 +94,7 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 	} else if (!strcmp(path, "/workloads")) {
 		n = pods_json(d->pods, body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/certs")) {
-		n = admin_certs_json(d, body, ADMIN_BODY_MAX);
+		n = certs_json(d->certs, body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/stats") || !strcmp(path, "/config_dump")) {
 		n = snprintf(body, ADMIN_BODY_MAX,
 			     "{\"node\":\"%s\",\"node_ip\":\"%s\",\"trust_domain\":\"%s\","

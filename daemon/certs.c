@@ -43,6 +43,7 @@ struct ident {
 	unsigned failures;		/* in a row */
 	unsigned issued;		/* certificates received */
 	char serial[64];
+	char issuer[256];
 	time_t not_before, not_after;
 	int64_t renew_at_ms;		/* wall clock */
 	char last_error[256];
@@ -236,6 +237,7 @@ static int ident_install(struct ident *id, struct x509_key *key, char *const *ch
 	id->not_before = sum->not_before;
 	id->not_after = sum->not_after;
 	snprintf(id->serial, sizeof(id->serial), "%s", sum->serial);
+	snprintf(id->issuer, sizeof(id->issuer), "%s", sum->issuer);
 	/* Half of the lifetime left at issue: the CA back-dates not_before
 	 * for clock skew, which must not pull the renewal forward. */
 	start = (int64_t)sum->not_before * 1000 > now ? (int64_t)sum->not_before * 1000 : now;
@@ -530,4 +532,47 @@ int ident_describe(const struct ident *id, char *buf, size_t len)
 	if (n < 0)
 		return -EINVAL;
 	return (size_t)n < len ? n : -ENOSPC;
+}
+
+static void certs_time(time_t t, char out[32])
+{
+	struct tm tm;
+
+	if (!t) {
+		strcpy(out, "");
+		return;
+	}
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+size_t certs_json(const struct certs *c, char *buf, size_t len)
+{
+	size_t o = 0;
+	int n;
+
+	n = snprintf(buf, len, "[");
+	o += n > 0 ? (size_t)n : 0;
+	for (const struct ident *id = c->idents; id; id = id->next) {
+		char nb[32], na[32], ra[32];
+
+		certs_time(id->not_before, nb);
+		certs_time(id->not_after, na);
+		certs_time((time_t)(id->renew_at_ms / 1000), ra);
+		/* The strings are SPIFFE IDs, hex serials, our own errors and a
+		 * DN made by our CA: no quotes to escape, but be safe anyway. */
+		n = snprintf(buf + o, o < len ? len - o : 0,
+			     "%s{\"identity\":\"%s\",\"state\":\"%s\",\"serial\":\"%s\","
+			     "\"issuer\":\"%s\",\"key\":\"ECDSA P-256\",\"not_before\":\"%s\","
+			     "\"not_after\":\"%s\",\"renew_at\":\"%s\",\"issued\":%u,"
+			     "\"failures\":%u,\"last_error\":\"%s\"}",
+			     id == c->idents ? "" : ",", id->id,
+			     id->ready ? "ready" : id->issued ? "expired" : "pending", id->serial,
+			     strchr(id->issuer, '"') ? "?" : id->issuer, nb, na,
+			     id->renew_at_ms ? ra : "", id->issued, id->failures,
+			     strchr(id->last_error, '"') ? "(see log)" : id->last_error);
+		o += n > 0 ? (size_t)n : 0;
+	}
+	n = snprintf(buf + o, o < len ? len - o : 0, "]");
+	o += n > 0 ? (size_t)n : 0;
+	return o < len ? o : len;
 }

@@ -54,6 +54,8 @@ time_t ident_not_after(const struct ident *id);
  * one keep it (tls contexts are reference-counted). */
 struct tls_ctx *ident_client_ctx(const struct ident *id);
 struct tls_ctx *ident_server_ctx(const struct ident *id);
+/* JSON array of every identity (admin /certs). Bytes written. */
+size_t certs_json(const struct certs *c, char *buf, size_t len);
 /* Readable state for /certs and logs. */
 int ident_describe(const struct ident *id, char *buf, size_t len);
 
