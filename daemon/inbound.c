@@ -49,6 +49,7 @@ struct hconn {
 	struct h2tun *h2;
 	struct loop_task flush;
 	int closed;
+	int refused;			/* refusal already logged with its flag */
 	char peer[64];
 	char peer_id[SPIFFE_ID_MAX];
 };
@@ -99,6 +100,43 @@ static int inbound_parse_hostport(const char *s, struct sockaddr_storage *ss, so
 		}
 	}
 	return -EINVAL;
+}
+
+/*
+ * The client address for logs, from the peer's `forwarded: for="ip:port"`.
+ * The header is the peer's text: accept only an address that parses, and log
+ * our own rendering of it, so a peer cannot put spaces, quotes or made-up
+ * key=value fields into the access log. Anything else falls back to the
+ * tunnel's TCP peer.
+ */
+static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	char tmp[INET6_ADDRSTRLEN + 8], host[INET6_ADDRSTRLEN];
+	socklen_t sl;
+	size_t n;
+
+	snprintf(out, len, "%s", peer);
+	if (!fwd || strncmp(fwd, "for=\"", 5))
+		return;
+	n = strlen(fwd + 5);
+	if (n < 2 || n > sizeof(tmp) || fwd[5 + n - 1] != '"')
+		return;
+	memcpy(tmp, fwd + 5, n - 1);
+	tmp[n - 1] = 0;
+	if (inbound_parse_hostport(tmp, &ss, &sl))
+		return;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(out, len, "%s:%u", host, ntohs(a->sin_port));
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(out, len, "[%s]:%u", host, ntohs(a->sin6_port));
+	}
 }
 
 /* A socket inside the pod's netns, marked so its capture rules let it by. */
@@ -208,7 +246,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	hs->hc = hc;
 	hs->id = id;
 	snprintf(hs->authority, sizeof(hs->authority), "%s", req->authority);
-	snprintf(hs->src, sizeof(hs->src), "%s", req->forwarded ? req->forwarded : hc->peer);
+	inbound_forwarded_src(req->forwarded, hc->peer, hs->src, sizeof(hs->src));
 	fd = inbound_deliver_socket(pod, dst.ss_family);
 	if (fd < 0) {
 		free(hs);
@@ -330,6 +368,7 @@ static void hconn_on_ready(struct conn *c)
 			 "not a workload identity (/ns/<namespace>/sa/<account>)", hc->peer,
 			 hc->peer_id[0] ? hc->peer_id : "(none)");
 		d->stats.failed++;
+		hc->refused = 1;
 		conn_abort(c, -EACCES, "client is not a workload");
 		return;
 	}
@@ -371,11 +410,11 @@ static void hconn_on_close(struct conn *c, int err, const char *why)
 {
 	struct hconn *hc = conn_udata(c);
 
-	if (err && !hc->h2)
+	if (err && !hc->h2 && !hc->refused)
 		log_warn("HBONE connection from %s failed before HTTP/2 [%s]: %s", hc->peer,
 			 why && strstr(why, "SPIFFE") ? "IDENTITY_ERROR" : "TLS_FAILURE",
 			 why ? why : strerror(-err));
-	else if (err)
+	else if (err && hc->h2)
 		log_info("HBONE connection from %s (%s) closed: %s", hc->peer, hc->peer_id,
 			 why ? why : strerror(-err));
 	hc->closed = 1;

@@ -4,6 +4,7 @@
  * traffic and carries it over HBONE tunnels. `-t` checks the config. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -29,11 +30,14 @@
 
 #define WEFTD_DRAIN_MS 5000
 #define WEFTD_SNAPSHOT_FILE "registry.pb"
+#define WEFTD_TRIM_MS 5000
+#define WEFTD_TRIM_FREE (4u << 20)
 
 static struct weftd the_weftd;
 static struct loop_timer drain_timer;
 static uint64_t drain_start_ms;
 static struct loop_timer save_timer;
+static struct loop_timer trim_timer;
 
 int weftd_ready(const struct weftd *d)
 {
@@ -130,6 +134,21 @@ static const struct cnisrv_handler cni_handler = {
 };
 
 /* --- lifecycle ----------------------------------------------------------------- */
+
+/* glibc gives freed heap memory back to the kernel only from the top of the
+ * heap: after a burst (say 500 streams at once, ~20 KiB of buffers each)
+ * RSS would stay at the burst's high-water mark for good. When more than a
+ * few MiB sit free in the heap, hand them back. */
+static void on_trim_timer(struct loop_timer *t)
+{
+	struct weftd *d = &the_weftd;
+	struct mallinfo2 mi = mallinfo2();
+
+	if (mi.fordblks > WEFTD_TRIM_FREE)
+		malloc_trim(0);
+	if (!d->draining)
+		loop_timer_arm(d->loop, t, WEFTD_TRIM_MS);
+}
 
 static void on_drain_timer(struct loop_timer *t)
 {
@@ -258,6 +277,8 @@ int main(int argc, char **argv)
 		log_info("registry version %llu loaded from %s (until the agent answers)",
 			 (unsigned long long)regcache_version(d->reg), path);
 	save_timer.cb = on_save_timer;
+	trim_timer.cb = on_trim_timer;
+	loop_timer_arm(d->loop, &trim_timer, WEFTD_TRIM_MS);
 
 	struct agentc_opts ao = {
 		.addr = d->cfg.agent_address,

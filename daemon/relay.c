@@ -211,13 +211,24 @@ static void relay_conn_on_ready(struct conn *c)
 	/* Bytes the other side held while we were connecting. */
 	if (!r->s[!i].gone && r->s[!i].kind == RELAY_CONN)
 		conn_pause(r->s[!i].conn, 0);
+	/* A FIN that came while we were connecting (relay_conn_on_eof kept
+	 * it): conn tells EOF only after every byte was taken, and none could
+	 * be taken before now, so there is nothing to send ahead of it. */
+	if (r->s[!i].eof_in)
+		relay_shut(r, i);
 }
 
 static size_t relay_conn_on_data(struct conn *c, const uint8_t *p, size_t n)
 {
 	struct relay *r = conn_udata(c);
+	size_t take = relay_push(r, relay_side_of(r, c), p, n);
 
-	return relay_push(r, relay_side_of(r, c), p, n);
+	/* Keep the rest in the conn, and stop reading, until the other side
+	 * can take more (relay_resume, the attach, or its on_ready unpause
+	 * us): nothing buffers beyond one input buffer per side. */
+	if (take < n)
+		conn_pause(c, 1);
+	return take;
 }
 
 static void relay_conn_on_writable(struct conn *c)

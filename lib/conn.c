@@ -102,6 +102,7 @@ struct conn {
 
 	uint8_t *in;			/* recv buffer: plaintext (TCP) or ciphertext (TLS) */
 	size_t in_len;
+	size_t recv_at;			/* offset in `in` the recv in flight fills */
 	uint8_t *pt;			/* TLS plaintext kept for on_data */
 	size_t pt_len;
 
@@ -469,6 +470,11 @@ static void conn_recv_want(struct conn *c)
 		} else {
 			if (c->in_len == CONN_IN_CAP)
 				return;		/* full: wait for conn_pause(c, 0) */
+			/* The kernel fills this offset whenever the data
+			 * comes; conn_pump may shrink in_len meanwhile, so
+			 * conn_on_recv moves the bytes down to where in_len
+			 * is by then. */
+			c->recv_at = c->in_len;
 			buf = c->in + c->in_len;
 			len = CONN_IN_CAP - c->in_len;
 		}
@@ -544,7 +550,12 @@ static void conn_pump(struct conn *c)
 		memmove(buf, buf + n, *len - n);
 		*len -= n;
 	}
-	if ((c->flags & (CONN_F_EOF | CONN_F_EOF_TOLD | CONN_F_PAUSED)) == CONN_F_EOF) {
+	/* FIN comes after the data: tell it only once on_data has taken
+	 * every kept byte, or a consumer that was not ready yet (a relay whose
+	 * other side is still opening) would forward the FIN first and lose
+	 * the bytes. */
+	if ((c->flags & (CONN_F_EOF | CONN_F_EOF_TOLD | CONN_F_PAUSED)) == CONN_F_EOF &&
+	    (c->tls ? c->pt_len : c->in_len) == 0) {
 		conn_eof_tell(c);
 		if (c->state != CONN_OPEN)
 			return;
@@ -630,6 +641,10 @@ static void conn_on_recv(struct loop_op *op, int res, unsigned flags)
 		return;
 	}
 	if (!c->tls) {
+		/* Kept input taken while the recv was in flight: close the
+		 * gap (recv_at >= in_len; memmove tolerates the overlap). */
+		if (c->recv_at != c->in_len)
+			memmove(c->in + c->in_len, c->in + c->recv_at, (size_t)res);
 		c->in_len += (size_t)res;
 		conn_pump(c);
 		return;

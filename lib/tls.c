@@ -312,6 +312,44 @@ out:
 	return ret;
 }
 
+/* wolfSSL maps its chain errors to OpenSSL's X509_V_ERR codes, but 5.5.4's
+ * wolfSSL_X509_verify_cert_error_string names only a few of them: an
+ * expired or a self-signed peer certificate came out as "unknown error
+ * number". Name the ones a peer can cause. */
+static const char *tls_verify_reason(long err)
+{
+	static __thread char unknown[48];
+	const char *s;
+
+	switch (err) {
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+	case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+		return "certificate is not yet valid (notBefore is in the future)";
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+		return "certificate has expired (notAfter is in the past)";
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+		return "self-signed certificate";
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+		return "self-signed certificate in the chain";
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+		return "unable to get local issuer certificate";
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+		return "certificate signature failure";
+	case X509_V_ERR_INVALID_CA:
+		return "invalid CA certificate";
+	case X509_V_ERR_CERT_CHAIN_TOO_LONG:
+	case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+		return "certificate chain too long";
+	}
+	s = wolfSSL_X509_verify_cert_error_string(err);
+	if (s && strcmp(s, "unknown error number"))
+		return s;
+	snprintf(unknown, sizeof(unknown), "X.509 verify error %ld", err);
+	return unknown;
+}
+
 /* wolfSSL calls this for every certificate of the peer's chain (it is built
  * with WOLFSSL_ALWAYS_VERIFY_CB), the leaf last at depth 0. Rejecting here,
  * rather than after the handshake, makes wolfSSL send the peer an alert. */
@@ -325,7 +363,7 @@ static int tls_on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		return 0;
 	if (!preverify) {
 		tls_seterr(t, "peer certificate chain does not verify against the trust bundle: %s",
-			   wolfSSL_X509_verify_cert_error_string(store->error));
+			   tls_verify_reason(store->error));
 		return 0;
 	}
 	if (store->error_depth != 0)

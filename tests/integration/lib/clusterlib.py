@@ -191,3 +191,365 @@ print(out.decode())
 """Echo client: sends argv[3], half-closes, prints everything received."""
 
 
+
+
+# --- HBONE test clients (test_dp_identity.py, test_dp_hostile.py) ------------------
+# A test-side HBONE client: TLS 1.3 + ALPN h2 + HTTP/2 CONNECT (python3-ssl and
+# python3-h2), on a socket created inside a cluster netns, so the test process
+# itself stays in the root netns and sends nothing outside the cluster's.
+import ctypes  # noqa: E402
+import datetime  # noqa: E402
+import socket  # noqa: E402
+import ssl  # noqa: E402
+import tempfile  # noqa: E402
+
+CLONE_NEWNET = 0x40000000
+_libc = None
+
+
+def netns_socket(netns, family=socket.AF_INET, type=socket.SOCK_STREAM):
+    """A socket created inside the named netns; the calling thread switches
+    there for the socket() call only and comes back."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open("/var/run/netns/" + netns, os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, "setns %s: %s" % (netns, os.strerror(e)))
+            try:
+                return socket.socket(family, type)
+            finally:
+                if _libc.setns(home, CLONE_NEWNET) != 0:
+                    # Never carry on in the wrong namespace.
+                    os._exit(3)
+        finally:
+            os.close(target)
+    finally:
+        os.close(home)
+
+
+_AGENT_SVID = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import agentlib, grpc
+_, tokfile, bundle, agent, uri, impersonate, ttl = sys.argv[1:8]
+token = open(tokfile).read().strip()
+key, csr = agentlib.make_csr(uri)
+creds = grpc.ssl_channel_credentials(root_certificates=open(bundle, "rb").read())
+ch = grpc.secure_channel(agent, creds, options=[("grpc.ssl_target_name_override", "weft-agent")])
+req = agentlib.ca_pb2.IstioCertificateRequest(csr=csr.decode(), validity_duration=int(ttl))
+if impersonate == "1":
+    req.metadata.fields["ImpersonatedIdentity"].string_value = uri
+call = ch.unary_unary(agentlib.CREATE,
+                      request_serializer=agentlib.ca_pb2.IstioCertificateRequest.SerializeToString,
+                      response_deserializer=agentlib.ca_pb2.IstioCertificateResponse.FromString)
+chain = call(req, metadata=[("authorization", "Bearer " + token)], timeout=10).cert_chain
+print(json.dumps({"key": agentlib.key_pem(key).decode(),
+                  "chain": "".join(c if c.endswith("\n") else c + "\n" for c in chain)}))
+"""
+
+
+def agent_svid(cluster, k, uri, impersonate=True, ttl=0):
+    """An SVID for uri, asked of the cluster's agent by node k with its bootstrap
+    token (from inside node k's netns), as weftd does: (key_pem, chain_pem)."""
+    p = cluster.run("n%d" % k, [
+        "/usr/bin/python3", "-c", _AGENT_SVID, os.path.dirname(os.path.abspath(__file__)),
+        os.path.join(cluster.dir, "n%d" % k, "token"),
+        os.path.join(cluster.dir, "agent", "ca", "root-cert.pem"), "172.30.0.250:15012",
+        uri, "1" if impersonate else "0", str(ttl)], timeout=30)
+    out = json.loads(p.stdout)
+    return out["key"].encode(), out["chain"].encode()
+
+
+def _crypto():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    return x509, hashes, serialization, ec, ExtendedKeyUsageOID, NameOID
+
+
+def _pem_cert(cert):
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _pem_key(key):
+    from cryptography.hazmat.primitives import serialization
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def make_ca(cn="not-weft test CA"):
+    """A fresh root CA (ECDSA P-256): (key, cert)."""
+    x509, hashes, _, ec, _, NameOID = _crypto()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def load_ca(cluster):
+    """The cluster agent's CA (key, cert) from its state directory."""
+    x509, _, serialization, _, _, _ = _crypto()
+    d = os.path.join(cluster.dir, "agent", "ca")
+    key = serialization.load_pem_private_key(open(os.path.join(d, "ca-key.pem"), "rb").read(),
+                                             None)
+    cert = x509.load_pem_x509_certificate(open(os.path.join(d, "ca-cert.pem"), "rb").read())
+    return key, cert
+
+
+def make_svid(uri, ca=None, not_before=None, not_after=None):
+    """An X.509-SVID (SPIFFE profile: empty subject, one critical URI SAN, cA=false,
+    digitalSignature, serverAuth+clientAuth) for uri, signed by ca=(key, cert) or
+    self-signed when ca is None. Returns (key_pem, chain_pem) (leaf, then the CA)."""
+    x509, hashes, _, ec, EKU, _ = _crypto()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    nb = not_before or now - datetime.timedelta(minutes=5)
+    na = not_after or now + datetime.timedelta(hours=1)
+    b = (x509.CertificateBuilder().subject_name(x509.Name([]))
+         .issuer_name(ca[1].subject if ca else x509.Name([]))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(nb).not_valid_after(na)
+         .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
+                        critical=True)
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
+                                      False), critical=True)
+         .add_extension(x509.ExtendedKeyUsage([EKU.SERVER_AUTH, EKU.CLIENT_AUTH]),
+                        critical=False))
+    cert = b.sign(ca[0] if ca else key, hashes.SHA256())
+    chain = _pem_cert(cert) + (_pem_cert(ca[1]) if ca else b"")
+    return _pem_key(key), chain
+
+
+class HboneError(Exception):
+    pass
+
+
+class HboneClient:
+    """TLS 1.3 (ALPN h2, optional client certificate) to an HBONE listener from a
+    socket in netns, then HTTP/2 CONNECT streams with python3-h2.
+
+    connect() raises ssl.SSLError/OSError when the handshake fails. Responses and
+    stream ends are collected by pump()."""
+
+    def __init__(self, netns, addr=("172.30.0.2", 15008), key_pem=None, chain_pem=None,
+                 bundle=None, timeout=5.0):
+        self.netns = netns
+        self.addr = addr
+        self.key_pem = key_pem
+        self.chain_pem = chain_pem
+        self.bundle = bundle
+        self.timeout = timeout
+        self.sock = None
+        self.tls = None
+        self.h2 = None
+        self.local = None
+        self.closed = None      # why the connection ended, once it has
+        self.streams = {}       # id -> {"status", "data", "ended", "reset"}
+        self.remote_max_streams = None
+
+    def tcp(self):
+        self.sock = netns_socket(self.netns)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.addr)
+        self.local = "%s:%d" % self.sock.getsockname()[:2]
+        return self.sock
+
+    def connect(self):
+        import h2.config
+        import h2.connection
+        import h2.settings
+        if self.sock is None:
+            self.tcp()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.check_hostname = False
+        if self.bundle:
+            ctx.load_verify_locations(cadata=self.bundle.decode())
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        if self.chain_pem:
+            with tempfile.TemporaryDirectory(prefix="weft-hbone-") as d:
+                cf, kf = os.path.join(d, "chain.pem"), os.path.join(d, "key.pem")
+                with open(cf, "wb") as f:
+                    f.write(self.chain_pem)
+                with open(os.open(kf, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+                    f.write(self.key_pem)
+                ctx.load_cert_chain(cf, kf)
+        self.tls = ctx.wrap_socket(self.sock, server_side=False)
+        if self.tls.selected_alpn_protocol() != "h2":
+            raise HboneError("ALPN: server chose %r" % self.tls.selected_alpn_protocol())
+        self.h2 = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+        self.flush()
+        return self
+
+    def peer_cert(self):
+        return self.tls.getpeercert(binary_form=True)
+
+    def flush(self):
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            try:
+                self.tls.sendall(data)
+            except (OSError, ssl.SSLError) as e:
+                self.closed = "send: %s" % e
+
+    def open(self, authority, headers=()):
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)] +
+                             list(headers))
+        self.streams[sid] = {"status": None, "data": b"", "ended": False, "reset": None}
+        self.flush()
+        return sid
+
+    def send(self, sid, data, end=False):
+        self.h2.send_data(sid, data, end_stream=end)
+        self.flush()
+
+    def reset(self, sid, code=8):   # CANCEL
+        self.h2.reset_stream(sid, error_code=code)
+        self.flush()
+
+    def pump(self, until, timeout=None):
+        """Read and handle frames until until() is true or the connection ends or
+        timeout passes. Returns until()."""
+        import h2.events
+        import h2.exceptions
+        import h2.settings
+        deadline = time.time() + (timeout if timeout is not None else self.timeout)
+        while not until() and not self.closed:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            self.tls.settimeout(left)
+            try:
+                data = self.tls.recv(65536)
+            except socket.timeout:
+                break
+            except (OSError, ssl.SSLError) as e:
+                self.closed = "recv: %s" % e
+                break
+            if not data:
+                self.closed = "EOF"
+                break
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError as e:
+                self.closed = "HTTP/2 error: %s" % e
+                break
+            for ev in events:
+                st = self.streams.get(getattr(ev, "stream_id", None))
+                if isinstance(ev, h2.events.ResponseReceived) and st is not None:
+                    st["status"] = int(dict(ev.headers)[":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    if st is not None:
+                        st["data"] += ev.data
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length,
+                                                      ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded) and st is not None:
+                    st["ended"] = True
+                elif isinstance(ev, h2.events.StreamReset) and st is not None:
+                    st["reset"] = ev.error_code
+                elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                    m = ev.changed_settings.get(
+                        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
+                    if m is not None:
+                        self.remote_max_streams = m.new_value
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    self.closed = "GOAWAY (%s)" % ev.error_code
+            self.flush()
+        return until()
+
+    def status(self, sid, timeout=None):
+        st = self.streams[sid]
+        self.pump(lambda: st["status"] is not None or st["reset"] is not None, timeout)
+        return st["status"]
+
+    def roundtrip(self, authority, payload, timeout=None):
+        """CONNECT, send payload and END_STREAM on 200, read to the end of the
+        stream: (status, bytes received)."""
+        sid = self.open(authority)
+        st = self.streams[sid]
+        if self.status(sid, timeout) != 200:
+            return st["status"], st["data"]
+        self.send(sid, payload, end=True)
+        self.pump(lambda: st["ended"] or st["reset"] is not None, timeout)
+        return st["status"], st["data"]
+
+    def close(self):
+        for s in (self.tls, self.sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def rss_kib(pid):
+    """VmRSS of pid in KiB."""
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS for %d" % pid)
+
+
+def weftd_pid(cluster, k):
+    return int(open(os.path.join(cluster.dir, "n%d" % k, "weftd.pid")).read().split()[0])
+
+
+def wait_log(cluster, k, pattern, timeout=5.0, start=0):
+    """Wait until node k's weftd.log (from byte offset start) has a line matching
+    the regex pattern; return the line or None."""
+    rx = re.compile(pattern)
+    deadline = time.time() + timeout
+    while True:
+        log = cluster.weftd_log(k)[start:]
+        for line in log.splitlines():
+            if rx.search(line):
+                return line
+        if time.time() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
+CHAT_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+msg = sys.argv[3].encode()
+c.sendall(msg)
+got = b""
+while len(got) < len(msg):
+    b = c.recv(65536)
+    if not b:
+        break
+    got += b
+c.shutdown(socket.SHUT_WR)
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    got += b
+print(got.decode())
+"""
+"""Interactive client for ECHO_SERVER: sends argv[3], waits for its echo, then
+half-closes and prints everything received ('<msg>|<tag>|<client ip>')."""
