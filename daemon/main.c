@@ -23,6 +23,7 @@
 #include "certs.h"
 #include "cnisrv.h"
 #include "inbound.h"
+#include "outbound.h"
 #include "pods.h"
 #include "regcache.h"
 #include "tunnel.h"
@@ -88,6 +89,7 @@ static void on_watch(void *arg, const uint8_t *msg, size_t len)
 	}
 	log_debug("registry version %llu applied", (unsigned long long)regcache_version(d->reg));
 	pods_registry_changed(d->pods);
+	outbound_identities_changed(d);
 	/* Coalesce bursts of deltas into one write. */
 	if (!save_timer.idx)
 		loop_timer_arm(d->loop, &save_timer, 1000);
@@ -106,6 +108,8 @@ static void on_ident_change(void *arg, struct ident *id, int ready)
 {
 	struct weftd *d = arg;
 
+	if (ready)
+		outbound_identities_changed(d);
 	if (id == d->node_ident && ready)
 		log_info("node identity %s ready (until %ld)", ident_id(id),
 			 (long)ident_not_after(id));

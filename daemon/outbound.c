@@ -39,7 +39,27 @@ struct ob {
 	char src_str[64], orig_str[64], dst_str[64];
 	char dst_workload[128];
 	const char *flag;		/* response_flags word, or NULL */
+	struct ob *wait_next, **wait_pprev;	/* waiting for the source identity */
+	struct loop_timer wait_timer;
 };
+
+/* Connections whose source pod has no certificate yet (a pod talks before
+ * its SVID is issued, or before the registry names its service account):
+ * held until the identity is ready, at most connect_timeout. */
+static struct ob *ob_waiting;
+
+static void ob_route(struct ob *ob);
+
+static void ob_unwait(struct ob *ob)
+{
+	if (!ob->wait_pprev)
+		return;
+	*ob->wait_pprev = ob->wait_next;
+	if (ob->wait_next)
+		ob->wait_next->wait_pprev = ob->wait_pprev;
+	ob->wait_pprev = NULL;
+	loop_timer_disarm(ob->d->loop, &ob->wait_timer);
+}
 
 static void ob_addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
 {
@@ -68,6 +88,7 @@ static void ob_on_done(struct relay *r, const struct relay_stats *st)
 
 	if (ob->treq)
 		tunnels_cancel(ob->treq);
+	ob_unwait(ob);
 	weftd_access_log(d, "outbound", ob->src_str, ob->dst_str,
 			 ob->pod->ident ? ident_id(ob->pod->ident) : "",
 			 ob->dst_workload, st->a_to_b, st->b_to_a, st->end_ms - st->start_ms,
@@ -153,6 +174,47 @@ static void ob_traceparent(char out[56])
 	strcpy(o, "-01");
 }
 
+static void ob_on_wait_timeout(struct loop_timer *t)
+{
+	struct ob *ob = (struct ob *)((char *)t - offsetof(struct ob, wait_timer));
+
+	ob_unwait(ob);
+	ob_fail(ob, "IDENTITY_ERROR", ob->pod->ident ?
+		"the source pod's certificate was not issued in time" :
+		"the source pod's service account is unknown (not in the registry)");
+}
+
+static void ob_wait(struct ob *ob)
+{
+	struct weftd *d = ob->d;
+
+	if (ob->wait_pprev)
+		return;
+	ob->wait_next = ob_waiting;
+	if (ob_waiting)
+		ob_waiting->wait_pprev = &ob->wait_next;
+	ob->wait_pprev = &ob_waiting;
+	ob_waiting = ob;
+	ob->wait_timer.cb = ob_on_wait_timeout;
+	loop_timer_arm(d->loop, &ob->wait_timer, d->cfg.connect_timeout_ms);
+	log_debug("outbound %s -> %s waits for the source pod's certificate", ob->src_str,
+		  ob->orig_str);
+}
+
+void outbound_identities_changed(struct weftd *d)
+{
+	struct ob *ob = ob_waiting, *next;
+
+	(void)d;
+	for (; ob; ob = next) {
+		next = ob->wait_next;
+		if (ob->pod->ident && ident_ready(ob->pod->ident)) {
+			ob_unwait(ob);
+			ob_route(ob);
+		}
+	}
+}
+
 static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 {
 	struct weftd *d = ob->d;
@@ -162,9 +224,7 @@ static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 	struct h2tun_connect_req req;
 
 	if (!ob->pod->ident || !ident_ready(ob->pod->ident)) {
-		ob_fail(ob, "IDENTITY_ERROR", ob->pod->ident ?
-			"the source pod's certificate is not issued yet" :
-			"the source pod's service account is unknown (not in the registry)");
+		ob_wait(ob);
 		return;
 	}
 	if (inet_pton(AF_INET, node->address, &((struct sockaddr_in *)&na)->sin_addr) == 1) {

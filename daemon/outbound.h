@@ -12,5 +12,8 @@ struct pod;
 
 /* fd: the accepted app socket (in the pod's netns); taken. */
 void outbound_accept(struct weftd *d, struct pod *pod, int fd);
+/* An identity became ready or the registry changed: resume connections
+ * that wait for their source pod's certificate. */
+void outbound_identities_changed(struct weftd *d);
 
 #endif
