@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <weft/cfgmap.h>
+
 #define CONFIG_ERR_MAX 512
 #define CONFIG_DNS_MAX 16
 
@@ -18,8 +20,9 @@ struct agent_config {
 	char *registry_file;		/* required */
 	uint32_t ttl_default_s;		/* default 86400 */
 	uint32_t ttl_max_s;		/* default 86400; requests above are capped */
-	char *dns_names[CONFIG_DNS_MAX];/* default weft-agent, weft-agent.weft-system.svc, localhost */
-	size_t n_dns_names;
+	/* At most CONFIG_DNS_MAX; default weft-agent, weft-agent.weft-system.svc,
+	 * localhost */
+	struct cfgmap_strlist dns_names;
 	char *ca_cert_file;		/* optional: given root or intermediate */
 	char *ca_key_file;
 	char *ca_chain_file;

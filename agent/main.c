@@ -62,8 +62,8 @@ static struct tls_ctx *agent_tls_new(struct agent *a, char *err, size_t errlen)
 	snprintf(id, sizeof(id), "spiffe://%s/weft/agent", a->cfg->trust_domain);
 	k = x509_key_generate();
 	if (!k || x509_key_public_der(k, &pub, &publen) ||
-	    ca_sign(a->ca, pub, publen, id, (const char *const *)a->cfg->dns_names,
-		    a->cfg->n_dns_names, AGENT_CERT_TTL_S, &chain, &n) ||
+	    ca_sign(a->ca, pub, publen, id, (const char *const *)a->cfg->dns_names.v,
+		    a->cfg->dns_names.n, AGENT_CERT_TTL_S, &chain, &n) ||
 	    x509_key_to_pem(k, &keypem, &keylen)) {
 		snprintf(err, errlen, "cannot make the agent's serving certificate");
 		goto out;

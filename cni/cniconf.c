@@ -4,7 +4,6 @@
  * error message out; no I/O, no logging, no globals, so it is fuzzed as is. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "cnierr.h"
 #include "cniconf.h"
 
 /* JSON nesting accepted: a prevResult is four levels deep; anything much
@@ -34,20 +34,6 @@ int cniconf_version_supported(const char *version)
 const char *cniconf_versions_json(void)
 {
 	return "[\"0.3.0\",\"0.3.1\",\"0.4.0\",\"1.0.0\"]";
-}
-
-static void cniconf_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void cniconf_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 void cniconf_free(struct cniconf *c)
@@ -78,16 +64,16 @@ static int cniconf_string(struct json_object *obj, const char *key, int required
 	if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
 		if (!required)
 			return 0;
-		cniconf_err(err, errlen, "network config lacks \"%s\"", key);
+		cnierr_set(err, errlen, "network config lacks \"%s\"", key);
 		return -EINVAL;
 	}
 	if (!json_object_is_type(v, json_type_string)) {
-		cniconf_err(err, errlen, "\"%s\" must be a string", key);
+		cnierr_set(err, errlen, "\"%s\" must be a string", key);
 		return -EINVAL;
 	}
 	*dst = strdup(json_object_get_string(v));
 	if (!*dst) {
-		cniconf_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	return 0;
@@ -131,7 +117,7 @@ static int cniconf_ip_add(struct cniconf *c, const char *cidr, char *err, size_t
 			goto bad;
 	}
 	if (c->n_ips == CNICONF_MAX_IPS) {
-		cniconf_err(err, errlen, "prevResult has more than %d addresses", CNICONF_MAX_IPS);
+		cnierr_set(err, errlen, "prevResult has more than %d addresses", CNICONF_MAX_IPS);
 		return -EINVAL;
 	}
 	/* Canonical text, so weftd compares like with like ("::01" -> "::1"). */
@@ -139,14 +125,14 @@ static int cniconf_ip_add(struct cniconf *c, const char *cidr, char *err, size_t
 		goto bad;
 	c->ips[c->n_ips] = strdup(addr);
 	if (!c->ips[c->n_ips]) {
-		cniconf_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	c->n_ips++;
 	return 0;
 bad:
-	cniconf_err(err, errlen, "prevResult.ips[].address \"%.64s\" is not an IP address "
-		    "with an optional prefix length", cidr);
+	cnierr_set(err, errlen, "prevResult.ips[].address \"%.64s\" is not an IP address "
+		   "with an optional prefix length", cidr);
 	return -EINVAL;
 }
 
@@ -157,7 +143,7 @@ static int cniconf_prev_result(struct cniconf *c, struct json_object *prev,
 	const char *s;
 
 	if (!json_object_is_type(prev, json_type_object)) {
-		cniconf_err(err, errlen, "\"prevResult\" must be an object");
+		cnierr_set(err, errlen, "\"prevResult\" must be an object");
 		return -EINVAL;
 	}
 	if (json_object_object_get_ex(prev, "ips", &ips) &&
@@ -165,7 +151,7 @@ static int cniconf_prev_result(struct cniconf *c, struct json_object *prev,
 		size_t n;
 
 		if (!json_object_is_type(ips, json_type_array)) {
-			cniconf_err(err, errlen, "prevResult.ips must be an array");
+			cnierr_set(err, errlen, "prevResult.ips must be an array");
 			return -EINVAL;
 		}
 		n = json_object_array_length(ips);
@@ -176,7 +162,7 @@ static int cniconf_prev_result(struct cniconf *c, struct json_object *prev,
 			if (!json_object_is_type(ip, json_type_object) ||
 			    !json_object_object_get_ex(ip, "address", &a) ||
 			    !json_object_is_type(a, json_type_string)) {
-				cniconf_err(err, errlen, "prevResult.ips[%zu] lacks a string \"address\"", i);
+				cnierr_set(err, errlen, "prevResult.ips[%zu] lacks a string \"address\"", i);
 				return -EINVAL;
 			}
 			ret = cniconf_ip_add(c, json_object_get_string(a), err, errlen);
@@ -190,7 +176,7 @@ static int cniconf_prev_result(struct cniconf *c, struct json_object *prev,
 		v = json_object_new_string(c->cni_version);
 		if (!v || json_object_object_add(prev, "cniVersion", v) < 0) {
 			json_object_put(v);
-			cniconf_err(err, errlen, "out of memory");
+			cnierr_set(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
 	}
@@ -198,7 +184,7 @@ static int cniconf_prev_result(struct cniconf *c, struct json_object *prev,
 					   JSON_C_TO_STRING_NOSLASHESCAPE);
 	c->prev_result = s ? strdup(s) : NULL;
 	if (!c->prev_result) {
-		cniconf_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	return 0;
@@ -209,32 +195,32 @@ static int cniconf_exclude(struct cniconf *c, struct json_object *list, char *er
 	size_t n;
 
 	if (!json_object_is_type(list, json_type_array)) {
-		cniconf_err(err, errlen, "\"exclude_namespaces\" must be an array of strings");
+		cnierr_set(err, errlen, "\"exclude_namespaces\" must be an array of strings");
 		return -EINVAL;
 	}
 	n = json_object_array_length(list);
 	if (n > CNICONF_MAX_EXCLUDE) {
-		cniconf_err(err, errlen, "\"exclude_namespaces\" has more than %d entries",
-			    CNICONF_MAX_EXCLUDE);
+		cnierr_set(err, errlen, "\"exclude_namespaces\" has more than %d entries",
+			   CNICONF_MAX_EXCLUDE);
 		return -EINVAL;
 	}
 	if (!n)
 		return 0;
 	c->exclude_ns = calloc(n, sizeof(*c->exclude_ns));
 	if (!c->exclude_ns) {
-		cniconf_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *v = json_object_array_get_idx(list, i);
 
 		if (!json_object_is_type(v, json_type_string)) {
-			cniconf_err(err, errlen, "\"exclude_namespaces\"[%zu] must be a string", i);
+			cnierr_set(err, errlen, "\"exclude_namespaces\"[%zu] must be a string", i);
 			return -EINVAL;
 		}
 		c->exclude_ns[i] = strdup(json_object_get_string(v));
 		if (!c->exclude_ns[i]) {
-			cniconf_err(err, errlen, "out of memory");
+			cnierr_set(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
 		c->n_exclude_ns++;
@@ -252,17 +238,17 @@ struct cniconf *cniconf_parse(const char *json, size_t len, int *errc,
 
 	*errc = CNICONF_EDECODE;
 	if (len == 0 || memchr(json, '\0', len)) {
-		cniconf_err(err, errlen, len ? "network config contains a NUL byte"
-					     : "network config on stdin is empty");
+		cnierr_set(err, errlen, len ? "network config contains a NUL byte"
+					    : "network config on stdin is empty");
 		return NULL;
 	}
 	if (len > (size_t)INT32_MAX) {
-		cniconf_err(err, errlen, "network config is too large");
+		cnierr_set(err, errlen, "network config is too large");
 		return NULL;
 	}
 	tok = json_tokener_new_ex(CNICONF_MAX_DEPTH);
 	if (!tok) {
-		cniconf_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
@@ -270,17 +256,17 @@ struct cniconf *cniconf_parse(const char *json, size_t len, int *errc,
 	if (!root) {
 		enum json_tokener_error je = json_tokener_get_error(tok);
 
-		cniconf_err(err, errlen, "network config is not valid JSON: %s at offset %zu",
-			    je == json_tokener_continue ? "unexpected end of input"
+		cnierr_set(err, errlen, "network config is not valid JSON: %s at offset %zu",
+			   je == json_tokener_continue ? "unexpected end of input"
 							: json_tokener_error_desc(je),
-			    json_tokener_get_parse_end(tok));
+			   json_tokener_get_parse_end(tok));
 		json_tokener_free(tok);
 		return NULL;
 	}
 	/* Trailing bytes after the object: only whitespace may follow. */
 	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
 		if (json[i] != ' ' && json[i] != '\t' && json[i] != '\n' && json[i] != '\r') {
-			cniconf_err(err, errlen, "network config has trailing data at offset %zu", i);
+			cnierr_set(err, errlen, "network config has trailing data at offset %zu", i);
 			json_tokener_free(tok);
 			json_object_put(root);
 			return NULL;
@@ -288,14 +274,14 @@ struct cniconf *cniconf_parse(const char *json, size_t len, int *errc,
 	}
 	json_tokener_free(tok);
 	if (!json_object_is_type(root, json_type_object)) {
-		cniconf_err(err, errlen, "network config must be a JSON object");
+		cnierr_set(err, errlen, "network config must be a JSON object");
 		goto fail_root;
 	}
 
 	*errc = CNICONF_EINVALID;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		cniconf_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		goto fail_root;
 	}
 	if (cniconf_string(root, "cniVersion", 1, &c->cni_version, err, errlen) < 0 ||
@@ -306,21 +292,21 @@ struct cniconf *cniconf_parse(const char *json, size_t len, int *errc,
 		goto fail_conf;
 	if (!cniconf_version_supported(c->cni_version)) {
 		*errc = CNICONF_EVERSION;
-		cniconf_err(err, errlen, "cniVersion \"%.32s\" is not supported (supported: %s)",
-			    c->cni_version, cniconf_versions_json());
+		cnierr_set(err, errlen, "cniVersion \"%.32s\" is not supported (supported: %s)",
+			   c->cni_version, cniconf_versions_json());
 		goto fail_conf;
 	}
 	if (!c->socket) {
 		c->socket = strdup(CNICONF_SOCKET_DEFAULT);
 		if (!c->socket) {
-			cniconf_err(err, errlen, "out of memory");
+			cnierr_set(err, errlen, "out of memory");
 			goto fail_conf;
 		}
 	}
 	/* sun_path holds 107 characters and a NUL. */
 	if (c->socket[0] != '/' || strlen(c->socket) > 107) {
-		cniconf_err(err, errlen, "\"socket\" must be an absolute path of at most 107 "
-			    "characters");
+		cnierr_set(err, errlen, "\"socket\" must be an absolute path of at most 107 "
+			   "characters");
 		goto fail_conf;
 	}
 	if (c->log_file && c->log_file[0] == '\0') {
@@ -397,8 +383,8 @@ int cniconf_args_parse(const char *s, struct cniconf_args *a, char *err, size_t 
 
 			eq = memchr(s, '=', plen);
 			if (!eq || eq == s) {
-				cniconf_err(err, errlen, "CNI_ARGS: \"%.*s\" is not KEY=VALUE",
-					    (int)(plen > 64 ? 64 : plen), s);
+				cnierr_set(err, errlen, "CNI_ARGS: \"%.*s\" is not KEY=VALUE",
+					   (int)(plen > 64 ? 64 : plen), s);
 				return -EINVAL;
 			}
 			klen = (size_t)(eq - s);
@@ -409,8 +395,8 @@ int cniconf_args_parse(const char *s, struct cniconf_args *a, char *err, size_t 
 				if (strlen(keys[i].key) != klen || memcmp(keys[i].key, s, klen))
 					continue;
 				if (vlen >= keys[i].size || !cniconf_value_ok(eq + 1, vlen)) {
-					cniconf_err(err, errlen, "CNI_ARGS: %s is too long or has "
-						    "characters outside [A-Za-z0-9._-]", keys[i].key);
+					cnierr_set(err, errlen, "CNI_ARGS: %s is too long or has "
+						   "characters outside [A-Za-z0-9._-]", keys[i].key);
 					return -EINVAL;
 				}
 				memcpy(dst, eq + 1, vlen);

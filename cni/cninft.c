@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include <nftables/libnftables.h>
 
+#include "cnierr.h"
 #include "cninft.h"
 
 #define CNINFT_STR2(x) #x
@@ -51,27 +51,13 @@ const char *cninft_ruleset(void)
 	return cninft_rules;
 }
 
-static void cninft_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void cninft_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* nft's error text is several lines (message, the command, a caret); keep
  * the first, which says what went wrong. */
 static void cninft_err_nft(char *err, size_t errlen, const char *what, const char *nfterr)
 {
 	size_t n = nfterr ? strcspn(nfterr, "\n") : 0;
 
-	cninft_err(err, errlen, "nftables: %s: %.*s", what, (int)(n > 200 ? 200 : n),
+	cnierr_set(err, errlen, "nftables: %s: %.*s", what, (int)(n > 200 ? 200 : n),
 		   n ? nfterr : "failed");
 }
 
@@ -91,11 +77,11 @@ static int cninft_run(enum cninft_op op, char *err, size_t errlen)
 
 	nft = nft_ctx_new(NFT_CTX_DEFAULT);
 	if (!nft) {
-		cninft_err(err, errlen, "nftables: cannot create a context");
+		cnierr_set(err, errlen, "nftables: cannot create a context");
 		return -ENOMEM;
 	}
 	if (nft_ctx_buffer_error(nft) < 0 || nft_ctx_buffer_output(nft) < 0) {
-		cninft_err(err, errlen, "nftables: cannot buffer output");
+		cnierr_set(err, errlen, "nftables: cannot buffer output");
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -120,14 +106,14 @@ static int cninft_run(enum cninft_op op, char *err, size_t errlen)
 		break;
 	case CNINFT_CHECK:
 		if (nft_run_cmd_from_buffer(nft, "list table inet weft") != 0) {
-			cninft_err(err, errlen, "the capture rules (table inet weft) are missing");
+			cnierr_set(err, errlen, "the capture rules (table inet weft) are missing");
 			ret = -ENODATA;
 			break;
 		}
 		out = nft_ctx_get_output_buffer(nft);
 		if (!out || !strstr(out, "redirect to :" CNINFT_STR(CNINFT_PORT_OUT)) ||
 		    !strstr(out, "redirect to :" CNINFT_STR(CNINFT_PORT_IN))) {
-			cninft_err(err, errlen, "table inet weft lacks the redirects to :%d/:%d",
+			cnierr_set(err, errlen, "table inet weft lacks the redirects to :%d/:%d",
 				   CNINFT_PORT_OUT, CNINFT_PORT_IN);
 			ret = -ENODATA;
 		}
@@ -147,25 +133,25 @@ static int cninft_in_netns(const char *netns_path, enum cninft_op op, char *err,
 	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (self < 0) {
 		ret = -errno;
-		cninft_err(err, errlen, "cannot open our own netns: %s", strerror(-ret));
+		cnierr_set(err, errlen, "cannot open our own netns: %s", strerror(-ret));
 		return ret;
 	}
 	target = open(netns_path, O_RDONLY | O_CLOEXEC);
 	if (target < 0) {
 		ret = -errno;
-		cninft_err(err, errlen, "cannot open netns %s: %s", netns_path, strerror(-ret));
+		cnierr_set(err, errlen, "cannot open netns %s: %s", netns_path, strerror(-ret));
 		goto fail_target;
 	}
 	if (setns(target, CLONE_NEWNET) < 0) {
 		ret = -errno;
-		cninft_err(err, errlen, "cannot enter netns %s: %s", netns_path, strerror(-ret));
+		cnierr_set(err, errlen, "cannot enter netns %s: %s", netns_path, strerror(-ret));
 		goto fail_setns;
 	}
 	ret = cninft_run(op, err, errlen);
 	if (setns(self, CLONE_NEWNET) < 0) {
 		int e = errno;
 
-		cninft_err(err, errlen, "cannot return from netns %s: %s", netns_path, strerror(e));
+		cnierr_set(err, errlen, "cannot return from netns %s: %s", netns_path, strerror(e));
 		ret = -e;
 	}
 fail_setns:

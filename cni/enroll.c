@@ -4,7 +4,6 @@
  * exchange, the netns fd as SCM_RIGHTS. */
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,21 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cnierr.h"
 #include "enroll.h"
-
-static void enroll_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void enroll_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static long long enroll_now_ms(void)
 {
@@ -125,25 +111,25 @@ int enroll_request(const char *path, const Weft__Cni__V1__WorkloadRequest *req, 
 	int fd, ret;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		enroll_err(err, errlen, "weftd is not reachable at %s: path too long", path);
+		cnierr_set(err, errlen, "weftd is not reachable at %s: path too long", path);
 		return -ENAMETOOLONG;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	len = weft__cni__v1__workload_request__get_packed_size(req);
 	if (len > ENROLL_MSG_MAX) {
-		enroll_err(err, errlen, "request to weftd too large (%zu bytes)", len);
+		cnierr_set(err, errlen, "request to weftd too large (%zu bytes)", len);
 		return -EMSGSIZE;
 	}
 	buf = malloc(ENROLL_MSG_MAX);
 	if (!buf) {
-		enroll_err(err, errlen, "out of memory");
+		cnierr_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
-		enroll_err(err, errlen, "weftd is not reachable at %s: socket: %s", path,
+		cnierr_set(err, errlen, "weftd is not reachable at %s: socket: %s", path,
 			   strerror(-ret));
 		goto fail_socket;
 	}
@@ -152,25 +138,25 @@ int enroll_request(const char *path, const Weft__Cni__V1__WorkloadRequest *req, 
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		ret = -errno;
-		enroll_err(err, errlen, "weftd is not reachable at %s: %s", path, strerror(-ret));
+		cnierr_set(err, errlen, "weftd is not reachable at %s: %s", path, strerror(-ret));
 		goto fail_io;
 	}
 
 	n = enroll_recv(fd, buf, ENROLL_MSG_MAX, deadline);
 	if (n <= 0) {
 		ret = n == 0 ? -ECONNRESET : (int)n;
-		enroll_err(err, errlen, "weftd is not reachable at %s: %s (waiting for its Hello)",
+		cnierr_set(err, errlen, "weftd is not reachable at %s: %s (waiting for its Hello)",
 			   path, n == 0 ? "connection closed" : strerror(-ret));
 		goto fail_io;
 	}
 	resp = enroll_unpack(buf, (size_t)n, WEFT__CNI__V1__WORKLOAD_RESPONSE__PAYLOAD_HELLO);
 	if (!resp) {
 		ret = -EPROTO;
-		enroll_err(err, errlen, "weftd at %s: the first message is not a Hello", path);
+		cnierr_set(err, errlen, "weftd at %s: the first message is not a Hello", path);
 		goto fail_io;
 	}
 	if (!resp->hello || resp->hello->version != ENROLL_VERSION) {
-		enroll_err(err, errlen, "weftd at %s speaks enrollment version %u, we speak %u",
+		cnierr_set(err, errlen, "weftd at %s speaks enrollment version %u, we speak %u",
 			   path, resp->hello ? resp->hello->version : 0, ENROLL_VERSION);
 		weft__cni__v1__workload_response__free_unpacked(resp, NULL);
 		ret = -EPROTO;
@@ -198,7 +184,7 @@ int enroll_request(const char *path, const Weft__Cni__V1__WorkloadRequest *req, 
 	}
 	if (sendmsg(fd, &msg, MSG_NOSIGNAL) < 0) {
 		ret = -errno;
-		enroll_err(err, errlen, "weftd is not reachable at %s: send: %s", path,
+		cnierr_set(err, errlen, "weftd is not reachable at %s: send: %s", path,
 			   strerror(-ret));
 		goto fail_io;
 	}
@@ -206,7 +192,7 @@ int enroll_request(const char *path, const Weft__Cni__V1__WorkloadRequest *req, 
 	n = enroll_recv(fd, buf, ENROLL_MSG_MAX, deadline);
 	if (n <= 0) {
 		ret = n == 0 ? -ECONNRESET : (int)n;
-		enroll_err(err, errlen, "weftd is not reachable at %s: %s (waiting for its Ack)",
+		cnierr_set(err, errlen, "weftd is not reachable at %s: %s (waiting for its Ack)",
 			   path, n == 0 ? "connection closed" : strerror(-ret));
 		goto fail_io;
 	}
@@ -215,13 +201,13 @@ int enroll_request(const char *path, const Weft__Cni__V1__WorkloadRequest *req, 
 		if (resp)
 			weft__cni__v1__workload_response__free_unpacked(resp, NULL);
 		ret = -EPROTO;
-		enroll_err(err, errlen, "weftd at %s: the answer is not an Ack", path);
+		cnierr_set(err, errlen, "weftd at %s: the answer is not an Ack", path);
 		goto fail_io;
 	}
 	ret = 0;
 	if (resp->ack->error && resp->ack->error[0]) {
 		ret = -EREMOTEIO;
-		enroll_err(err, errlen, "weftd refused the request: %.400s", resp->ack->error);
+		cnierr_set(err, errlen, "weftd refused the request: %.400s", resp->ack->error);
 	}
 	weft__cni__v1__workload_response__free_unpacked(resp, NULL);
 

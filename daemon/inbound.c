@@ -24,6 +24,7 @@
 #include <weft/spiffe.h>
 #include <weft/tls.h>
 
+#include "authz.h"
 #include "certs.h"
 #include "inbound.h"
 #include "pods.h"
@@ -65,6 +66,7 @@ struct hstream {
 	char authority[64];
 	char src[96];
 	const char *flag;
+	struct authz_conn az;
 };
 
 /* --- shared helpers ---------------------------------------------------------- */
@@ -109,7 +111,8 @@ static int inbound_parse_hostport(const char *s, struct sockaddr_storage *ss, so
  * key=value fields into the access log. Anything else falls back to the
  * tunnel's TCP peer.
  */
-static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, size_t len)
+static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, size_t len,
+				  struct sockaddr_storage *src)
 {
 	struct sockaddr_storage ss;
 	char tmp[INET6_ADDRSTRLEN + 8], host[INET6_ADDRSTRLEN];
@@ -117,6 +120,7 @@ static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, 
 	size_t n;
 
 	snprintf(out, len, "%s", peer);
+	inbound_parse_hostport(peer, src, &sl);
 	if (!fwd || strncmp(fwd, "for=\"", 5))
 		return;
 	n = strlen(fwd + 5);
@@ -126,6 +130,7 @@ static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, 
 	tmp[n - 1] = 0;
 	if (inbound_parse_hostport(tmp, &ss, &sl))
 		return;
+	*src = ss;
 	if (ss.ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
 
@@ -193,6 +198,7 @@ static void hs_on_done(struct relay *r, const struct relay_stats *st)
 	struct hstream *hs = relay_udata(r);
 	struct weftd *d = hs->hc->in->d;
 
+	authz_forget(&hs->az);
 	weftd_access_log(d, "inbound", hs->src, hs->authority, hs->hc->peer_id,
 			 hs->pod ? hs->pod->uid : "", st->b_to_a, st->a_to_b,
 			 st->end_ms - st->start_ms, hs->flag, st->why);
@@ -216,6 +222,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	struct hstream *hs;
 	socklen_t len;
 	struct pod *pod;
+	char why[300];
 	int fd;
 
 	d->stats.inbound++;
@@ -246,7 +253,21 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	hs->hc = hc;
 	hs->id = id;
 	snprintf(hs->authority, sizeof(hs->authority), "%s", req->authority);
-	inbound_forwarded_src(req->forwarded, hc->peer, hs->src, sizeof(hs->src));
+	inbound_forwarded_src(req->forwarded, hc->peer, hs->src, sizeof(hs->src), &hs->az.src);
+	snprintf(hs->az.dst_uid, sizeof(hs->az.dst_uid), "%s", pod->uid);
+	snprintf(hs->az.principal, sizeof(hs->az.principal), "%s", hc->peer_id);
+	hs->az.dst_port = ntohs(dst.ss_family == AF_INET ? ((struct sockaddr_in *)&dst)->sin_port
+				: ((struct sockaddr_in6 *)&dst)->sin6_port);
+	hs->az.direction = "inbound";
+	if (authz_check(d, &hs->az, why, sizeof(why))) {
+		log_warn("inbound CONNECT %s from %s (%s) denied [DENY]: %s; answering 401",
+			 req->authority, hs->src, hc->peer_id, why);
+		weftd_access_log(d, "inbound", hs->src, hs->authority, hc->peer_id, pod->uid,
+				 0, 0, 0, "DENY", why);
+		free(hs);
+		h2tun_respond(t, id, 401);
+		return;
+	}
 	fd = inbound_deliver_socket(pod, dst.ss_family);
 	if (fd < 0) {
 		free(hs);
@@ -262,6 +283,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	hs->pod = pod;
 	pod->conns++;
 	d->live++;
+	authz_track(&hs->az, hs->relay);
 	h2tun_stream_set_udata(t, id, hs);
 }
 
@@ -546,6 +568,7 @@ struct plain {
 	struct pod *pod;
 	char src[64], dst[64];
 	const char *flag;
+	struct authz_conn az;
 };
 
 static void plain_on_connect_failed(struct relay *r, int side, int err, const char *why)
@@ -562,6 +585,7 @@ static void plain_on_done(struct relay *r, const struct relay_stats *st)
 {
 	struct plain *pl = relay_udata(r);
 
+	authz_forget(&pl->az);
 	weftd_access_log(pl->d, "inbound-plaintext", pl->src, pl->dst, "", pl->pod->uid,
 			 st->a_to_b, st->b_to_a, st->end_ms - st->start_ms, pl->flag, st->why);
 	pl->d->live--;
@@ -580,6 +604,7 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	socklen_t len = sizeof(struct sockaddr_in), slen = sizeof(src);
 	struct plain *pl;
 	struct relay *r;
+	char why[300];
 	int dfd;
 
 	d->stats.inbound_plain++;
@@ -608,6 +633,18 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	pod->conns++;
 	d->live++;
+	/* No identity: only policies without principals/namespaces can allow. */
+	pl->az.src = src;
+	pl->az.dst_port = ntohs(((struct sockaddr_in *)&orig)->sin_port);
+	pl->az.direction = "inbound-plaintext";
+	snprintf(pl->az.dst_uid, sizeof(pl->az.dst_uid), "%s", pod->uid);
+	if (authz_check(d, &pl->az, why, sizeof(why))) {
+		log_warn("inbound plaintext %s -> %s denied [DENY]: %s", pl->src, pl->dst, why);
+		pl->flag = "DENY";
+		relay_reset(r, why);
+		return;
+	}
+	authz_track(&pl->az, r);
 	dfd = inbound_deliver_socket(pod, AF_INET);
 	if (dfd < 0 || relay_attach_connect(r, dfd, (struct sockaddr *)&orig, len)) {
 		pl->flag = "CONNECT";

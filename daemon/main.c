@@ -20,6 +20,7 @@
 
 #include "admin.h"
 #include "agentc.h"
+#include "authz.h"
 #include "certs.h"
 #include "cnisrv.h"
 #include "inbound.h"
@@ -90,6 +91,7 @@ static void on_watch(void *arg, const uint8_t *msg, size_t len)
 	log_debug("registry version %llu applied", (unsigned long long)regcache_version(d->reg));
 	pods_registry_changed(d->pods);
 	outbound_identities_changed(d);
+	authz_recheck(d);
 	/* Coalesce bursts of deltas into one write. */
 	if (!save_timer.idx)
 		loop_timer_arm(d->loop, &save_timer, 1000);

@@ -15,6 +15,7 @@
 #include <weft/netns.h>
 #include <weft/registry.h>
 
+#include "authz.h"
 #include "certs.h"
 #include "outbound.h"
 #include "pods.h"
@@ -41,6 +42,7 @@ struct ob {
 	const char *flag;		/* response_flags word, or NULL */
 	struct ob *wait_next, **wait_pprev;	/* waiting for the source identity */
 	struct loop_timer wait_timer;
+	struct authz_conn az;			/* same-node delivery: policy here */
 };
 
 /* Connections whose source pod has no certificate yet (a pod talks before
@@ -89,6 +91,7 @@ static void ob_on_done(struct relay *r, const struct relay_stats *st)
 	if (ob->treq)
 		tunnels_cancel(ob->treq);
 	ob_unwait(ob);
+	authz_forget(&ob->az);
 	weftd_access_log(d, "outbound", ob->src_str, ob->dst_str,
 			 ob->pod->ident ? ident_id(ob->pod->ident) : "",
 			 ob->dst_workload, st->a_to_b, st->b_to_a, st->end_ms - st->start_ms,
@@ -302,8 +305,24 @@ static void ob_route(struct ob *ob)
 	snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
 	if (!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path) {
 		struct pod *dst = pods_by_ip(d->pods, (struct sockaddr *)&ob->dst);
+		char why[300];
+
 		ob->route = OB_SAME_NODE;
 		d->stats.same_node++;
+		/* Both ends are ours: the destination's policy applies here. */
+		ob->az.src = ob->src;
+		ob->az.dst_port = ntohs(ob->dst.ss_family == AF_INET ?
+					((struct sockaddr_in *)&ob->dst)->sin_port :
+					((struct sockaddr_in6 *)&ob->dst)->sin6_port);
+		ob->az.direction = "same-node";
+		snprintf(ob->az.dst_uid, sizeof(ob->az.dst_uid), "%s", w->uid);
+		snprintf(ob->az.principal, sizeof(ob->az.principal), "%s",
+			 ob->pod->ident ? ident_id(ob->pod->ident) : "");
+		if (authz_check(d, &ob->az, why, sizeof(why))) {
+			ob_fail(ob, "DENY", why);
+			return;
+		}
+		authz_track(&ob->az, ob->relay);
 		/* Into the destination's namespace when it is enrolled here;
 		 * else out of the source's, like any local traffic. */
 		ob_connect_direct(ob, dst ? dst->netns_fd : ob->pod->netns_fd);

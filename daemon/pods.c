@@ -35,7 +35,6 @@ struct pods {
 	unsigned n;
 };
 
-static void pods_on_accept(struct loop_op *op, int res, unsigned flags);
 
 struct pods *pods_new(struct weftd *d)
 {
@@ -177,18 +176,14 @@ void pods_conn_done(struct pod *pod)
 		pods_release(pod);
 }
 
-static void pods_on_accept(struct loop_op *op, int res, unsigned flags)
+/* An accept completed on one of the pod's listeners (out: 15001). */
+static void pods_accepted(struct pod *pod, struct loop_op *op, int fd, int res, unsigned flags,
+			  int out)
 {
-	struct pod *pod;
-
-	/* Which listener: both ops share this callback. */
-	pod = (struct pod *)((char *)op - offsetof(struct pod, out_op));
-	if (op != &pod->out_op)
-		pod = (struct pod *)((char *)op - offsetof(struct pod, in_op));
 	if (!(flags & IORING_CQE_F_MORE)) {
 		pod->nops--;
 		if (!pod->gone && res != -ECANCELED)
-			pods_arm(pod, op, op == &pod->out_op ? pod->out_fd : pod->in_fd);
+			pods_arm(pod, op, fd);
 	}
 	if (res < 0) {
 		if (res != -ECANCELED)
@@ -202,10 +197,24 @@ static void pods_on_accept(struct loop_op *op, int res, unsigned flags)
 		pods_release(pod);
 		return;
 	}
-	if (op == &pod->out_op)
+	if (out)
 		outbound_accept(pod->pods->d, pod, res);
 	else
 		inbound_plain_accept(pod->pods->d, pod, res);
+}
+
+static void pods_on_accept_out(struct loop_op *op, int res, unsigned flags)
+{
+	struct pod *pod = (struct pod *)((char *)op - offsetof(struct pod, out_op));
+
+	pods_accepted(pod, op, pod->out_fd, res, flags, 1);
+}
+
+static void pods_on_accept_in(struct loop_op *op, int res, unsigned flags)
+{
+	struct pod *pod = (struct pod *)((char *)op - offsetof(struct pod, in_op));
+
+	pods_accepted(pod, op, pod->in_fd, res, flags, 0);
 }
 
 static void pods_state_path(const struct pods *p, const char *uid, char *out, size_t len)
@@ -266,8 +275,8 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 	pod->pods = p;
 	pod->netns_fd = netns_fd;
 	pod->out_fd = pod->in_fd = -1;
-	pod->out_op.cb = pods_on_accept;
-	pod->in_op.cb = pods_on_accept;
+	pod->out_op.cb = pods_on_accept_out;
+	pod->in_op.cb = pods_on_accept_in;
 	snprintf(pod->uid, sizeof(pod->uid), "%s", add->uid);
 	snprintf(pod->name, sizeof(pod->name), "%s", add->name ? add->name : "");
 	snprintf(pod->ns, sizeof(pod->ns), "%s", add->namespace_);

@@ -16,8 +16,8 @@
 static const char *const mode_names[] = { "node", "gateway", "sidecar", NULL };
 static const char *const unknown_names[] = { "passthrough", "deny", NULL };
 
-#define F(k, t, field) { k, t, offsetof(struct settings, field), 0, 0, NULL }
-#define U(k, field, lo, hi) { k, CFGMAP_UINT, offsetof(struct settings, field), lo, hi, NULL }
+#define F(k, t, field) { k, t, offsetof(struct settings, field), 0, 0, NULL, NULL }
+#define U(k, field, lo, hi) { k, CFGMAP_UINT, offsetof(struct settings, field), lo, hi, NULL, NULL }
 static const struct cfgmap_field settings_fields[] = {
 	F("node_name", CFGMAP_STR, node_name),
 	F("node_ip", CFGMAP_STR, node_ip),
@@ -29,9 +29,9 @@ static const struct cfgmap_field settings_fields[] = {
 	F("token_file", CFGMAP_PATH, token_file),
 	F("cni_socket", CFGMAP_PATH, cni_socket),
 	F("state_dir", CFGMAP_PATH, state_dir),
-	{ "mode", CFGMAP_ENUM, offsetof(struct settings, mode), 0, 0, mode_names },
+	{ "mode", CFGMAP_ENUM, offsetof(struct settings, mode), 0, 0, mode_names, NULL },
 	{ "unknown_destination", CFGMAP_ENUM, offsetof(struct settings, unknown_destination),
-	  0, 0, unknown_names },
+	  0, 0, unknown_names, NULL },
 	F("same_node_fast_path", CFGMAP_BOOL, same_node_fast_path),
 	U("hbone_port", hbone_port, 1, 65535),
 	U("outbound_port", outbound_port, 1, 65535),

@@ -1,75 +1,100 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Table-driven flat YAML settings, on libyaml's document API. */
+/* Table-driven flat YAML settings. The document is loaded and its keys are
+ * matched by yamldoc (bounds, file:line errors, unknown and repeated keys);
+ * this file only turns each value into its typed field. */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include <weft/cfgmap.h>
 #include <weft/file.h>
+#include <weft/yamldoc.h>
 
 #define CFGMAP_LIST_MAX 64
-
-struct cfgmap_ctx {
-	yaml_document_t *doc;
-	const char *name;
-	const char *base_dir;
-	char *err;
-	size_t errlen;
-};
-
-static int cfgmap_fail(struct cfgmap_ctx *p, const yaml_node_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int cfgmap_fail(struct cfgmap_ctx *p, const yaml_node_t *n, const char *fmt, ...)
-{
-	va_list ap;
-	int o;
-
-	o = snprintf(p->err, p->errlen, "%s:%zu: ", p->name, n ? n->start_mark.line + 1 : 1);
-	if (o < 0 || (size_t)o >= p->errlen)
-		return -EINVAL;
-	va_start(ap, fmt);
-	vsnprintf(p->err + o, p->errlen - o, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+/* A flat mapping with short lists: these only stop a hostile file early. */
+#define CFGMAP_NODES_MAX 4096
+#define CFGMAP_DEPTH_MAX 8
 
 static const char *scalar(const yaml_node_t *v)
 {
 	return v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : NULL;
 }
 
-/* "<digits><unit>" with units and their multipliers; no unit = unit 0. */
-static int cfgmap_number(struct cfgmap_ctx *p, const char *key, const yaml_node_t *v,
+static int cfgmap_check(struct yamldoc *d, const struct cfgmap_field *f, const yaml_node_t *v,
+			const char *s)
+{
+	const char *why = f->check ? f->check(s) : NULL;
+
+	return why ? yamldoc_fail(d, v, "%s: \"%s\" %s", f->key, s, why) : 0;
+}
+
+/* "<digits><unit>" with units and their multipliers; no unit = unit 0.
+ * The range [f->min, f->max] applies when f->max is set. */
+static int cfgmap_number(struct yamldoc *d, const struct cfgmap_field *f, const yaml_node_t *v,
 			 const char *const *units, const uint32_t *mul, uint32_t *out)
 {
 	const char *s = scalar(v);
 	unsigned long long n;
 	char *end;
 
-	if (!s || !*s || *s == '-')
-		return cfgmap_fail(p, v, "%s: expected a duration", key);
+	if (!s || !*s)
+		return yamldoc_fail(d, v, "%s: expected a duration", f->key);
 	errno = 0;
 	n = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return cfgmap_fail(p, v, "%s: \"%s\" is not a duration", key, s);
+	if (errno || end == s || *s < '0' || *s > '9')
+		return yamldoc_fail(d, v, "%s: \"%s\" is not a duration", f->key, s);
 	for (size_t i = 0; units[i]; i++) {
-		if (!strcmp(end, units[i])) {
-			if (n > UINT32_MAX / mul[i])
-				return cfgmap_fail(p, v, "%s: %s is out of range", key, s);
-			*out = (uint32_t)(n * mul[i]);
-			return 0;
-		}
+		if (strcmp(end, units[i]))
+			continue;
+		if (n > UINT32_MAX / mul[i] ||
+		    (f->max && (n * mul[i] < f->min || n * mul[i] > f->max)))
+			return yamldoc_fail(d, v, "%s: %s is out of range", f->key, s);
+		*out = (uint32_t)(n * mul[i]);
+		return 0;
 	}
-	return cfgmap_fail(p, v, "%s: unknown unit in \"%s\"", key, s);
+	return yamldoc_fail(d, v, "%s: unknown unit in \"%s\"", f->key, s);
 }
 
-static int cfgmap_field_set(struct cfgmap_ctx *p, const struct cfgmap_field *f,
-			    yaml_node_t *v, void *out)
+static int cfgmap_list_set(struct yamldoc *d, const struct cfgmap_field *f, yaml_node_t *v,
+			   struct cfgmap_strlist *l)
+{
+	size_t max = f->max ? f->max : CFGMAP_LIST_MAX, n;
+	yaml_node_item_t *it;
+
+	if (v->type != YAML_SEQUENCE_NODE)
+		return yamldoc_fail(d, v, "%s: expected a list", f->key);
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+	n = yamldoc_seq_len(v);
+	if (n > max)
+		return yamldoc_fail(d, v, "%s: at most %zu entries", f->key, max);
+	l->v = calloc(n ? n : 1, sizeof(*l->v));
+	if (!l->v)
+		return yamldoc_fail(d, v, "out of memory");
+	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		yaml_node_t *e = yamldoc_get(d, *it, v);
+
+		if (!e)
+			return -EINVAL;
+		if (!scalar(e))
+			return yamldoc_fail(d, e, "%s: entries must be strings", f->key);
+		if (cfgmap_check(d, f, e, scalar(e)))
+			return -EINVAL;
+		l->v[l->n] = strdup(scalar(e));
+		if (!l->v[l->n])
+			return yamldoc_fail(d, e, "out of memory");
+		l->n++;
+	}
+	return 0;
+}
+
+static int cfgmap_field_set(struct yamldoc *d, const char *base_dir,
+			    const struct cfgmap_field *f, yaml_node_t *v, void *out)
 {
 	static const char *const dur_units[] = { "", "s", "m", "h", "d", NULL };
 	static const uint32_t dur_mul[] = { 1, 1, 60, 3600, 86400 };
@@ -83,33 +108,35 @@ static int cfgmap_field_set(struct cfgmap_ctx *p, const struct cfgmap_field *f,
 	case CFGMAP_PATH: {
 		char **dst = (char **)field, *val;
 		if (!s)
-			return cfgmap_fail(p, v, "%s: expected a string", f->key);
-		if (f->type == CFGMAP_PATH && s[0] != '/' && p->base_dir) {
-			if (asprintf(&val, "%s/%s", p->base_dir, s) < 0)
+			return yamldoc_fail(d, v, "%s: expected a string", f->key);
+		if (cfgmap_check(d, f, v, s))
+			return -EINVAL;
+		if (f->type == CFGMAP_PATH && s[0] != '/' && base_dir) {
+			if (asprintf(&val, "%s/%s", base_dir, s) < 0)
 				val = NULL;
 		} else {
 			val = strdup(s);
 		}
 		if (!val)
-			return cfgmap_fail(p, v, "out of memory");
+			return yamldoc_fail(d, v, "out of memory");
 		free(*dst);
 		*dst = val;
 		return 0;
 	}
 	case CFGMAP_DURATION:
-		return cfgmap_number(p, f->key, v, dur_units, dur_mul, (uint32_t *)field);
+		return cfgmap_number(d, f, v, dur_units, dur_mul, (uint32_t *)field);
 	case CFGMAP_MS:
-		return cfgmap_number(p, f->key, v, ms_units, ms_mul, (uint32_t *)field);
+		return cfgmap_number(d, f, v, ms_units, ms_mul, (uint32_t *)field);
 	case CFGMAP_UINT: {
 		unsigned long n;
 		char *end;
 		if (!s || !*s || *s == '-')
-			return cfgmap_fail(p, v, "%s: expected an integer", f->key);
+			return yamldoc_fail(d, v, "%s: expected an integer", f->key);
 		errno = 0;
 		n = strtoul(s, &end, 10);
 		if (errno || *end || n < f->min || n > f->max)
-			return cfgmap_fail(p, v, "%s: expected an integer in %u..%u, got \"%s\"",
-					   f->key, f->min, f->max, s);
+			return yamldoc_fail(d, v, "%s: expected an integer in %u..%u, got \"%s\"",
+					    f->key, f->min, f->max, s);
 		*(uint32_t *)field = (uint32_t)n;
 		return 0;
 	}
@@ -119,7 +146,7 @@ static int cfgmap_field_set(struct cfgmap_ctx *p, const struct cfgmap_field *f,
 		else if (s && !strcmp(s, "false"))
 			*(int *)field = 0;
 		else
-			return cfgmap_fail(p, v, "%s: expected true or false", f->key);
+			return yamldoc_fail(d, v, "%s: expected true or false", f->key);
 		return 0;
 	case CFGMAP_ENUM:
 		for (int i = 0; s && f->names[i]; i++) {
@@ -133,101 +160,42 @@ static int cfgmap_field_set(struct cfgmap_ctx *p, const struct cfgmap_field *f,
 			for (int i = 0; f->names[i]; i++)
 				snprintf(opts + strlen(opts), sizeof(opts) - strlen(opts), "%s%s",
 					 i ? ", " : "", f->names[i]);
-			return cfgmap_fail(p, v, "%s: expected one of %s", f->key, opts);
+			return yamldoc_fail(d, v, "%s: expected one of %s", f->key, opts);
 		}
-	case CFGMAP_STRLIST: {
-		struct cfgmap_strlist *l = (struct cfgmap_strlist *)field;
-		yaml_node_item_t *it;
-		if (v->type != YAML_SEQUENCE_NODE)
-			return cfgmap_fail(p, v, "%s: expected a list", f->key);
-		for (size_t i = 0; i < l->n; i++)
-			free(l->v[i]);
-		free(l->v);
-		l->v = NULL;
-		l->n = 0;
-		size_t n = v->data.sequence.items.top - v->data.sequence.items.start;
-		if (n > CFGMAP_LIST_MAX)
-			return cfgmap_fail(p, v, "%s: at most %d entries", f->key, CFGMAP_LIST_MAX);
-		l->v = calloc(n ? n : 1, sizeof(*l->v));
-		if (!l->v)
-			return cfgmap_fail(p, v, "out of memory");
-		for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
-			yaml_node_t *e = yaml_document_get_node(p->doc, *it);
-			if (!scalar(e))
-				return cfgmap_fail(p, e, "%s: entries must be strings", f->key);
-			l->v[l->n] = strdup(scalar(e));
-			if (!l->v[l->n])
-				return cfgmap_fail(p, e, "out of memory");
-			l->n++;
-		}
-		return 0;
+	case CFGMAP_STRLIST:
+		return cfgmap_list_set(d, f, v, (struct cfgmap_strlist *)field);
 	}
-	}
-	return cfgmap_fail(p, v, "%s: unsupported setting type", f->key);
+	return yamldoc_fail(d, v, "%s: unsupported setting type", f->key);
 }
 
 int cfgmap_parse(const char *buf, size_t len, const char *name, const char *base_dir,
 		 const struct cfgmap_field *fields, size_t n_fields, void *out,
 		 char *err, size_t errlen)
 {
-	struct cfgmap_ctx p = { .name = name, .base_dir = base_dir, .err = err, .errlen = errlen };
-	unsigned char seen[256] = { 0 };
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	yaml_node_t *root;
-	int rc = -EINVAL;
+	struct yamldoc d = {
+		.name = name, .kind = "settings file", .err = err, .errlen = errlen,
+		.max_nodes = CFGMAP_NODES_MAX, .max_depth = CFGMAP_DEPTH_MAX,
+	};
+	const char *keys[CFGMAP_FIELDS_MAX];
+	yaml_node_t *vals[CFGMAP_FIELDS_MAX], *root;
+	int rc;
 
-	if (n_fields > sizeof(seen))
+	if (n_fields > CFGMAP_FIELDS_MAX) {
+		snprintf(err, errlen, "%s: more than %d settings in the table", name,
+			 CFGMAP_FIELDS_MAX);
 		return -E2BIG;
-	if (!yaml_parser_initialize(&parser)) {
+	}
+	for (size_t i = 0; i < n_fields; i++)
+		keys[i] = fields[i].key;
+	rc = yamldoc_load(&d, buf, len, &root);
+	if (!rc)
+		rc = yamldoc_fields(&d, root, "settings", keys, n_fields, 0, vals);
+	for (size_t i = 0; !rc && i < n_fields; i++)
+		if (vals[i])
+			rc = cfgmap_field_set(&d, base_dir, &fields[i], vals[i], out);
+	yamldoc_deinit(&d);
+	if (rc == -ENOMEM)
 		snprintf(err, errlen, "%s: out of memory", name);
-		return -ENOMEM;
-	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%s:%zu: YAML syntax: %s", name,
-			 parser.problem_mark.line + 1, parser.problem ? parser.problem : "error");
-		goto out_parser;
-	}
-	p.doc = &doc;
-	root = yaml_document_get_root_node(&doc);
-	if (!root) {
-		rc = 0;		/* an empty file: all defaults */
-		goto out_doc;
-	}
-	if (root->type != YAML_MAPPING_NODE) {
-		cfgmap_fail(&p, root, "expected a mapping of settings");
-		goto out_doc;
-	}
-	for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
-	     pair < root->data.mapping.pairs.top; pair++) {
-		yaml_node_t *k = yaml_document_get_node(&doc, pair->key);
-		yaml_node_t *v = yaml_document_get_node(&doc, pair->value);
-		const char *key = scalar(k);
-		size_t i;
-
-		if (!key) {
-			cfgmap_fail(&p, k, "keys must be strings");
-			goto out_doc;
-		}
-		for (i = 0; i < n_fields && strcmp(fields[i].key, key); i++)
-			;
-		if (i == n_fields) {
-			cfgmap_fail(&p, k, "unknown key \"%s\"", key);
-			goto out_doc;
-		}
-		if (seen[i]++) {
-			cfgmap_fail(&p, k, "\"%s\" is set twice", key);
-			goto out_doc;
-		}
-		if (cfgmap_field_set(&p, &fields[i], v, out))
-			goto out_doc;
-	}
-	rc = 0;
-out_doc:
-	yaml_document_delete(&doc);
-out_parser:
-	yaml_parser_delete(&parser);
 	return rc;
 }
 

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <nghttp2/nghttp2.h>
 
 #include <weft/grpc.h>
+#include <weft/h2glue.h>
 
 #define GRPC_STREAMS_DEFAULT	100
 #define GRPC_WINDOW		(1u << 20)	/* per stream and connection */
@@ -47,7 +49,7 @@ struct grpc_hdr {
 
 struct grpc_call {
 	struct grpc_session *s;
-	struct grpc_call *next, *prev;	/* session's live list */
+	LIST_ENTRY(grpc_call) link;	/* session's live list */
 	int32_t stream_id;
 	unsigned flags;
 
@@ -59,12 +61,8 @@ struct grpc_call {
 	uint64_t deadline;		/* 0: none */
 
 	/* request message */
-	uint8_t pfx[5];
-	unsigned pfx_len;
-	uint32_t msg_len;		/* declared, valid once pfx_len == 5 */
+	struct h2glue_msg msg;
 	uint32_t reserved;		/* bytes counted against s->buffered */
-	uint8_t *msg;
-	size_t msg_got, msg_cap;
 
 	/* response */
 	struct grpc_chunk *oq_head, *oq_tail;
@@ -82,16 +80,14 @@ struct grpc_call {
 struct grpc_session {
 	nghttp2_session *h2;
 	const struct grpc_server *srv;
-	grpc_send_fn send;
-	grpc_space_fn space;
-	void *io;
+	struct h2glue_sink sink;
 	void *conn_ctx;
 	uint32_t max_msg;
 	uint32_t max_streams;
 	uint64_t buf_max;		/* cap on s->buffered */
 	uint64_t buffered;		/* reserved request bytes, all calls */
 	uint64_t now_ms;
-	struct grpc_call *calls;
+	LIST_HEAD(, grpc_call) calls;
 	bool proto_err;			/* connection error: GOAWAY queued */
 	bool fatal;			/* the sink or nghttp2 failed */
 	bool draining;
@@ -195,16 +191,11 @@ static char *grpc_message_encode(const char *msg)
 
 /* --- calls ----------------------------------------------------------------- */
 
-#define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), \
-		   NGHTTP2_NV_FLAG_NO_COPY_NAME }
-
 static void call_msg_release(struct grpc_call *c)
 {
 	c->s->buffered -= c->reserved;
 	c->reserved = 0;
-	free(c->msg);
-	c->msg = NULL;
-	c->msg_got = c->msg_cap = 0;
+	h2glue_msg_reset(&c->msg);
 }
 
 static void call_free(struct grpc_call *c)
@@ -213,12 +204,7 @@ static void call_free(struct grpc_call *c)
 
 	if (!c)
 		return;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->s->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	call_msg_release(c);
 	for (k = c->oq_head; k; k = next) {
 		next = k->next;
@@ -258,8 +244,8 @@ static ssize_t call_data_read(nghttp2_session *h2, int32_t sid, uint8_t *buf,
 static int call_respond(struct grpc_call *c)
 {
 	nghttp2_nv nva[] = {
-		NV(":status", "200"),
-		NV("content-type", "application/grpc"),
+		H2GLUE_NV(":status", "200"),
+		H2GLUE_NV("content-type", "application/grpc"),
 	};
 	nghttp2_data_provider prd = { .source.ptr = c, .read_callback = call_data_read };
 
@@ -304,10 +290,10 @@ static void call_end(struct grpc_call *c, const char *http_status,
 	}
 	snprintf(code, sizeof(code), "%u", (unsigned)st);
 	nghttp2_nv nva[] = {
-		NV(":status", http_status),
-		NV("content-type", "application/grpc"),
-		NV("grpc-status", code),
-		NV("grpc-message", c->status_msg ? c->status_msg : ""),
+		H2GLUE_NV(":status", http_status),
+		H2GLUE_NV("content-type", "application/grpc"),
+		H2GLUE_NV("grpc-status", code),
+		H2GLUE_NV("grpc-message", c->status_msg ? c->status_msg : ""),
 	};
 	/* Trailers-only: one HEADERS frame with END_STREAM. nghttp2 copies
 	 * the values, so code may live on the stack. */
@@ -358,8 +344,8 @@ static ssize_t call_data_read(nghttp2_session *h2, int32_t sid, uint8_t *buf,
 	}
 	snprintf(code, sizeof(code), "%u", (unsigned)c->status);
 	nghttp2_nv nva[] = {
-		NV("grpc-status", code),
-		NV("grpc-message", c->status_msg ? c->status_msg : ""),
+		H2GLUE_NV("grpc-status", code),
+		H2GLUE_NV("grpc-message", c->status_msg ? c->status_msg : ""),
 	};
 	*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
 	if (nghttp2_submit_trailer(h2, sid, nva,
@@ -427,8 +413,8 @@ static void call_dispatch(struct grpc_call *c)
 	if (c->flags & (CALL_DONE | CALL_DISPATCHED))
 		return;
 	if (!(c->flags & CALL_HAVE_MSG)) {
-		call_fail(c, GRPC_INTERNAL, c->pfx_len ? "truncated request message"
-						       : "missing request message");
+		call_fail(c, GRPC_INTERNAL, c->msg.pfx_len ? "truncated request message"
+							   : "missing request message");
 		return;
 	}
 	m = call_method(c);
@@ -437,7 +423,7 @@ static void call_dispatch(struct grpc_call *c)
 		return;
 	}
 	c->flags |= CALL_HELD | CALL_DISPATCHED;
-	m->handler(c, c->msg ? c->msg : empty, c->msg_got, m->arg);
+	m->handler(c, c->msg.buf ? c->msg.buf : empty, c->msg.got, m->arg);
 	/* The handler may have finished (call_end released the buffer) or
 	 * kept the call; either way the request bytes are no longer needed. */
 	call_msg_release(c);
@@ -447,76 +433,45 @@ static void call_dispatch(struct grpc_call *c)
 static void call_body(struct grpc_call *c, const uint8_t *p, size_t n)
 {
 	struct grpc_session *s = c->s;
+	struct h2glue_msg *m = &c->msg;
 
 	while (n > 0 && !(c->flags & CALL_DONE)) {
+		int rc;
+
 		if (c->flags & CALL_HAVE_MSG) {
 			call_fail(c, GRPC_INTERNAL, "more than one request message");
 			return;
 		}
-		if (c->pfx_len < 5) {
-			size_t take = 5 - c->pfx_len;
-			int rc;
-
-			if (take > n)
-				take = n;
-			memcpy(c->pfx + c->pfx_len, p, take);
-			c->pfx_len += take;
-			p += take;
-			n -= take;
-			if (c->pfx_len < 5)
-				return;
-			rc = grpc_frame_parse(c->pfx, 5, &c->msg_len);
-			if (rc < 0) {
-				call_fail(c, c->pfx[0] == 1 ? GRPC_UNIMPLEMENTED : GRPC_INTERNAL,
-					  c->pfx[0] == 1 ? "compression not supported"
-							 : "bad message flags");
-				return;
-			}
-			/* Refuse before buffering anything: the declared
-			 * length is what the peer promises to send. */
-			if (c->msg_len > s->max_msg) {
-				call_fail(c, GRPC_RESOURCE_EXHAUSTED,
-					  "request message larger than max");
-				return;
-			}
-			if (s->buffered + c->msg_len > s->buf_max) {
-				call_fail(c, GRPC_RESOURCE_EXHAUSTED,
-					  "too many request bytes buffered");
-				return;
-			}
-			s->buffered += c->msg_len;
-			c->reserved = c->msg_len;
-			if (c->msg_len == 0)
-				c->flags |= CALL_HAVE_MSG;
-			continue;
-		}
-		size_t take = c->msg_len - c->msg_got;
-
-		if (take > n)
-			take = n;
-		/* Grow with what actually arrives, not with what was declared,
-		 * so an idle stream does not pin max_msg bytes. */
-		if (c->msg_got + take > c->msg_cap) {
-			size_t cap = c->msg_cap ? c->msg_cap : 4096;
-			uint8_t *m;
-
-			while (cap < c->msg_got + take)
-				cap *= 2;
-			if (cap > c->msg_len)
-				cap = c->msg_len;
-			m = realloc(c->msg, cap);
-			if (!m) {
+		if (m->pfx_len == 5) {
+			if (h2glue_msg_body(m, &p, &n) < 0) {
 				call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 				return;
 			}
-			c->msg = m;
-			c->msg_cap = cap;
+			if (m->got == m->len)
+				c->flags |= CALL_HAVE_MSG;
+			continue;
 		}
-		memcpy(c->msg + c->msg_got, p, take);
-		c->msg_got += take;
-		p += take;
-		n -= take;
-		if (c->msg_got == c->msg_len)
+		rc = h2glue_msg_prefix(m, &p, &n);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			call_fail(c, m->pfx[0] == 1 ? GRPC_UNIMPLEMENTED : GRPC_INTERNAL,
+				  m->pfx[0] == 1 ? "compression not supported" : "bad message flags");
+			return;
+		}
+		/* Refuse before buffering anything: the declared length is
+		 * what the peer promises to send. */
+		if (m->len > s->max_msg) {
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than max");
+			return;
+		}
+		if (s->buffered + m->len > s->buf_max) {
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "too many request bytes buffered");
+			return;
+		}
+		s->buffered += m->len;
+		c->reserved = m->len;
+		if (m->len == 0)
 			c->flags |= CALL_HAVE_MSG;
 	}
 }
@@ -545,10 +500,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
 		free(c);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
-	c->next = s->calls;
-	if (s->calls)
-		s->calls->prev = c;
-	s->calls = c;
+	LIST_INSERT_HEAD(&s->calls, c, link);
 	return 0;
 }
 
@@ -646,8 +598,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *
 	struct grpc_session *s = ud;
 	struct grpc_call *c;
 
-	if (frame->hd.type == NGHTTP2_GOAWAY &&
-	    frame->goaway.error_code != NGHTTP2_NO_ERROR)
+	if (h2glue_goaway_failed(frame))
 		s->proto_err = true;
 	if (frame->hd.type != NGHTTP2_HEADERS ||
 	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -682,10 +633,20 @@ struct grpc_session *grpc_session_new(const struct grpc_server *srv,
 				      grpc_send_fn send, grpc_space_fn space,
 				      void *io, void *conn_ctx)
 {
-	nghttp2_session_callbacks *cbs;
-	nghttp2_option *opt;
 	struct grpc_session *s;
 	nghttp2_settings_entry iv[3];
+	struct h2glue_setup setup = {
+		.flags = H2GLUE_SERVER,
+		.on_begin_headers = on_begin_headers,
+		.on_header = on_header,
+		.on_frame_recv = on_frame_recv,
+		.on_data_chunk_recv = on_data_chunk_recv,
+		.on_frame_send = on_frame_send,
+		.on_stream_close = on_stream_close,
+		.settings = iv,
+		.n_settings = 3,
+		.conn_window = GRPC_WINDOW,
+	};
 
 	if (!srv || !send || !space || (srv->n_methods && !srv->methods)) {
 		errno = EINVAL;
@@ -695,10 +656,9 @@ struct grpc_session *grpc_session_new(const struct grpc_server *srv,
 	if (!s)
 		goto fail_alloc;
 	s->srv = srv;
-	s->send = send;
-	s->space = space;
-	s->io = io;
+	s->sink = (struct h2glue_sink){ send, space, io };
 	s->conn_ctx = conn_ctx;
+	LIST_INIT(&s->calls);
 	s->max_msg = srv->max_msg ? srv->max_msg : GRPC_MSG_MAX;
 	s->max_streams = srv->max_streams ? srv->max_streams : GRPC_STREAMS_DEFAULT;
 	s->buf_max = (uint64_t)s->max_msg * s->max_streams;
@@ -706,45 +666,16 @@ struct grpc_session *grpc_session_new(const struct grpc_server *srv,
 		s->buf_max = s->max_msg > GRPC_SESSION_BUF_MAX ? s->max_msg
 							       : GRPC_SESSION_BUF_MAX;
 
-	if (nghttp2_session_callbacks_new(&cbs) != 0)
-		goto fail_cbs;
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
-	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	if (nghttp2_option_new(&opt) != 0)
-		goto fail_opt;
-	/* gRPC peers do not use RFC 7540 priorities; keeping closed streams
-	 * for the dependency tree would only cost memory per peer. */
-	nghttp2_option_set_no_closed_streams(opt, 1);
-	if (nghttp2_session_server_new2(&s->h2, cbs, s, opt) != 0)
-		goto fail_h2;
-	nghttp2_option_del(opt);
-	nghttp2_session_callbacks_del(cbs);
-
 	iv[0] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->max_streams };
 	iv[1] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPC_WINDOW };
 	/* nghttp2 counts 32 bytes of overhead per field. */
 	iv[2] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 					  GRPC_HDR_BYTES + 32 * GRPC_HDR_MAX };
-	if (nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
-	    nghttp2_session_set_local_window_size(s->h2, NGHTTP2_FLAG_NONE, 0,
-						  GRPC_WINDOW) != 0)
-		goto fail_settings;
+	if (h2glue_session_new(&s->h2, &setup, s) != 0)
+		goto fail_h2;
 	return s;
 
-fail_settings:
-	nghttp2_session_del(s->h2);
-	free(s);
-	errno = ENOMEM;
-	return NULL;
 fail_h2:
-	nghttp2_option_del(opt);
-fail_opt:
-	nghttp2_session_callbacks_del(cbs);
-fail_cbs:
 	free(s);
 fail_alloc:
 	errno = ENOMEM;
@@ -759,65 +690,45 @@ void grpc_session_free(struct grpc_session *s)
 		return;
 	/* on_cancel first, while every call is still intact: a handler may
 	 * look at another call it holds. */
-	for (c = s->calls; c; c = c->next)
+	LIST_FOREACH(c, &s->calls, link)
 		call_cancel(c);
 	/* nghttp2_session_del does not report stream closes. */
 	nghttp2_session_del(s->h2);
-	while (s->calls)
-		call_free(s->calls);
+	while (!LIST_EMPTY(&s->calls))
+		call_free(LIST_FIRST(&s->calls));
 	free(s);
 }
 
 int grpc_session_feed(struct grpc_session *s, const uint8_t *p, size_t n, uint64_t now_ms)
 {
-	ssize_t rv;
-
 	if (s->proto_err || s->fatal)
 		return -EPROTO;
 	s->now_ms = now_ms;
-	rv = nghttp2_session_mem_recv(s->h2, p, n);
-	if (rv < 0) {
-		/* Some errors (bad preface) leave no GOAWAY queued; add one. */
-		nghttp2_session_terminate_session(s->h2, NGHTTP2_PROTOCOL_ERROR);
+	if (h2glue_feed(s->h2, p, n) < 0) {
 		s->proto_err = true;
 		return -EPROTO;
 	}
-	/* Connection errors nghttp2 handles itself (a DATA frame on stream
-	 * 0...) return success here with a GOAWAY queued and nothing more
-	 * read; on_frame_send marks the session when it goes out, so the
-	 * caller's flush + grpc_session_done check sees it. */
+	/* A connection error nghttp2 answered itself is marked by
+	 * on_frame_send once its GOAWAY goes out, so the caller's flush +
+	 * grpc_session_done check sees it. */
 	return 0;
 }
 
 int grpc_session_flush(struct grpc_session *s)
 {
+	int rc;
+
 	if (s->fatal)
 		return -EPIPE;
-	while (s->space(s->io) > 0) {
-		const uint8_t *p;
-		ssize_t n = nghttp2_session_mem_send(s->h2, &p);
-		int rc;
-
-		if (n < 0) {
-			s->fatal = true;
-			return -EPROTO;
-		}
-		if (n == 0)
-			break;
-		rc = s->send(s->io, p, (size_t)n);
-		if (rc < 0) {
-			s->fatal = true;
-			return rc;
-		}
-	}
-	return 0;
+	rc = h2glue_flush(s->h2, &s->sink, NULL);
+	if (rc < 0)
+		s->fatal = true;
+	return rc;
 }
 
 int grpc_session_done(const struct grpc_session *s)
 {
-	if (s->fatal || (s->proto_err && !nghttp2_session_want_write(s->h2)))
-		return 1;
-	return !nghttp2_session_want_read(s->h2) && !nghttp2_session_want_write(s->h2);
+	return h2glue_done(s->h2, s->fatal, s->proto_err, false);
 }
 
 uint64_t grpc_session_expire(struct grpc_session *s, uint64_t now_ms)
@@ -825,14 +736,9 @@ uint64_t grpc_session_expire(struct grpc_session *s, uint64_t now_ms)
 	struct grpc_call *c;
 	uint64_t next = 0;
 
-	for (c = s->calls; c; c = c->next) {
-		if (!c->deadline || (c->flags & CALL_DONE))
+	LIST_FOREACH(c, &s->calls, link) {
+		if ((c->flags & CALL_DONE) || !h2glue_deadline_due(c->deadline, now_ms, &next))
 			continue;
-		if (c->deadline > now_ms) {
-			if (!next || c->deadline < next)
-				next = c->deadline;
-			continue;
-		}
 		/* Take the call back from the handler first, so nothing it
 		 * does in on_cancel lands after the status. Queued messages
 		 * are still sent: they were answers given in time. */
@@ -848,9 +754,7 @@ void grpc_session_drain(struct grpc_session *s)
 	if (s->draining)
 		return;
 	s->draining = true;
-	nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(s->h2),
-			      NGHTTP2_NO_ERROR, NULL, 0);
+	h2glue_goaway(s->h2);
 }
 
 /* --- call API for handlers --------------------------------------------------- */

@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <nghttp2/nghttp2.h>
 
 #include <weft/grpc.h>
 #include <weft/grpcc.h>
+#include <weft/h2glue.h>
 
 #define GRPCC_WINDOW		(1u << 20)	/* per stream and connection */
 #define GRPCC_HDR_LIST_MAX	(64u << 10)	/* response header list we accept */
@@ -33,7 +35,7 @@
 
 struct grpcc_call {
 	struct grpcc_session *s;
-	struct grpcc_call *next, *prev;	/* session's list, live and done */
+	LIST_ENTRY(grpcc_call) link;	/* session's list, live and done */
 	int32_t stream_id;
 	unsigned flags;
 	uint64_t deadline;		/* 0: none */
@@ -45,11 +47,7 @@ struct grpcc_call {
 	int grpc_status;
 	char *status_msg;		/* decoded grpc-message, or NULL */
 
-	uint8_t pfx[5];			/* current response message */
-	unsigned pfx_len;
-	uint32_t msg_len;
-	uint8_t *msg;
-	size_t msg_got, msg_cap;
+	struct h2glue_msg msg;		/* current response message */
 
 	grpcc_message_fn on_message;
 	grpcc_done_fn on_done;
@@ -58,11 +56,9 @@ struct grpcc_call {
 
 struct grpcc_session {
 	nghttp2_session *h2;
-	grpc_send_fn send;
-	grpc_space_fn space;
-	void *io;
+	struct h2glue_sink sink;
 	char *authority;
-	struct grpcc_call *calls;
+	LIST_HEAD(, grpcc_call) calls;
 	bool proto_err;			/* connection error: GOAWAY queued */
 	bool fatal;			/* the sink or nghttp2 failed */
 	bool closing;			/* grpcc_session_free is running */
@@ -154,31 +150,17 @@ static struct grpcc_call *grpcc_call_find(struct grpcc_session *s, int32_t sid)
 {
 	struct grpcc_call *c;
 
-	for (c = s->calls; c; c = c->next)
+	LIST_FOREACH(c, &s->calls, link)
 		if (c->stream_id == sid)
 			return c;
 	return NULL;
 }
 
-static void call_msg_reset(struct grpcc_call *c)
-{
-	free(c->msg);
-	c->msg = NULL;
-	c->msg_got = c->msg_cap = 0;
-	c->msg_len = 0;
-	c->pfx_len = 0;
-}
-
 static void call_free(struct grpcc_call *c)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->s->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	free(c->req);
-	free(c->msg);
+	h2glue_msg_reset(&c->msg);
 	free(c->status_msg);
 	free(c);
 }
@@ -191,7 +173,7 @@ static void call_complete(struct grpcc_call *c, enum grpc_status st, const char 
 	if (c->flags & CALL_DONE)
 		return;
 	c->flags |= CALL_DONE;
-	call_msg_reset(c);
+	h2glue_msg_reset(&c->msg);
 	if (c->on_done)
 		c->on_done(c, st, msg ? msg : "", c->arg);
 }
@@ -211,7 +193,7 @@ static void call_finish(struct grpcc_call *c)
 	if (c->flags & CALL_DONE)
 		return;
 	if (c->flags & CALL_STATUS) {
-		if (c->grpc_status == GRPC_OK && c->pfx_len > 0)
+		if (c->grpc_status == GRPC_OK && c->msg.pfx_len > 0)
 			call_complete(c, GRPC_INTERNAL, "response ended inside a message");
 		else
 			call_complete(c, c->grpc_status, c->status_msg);
@@ -253,71 +235,44 @@ static ssize_t call_data_read(nghttp2_session *h2, int32_t sid, uint8_t *buf, si
 static void call_body(struct grpcc_call *c, const uint8_t *p, size_t n)
 {
 	static const uint8_t empty[1];
+	struct h2glue_msg *m = &c->msg;
 
 	while (n > 0 && !(c->flags & CALL_DONE)) {
-		if (c->pfx_len < 5) {
-			size_t take = 5 - c->pfx_len;
+		int rc;
 
-			if (take > n)
-				take = n;
-			memcpy(c->pfx + c->pfx_len, p, take);
-			c->pfx_len += take;
-			p += take;
-			n -= take;
-			if (c->pfx_len < 5)
+		if (m->pfx_len < 5) {
+			rc = h2glue_msg_prefix(m, &p, &n);
+			if (rc == 0)
 				return;
-			if (grpc_frame_parse(c->pfx, 5, &c->msg_len) < 0) {
-				call_abort(c, GRPC_INTERNAL, c->pfx[0] == 1 ?
+			if (rc < 0) {
+				call_abort(c, GRPC_INTERNAL, m->pfx[0] == 1 ?
 					   "compressed response message (not negotiated)" :
 					   "bad response message flags");
 				return;
 			}
 			/* Refuse on the declared length, before buffering. */
-			if (c->msg_len > GRPC_MSG_MAX) {
-				char m[96];
+			if (m->len > GRPC_MSG_MAX) {
+				char e[96];
 
-				snprintf(m, sizeof(m), "response message of %u bytes is larger "
-					 "than the %u-byte limit", c->msg_len, GRPC_MSG_MAX);
-				call_abort(c, GRPC_RESOURCE_EXHAUSTED, m);
+				snprintf(e, sizeof(e), "response message of %u bytes is larger "
+					 "than the %u-byte limit", m->len, GRPC_MSG_MAX);
+				call_abort(c, GRPC_RESOURCE_EXHAUSTED, e);
 				return;
 			}
-		} else {
-			size_t take = c->msg_len - c->msg_got;
-
-			if (take > n)
-				take = n;
-			/* Grow with what arrives, not with what was declared. */
-			if (c->msg_got + take > c->msg_cap) {
-				size_t cap = c->msg_cap ? c->msg_cap : 4096;
-				uint8_t *m;
-
-				while (cap < c->msg_got + take)
-					cap *= 2;
-				if (cap > c->msg_len)
-					cap = c->msg_len;
-				m = realloc(c->msg, cap);
-				if (!m) {
-					call_abort(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-					return;
-				}
-				c->msg = m;
-				c->msg_cap = cap;
-			}
-			memcpy(c->msg + c->msg_got, p, take);
-			c->msg_got += take;
-			p += take;
-			n -= take;
+		} else if (h2glue_msg_body(m, &p, &n) < 0) {
+			call_abort(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			return;
 		}
-		if (c->pfx_len == 5 && c->msg_got == c->msg_len) {
-			uint8_t *m = c->msg;
-			size_t len = c->msg_got;
+		if (m->pfx_len == 5 && m->got == m->len) {
+			uint8_t *buf = m->buf;
+			size_t len = m->got;
 
 			/* Detach first: the callback may cancel the call. */
-			c->msg = NULL;
-			call_msg_reset(c);
+			m->buf = NULL;
+			h2glue_msg_reset(m);
 			if (c->on_message)
-				c->on_message(c, m ? m : empty, len, c->arg);
-			free(m);
+				c->on_message(c, buf ? buf : empty, len, c->arg);
+			free(buf);
 		}
 	}
 }
@@ -402,7 +357,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *
 	struct grpcc_session *s = ud;
 
 	(void)h2;
-	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+	if (h2glue_goaway_failed(frame))
 		s->proto_err = true;
 	return 0;
 }
@@ -451,10 +406,23 @@ static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t error_code
 struct grpcc_session *grpcc_session_new(grpc_send_fn send, grpc_space_fn space, void *io,
 					const char *authority)
 {
-	nghttp2_session_callbacks *cbs;
-	nghttp2_option *opt;
+	static const nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPCC_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GRPCC_HDR_LIST_MAX },
+	};
+	static const struct h2glue_setup setup = {
+		.on_header = on_header,
+		.on_frame_recv = on_frame_recv,
+		.on_data_chunk_recv = on_data_chunk_recv,
+		.on_frame_send = on_frame_send,
+		.on_frame_not_send = on_frame_not_send,
+		.on_stream_close = on_stream_close,
+		.settings = iv,
+		.n_settings = sizeof(iv) / sizeof(iv[0]),
+		.conn_window = GRPCC_WINDOW,
+	};
 	struct grpcc_session *s;
-	nghttp2_settings_entry iv[3];
 
 	if (!send || !space || !authority) {
 		errno = EINVAL;
@@ -463,49 +431,16 @@ struct grpcc_session *grpcc_session_new(grpc_send_fn send, grpc_space_fn space, 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		goto fail_alloc;
-	s->send = send;
-	s->space = space;
-	s->io = io;
+	s->sink = (struct h2glue_sink){ send, space, io };
+	LIST_INIT(&s->calls);
 	s->authority = strdup(authority);
 	if (!s->authority)
 		goto fail_auth;
-	if (nghttp2_session_callbacks_new(&cbs) != 0)
-		goto fail_cbs;
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
-	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	if (nghttp2_option_new(&opt) != 0)
-		goto fail_opt;
-	nghttp2_option_set_no_closed_streams(opt, 1);
-	if (nghttp2_session_client_new2(&s->h2, cbs, s, opt) != 0)
+	if (h2glue_session_new(&s->h2, &setup, s) != 0)
 		goto fail_h2;
-	nghttp2_option_del(opt);
-	nghttp2_session_callbacks_del(cbs);
-
-	iv[0] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 };
-	iv[1] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPCC_WINDOW };
-	iv[2] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
-					  GRPCC_HDR_LIST_MAX };
-	if (nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, iv, 3) != 0 ||
-	    nghttp2_session_set_local_window_size(s->h2, NGHTTP2_FLAG_NONE, 0,
-						  GRPCC_WINDOW) != 0)
-		goto fail_settings;
 	return s;
 
-fail_settings:
-	nghttp2_session_del(s->h2);
-	free(s->authority);
-	free(s);
-	errno = ENOMEM;
-	return NULL;
 fail_h2:
-	nghttp2_option_del(opt);
-fail_opt:
-	nghttp2_session_callbacks_del(cbs);
-fail_cbs:
 	free(s->authority);
 fail_auth:
 	free(s);
@@ -518,7 +453,9 @@ fail_alloc:
  * callbacks are inserted at the head, so they are not visited. */
 static void grpcc_fail_all(struct grpcc_session *s, enum grpc_status st, const char *msg)
 {
-	for (struct grpcc_call *c = s->calls; c; c = c->next)
+	struct grpcc_call *c;
+
+	LIST_FOREACH(c, &s->calls, link)
 		call_complete(c, st, msg);
 }
 
@@ -530,22 +467,18 @@ void grpcc_session_free(struct grpcc_session *s)
 	grpcc_fail_all(s, GRPC_UNAVAILABLE, "connection closed");
 	/* nghttp2_session_del does not report stream closes. */
 	nghttp2_session_del(s->h2);
-	while (s->calls)
-		call_free(s->calls);
+	while (!LIST_EMPTY(&s->calls))
+		call_free(LIST_FIRST(&s->calls));
 	free(s->authority);
 	free(s);
 }
 
 int grpcc_session_feed(struct grpcc_session *s, const uint8_t *p, size_t n, uint64_t now_ms)
 {
-	ssize_t rv;
-
 	(void)now_ms;	/* deadlines are set at call start; kept for symmetry */
 	if (s->proto_err || s->fatal)
 		return -EPROTO;
-	rv = nghttp2_session_mem_recv(s->h2, p, n);
-	if (rv < 0) {
-		nghttp2_session_terminate_session(s->h2, NGHTTP2_PROTOCOL_ERROR);
+	if (h2glue_feed(s->h2, p, n) < 0) {
 		s->proto_err = true;
 		grpcc_fail_all(s, GRPC_UNAVAILABLE, "HTTP/2 protocol error from the server");
 		return -EPROTO;
@@ -557,26 +490,18 @@ int grpcc_session_feed(struct grpcc_session *s, const uint8_t *p, size_t n, uint
 
 int grpcc_session_flush(struct grpcc_session *s)
 {
+	int rc, lib_err;
+
 	if (s->fatal)
 		return -EPIPE;
-	while (s->space(s->io) > 0) {
-		const uint8_t *p;
-		ssize_t n = nghttp2_session_mem_send(s->h2, &p);
-		int rc;
-
-		if (n < 0) {
-			s->fatal = true;
-			grpcc_fail_all(s, GRPC_INTERNAL, nghttp2_strerror((int)n));
-			return -EPROTO;
-		}
-		if (n == 0)
-			break;
-		rc = s->send(s->io, p, (size_t)n);
-		if (rc < 0) {
-			s->fatal = true;
+	rc = h2glue_flush(s->h2, &s->sink, &lib_err);
+	if (rc < 0) {
+		s->fatal = true;
+		if (lib_err)
+			grpcc_fail_all(s, GRPC_INTERNAL, nghttp2_strerror(lib_err));
+		else
 			grpcc_fail_all(s, GRPC_UNAVAILABLE, "cannot write to the connection");
-			return rc;
-		}
+		return rc;
 	}
 	/* A GOAWAY for a connection error may just have gone out. */
 	if (s->proto_err)
@@ -586,25 +511,17 @@ int grpcc_session_flush(struct grpcc_session *s)
 
 int grpcc_session_done(const struct grpcc_session *s)
 {
-	if (s->fatal || (s->proto_err && !nghttp2_session_want_write(s->h2)))
-		return 1;
-	return !nghttp2_session_want_read(s->h2) && !nghttp2_session_want_write(s->h2);
+	return h2glue_done(s->h2, s->fatal, s->proto_err, false);
 }
 
 uint64_t grpcc_session_expire(struct grpcc_session *s, uint64_t now_ms)
 {
+	struct grpcc_call *c;
 	uint64_t next = 0;
 
-	for (struct grpcc_call *c = s->calls; c; c = c->next) {
-		if (!c->deadline || (c->flags & CALL_DONE))
-			continue;
-		if (c->deadline > now_ms) {
-			if (!next || c->deadline < next)
-				next = c->deadline;
-			continue;
-		}
-		call_abort(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-	}
+	LIST_FOREACH(c, &s->calls, link)
+		if (!(c->flags & CALL_DONE) && h2glue_deadline_due(c->deadline, now_ms, &next))
+			call_abort(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 	return next;
 }
 
@@ -685,10 +602,7 @@ struct grpcc_call *grpcc_call_start(struct grpcc_session *s, const char *path,
 	if (sid < 0)
 		goto fail_submit;
 	c->stream_id = sid;
-	c->next = s->calls;
-	if (s->calls)
-		s->calls->prev = c;
-	s->calls = c;
+	LIST_INSERT_HEAD(&s->calls, c, link);
 	return c;
 
 fail_submit:

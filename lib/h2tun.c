@@ -41,6 +41,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <weft/h2glue.h>
 #include <weft/h2tun.h>
 
 #define H2TUN_SENDQ_MAX		(256u << 10)	/* queued outbound bytes per stream */
@@ -123,9 +124,7 @@ struct h2tun {
 	nghttp2_session *h2;
 	enum h2tun_role role;
 	struct h2tun_callbacks cb;
-	h2tun_send_fn send;
-	h2tun_space_fn space;
-	void *io;
+	struct h2glue_sink sink;
 	void *udata;
 	struct h2tun_stream *table[H2TUN_BUCKETS];
 	unsigned n_streams;		/* in the table */
@@ -787,7 +786,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *
 	struct h2tun *t = ud;
 	struct h2tun_stream *s;
 
-	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+	if (h2glue_goaway_failed(frame))
 		t->proto_err = true;
 	if (frame->hd.type != NGHTTP2_HEADERS || t->role != H2TUN_SERVER ||
 	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -883,12 +882,38 @@ static void tun_run_due(struct h2tun *t)
 struct h2tun *h2tun_new(enum h2tun_role role, const struct h2tun_callbacks *cb,
 			h2tun_send_fn send, h2tun_space_fn space, void *io, void *udata)
 {
-	nghttp2_session_callbacks *cbs;
-	nghttp2_option *opt;
+	static const nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2TUN_STREAM_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2TUN_FRAME_MAX },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2TUN_HDR_LIST_MAX },
+		/* Server only: the last entry is left out for a client. */
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2TUN_MAX_STREAMS },
+	};
+	struct h2glue_setup setup = {
+		/* Windows re-open only through h2tun_consume: end-to-end
+		 * backpressure. CONNECT checks are ours, so a bad request
+		 * gets a 400 (nghttp2's own checks would answer it with a
+		 * bare RST_STREAM). */
+		.flags = H2GLUE_MANUAL_WINDOW | H2GLUE_NO_HTTP |
+			 (role == H2TUN_SERVER ? H2GLUE_SERVER : 0),
+		.on_begin_headers = on_begin_headers,	/* server: a stream opens */
+		.on_header = on_header,			/* CONNECT fields, or :status */
+		.on_frame_recv = on_frame_recv,
+		.on_data_chunk_recv = on_data_chunk_recv,
+		.on_frame_send = on_frame_send,		/* server: stop a refused client */
+		.on_frame_not_send = on_frame_not_send,	/* client: a CONNECT never left */
+		.on_stream_close = on_stream_close,
+		/* Until the server's SETTINGS arrive, assume our own limit
+		 * rather than nghttp2's "unlimited". */
+		.peer_max_streams = H2TUN_MAX_STREAMS,
+		.reset_burst = H2TUN_RESET_BURST,
+		.reset_rate = H2TUN_RESET_RATE,
+		.settings = iv,
+		.n_settings = sizeof(iv) / sizeof(iv[0]) - (role == H2TUN_SERVER ? 0 : 1),
+		.conn_window = H2TUN_CONN_WINDOW,
+	};
 	struct h2tun *t;
-	nghttp2_settings_entry iv[5];
-	size_t niv = 0;
-	int rc;
 
 	if (!cb || !send || !space || (role != H2TUN_CLIENT && role != H2TUN_SERVER)) {
 		errno = EINVAL;
@@ -899,68 +924,13 @@ struct h2tun *h2tun_new(enum h2tun_role role, const struct h2tun_callbacks *cb,
 		goto fail_alloc;
 	t->role = role;
 	t->cb = *cb;
-	t->send = send;
-	t->space = space;
-	t->io = io;
+	t->sink = (struct h2glue_sink){ send, space, io };
 	t->udata = udata;
-
-	if (nghttp2_session_callbacks_new(&cbs) != 0)
-		goto fail_cbs;
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
-	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	if (nghttp2_option_new(&opt) != 0)
-		goto fail_opt;
-	/* Windows re-open only through h2tun_consume: end-to-end backpressure. */
-	nghttp2_option_set_no_auto_window_update(opt, 1);
-	/* CONNECT checks are ours, so a bad request gets a 400 (nghttp2's
-	 * own checks would answer it with a bare RST_STREAM). */
-	nghttp2_option_set_no_http_messaging(opt, 1);
-	/* No priorities in HBONE: closed streams need not be kept around. */
-	nghttp2_option_set_no_closed_streams(opt, 1);
-	/* Until the server's SETTINGS arrive, assume our own limit rather
-	 * than nghttp2's "unlimited". */
-	nghttp2_option_set_peer_max_concurrent_streams(opt, H2TUN_MAX_STREAMS);
-	nghttp2_option_set_stream_reset_rate_limit(opt, H2TUN_RESET_BURST, H2TUN_RESET_RATE);
-	if (role == H2TUN_CLIENT)
-		rc = nghttp2_session_client_new2(&t->h2, cbs, t, opt);
-	else
-		rc = nghttp2_session_server_new2(&t->h2, cbs, t, opt);
-	if (rc != 0)
+	if (h2glue_session_new(&t->h2, &setup, t) != 0)
 		goto fail_h2;
-	nghttp2_option_del(opt);
-	nghttp2_session_callbacks_del(cbs);
-
-	iv[niv++] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 };
-	iv[niv++] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
-					      H2TUN_STREAM_WINDOW };
-	iv[niv++] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_FRAME_SIZE, H2TUN_FRAME_MAX };
-	iv[niv++] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
-					      H2TUN_HDR_LIST_MAX };
-	if (role == H2TUN_SERVER)
-		iv[niv++] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
-						      H2TUN_MAX_STREAMS };
-	/* The connection window is not a SETTING: WINDOW_UPDATE on stream 0. */
-	if (nghttp2_submit_settings(t->h2, NGHTTP2_FLAG_NONE, iv, niv) != 0 ||
-	    nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0,
-						  H2TUN_CONN_WINDOW) != 0)
-		goto fail_settings;
 	return t;
 
-fail_settings:
-	nghttp2_session_del(t->h2);
-	free(t);
-	errno = ENOMEM;
-	return NULL;
 fail_h2:
-	nghttp2_option_del(opt);
-fail_opt:
-	nghttp2_session_callbacks_del(cbs);
-fail_cbs:
 	free(t);
 fail_alloc:
 	errno = ENOMEM;
@@ -986,14 +956,9 @@ void *h2tun_udata(const struct h2tun *t)
 
 int h2tun_feed(struct h2tun *t, const uint8_t *p, size_t n)
 {
-	ssize_t rv;
-
 	if (t->proto_err || t->fatal)
 		return -EPROTO;
-	rv = nghttp2_session_mem_recv(t->h2, p, n);
-	if (rv < 0) {
-		/* Some errors (bad preface) leave no GOAWAY queued; add one. */
-		nghttp2_session_terminate_session(t->h2, NGHTTP2_PROTOCOL_ERROR);
+	if (h2glue_feed(t->h2, p, n) < 0) {
 		t->proto_err = true;
 		tun_close_all(t);
 		return -EPROTO;
@@ -1006,40 +971,23 @@ int h2tun_feed(struct h2tun *t, const uint8_t *p, size_t n)
 
 int h2tun_flush(struct h2tun *t)
 {
-	int rc = 0;
+	int rc;
 
 	if (t->fatal)
 		return -EPIPE;
-	while (t->space(t->io) > 0) {
-		const uint8_t *p;
-		ssize_t n = nghttp2_session_mem_send(t->h2, &p);
-
-		if (n < 0) {
-			t->fatal = true;
-			rc = -EPROTO;
-			break;
-		}
-		if (n == 0)
-			break;
-		rc = t->send(t->io, p, (size_t)n);
-		if (rc < 0) {
-			t->fatal = true;
-			break;
-		}
-	}
+	rc = h2glue_flush(t->h2, &t->sink, NULL);
+	if (rc < 0)
+		t->fatal = true;
 	if (t->fatal || t->proto_err)
 		tun_close_all(t);
 	else
 		tun_run_due(t);
-	return rc < 0 ? rc : 0;
+	return rc;
 }
 
 int h2tun_done(const struct h2tun *t)
 {
-	if (t->fatal || (t->proto_err && !nghttp2_session_want_write(t->h2)))
-		return 1;
-	return !nghttp2_session_want_read(t->h2) && !nghttp2_session_want_write(t->h2) &&
-	       t->n_streams == 0;
+	return h2glue_done(t->h2, t->fatal, t->proto_err, t->n_streams > 0);
 }
 
 /* --- streams API ------------------------------------------------------------ */
@@ -1060,9 +1008,6 @@ static bool connect_value_ok(const char *v)
 	return true;
 }
 
-#define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), \
-		   NGHTTP2_NV_FLAG_NO_COPY_NAME }
-
 int32_t h2tun_connect(struct h2tun *t, const struct h2tun_connect_req *req, void *stream_udata)
 {
 	nghttp2_data_provider prd = { .read_callback = stream_data_read };
@@ -1080,12 +1025,12 @@ int32_t h2tun_connect(struct h2tun *t, const struct h2tun_connect_req *req, void
 	if (h2tun_streams_available(t) == 0)
 		return -EAGAIN;
 	/* RFC 9113 §8.5: CONNECT has only :method and :authority. */
-	nva[n++] = (nghttp2_nv)NV(":method", "CONNECT");
-	nva[n++] = (nghttp2_nv)NV(":authority", req->authority);
+	nva[n++] = (nghttp2_nv)H2GLUE_NV(":method", "CONNECT");
+	nva[n++] = (nghttp2_nv)H2GLUE_NV(":authority", req->authority);
 	if (req->forwarded)
-		nva[n++] = (nghttp2_nv)NV("forwarded", req->forwarded);
+		nva[n++] = (nghttp2_nv)H2GLUE_NV("forwarded", req->forwarded);
 	if (req->traceparent)
-		nva[n++] = (nghttp2_nv)NV("traceparent", req->traceparent);
+		nva[n++] = (nghttp2_nv)H2GLUE_NV("traceparent", req->traceparent);
 	/* nghttp2 assigns the id at submit; take a table slot afterwards. The
 	 * request cannot go out before the next flush, so the order is safe. */
 	id = nghttp2_submit_request(t->h2, NULL, nva, n, &prd, NULL);
@@ -1273,7 +1218,5 @@ void h2tun_goaway(struct h2tun *t)
 	if (t->goaway_sent || t->fatal || t->proto_err)
 		return;
 	t->goaway_sent = true;
-	nghttp2_submit_goaway(t->h2, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(t->h2),
-			      NGHTTP2_NO_ERROR, NULL, 0);
+	h2glue_goaway(t->h2);
 }

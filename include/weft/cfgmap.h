@@ -24,16 +24,28 @@ struct cfgmap_strlist {
 	size_t n;
 };
 
+/* A check on a CFGMAP_STR or CFGMAP_PATH value or a CFGMAP_STRLIST entry:
+ * NULL when value is acceptable, else what is wrong with it, for
+ * "key: \"value\" <what>" ("is not a lowercase DNS name"). */
+typedef const char *(*cfgmap_check_fn)(const char *value);
+
 struct cfgmap_field {
 	const char *key;
 	enum cfgmap_type type;
 	size_t off;			/* offsetof(struct, field) */
-	uint32_t min, max;		/* CFGMAP_UINT */
+	/* CFGMAP_UINT: the range. CFGMAP_DURATION, CFGMAP_MS: the range
+	 * when max is not 0. CFGMAP_STRLIST: at most max entries (0: 64). */
+	uint32_t min, max;
 	const char *const *names;	/* CFGMAP_ENUM, NULL-terminated */
+	cfgmap_check_fn check;		/* NULL: any string */
 };
 
+/* At most this many fields in a table. */
+#define CFGMAP_FIELDS_MAX 32
+
 /* Parse buf into out (whose defaults are already set). Returns 0, or
- * -EINVAL with err filled. A key given twice is an error. */
+ * -EINVAL with err filled. A key given twice is an error; a key with an
+ * empty (null) value keeps its default. */
 int cfgmap_parse(const char *buf, size_t len, const char *name, const char *base_dir,
 		 const struct cfgmap_field *fields, size_t n_fields, void *out,
 		 char *err, size_t errlen);

@@ -9,31 +9,11 @@
 
 #include <weft/grpc.h>
 
+#include "fuzzsink.h"
+
 #define FUZZ_HELD_MAX	8
 
-struct fuzz_sink {
-	size_t budget;			/* bytes the sink takes this flush */
-	size_t total;
-};
-
 static struct grpc_call *fuzz_held[FUZZ_HELD_MAX];
-
-static int fuzz_send(void *io, const uint8_t *p, size_t n)
-{
-	struct fuzz_sink *k = io;
-
-	(void)p;
-	k->total += n;
-	k->budget = n >= k->budget ? 0 : k->budget - n;
-	return 0;
-}
-
-static size_t fuzz_space(void *io)
-{
-	struct fuzz_sink *k = io;
-
-	return k->budget;
-}
 
 static void fuzz_flush(struct grpc_session *s, struct fuzz_sink *k, size_t budget)
 {

@@ -12,10 +12,7 @@
 #include <weft/grpc.h>
 #include <weft/grpcc.h>
 
-struct fuzz_sink {
-	size_t budget;			/* bytes the sink takes this flush */
-	size_t total;
-};
+#include "fuzzsink.h"
 
 struct fuzz_state {
 	struct grpcc_session *s;
@@ -30,21 +27,6 @@ struct fuzz_state {
 #define FUZZ_RESTART		(1u << 5)	/* start a new call from on_done */
 #define FUZZ_CANCEL_AT_END	(1u << 6)	/* cancel what is left before expire */
 #define FUZZ_PING		(1u << 7)	/* a keepalive PING after each piece */
-
-static int fuzz_send(void *io, const uint8_t *p, size_t n)
-{
-	struct fuzz_sink *k = io;
-
-	(void)p;
-	k->total += n;
-	k->budget = n >= k->budget ? 0 : k->budget - n;
-	return 0;
-}
-
-static size_t fuzz_space(void *io)
-{
-	return ((struct fuzz_sink *)io)->budget;
-}
 
 static void fuzz_on_message(struct grpcc_call *c, const uint8_t *msg, size_t len, void *arg)
 {

@@ -14,34 +14,13 @@
 #include <sys/types.h>
 
 #include "../../lib/h2tun.c"
+#include "fuzzsink.h"
 
 #define FUZZ_IDS	64		/* streams tracked for resume / close checks */
-
-struct fuzz_sink {
-	size_t budget;			/* bytes the sink takes this flush */
-	size_t total;
-};
 
 static int fuzz_n_connect;
 static int fuzz_n_close;
 static int32_t fuzz_paused[FUZZ_IDS];
-
-static int fuzz_send(void *io, const uint8_t *p, size_t n)
-{
-	struct fuzz_sink *k = io;
-
-	(void)p;
-	k->total += n;
-	k->budget = n >= k->budget ? 0 : k->budget - n;
-	return 0;
-}
-
-static size_t fuzz_space(void *io)
-{
-	struct fuzz_sink *k = io;
-
-	return k->budget;
-}
 
 static void fuzz_flush(struct h2tun *t, struct fuzz_sink *k, size_t budget)
 {

@@ -46,8 +46,8 @@ int main(void)
 		CHECK_EQ_STR(c->registry_file, "/base/registry.yaml");
 		CHECK_EQ_INT(c->ttl_default_s, 5400);
 		CHECK_EQ_INT(c->ttl_max_s, 172800);
-		CHECK_EQ_INT(c->n_dns_names, 2);
-		CHECK_EQ_STR(c->dns_names[0], "agent.example.org");
+		CHECK_EQ_INT(c->dns_names.n, 2);
+		CHECK_EQ_STR(c->dns_names.v[0], "agent.example.org");
 		CHECK_EQ_INT(c->max_connections, 100);
 		CHECK_EQ_INT(c->handshake_timeout_ms, 500);
 		CHECK_EQ_STR(c->log_level, "debug");
@@ -61,8 +61,18 @@ int main(void)
 		CHECK_EQ_STR(c->listen, "0.0.0.0:15012");
 		CHECK_EQ_STR(c->trust_domain, "cluster.local");
 		CHECK_EQ_INT(c->ttl_default_s, 86400);
-		CHECK_EQ_INT(c->n_dns_names, 3);
-		CHECK_EQ_STR(c->dns_names[1], "weft-agent.weft-system.svc");
+		CHECK_EQ_INT(c->dns_names.n, 3);
+		CHECK_EQ_STR(c->dns_names.v[1], "weft-agent.weft-system.svc");
+		config_free(c);
+	}
+
+	/* An unset ttl_default follows a lower ttl_max. */
+	const char lower[] = "token_file: t\nregistry_file: r\nttl_max: 2h\n";
+	c = config_parse(lower, sizeof(lower) - 1, "a.yaml", "/b", err, sizeof(err));
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_EQ_INT(c->ttl_default_s, 7200);
+		CHECK_EQ_INT(c->ttl_max_s, 7200);
 		config_free(c);
 	}
 
@@ -72,9 +82,14 @@ int main(void)
 	bad("token_file: t\nregistry_file: r\nttl_max: 1h\nttl_default: 2h\n", "above ttl_max");
 	bad("token_file: t\nregistry_file: r\nttl_max: 5x\n", "a.yaml:3: ttl_max: unknown unit");
 	bad("token_file: t\nregistry_file: r\nttl_max: -5\n", "not a duration");
+	bad("token_file: t\nregistry_file: r\nttl_default: 0\n", "a.yaml:3: ttl_default: 0 is out of range");
+	bad("token_file: t\nregistry_file: t\ntoken_file: u\n", "a.yaml:3: duplicate key \"token_file\"");
 	bad("token_file: t\nregistry_file: r\nmax_connections: 0\n", "a.yaml:3: max_connections");
 	bad("token_file: t\nregistry_file: r\ndns_names: x\n", "expected a list");
-	bad("token_file: t\nregistry_file: r\ndns_names: [Bad_Name]\n", "not a lowercase DNS name");
+	bad("token_file: t\nregistry_file: r\ndns_names: [ok, Bad_Name]\n",
+	    "a.yaml:3: dns_names: \"Bad_Name\" is not a lowercase DNS name");
+	bad("token_file: t\nregistry_file: r\n"
+	    "dns_names: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]\n", "at most 16");
 	bad("token_file: t\nregistry_file: r\nlog_level: loud\n", "log_level must be");
 	bad("token_file: t\nregistry_file: r\nlisten: 15012\n", "expected host:port");
 	bad("token_file: [t\n", "a.yaml:2: YAML syntax");
