@@ -18,6 +18,15 @@ from clusterlib import Cluster  # noqa: E402
 
 NAME = "demo"
 MARK = "weft-demo-plaintext-marker"
+POLICY = """policies:
+  - name: deny-n1p1-to-app-p2
+    namespace: default
+    scope: workload
+    selector: {app: app-p2}
+    action: DENY
+    rules:
+      - principals: ["spiffe://cluster.local/ns/default/sa/sa-n1-p1"]
+"""
 
 
 def short(spiffe):
@@ -53,6 +62,17 @@ def up():
             f.write("%d\n" % p.pid)
     for pod in ("n1-p1", "n2-p1", "n2-p2"):
         c.wait_port(pod, "127.0.0.1", 8080)
+    # One L4 policy: pod n1-p1's identity may not reach workloads labelled
+    # app=app-p2. The agent streams the edit to both nodes.
+    reg = os.path.join(c.dir, "registry", "registry.yaml")
+    ver = c.admin(2, "/stats")["registry_version"]
+    with open(reg + ".new", "w") as f:
+        f.write(open(reg).read().split("\npolicies:")[0].rstrip("\n") + "\n" + POLICY)
+    os.rename(reg + ".new", reg)
+    for _ in range(100):
+        if c.admin(2, "/stats")["registry_version"] > ver:
+            break
+        time.sleep(0.1)
     # Watch the underlay (the bridge between nodes) while the apps talk.
     pcap = os.path.join(c.dir, "underlay.pcap")
     td = subprocess.Popen(["ip", "netns", "exec", c.netns("ul"), "tcpdump", "-i", "n1", "-U", "--immediate-mode",
@@ -69,6 +89,8 @@ def up():
         v.split()[0] for v in vip)))
     r = curl(c, "n2-p2", "http://%s:8080/" % ip["n1-p1"])
     results.append(("n2-p2 -> %s:8080" % ip["n1-p1"], "pod IP on node1", r))
+    r = curl(c, "n1-p1", "http://%s:8080/" % ip["n2-p2"])
+    results.append(("n1-p1 -> %s:8080" % ip["n2-p2"], "denied by policy", r))
     r = curl(c, "n1-p2", "http://%s:9/" % ip["n2-p2"])
     results.append(("n1-p2 -> %s:9" % ip["n2-p2"], "nothing listens there", r))
     time.sleep(0.5)
@@ -102,11 +124,13 @@ def up():
         print("  %-28s %-24s %s" % (what, why, res))
     print("  svc-p1 requests served by: %s" % ", ".join(
         "%s x%d" % (p, n) for p, n in sorted(hits.items()) if n))
-    fail_line = [l for l in open(os.path.join(c.dir, "n1", "weftd.log"))
-                 if "refused [" in l]
-    if fail_line:
-        print("  why the last one failed (weftd node1 log):")
-        print("    " + fail_line[-1].split("weftd: ", 1)[-1].strip()[:160])
+    deny = [l for l in open(os.path.join(c.dir, "n2", "weftd.log")) if "denied [DENY]" in l]
+    fail = [l for l in open(os.path.join(c.dir, "n1", "weftd.log")) if "refused [CONNECT]" in l]
+    print("  why they failed, in weftd's words:")
+    if deny:
+        print("    node2 [DENY]: " + deny[-1].split("denied [DENY]: ", 1)[-1].strip()[:200])
+    if fail:
+        print("    node1 [CONNECT]: " + fail[-1].split("refused [CONNECT]: ", 1)[-1].strip()[:200])
     print()
     print("tunnels (one mTLS HTTP/2 connection per source identity and destination node)")
     for k in (1, 2):
