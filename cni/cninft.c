@@ -14,6 +14,7 @@
 
 #include "cnierr.h"
 #include "cninft.h"
+#include "cniroute.h"
 
 #define CNINFT_STR2(x) #x
 #define CNINFT_STR(x) CNINFT_STR2(x)
@@ -43,6 +44,16 @@ static const char cninft_rules[] =
 	"\t\tmeta mark " CNINFT_STR(CNINFT_MARK) " return\n"
 	"\t\ttcp dport 15008 return\n"
 	"\t\tmeta l4proto tcp redirect to :" CNINFT_STR(CNINFT_PORT_IN) "\n"
+	"\t}\n"
+	/* Transparent delivery: weftd's sockets (mark 0x539) mark their
+	 * connection; the app's packets on such a connection get fwmark
+	 * 0x111, which policy routing (cniroute.c) sends back to weftd's
+	 * socket. A route-type chain makes the kernel re-route after the
+	 * mark changes. */
+	"\tchain transparent {\n"
+	"\t\ttype route hook output priority mangle; policy accept;\n"
+	"\t\tmeta mark " CNINFT_STR(CNINFT_MARK) " ct mark set 0x111 return\n"
+	"\t\tct mark 0x111 meta mark set 0x111\n"
 	"\t}\n"
 	"}\n";
 
@@ -93,7 +104,9 @@ static int cninft_run(enum cninft_op op, char *err, size_t errlen)
 			cninft_err_nft(err, errlen, "installing table inet weft",
 				       nft_ctx_get_error_buffer(nft));
 			ret = -EIO;
+			break;
 		}
+		ret = cniroute_install(err, errlen);
 		break;
 	case CNINFT_REMOVE:
 		/* nft 1.0.6 has no "destroy": creating first makes the delete
@@ -102,7 +115,9 @@ static int cninft_run(enum cninft_op op, char *err, size_t errlen)
 			cninft_err_nft(err, errlen, "removing table inet weft",
 				       nft_ctx_get_error_buffer(nft));
 			ret = -EIO;
+			break;
 		}
+		ret = cniroute_remove(err, errlen);
 		break;
 	case CNINFT_CHECK:
 		if (nft_run_cmd_from_buffer(nft, "list table inet weft") != 0) {

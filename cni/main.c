@@ -176,6 +176,7 @@ static int cni_cmd_add(const struct cniconf *c, const struct cniconf_args *a)
 	add.ips = (char **)c->ips;
 	add.container_id = (char *)cid;
 	add.netns_path = (char *)netns;
+	add.transparent = 1;	/* cninft_install also set up the reply routing */
 	ret = enroll_add(c->socket, &add, fd, ENROLL_TIMEOUT_MS, err, sizeof(err));
 	close(fd);
 	if (ret < 0)

@@ -144,12 +144,6 @@ static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, 
 	}
 }
 
-/* A socket inside the pod's netns, marked so its capture rules let it by. */
-static int inbound_deliver_socket(struct pod *pod, int family)
-{
-	return netns_socket(pod->netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
-}
-
 /* --- HBONE streams --------------------------------------------------------- */
 
 static void hconn_kick(struct h2tun *t)
@@ -268,7 +262,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 		h2tun_respond(t, id, 401);
 		return;
 	}
-	fd = inbound_deliver_socket(pod, dst.ss_family);
+	fd = pods_deliver_socket(pod, &hs->az.src, dst.ss_family);
 	if (fd < 0) {
 		free(hs);
 		h2tun_respond(t, id, 503);
@@ -645,7 +639,7 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 		return;
 	}
 	authz_track(&pl->az, r);
-	dfd = inbound_deliver_socket(pod, AF_INET);
+	dfd = pods_deliver_socket(pod, &src, AF_INET);
 	if (dfd < 0 || relay_attach_connect(r, dfd, (struct sockaddr *)&orig, len)) {
 		pl->flag = "CONNECT";
 		relay_reset(r, "cannot connect to the app");

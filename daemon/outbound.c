@@ -139,15 +139,18 @@ static void ob_on_tunnel(void *arg, struct h2tun *t, int32_t id, int status, con
 	ob_fail(ob, flag ? flag : "CONNECT", why ? why : "tunnel stream refused");
 }
 
-/* Connect side B from a socket made in nsfd's namespace (marked, so the
- * capture rules let it pass). */
-static void ob_connect_direct(struct ob *ob, int nsfd)
+/* Connect side B from a socket made in the destination pod's namespace
+ * (same-node delivery, from the client's address when it can), or else in
+ * the source pod's (passthrough); marked, so the capture rules let it by. */
+static void ob_connect_direct(struct ob *ob, struct pod *dst)
 {
 	socklen_t len = ob->dst.ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						     : sizeof(struct sockaddr_in6);
 	int fd, err;
 
-	fd = netns_socket(nsfd, ob->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+	fd = dst ? pods_deliver_socket(dst, &ob->src, ob->dst.ss_family) :
+	     netns_socket(ob->pod->netns_fd, ob->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0,
+			  WEFTD_MARK);
 	if (fd < 0) {
 		ob_fail(ob, "CONNECT", "cannot create the delivery socket");
 		return;
@@ -299,7 +302,7 @@ static void ob_route(struct ob *ob)
 			snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
 		ob->route = OB_PASSTHROUGH;
 		d->stats.passthrough++;
-		ob_connect_direct(ob, ob->pod->netns_fd);
+		ob_connect_direct(ob, NULL);
 		return;
 	}
 	snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
@@ -325,7 +328,7 @@ static void ob_route(struct ob *ob)
 		authz_track(&ob->az, ob->relay);
 		/* Into the destination's namespace when it is enrolled here;
 		 * else out of the source's, like any local traffic. */
-		ob_connect_direct(ob, dst ? dst->netns_fd : ob->pod->netns_fd);
+		ob_connect_direct(ob, dst);
 		return;
 	}
 	const struct reg_node *node = regcache_node(d->reg, w->node);

@@ -169,6 +169,32 @@ static void pods_release(struct pod *pod)
 	free(pod);
 }
 
+int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int family)
+{
+	struct sockaddr_storage b;
+	int fd, one = 1;
+
+	fd = netns_socket(pod->netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+	if (fd < 0 || !pod->transparent || !src || src->ss_family != family)
+		return fd;
+	b = *src;
+	if (family == AF_INET)
+		((struct sockaddr_in *)&b)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&b)->sin6_port = 0;
+	if (setsockopt(fd, family == AF_INET ? SOL_IP : SOL_IPV6,
+		       family == AF_INET ? IP_TRANSPARENT : IPV6_TRANSPARENT, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&b, family == AF_INET ? sizeof(struct sockaddr_in)
+							     : sizeof(struct sockaddr_in6))) {
+		/* Deliver anyway, from the pod's own address. */
+		log_debug("pod %s: transparent bind failed (%m); delivering untransparently",
+			  pod->uid);
+		close(fd);
+		fd = netns_socket(pod->netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+	}
+	return fd;
+}
+
 void pods_conn_done(struct pod *pod)
 {
 	pod->conns--;
@@ -274,6 +300,7 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 	}
 	pod->pods = p;
 	pod->netns_fd = netns_fd;
+	pod->transparent = add->transparent;
 	pod->out_fd = pod->in_fd = -1;
 	pod->out_op.cb = pods_on_accept_out;
 	pod->in_op.cb = pods_on_accept_in;

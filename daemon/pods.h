@@ -28,6 +28,7 @@ struct pod {
 	char sa[64];			/* "" until known (CNI or registry) */
 	char netns_path[256];
 	int netns_fd;
+	int transparent;		/* deliver from the client's address */
 	struct sockaddr_storage ips[POD_IPS_MAX];
 	size_t n_ips;
 	char ip_str[64];		/* first IP, for logs */
@@ -51,6 +52,10 @@ void pods_restore(struct pods *p);
 /* The registry changed: pick up service accounts that were unknown. */
 void pods_registry_changed(struct pods *p);
 
+/* A socket for delivering into pod (made in its netns, marked), bound to
+ * the client's address src (port 0) when the pod supports transparent
+ * delivery, so the app sees who really connected. fd or -errno. */
+int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int family);
 /* A proxied connection of pod ended (frees a deleted pod's memory last). */
 void pods_conn_done(struct pod *pod);
 
