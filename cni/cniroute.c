@@ -19,6 +19,7 @@ struct cniroute_req {
 	union {
 		struct fib_rule_hdr rule;
 		struct rtmsg rt;
+		struct ifinfomsg link;
 	};
 	char attrs[128];
 };
@@ -92,6 +93,22 @@ static int cniroute_family(int fd, int family, int add)
 	return 0;
 }
 
+/* The local route needs lo up. Container runtimes bring it up (the
+ * loopback plugin), a bare `ip netns add` does not. */
+static int cniroute_lo_up(int fd)
+{
+	struct cniroute_req r;
+
+	memset(&r, 0, sizeof(r));
+	r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(r.link));
+	r.nh.nlmsg_type = RTM_NEWLINK;
+	r.link.ifi_family = AF_UNSPEC;
+	r.link.ifi_index = (int)if_nametoindex("lo");
+	r.link.ifi_flags = IFF_UP;
+	r.link.ifi_change = IFF_UP;
+	return cniroute_talk(fd, &r);
+}
+
 static int cniroute_apply(int add, char *err, size_t errlen)
 {
 	int fd, ret;
@@ -101,7 +118,9 @@ static int cniroute_apply(int add, char *err, size_t errlen)
 		cnierr_set(err, errlen, "netlink: %s", strerror(errno));
 		return -errno;
 	}
-	ret = cniroute_family(fd, AF_INET, add);
+	ret = add ? cniroute_lo_up(fd) : 0;
+	if (!ret)
+		ret = cniroute_family(fd, AF_INET, add);
 	if (!ret) {
 		/* A pod without IPv6 (disabled in the netns) still works. */
 		int r6 = cniroute_family(fd, AF_INET6, add);
