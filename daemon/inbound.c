@@ -569,9 +569,12 @@ static void plain_on_connect_failed(struct relay *r, int side, int err, const ch
 {
 	struct plain *pl = relay_udata(r);
 
-	(void)side;
 	(void)err;
 	(void)why;
+	/* Side 0 is the accepted client socket (see ob_on_connect_failed);
+	 * a refusal already set its own flag. */
+	if (side != 1 || pl->flag)
+		return;
 	pl->flag = "CONNECT";
 }
 
@@ -627,6 +630,17 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	pod->conns++;
 	d->live++;
+	if (d->draining || d->live > d->cfg.max_connections) {
+		const char *why_full = d->draining ? "weftd is shutting down" :
+				       "max_connections reached";
+
+		log_warn("inbound plaintext %s -> %s refused [OVERFLOW]: %s", pl->src, pl->dst,
+			 why_full);
+		pl->flag = "OVERFLOW";
+		d->stats.failed++;
+		relay_reset(r, why_full);
+		return;
+	}
 	/* No identity: only policies without principals/namespaces can allow. */
 	pl->az.src = src;
 	pl->az.dst_port = ntohs(((struct sockaddr_in *)&orig)->sin_port);

@@ -105,9 +105,13 @@ static void ob_on_connect_failed(struct relay *r, int side, int err, const char 
 {
 	struct ob *ob = relay_udata(r);
 
-	(void)side;
 	(void)err;
 	(void)why;
+	/* Side 0 is the app's accepted socket: it never connects. relay.c
+	 * reports it as "failed to connect" when ob_fail resets it before its
+	 * ready task ran; the refusal already set the flag and counted it. */
+	if (side != 1 || ob->flag)
+		return;
 	ob->flag = "CONNECT";
 	ob->d->stats.failed++;
 }
