@@ -123,12 +123,17 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(PKI_O) $(UNIT_LIBS)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnftables -ljson-c
 
 # --- bench tools -------------------------------------------------------------
-BENCH_SRC := $(wildcard bench/*.c)
+# bench/hist.c is a module, not a tool: loadgen links it (and
+# tests/unit/bench/test_hist.c includes it).
+BENCH_SRC := $(filter-out bench/hist.c,$(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 $(B)/bench/%: $(B)/bench/%.o $(PKI_O) $(LIBWEFT)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/bench/loadgen: $(B)/bench/hist.o
+.SECONDARY: $(BENCH_BIN:%=%.o)
 
 # --- fuzz targets: clang + libFuzzer, own object tree ------------------------
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
