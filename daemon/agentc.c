@@ -31,6 +31,7 @@
 #include "registry.pb-c.h"
 
 #include "agentc.h"
+#include "weftd.h"
 
 #define AGENTC_CREATE_PATH	"/istio.v1.auth.IstioCertificateService/CreateCertificate"
 #define AGENTC_WATCH_PATH	"/weft.registry.v1.Registry/Watch"
@@ -270,7 +271,7 @@ static struct agentc_conn *agentc_conn_get(struct agentc *a)
 	ac->grpc = grpcc_session_new(agentc_send, agentc_space, ac, a->server_name);
 	if (!ac->grpc)
 		goto fail_grpc;
-	ac->conn = conn_connect(a->loop, (struct sockaddr *)&a->sa, a->salen, 0, a->tls,
+	ac->conn = conn_connect(a->loop, (struct sockaddr *)&a->sa, a->salen, WEFTD_MARK, a->tls,
 				a->server_name, a->expect_id, &agentc_conn_handler, &o, ac);
 	if (!ac->conn)
 		goto fail_conn;

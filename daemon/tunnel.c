@@ -19,6 +19,7 @@
 #include "certs.h"
 #include "relay.h"
 #include "tunnel.h"
+#include "weftd.h"
 
 enum tunnel_state {
 	TUNNEL_CONNECTING = 1,	/* TCP + TLS handshake */
@@ -444,7 +445,7 @@ static struct tunnel *tunnel_open(struct tunnel_key *k)
 		free(t);
 		return NULL;
 	}
-	t->conn = conn_connect(p->loop, (struct sockaddr *)&k->addr, k->addrlen, 0, ctx, NULL,
+	t->conn = conn_connect(p->loop, (struct sockaddr *)&k->addr, k->addrlen, WEFTD_MARK, ctx, NULL,
 			       k->expect_id, &tunnel_conn_handler, &o, t);
 	if (!t->conn) {
 		h2tun_free(t->h2);
