@@ -36,6 +36,20 @@ def tls_conn(agent, alpn=("h2",)):
     return ctx.wrap_socket(s, server_hostname="localhost")
 
 
+def client_hello():
+    """The bytes of a real TLS ClientHello (what a client sends first)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inb, outb, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outb.read()
+
+
 def closed_by_peer(s, timeout):
     s.settimeout(timeout)
     try:
@@ -55,16 +69,7 @@ with Agent() as agent:
 
     # A real ClientHello, then close before finishing.
     s = socket.create_connection(("127.0.0.1", agent.port))
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inb, outb, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    s.sendall(outb.read())
+    s.sendall(client_hello())
     s.close()
     good(agent, "ClientHello then close")
 
@@ -87,13 +92,7 @@ with Agent() as agent:
 
     # Stall mid-handshake: the agent's handshake timeout (1 s here) ends it.
     s = socket.create_connection(("127.0.0.1", agent.port))
-    inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inb, outb, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    s.sendall(outb.read()[:20])   # part of a ClientHello, then silence
+    s.sendall(client_hello()[:20])   # part of a ClientHello, then silence
     t0 = time.time()
     closed = closed_by_peer(s, 8)
     res.check(closed and time.time() - t0 < 5,

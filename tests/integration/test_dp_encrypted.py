@@ -240,15 +240,25 @@ def marker_hits(path, marker):
     return data.count(marker.encode()), data.count(marker[:24].encode())
 
 
+def captured_traffic(c, path, marker, what):
+    """run_traffic under a capture of the underlay to path: (outs, packets
+    dropped, tcpdump's stderr), or None when tcpdump did not start."""
+    cap = Capture(c, path)
+    if not res.check(cap.start(), what):
+        return None
+    _, outs = run_traffic(c, marker)
+    dropped, errtext = cap.stop()
+    return outs, dropped, errtext
+
+
 def control(tmp, marker):
     """Without weft the same capture shows the marker."""
     path = os.path.join(tmp, "plain.pcap")
     with PlainCluster(NAME, nodes=2, pods=1) as c:
-        cap = Capture(c, path)
-        if not res.check(cap.start(), "control: tcpdump listening on br0"):
+        got = captured_traffic(c, path, marker, "control: tcpdump listening on br0")
+        if got is None:
             return
-        ips, outs = run_traffic(c, marker)
-        dropped, _ = cap.stop()
+        outs = got[0]
     res.check(all(echoed(o[2], o[1]) for o in outs),
               "control (no weft): both echoes complete (%s)" % [o[2][:40] for o in outs])
     full, part = marker_hits(path, marker)
@@ -270,11 +280,11 @@ def main():
         control(tmp, marker)
         path = os.path.join(tmp, "weft.pcap")
         with Cluster(NAME, nodes=2, pods=1) as c:
-            cap = Capture(c, path)
-            if not res.check(cap.start(), "tcpdump listening on br0 before any app traffic"):
+            got = captured_traffic(c, path, marker,
+                                   "tcpdump listening on br0 before any app traffic")
+            if got is None:
                 return
-            ips, outs = run_traffic(c, marker)
-            dropped, errtext = cap.stop()
+            outs, dropped, _ = got
             tunnels = [t for k in (1, 2) for t in c.admin(k, "/tunnels")]
         for src, dst, out, err in outs:
             res.check(echoed(out, dst),
@@ -356,10 +366,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a broken step is a failure, after teardown
-        import traceback
-        traceback.print_exc()
-        res.check(False, "test ran to the end (%r)" % e)
-    res.done()
+    res.run(main)

@@ -26,15 +26,15 @@ the timed probes) -- none knows anything about weft.
     is reported expired.
 """
 import os
-import queue
 import secrets
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from clusterlib import CLUSTER, Cluster, Results, netns_socket, require_root  # noqa: E402
+from apps import ECHO_SERVER, Lines  # noqa: E402
+from clusterlib import (CLUSTER, Cluster, Results, echo_probe, netns_socket,  # noqa: E402
+                        require_root)
 
 NAME = "dpd"
 NODES, PODS = 3, 2
@@ -43,27 +43,6 @@ TD = "spiffe://cluster.local"
 RESET_BOUND_S = 25.0     # the tunnel PING timeout (20 s) plus slack
 NEW_CONN_BOUND_S = 2.0   # issue 3 item 14
 AGENT_DOWN_WAIT_S = 6.0
-
-# Echo server: echoes every byte back as it comes; serves many connections.
-ECHO = r"""
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(256)
-def serve(c):
-    try:
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            c.sendall(b)
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
 
 # Long-lived client: connects, prints UP, sends each stdin line (stripped)
 # and prints what comes back as RECV lines; prints END <wall time> <how> when
@@ -93,29 +72,22 @@ for line in sys.stdin:
 
 
 class Held:
-    """A HOLD client process in a pod, its output lines in a queue."""
+    """A HOLD client process in a pod, its output lines read by Lines."""
 
     def __init__(self, c, pod, ip, port=PORT):
         self.pod = pod
         self.p = c.py(pod, HOLD, [ip, str(port)], stdin=subprocess.PIPE,
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        self.q = queue.Queue()
+        self.lines = Lines(self.p)
         self.got = ""
         self.end = None         # (wall time, how)
         self.eof = False
         self.local = None
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.q.put(line.rstrip("\n"))
-        self.q.put(None)
 
     def _take(self, timeout):
         """Handle one output line; False when none came within timeout."""
-        try:
-            line = self.q.get(timeout=max(timeout, 0.01))
-        except queue.Empty:
+        line = self.lines.get(max(timeout, 0.01))
+        if line == "":
             return False
         if line is None:
             self.eof = True
@@ -158,25 +130,9 @@ class Held:
 
 
 def probe(netns, ip, port=PORT, timeout=1.0):
-    """One app connection from a socket in netns: connect, send a token, read
-    its echo. Returns None on success, else the error in words."""
-    tok = ("probe-" + secrets.token_hex(8)).encode()
-    s = netns_socket(netns)
-    try:
-        s.settimeout(timeout)
-        s.connect((ip, port))
-        s.sendall(tok)
-        got = b""
-        while len(got) < len(tok):
-            b = s.recv(4096)
-            if not b:
-                return "EOF after %r" % got
-            got += b
-        return None if got == tok else "echo mismatch %r" % got
-    except OSError as e:
-        return "%s: %s" % (type(e).__name__, e)
-    finally:
-        s.close()
+    """One app connection from a socket in netns to an echo server: None on
+    success, else the error in words."""
+    return echo_probe(netns, ip, port, timeout)
 
 
 def ready(netns, ip="172.30.0.2", port=15021):
@@ -379,7 +335,7 @@ def main():
             for j in range(1, PODS + 1):
                 pod = "n%d-p%d" % (k, j)
                 ip[pod] = c.ip(pod)
-                c.py(pod, ECHO, [str(PORT)])
+                c.py(pod, ECHO_SERVER, [str(PORT)])
         for pod in ip:
             if not c.wait_port("n1-p1", ip[pod], PORT, timeout=10):
                 r.check(False, "echo server in %s answers" % pod)

@@ -33,7 +33,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from clusterlib import Cluster, Results, require_root  # noqa: E402
+from clusterlib import Cluster, Results, require_root, rss_kib, weftd_pid  # noqa: E402
 
 NAME = "dpb"
 PORT = 8080
@@ -73,6 +73,42 @@ def read_all(s, h, first=b""):
 def out(d):
     sys.stdout.write(json.dumps(d) + "\n")
     sys.stdout.flush()
+def bulk(c, r, seed, nbytes, first=b""):
+    # Sends nbytes of stream(seed) from a thread, then SHUT_WR, while reading
+    # to EOF (first: bytes already read); the numbers go into r.
+    sh = hashlib.sha256()
+    def sender():
+        try:
+            r["sent_bytes"] = send_stream(c, seed, nbytes, sh)
+            r["sent_sha"] = sh.hexdigest()
+            r["t_send_done"] = time.time()
+            c.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            r["send_error"] = repr(e)
+    t = threading.Thread(target=sender)
+    t.start()
+    rh = hashlib.sha256()
+    r["recv_bytes"] = read_all(c, rh, first)
+    r["recv_sha"] = rh.hexdigest()
+    r["t_recv_done"] = time.time()
+    t.join()
+def wait_reset(c, r):
+    # How the peer's abort shows here: r["outcome"] "reset" (ECONNRESET, the
+    # one wanted), "eof", "data", "timeout" (5 s) or "error ...", and when.
+    c.settimeout(5)
+    try:
+        b = c.recv(65536)
+        r["outcome"] = "eof" if not b else "data"
+    except ConnectionResetError:
+        r["outcome"] = "reset"
+    except socket.timeout:
+        r["outcome"] = "timeout"
+    except OSError as e:
+        r["outcome"] = "error " + repr(e)
+    r["t_event"] = time.time()
+def linger0(c):
+    # SO_LINGER on with 0 s: close() sends a RST instead of a FIN.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 """
 
 SERVER = GEN + r"""
@@ -102,23 +138,7 @@ def serve(c, peer):
         mode, tag = hdr[0], hdr[1]
         r.update(mode=mode, tag=tag)
         if mode == "BULK":
-            seed, nbytes = hdr[2], int(hdr[3])
-            sh = hashlib.sha256()
-            def sender():
-                try:
-                    r["sent_bytes"] = send_stream(c, seed, nbytes, sh)
-                    r["sent_sha"] = sh.hexdigest()
-                    r["t_send_done"] = time.time()
-                    c.shutdown(socket.SHUT_WR)
-                except OSError as e:
-                    r["send_error"] = repr(e)
-            t = threading.Thread(target=sender)
-            t.start()
-            rh = hashlib.sha256()
-            r["recv_bytes"] = read_all(c, rh, rest)
-            r["recv_sha"] = rh.hexdigest()
-            r["t_recv_done"] = time.time()
-            t.join()
+            bulk(c, r, hdr[2], int(hdr[3]), rest)
         elif mode == "HALF":
             seed, nbytes = hdr[2], int(hdr[3])
             rh = hashlib.sha256()
@@ -131,21 +151,11 @@ def serve(c, peer):
             # plain close (no shutdown first): the FIN follows the data
         elif mode == "CRST":
             c.sendall(b"A")
-            c.settimeout(5)
-            try:
-                b = c.recv(65536)
-                r["outcome"] = "eof" if not b else "data"
-            except ConnectionResetError:
-                r["outcome"] = "reset"
-            except socket.timeout:
-                r["outcome"] = "timeout"
-            except OSError as e:
-                r["outcome"] = "error " + repr(e)
-            r["t_event"] = time.time()
+            wait_reset(c, r)
         elif mode == "SRST":
             c.sendall(b"A")
             time.sleep(0.3)
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            linger0(c)
             r["t_reset"] = time.time()
             c.close()
         elif mode == "SLOW":
@@ -198,22 +208,7 @@ try:
         seed_c, n_c, seed_s, n_s = a[0], int(a[1]), a[2], int(a[3])
         c.sendall(("BULK %s %s %d\n" % (tag, seed_s, n_s)).encode())
         r["t_start"] = time.time()
-        sh = hashlib.sha256()
-        def sender():
-            try:
-                r["sent_bytes"] = send_stream(c, seed_c, n_c, sh)
-                r["sent_sha"] = sh.hexdigest()
-                r["t_send_done"] = time.time()
-                c.shutdown(socket.SHUT_WR)
-            except OSError as e:
-                r["send_error"] = repr(e)
-        t = threading.Thread(target=sender)
-        t.start()
-        rh = hashlib.sha256()
-        r["recv_bytes"] = read_all(c, rh)
-        r["recv_sha"] = rh.hexdigest()
-        r["t_recv_done"] = time.time()
-        t.join()
+        bulk(c, r, seed_c, n_c)
     elif mode == "HALF":
         seed_c, n_c, seed_s, n_s = a[0], int(a[1]), a[2], int(a[3])
         c.sendall(("HALF %s %s %d\n" % (tag, seed_s, n_s)).encode())
@@ -231,23 +226,13 @@ try:
     elif mode == "CRST":
         c.sendall(("CRST %s\n" % tag).encode())
         r["ack"] = c.recv(1).decode()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        linger0(c)
         r["t_close"] = time.time()
         c.close()
     elif mode == "SRST":
         c.sendall(("SRST %s\n" % tag).encode())
         r["ack"] = c.recv(1).decode()
-        c.settimeout(5)
-        try:
-            b = c.recv(65536)
-            r["outcome"] = "eof" if not b else "data"
-        except ConnectionResetError:
-            r["outcome"] = "reset"
-        except socket.timeout:
-            r["outcome"] = "timeout"
-        except OSError as e:
-            r["outcome"] = "error " + repr(e)
-        r["t_event"] = time.time()
+        wait_reset(c, r)
     elif mode == "SLOW":
         seed, n, rate, secs = a[0], int(a[1]), int(a[2]), a[3]
         c.sendall(("SLOW %s %d %s\n" % (tag, rate, secs)).encode())
@@ -272,10 +257,7 @@ class Rss:
     """Samples VmRSS (KiB) of the weftd of each node while running."""
 
     def __init__(self, cluster, nodes):
-        self.pids = {}
-        for k in nodes:
-            with open(os.path.join(cluster.dir, "n%d" % k, "weftd.pid")) as f:
-                self.pids[k] = int(f.read().split()[0])
+        self.pids = {k: weftd_pid(cluster, k) for k in nodes}
         self.peak = {}
         self.stop = threading.Event()
         self.thread = None
@@ -284,11 +266,8 @@ class Rss:
         out = {}
         for k, pid in self.pids.items():
             try:
-                with open("/proc/%d/status" % pid) as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            out[k] = int(line.split()[1])
-            except OSError:
+                out[k] = rss_kib(pid)
+            except (OSError, RuntimeError):
                 out[k] = -1
         return out
 
@@ -472,29 +451,24 @@ def main():
                   "half-close: after SHUT_WR the client read the full 4 MiB reply "
                   "(%s bytes)" % cr.get("recv_bytes"))
 
-        # --- reset, client -> server ------------------------------------------
-        cr = client("CRST", "crst", [], timeout=30)
-        sr = server_result("crst", timeout=15)
-        lat = (sr.get("t_event", 0) - cr.get("t_close", 0)) if cr.get("t_close") else None
-        print("  client reset: server saw %s after %s s" % (
-            sr.get("outcome"), "%.3f" % lat if lat is not None else "?"))
-        res.check(cr.get("ack") == "A" and sr.get("outcome") == "reset",
-                  "client SO_LINGER 0 close: the server's recv gets ECONNRESET (got %s)" %
-                  sr.get("outcome"))
-        res.check(lat is not None and sr.get("outcome") == "reset" and lat < 2.0,
-                  "client reset reaches the server within 2 s")
+        def check_reset(mode, by, to):
+            """`by` (client or server) aborts with SO_LINGER 0; `to` must see
+            ECONNRESET, within 2 s."""
+            side = {"client": client(mode, mode.lower(), [], timeout=30),
+                    "server": server_result(mode.lower(), timeout=15)}
+            t_abort = side[by].get("t_close" if by == "client" else "t_reset")
+            seen = side[to]
+            lat = (seen.get("t_event", 0) - t_abort) if t_abort else None
+            print("  %s reset: %s saw %s after %s s" % (
+                by, to, seen.get("outcome"), "%.3f" % lat if lat is not None else "?"))
+            res.check(side["client"].get("ack") == "A" and seen.get("outcome") == "reset",
+                      "%s SO_LINGER 0 close: the %s's recv gets ECONNRESET (got %s)" % (
+                          by, to, seen.get("outcome")))
+            res.check(lat is not None and seen.get("outcome") == "reset" and lat < 2.0,
+                      "%s reset reaches the %s within 2 s" % (by, to))
 
-        # --- reset, server -> client ------------------------------------------
-        cr = client("SRST", "srst", [], timeout=30)
-        sr = server_result("srst", timeout=15)
-        lat = (cr.get("t_event", 0) - sr.get("t_reset", 0)) if sr.get("t_reset") else None
-        print("  server reset: client saw %s after %s s" % (
-            cr.get("outcome"), "%.3f" % lat if lat is not None else "?"))
-        res.check(cr.get("ack") == "A" and cr.get("outcome") == "reset",
-                  "server SO_LINGER 0 close: the client's recv gets ECONNRESET (got %s)" %
-                  cr.get("outcome"))
-        res.check(lat is not None and cr.get("outcome") == "reset" and lat < 2.0,
-                  "server reset reaches the client within 2 s")
+        check_reset("CRST", "client", "server")
+        check_reset("SRST", "server", "client")
 
         # weftd is still serving and no connection leaked.
         w = client("HALF", "after", ["a1", 1000, "a2", 1000], timeout=30)
@@ -509,10 +483,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a broken step is a failure, after teardown
-        import traceback
-        traceback.print_exc()
-        res.check(False, "test ran to the end (%r)" % e)
-    res.done()
+    res.run(main)

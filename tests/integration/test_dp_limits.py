@@ -45,14 +45,12 @@ import json
 import os
 import re
 import secrets
-import select
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from clusterlib import (ECHO_SERVER, Cluster, Results, require_root,  # noqa: E402
-                        weftd_pid)
+from apps import ECHO_SERVER, SOCK_LIB, Hold  # noqa: E402
+from clusterlib import Cluster, Results, require_root, weftd_pid  # noqa: E402
 
 NAME = "dpl"
 TD = "spiffe://cluster.local"
@@ -64,95 +62,16 @@ def sa_id(pod):
     return TD + "/ns/default/sa/sa-" + pod
 
 
-# A plain app that holds n connections open: each thread connects, proves the
-# connection with a first round trip, then all wait at a barrier ("READY k"
-# with k = how many opened) until a line on stdin; then each sends a second
-# chunk, half-closes and reads the echo and the server's trailer to EOF.
-# Prints one JSON list of per-connection results. Args: nonce port n ip...
-HOLD_APP = r"""
-import json, socket, sys, threading
-nonce, port, n, ips = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-barrier = threading.Barrier(n + 1)
-go = threading.Event()
-res = [None] * n
-opened = [False] * n
-
-def recv_exact(c, k):
-    b = b""
-    while len(b) < k:
-        x = c.recv(k - len(b))
-        if not x:
-            raise EOFError("EOF after %d of %d bytes" % (len(b), k))
-        b += x
-    return b
-
-def worker(i):
-    ip = ips[i % len(ips)]
-    a = ("first-%d-%s;" % (i, nonce)).encode()
-    b = ("second-%d-%s" % (i, nonce)).encode() * 40
-    r = {"i": i, "ip": ip, "opened": False, "ok": False, "err": None, "out": ""}
-    c = None
-    try:
-        c = socket.create_connection((ip, port), timeout=15)
-        c.sendall(a)
-        got = recv_exact(c, len(a))
-        if got != a:
-            raise ValueError("first echo differs: %r" % got[:60])
-        r["opened"] = True
-        opened[i] = True
-    except Exception as e:
-        r["err"] = "open: %r" % e
-    try:
-        barrier.wait(40)
-    except threading.BrokenBarrierError:
-        pass
-    go.wait(120)
-    if r["opened"]:
-        try:
-            c.sendall(b)
-            c.shutdown(socket.SHUT_WR)
-            out = b""
-            while True:
-                x = c.recv(65536)
-                if not x:
-                    break
-                out += x
-            r["out"] = out[len(b):].decode(errors="replace")
-            r["ok"] = out.startswith(b) and out[len(b):].startswith(b"|")
-            if not r["ok"]:
-                r["err"] = "reply differs: %d bytes (want %d + trailer): %r" % (
-                    len(out), len(b), out[:80])
-        except Exception as e:
-            r["err"] = "finish: %r" % e
-    if c is not None:
-        c.close()
-    res[i] = r
-
-ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-for t in ts:
-    t.start()
-try:
-    barrier.wait(40)
-except threading.BrokenBarrierError:
-    pass
-print("READY %d" % sum(opened), flush=True)
-sys.stdin.readline()
-go.set()
-for t in ts:
-    t.join(60)
-print(json.dumps(res), flush=True)
-"""
-
 # One connection, classified: connect, send a message, wait for its echo,
 # half-close, read to EOF. Prints JSON {"outcome", "data", "err"}: outcome
 # "ok" (echo + trailer), "eof" (EOF before all of the echo), "reset"
 # (ECONNRESET/EPIPE), "timeout", "connect" (connect failed).
 # Args: ip port msg.
-PROBE_APP = r"""
-import json, socket, sys
+PROBE_APP = SOCK_LIB + r"""
+import json, sys
 ip, port, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
 r = {"outcome": None, "data": "", "err": None}
-got = b""
+got = bytearray()
 try:
     c = socket.create_connection((ip, port), timeout=8)
 except Exception as e:
@@ -160,20 +79,12 @@ except Exception as e:
     print(json.dumps(r)); sys.exit(0)
 try:
     c.sendall(msg)
-    while len(got) < len(msg):
-        x = c.recv(65536)
-        if not x:
-            break
-        got += x
+    recv_until(c, got, len(msg))
     if len(got) < len(msg):
         r["outcome"] = "eof"
     else:
         c.shutdown(socket.SHUT_WR)
-        while True:
-            x = c.recv(65536)
-            if not x:
-                break
-            got += x
+        recv_until(c, got)
         r["outcome"] = "ok" if got.startswith(msg + b"|") else "bad"
 except (ConnectionResetError, BrokenPipeError) as e:
     r["outcome"], r["err"] = "reset", repr(e)
@@ -181,62 +92,15 @@ except socket.timeout as e:
     r["outcome"], r["err"] = "timeout", repr(e)
 except OSError as e:
     r["outcome"], r["err"] = "error", repr(e)
-r["data"] = got.decode(errors="replace")
+r["data"] = bytes(got).decode(errors="replace")
 c.close()
 print(json.dumps(r))
 """
 
 
-def readline(p, timeout):
-    r, _, _ = select.select([p.stdout], [], [], timeout)
-    if not r:
-        return None
-    return p.stdout.readline().decode(errors="replace")
-
-
-def ss_count(c, target, filt):
-    p = c.run(target, ["ss", "-Htn", "state", "established", filt])
-    return len([ln for ln in p.stdout.decode().splitlines() if ln.strip()])
-
-
-class Hold:
-    """A HOLD_APP process in pod `pod` with n connections to ips."""
-
-    def __init__(self, c, pod, n, ips, nonce):
-        self.n = n
-        self.pod = pod
-        self.p = c.py(pod, HOLD_APP, [nonce, str(PORT), str(n)] + list(ips),
-                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.ready = None
-        self.res = None
-
-    def wait_ready(self, timeout=45):
-        line = readline(self.p, timeout)
-        self.ready = line.strip() if line else None
-        return self.ready
-
-    def finish(self, timeout=60):
-        try:
-            self.p.stdin.write(b"go\n")
-            self.p.stdin.flush()
-        except OSError:
-            pass
-        line = readline(self.p, timeout)
-        try:
-            self.res = json.loads(line) if line else None
-        except ValueError:
-            self.res = None
-        try:
-            self.p.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        return self.res
-
-    def summary(self):
-        res = [x for x in (self.res or []) if x]
-        ok = [x for x in res if x["ok"]]
-        bad = [x for x in res if not x["ok"]]
-        return len(res), len(ok), bad
+def hold(c, pod, n, ips, nonce):
+    """A HOLD_APP in pod with n connections to the echo servers at ips."""
+    return Hold(c, pod, n, ips, nonce, PORT)
 
 
 def check_hold_open(r, h, what):
@@ -336,7 +200,7 @@ def part_streams(r, nonce):
         log1 = len(c.weftd_log(1))
         r.check(c.admin(1, "/tunnels") == [], "(a) node1 has no tunnel before the burst")
 
-        h = Hold(c, client, n, [ip[s] for s in SERVERS], nonce)
+        h = hold(c, client, n, [ip[s] for s in SERVERS], nonce)
         t0 = time.time()
         h.wait_ready()
         check_hold_open(r, h, "(a)")
@@ -357,13 +221,13 @@ def part_streams(r, nonce):
                     per, n, streams))
         r.check(all(t.get("state") == "ready" for t in mine),
                 "(a) all of them are ready: %s" % [t.get("state") for t in mine])
-        n_tls = ss_count(c, "n1", "( dport = :15008 )")
+        n_tls = len(c.ss("n1", "( dport = :15008 )"))
         r.check(n_tls == want_tunnels, "(a) `ss` in node1's netns: %d established "
                 "connections to :15008 (%d)" % (want_tunnels, n_tls))
-        n_in = ss_count(c, "n2", "( sport = :15008 )")
+        n_in = len(c.ss("n2", "( sport = :15008 )"))
         r.check(n_in == want_tunnels, "(a) `ss` in node2's netns: %d established HBONE "
                 "connections on :15008 (%d)" % (want_tunnels, n_in))
-        n_app = ss_count(c, client, "( dport = :%d )" % PORT)
+        n_app = len(c.ss(client, "( dport = :%d )" % PORT))
         r.check(n_app == n, "(a) %s holds %d established app connections (%d)" % (
             client, n, n_app))
 
@@ -408,7 +272,7 @@ def part_tunnels_connections(r, nonce):
 
         # (c) ------------------------------------------------------------------------
         log1 = len(c.weftd_log(1))
-        held = Hold(c, "n1-p1", 1, [dst], nonce)
+        held = hold(c, "n1-p1", 1, [dst], nonce)
         held.wait_ready()
         check_hold_open(r, held, "(c)")
         tunnels = c.admin(1, "/tunnels")
@@ -440,8 +304,8 @@ def part_tunnels_connections(r, nonce):
         client = "n1-p1"
         ips = [ip[s] for s in SERVERS]
         log1, log2 = len(c.weftd_log(1)), len(c.weftd_log(2))
-        a = Hold(c, client, 15, ips, nonce + "a")
-        b = Hold(c, client, maxc - 15, ips, nonce + "b")
+        a = hold(c, client, 15, ips, nonce + "a")
+        b = hold(c, client, maxc - 15, ips, nonce + "b")
         a.wait_ready()
         b.wait_ready()
         check_hold_open(r, a, "(b)")
@@ -472,7 +336,7 @@ def part_tunnels_connections(r, nonce):
         res = probe(c, client, dst, "room-again-" + nonce)
         r.check(res.get("outcome") == "ok", "(b) with room again a new connection works "
                 "(%s)" % res)
-        c2 = Hold(c, client, maxc - 15, ips, nonce + "c")
+        c2 = hold(c, client, maxc - 15, ips, nonce + "c")
         c2.wait_ready()
         check_hold_open(r, c2, "(b) refilled")
         v1 = wait_stat(c, 1, "live_connections", maxc)
@@ -508,8 +372,8 @@ def part_tunnels_connections(r, nonce):
         # 20 live on node2, 10 on node1. One more of either kind must be refused by
         # node2: an HBONE CONNECT answered 503, a plaintext one reset.
         log1, log2 = len(c.weftd_log(1)), len(c.weftd_log(2))
-        mesh = Hold(c, client, 10, ips, nonce + "m")
-        plain = Hold(c, "n2", maxc - 10, ips, nonce + "p")
+        mesh = hold(c, client, 10, ips, nonce + "m")
+        plain = hold(c, "n2", maxc - 10, ips, nonce + "p")
         mesh.wait_ready()
         plain.wait_ready()
         check_hold_open(r, mesh, "(b2) mesh")

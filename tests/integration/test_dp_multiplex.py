@@ -14,17 +14,15 @@ the client pod, 100 deliveries in the server pods; /tunnels shows the one
 tunnel with 100 live streams. Then every connection finishes (second chunk,
 half-close, the server's trailer) and must return exactly its own bytes.
 """
-import json
 import os
 import re
 import secrets
-import select
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from clusterlib import ECHO_SERVER, Cluster, Results, require_root  # noqa: E402
+from apps import ECHO_SERVER, Hold  # noqa: E402
+from clusterlib import Cluster, Results, require_root  # noqa: E402
 
 NAME = "dpa"
 TD = "spiffe://cluster.local"
@@ -33,96 +31,6 @@ N = 100
 CLIENT = "n1-p2"
 CLIENT_ID = TD + "/ns/default/sa/sa-" + CLIENT
 SERVERS = ("n2-p1", "n2-p2")
-
-# A plain app: N threads, each its own connection; all stay open at a barrier
-# until the test says "go" on stdin. Args: nonce ip1 ip2 port n.
-CLIENT_APP = r"""
-import json, socket, sys, threading
-nonce, ips, port, n = sys.argv[1], sys.argv[2:4], int(sys.argv[4]), int(sys.argv[5])
-barrier = threading.Barrier(n + 1)
-go = threading.Event()
-res = [None] * n
-
-def recv_exact(c, k):
-    b = b""
-    while len(b) < k:
-        x = c.recv(k - len(b))
-        if not x:
-            raise EOFError("EOF after %d of %d bytes" % (len(b), k))
-        b += x
-    return b
-
-def worker(i):
-    ip = ips[i % 2]
-    a = ("first-%d-%s;" % (i, nonce)).encode()
-    b = ("second-%d-%s" % (i, nonce)).encode() * 50
-    r = {"i": i, "ip": ip, "opened": False, "ok": False, "err": None, "out": ""}
-    c = None
-    try:
-        c = socket.create_connection((ip, port), timeout=20)
-        c.sendall(a)
-        got = recv_exact(c, len(a))
-        if got != a:
-            raise ValueError("first echo differs: %r" % got[:60])
-        r["opened"] = True
-    except Exception as e:
-        r["err"] = "open: %r" % e
-    try:
-        barrier.wait(60)
-    except threading.BrokenBarrierError:
-        pass
-    go.wait(120)
-    if r["opened"]:
-        try:
-            c.sendall(b)
-            c.shutdown(socket.SHUT_WR)
-            out = b""
-            while True:
-                x = c.recv(65536)
-                if not x:
-                    break
-                out += x
-            r["out"] = out[len(b):].decode(errors="replace")
-            r["ok"] = out.startswith(b) and out[len(b):].startswith(b"|")
-            if not r["ok"]:
-                k = next((j for j in range(min(len(out), len(b))) if out[j] != b[j]), None)
-                r["err"] = ("reply differs: %d bytes (want %d + trailer), first "
-                            "difference at %s: %r" % (len(out), len(b), k,
-                                                       out[max(0, (k or 0) - 20):(k or 0) + 40]))
-        except Exception as e:
-            r["err"] = "finish: %r" % e
-    if c is not None:
-        c.close()
-    res[i] = r
-
-ts = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-for t in ts:
-    t.start()
-try:
-    barrier.wait(60)
-except threading.BrokenBarrierError:
-    pass
-print("READY %d" % sum(1 for r in res if r is None), flush=True)
-sys.stdin.readline()
-go.set()
-for t in ts:
-    t.join(120)
-print(json.dumps(res), flush=True)
-"""
-
-
-def readline(p, timeout):
-    """One line from p.stdout within timeout, or None."""
-    r, _, _ = select.select([p.stdout], [], [], timeout)
-    if not r:
-        return None
-    return p.stdout.readline().decode(errors="replace")
-
-
-def ss_count(c, target, filt):
-    p = c.run(target, ["ss", "-Htn", "state", "established", filt])
-    lines = [ln for ln in p.stdout.decode().splitlines() if ln.strip()]
-    return len(lines), lines
 
 
 def main():
@@ -139,25 +47,26 @@ def main():
         tun0 = c.admin(1, "/tunnels")
         r.check(tun0 == [], "node1 has no tunnel before the burst (%s)" % tun0)
 
-        app = c.py(CLIENT, CLIENT_APP, [nonce, ip["n2-p1"], ip["n2-p2"], "8080", str(N)],
-                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        app = Hold(c, CLIENT, N, [ip["n2-p1"], ip["n2-p2"]], nonce, 8080, repeat=50,
+                   connect_timeout=20, barrier_timeout=60, join_timeout=120)
         t0 = time.time()
-        line = readline(app, 90)
+        line = app.wait_ready(90)
         r.check(bool(line) and line.startswith("READY"),
                 "the client reached its barrier (%r, %.1f s)" % (line, time.time() - t0))
 
         # --- while all N are open --------------------------------------------------
-        n_tls, tls_lines = ss_count(c, "n1", "( dport = :15008 )")
+        tls_lines = c.ss("n1", "( dport = :15008 )")
+        n_tls = len(tls_lines)
         r.check(n_tls == 1, "exactly ONE established connection to :15008 in node1's netns "
                 "while %d app connections are open: %d\n        %s" % (
                     N, n_tls, "\n        ".join(tls_lines)))
-        n_in, in_lines = ss_count(c, "n2", "( sport = :15008 )")
+        n_in = len(c.ss("n2", "( sport = :15008 )"))
         r.check(n_in == 1, "exactly one established HBONE connection on node2's :15008: %d" %
                 n_in)
-        n_app, _ = ss_count(c, CLIENT, "( dport = :8080 )")
+        n_app = len(c.ss(CLIENT, "( dport = :8080 )"))
         r.check(n_app == N, "%s holds %d established app connections to :8080 (%d)" % (
             CLIENT, N, n_app))
-        n_srv = {pod: ss_count(c, pod, "( sport = :8080 )")[0] for pod in SERVERS}
+        n_srv = {pod: len(c.ss(pod, "( sport = :8080 )")) for pod in SERVERS}
         r.check(n_srv == {"n2-p1": N // 2, "n2-p2": N - N // 2},
                 "the server pods hold %d delivered connections each: %s" % (N // 2, n_srv))
         tunnels = c.admin(1, "/tunnels")
@@ -172,16 +81,7 @@ def main():
         r.check(t.get("streams") == N, "it carries %d live streams (%s)" % (N, t.get("streams")))
 
         # --- finish them all -----------------------------------------------------------
-        try:
-            app.stdin.write(b"go\n")
-            app.stdin.flush()
-        except OSError:
-            pass
-        line = readline(app, 120)
-        try:
-            res = json.loads(line) if line else None
-        except ValueError:
-            res = None
+        res = app.finish(120)
         r.check(isinstance(res, list) and len(res) == N and None not in res,
                 "the client reported all %d connections" % N)
         res = [x for x in (res or []) if x]
@@ -197,10 +97,6 @@ def main():
                 "each was answered by the server it dialled (trailer tag)")
         seen = sorted({x["out"].split("|")[2] for x in ok if x["out"].count("|") >= 2})
         print("  info the echo servers saw sources: %s (client pod %s)" % (seen, ip[CLIENT]))
-        try:
-            app.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
         # --- after ------------------------------------------------------------------------
         time.sleep(0.3)

@@ -23,16 +23,14 @@ work. Renewal times and the stream's numbers are printed.
 import calendar
 import json
 import os
-import queue
 import re
-import secrets
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from clusterlib import Cluster, Results, netns_socket, require_root  # noqa: E402
+from apps import ECHO_SERVER, Lines  # noqa: E402
+from clusterlib import Cluster, Results, echo_probe, require_root  # noqa: E402
 
 NAME = "dpd2"
 TTL = "60s"
@@ -137,79 +135,6 @@ done.set()
 say("RESULT " + json.dumps(st))
 """
 
-ECHO = r"""
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(64)
-def serve(c):
-    try:
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            c.sendall(b)
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
-
-
-class Lines:
-    """A process's stdout lines, in a queue filled by a thread."""
-
-    def __init__(self, p):
-        self.p = p
-        self.q = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.q.put(line.rstrip("\n"))
-        self.q.put(None)
-
-    def get(self, timeout):
-        try:
-            return self.q.get(timeout=max(timeout, 0.001))
-        except queue.Empty:
-            return ""
-
-    def expect(self, prefix, timeout):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            line = self.get(deadline - time.time())
-            if line is None:
-                return None
-            if line.startswith(prefix):
-                return line
-        return None
-
-
-def probe(netns, ip, port, timeout=5.0):
-    """One app connection from a socket in netns: send a token, read its
-    echo. None when it worked, else the error."""
-    tok = ("probe-" + secrets.token_hex(8)).encode()
-    s = netns_socket(netns)
-    try:
-        s.settimeout(timeout)
-        s.connect((ip, port))
-        s.sendall(tok)
-        got = b""
-        while len(got) < len(tok):
-            b = s.recv(4096)
-            if not b:
-                return "EOF after %r" % got
-            got += b
-        return None if got == tok else "echo mismatch %r" % got
-    except OSError as e:
-        return "%s: %s" % (type(e).__name__, e)
-    finally:
-        s.close()
-
-
 def iso_time(s):
     """Seconds since the epoch of '2026-11-25T13:28:18Z', or None."""
     try:
@@ -241,7 +166,7 @@ def main():
             print("%s certificate at start: serial %s %s .. %s" % (
                 what, x.get("serial"), x.get("not_before"), x.get("not_after")))
         for pod in ip:
-            c.py(pod, ECHO, [str(ECHO_PORT)])
+            c.py(pod, ECHO_SERVER, [str(ECHO_PORT)])
         srv = Lines(c.py("n2-p1", STREAM_SERVER, [str(STREAM_PORT)], stdout=subprocess.PIPE,
                          text=True))
         if not r.check(srv.expect("LISTEN", 10) is not None, "stream server listening"):
@@ -402,11 +327,11 @@ def main():
                 % (done[0] if done else None))
 
         # After the rotations: a new stream on the old tunnel, a new tunnel.
-        err = probe("%s-n1-p1" % NAME, ip["n2-p1"], ECHO_PORT)
+        err = echo_probe("%s-n1-p1" % NAME, ip["n2-p1"], ECHO_PORT, timeout=5.0)
         r.check(err is None, "new connection n1-p1 -> n2-p1 after the rotations: %s" % (
             err or "ok"))
         t_new = time.time()
-        err = probe("%s-n2-p1" % NAME, ip["n1-p1"], ECHO_PORT)
+        err = echo_probe("%s-n2-p1" % NAME, ip["n1-p1"], ECHO_PORT, timeout=5.0)
         new = {(t["source"], t["node"]): t for t in c.admin(2, "/tunnels")}.get(
             (SERVER_ID, "node1"))
         r.check(err is None and new is not None and

@@ -16,13 +16,13 @@ of each connection with the client's identity.
 import os
 import re
 import secrets
-import select
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from clusterlib import ECHO_CLIENT, ECHO_SERVER, Cluster, Results, require_root  # noqa: E402
+from apps import ECHO_CLIENT, ECHO_SERVER, SOCK_LIB, readline  # noqa: E402
+from clusterlib import Cluster, Results, require_root  # noqa: E402
 
 TD = "spiffe://cluster.local"
 CIPHER = "TLS_AES_256_GCM_SHA384"
@@ -53,39 +53,19 @@ print(out.decode(errors="replace"))
 # A plain app connection held open until the test says so on stdin: one round
 # trip, "READY", wait, a second chunk, half-close, print what came back.
 # Args: ip port marker.
-HOLD_CLIENT = r"""
-import socket, sys
+HOLD_CLIENT = SOCK_LIB + r"""
+import sys
 ip, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
 c = socket.create_connection((ip, port), timeout=10)
 c.sendall(marker + b"-1;")
-got = b""
-while len(got) < len(marker) + 3:
-    x = c.recv(4096)
-    if not x:
-        break
-    got += x
-print("READY" if got == marker + b"-1;" else "BAD %r" % got, flush=True)
+got = bytearray()
+recv_until(c, got, len(marker) + 3)
+print("READY" if got == marker + b"-1;" else "BAD %r" % bytes(got), flush=True)
 sys.stdin.readline()
 c.sendall(marker + b"-2")
 c.shutdown(socket.SHUT_WR)
-out = b""
-while True:
-    x = c.recv(65536)
-    if not x:
-        break
-    out += x
-print(out.decode(errors="replace"), flush=True)
+print(recv_all(c).decode(errors="replace"), flush=True)
 """
-
-
-def readline(p, timeout):
-    r, _, _ = select.select([p.stdout], [], [], timeout)
-    return p.stdout.readline().decode(errors="replace") if r else None
-
-
-def ss_lines(c, target, filt):
-    p = c.run(target, ["ss", "-Htn", "state", "established", filt])
-    return [ln for ln in p.stdout.decode().splitlines() if ln.strip()]
 
 
 def access(log, direction):
@@ -157,7 +137,7 @@ def fast_path(r):
         start = len(c.weftd_log(1))
         ip_s = traffic(c, r, "dpa")
         seen = hold_open(c, r, "dpa", ip_s, lambda: (
-            ss_lines(c, "n1", "( dport = :15008 or sport = :15008 )"), c.admin(1, "/tunnels")))
+            c.ss("n1", "( dport = :15008 or sport = :15008 )"), c.admin(1, "/tunnels")))
         r.check(seen[0] == [], "dpa: while it is open, node1's netns has no TCP connection on "
                 ":15008 (%s)" % seen[0])
         r.check(not [t for t in seen[1] if t.get("node") == "node1"],
@@ -190,8 +170,8 @@ def mtls_path(r):
         ip_s = traffic(c, r, "dpa2")
 
         def during():
-            return (ss_lines(c, "n1", "( dport = :15008 )"),
-                    ss_lines(c, "n1", "( sport = :15008 )"), c.admin(1, "/tunnels"))
+            return (c.ss("n1", "( dport = :15008 )"),
+                    c.ss("n1", "( sport = :15008 )"), c.admin(1, "/tunnels"))
         to, frm, tun = hold_open(c, r, "dpa2", ip_s, during)
         print("  info node1 /tunnels:", tun)
         r.check(len(to) == 1 and "172.30.0.1:15008" in to[0].split()[-1],

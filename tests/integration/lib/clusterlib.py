@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 
+from apps import CHAT_CLIENT, ECHO_CLIENT, ECHO_SERVER  # noqa: F401 (re-exported)
 from results import Results  # noqa: F401
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -150,47 +151,11 @@ class Cluster:
             time.sleep(0.1)
         return False
 
-
-ECHO_SERVER = r"""
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1024)
-tag = sys.argv[2].encode()
-def serve(c, a):
-    try:
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            c.sendall(b)
-        c.sendall(b"|" + tag + b"|" + a[0].encode())
-        c.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, a = s.accept()
-    threading.Thread(target=serve, args=(c, a), daemon=True).start()
-"""
-"""Echo server: echoes until the client half-closes, then appends
-'|<tag>|<client ip>' and closes. Args: port tag."""
-
-ECHO_CLIENT = r"""
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-c.sendall(sys.argv[3].encode()); c.shutdown(socket.SHUT_WR)
-out = b""
-while True:
-    b = c.recv(65536)
-    if not b:
-        break
-    out += b
-print(out.decode())
-"""
-"""Echo client: sends argv[3], half-closes, prints everything received."""
-
-
+    def ss(self, target, filt):
+        """`ss` lines of the established TCP connections in target's netns
+        that match the ss filter filt, e.g. "( dport = :15008 )"."""
+        p = self.run(target, ["ss", "-Htn", "state", "established", filt])
+        return [ln for ln in p.stdout.decode().splitlines() if ln.strip()]
 
 
 # --- HBONE test clients (test_dp_identity.py, test_dp_hostile.py) ------------------
@@ -199,6 +164,7 @@ print(out.decode())
 # itself stays in the root netns and sends nothing outside the cluster's.
 import ctypes  # noqa: E402
 import datetime  # noqa: E402
+import secrets  # noqa: E402
 import socket  # noqa: E402
 import ssl  # noqa: E402
 import tempfile  # noqa: E402
@@ -334,6 +300,28 @@ def make_svid(uri, ca=None, not_before=None, not_after=None):
     cert = b.sign(ca[0] if ca else key, hashes.SHA256())
     chain = _pem_cert(cert) + (_pem_cert(ca[1]) if ca else b"")
     return _pem_key(key), chain
+
+
+def echo_probe(netns, ip, port, timeout=5.0):
+    """One app connection to an echo server from a socket in netns: connect,
+    send a token, read its echo. None when it worked, else the error in words."""
+    tok = ("probe-" + secrets.token_hex(8)).encode()
+    s = netns_socket(netns)
+    try:
+        s.settimeout(timeout)
+        s.connect((ip, port))
+        s.sendall(tok)
+        got = b""
+        while len(got) < len(tok):
+            b = s.recv(4096)
+            if not b:
+                return "EOF after %r" % got
+            got += b
+        return None if got == tok else "echo mismatch %r" % got
+    except OSError as e:
+        return "%s: %s" % (type(e).__name__, e)
+    finally:
+        s.close()
 
 
 class HboneError(Exception):
@@ -530,26 +518,3 @@ def wait_log(cluster, k, pattern, timeout=5.0, start=0):
         if time.time() >= deadline:
             return None
         time.sleep(0.1)
-
-
-CHAT_CLIENT = r"""
-import socket, sys
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-msg = sys.argv[3].encode()
-c.sendall(msg)
-got = b""
-while len(got) < len(msg):
-    b = c.recv(65536)
-    if not b:
-        break
-    got += b
-c.shutdown(socket.SHUT_WR)
-while True:
-    b = c.recv(65536)
-    if not b:
-        break
-    got += b
-print(got.decode())
-"""
-"""Interactive client for ECHO_SERVER: sends argv[3], waits for its echo, then
-half-closes and prints everything received ('<msg>|<tag>|<client ip>')."""

@@ -16,6 +16,18 @@ class Results:
             self.failed += 1
         return cond
 
+    def run(self, main):
+        """main(), then done(); an exception out of main (raised after its own
+        cleanup, e.g. a Cluster's teardown) is printed and counts as a failed
+        check, so a broken step fails the test instead of crashing it."""
+        try:
+            main()
+        except Exception as e:  # noqa: BLE001
+            import traceback
+            traceback.print_exc()
+            self.check(False, "test ran to the end (%r)" % e)
+        self.done()
+
     def done(self):
         print("%s: %d checks, %d failed" % (self.name, self.count, self.failed))
         sys.exit(1 if self.failed else 0)

@@ -18,6 +18,7 @@
 #include "../check.h"
 #include <weft/registry.h>
 #include <weft/regproto.h>
+#include "../regyaml.h"
 
 #include "registry.pb-c.h"
 #include "../../../daemon/regcache.h"
@@ -53,30 +54,10 @@ static const char base_yaml[] =
 	"     rules: [{namespaces: [legacy], source_ips: [10.20.0.0/16], destination_ports: [80]}]}\n"
 	"  - {name: g, scope: global, action: ALLOW}\n";
 
-static struct registry *parse(const char *yaml)
-{
-	char err[REG_ERR_MAX];
-	struct registry *r = registry_parse(yaml, strlen(yaml), "t.yaml", err, sizeof(err));
-
-	if (!r)
-		fprintf(stderr, "parse: %s\n", err);
-	CHECK(r != NULL);
-	return r;
-}
-
 /* base_yaml with one substring replaced (must occur). */
 static struct registry *parse_edit(const char *from, const char *to)
 {
-	const char *at = strstr(base_yaml, from);
-	char buf[sizeof(base_yaml) + 512];
-
-	if (!at || strlen(base_yaml) - strlen(from) + strlen(to) >= sizeof(buf)) {
-		fprintf(stderr, "parse_edit: cannot replace %s\n", from);
-		exit(1);
-	}
-	snprintf(buf, sizeof(buf), "%.*s%s%s", (int)(at - base_yaml), base_yaml, to,
-		 at + strlen(from));
-	return parse(buf);
+	return regyaml_edit(base_yaml, from, to);
 }
 
 static int apply_snapshot(struct regcache *rc, const struct registry *r, uint64_t version)
@@ -195,7 +176,7 @@ static const struct reg_service *svc_echo(struct regcache *rc)
 
 static void test_snapshot_lookups(void)
 {
-	struct registry *r = parse(base_yaml);
+	struct registry *r = regyaml_parse(base_yaml);
 	struct regcache *rc = regcache_new();
 	const struct reg_service *s;
 	const struct reg_node *n;
@@ -285,7 +266,7 @@ static void test_round_robin(void)
 	static const Weft__Registry__V1__ResourceKind node_kind[] = {
 		WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_NODE };
 	static const char *const node2[] = { "node2" };
-	struct registry *r = parse(base_yaml), *r2;
+	struct registry *r = regyaml_parse(base_yaml), *r2;
 	struct regcache *rc = regcache_new();
 	const char *p[9];
 	char err[256];
@@ -353,7 +334,7 @@ static void test_round_robin(void)
 
 static void test_deltas(void)
 {
-	struct registry *r = parse(base_yaml), *r2, *r3;
+	struct registry *r = regyaml_parse(base_yaml), *r2, *r3;
 	struct regcache *rc = regcache_new();
 	char err[256];
 	uint16_t t;
@@ -382,7 +363,7 @@ static void test_deltas(void)
 		     "policies:\n"
 		     "  - {name: extra, namespace: default, scope: namespace, action: ALLOW}\n");
 #undef EDIT
-		r2 = parse(y);
+		r2 = regyaml_parse(y);
 	}
 	CHECK_EQ_INT(apply_delta(rc, r, r2, 11, err, sizeof(err)), 0);
 	CHECK_EQ_INT(regcache_version(rc), 11);
@@ -457,7 +438,7 @@ static void check_unchanged(struct regcache *rc, uint64_t version)
 
 static void test_rejects(void)
 {
-	struct registry *r = parse(base_yaml), *r2 = parse_edit("10.20.2.2", "10.20.2.7");
+	struct registry *r = regyaml_parse(base_yaml), *r2 = parse_edit("10.20.2.2", "10.20.2.7");
 	struct regcache *rc = regcache_new();
 	Weft__Registry__V1__WatchResponse m = WEFT__REGISTRY__V1__WATCH_RESPONSE__INIT;
 	Weft__Registry__V1__Resource res = WEFT__REGISTRY__V1__RESOURCE__INIT, *resp = &res;
@@ -600,7 +581,7 @@ static void test_duplicate_upserts(void)
 static void test_save_load(void)
 {
 	char dir[] = "/tmp/test_regcache.XXXXXX", path[128], err[256];
-	struct registry *r = parse(base_yaml);
+	struct registry *r = regyaml_parse(base_yaml);
 	struct regcache *rc = regcache_new(), *rc2 = regcache_new();
 	struct stat st;
 	uint16_t t;

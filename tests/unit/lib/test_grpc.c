@@ -311,6 +311,14 @@ static int32_t call_start(struct harness *h, const char *path, const char *ctype
 	return nghttp2_submit_request(h->cli, NULL, nva, n, body ? &prd : NULL, r);
 }
 
+/* The plain call most tests make: content-type application/grpc, no
+ * grpc-timeout, no extra headers. */
+static int32_t call_plain(struct harness *h, const char *path, struct req_body *body,
+			  struct resp *r)
+{
+	return call_start(h, path, "application/grpc", NULL, body, r, NULL, 0);
+}
+
 /* A request body holding one message. buf must hold 5 + len bytes. */
 static struct req_body body_msg(uint8_t *buf, const void *msg, uint32_t len)
 {
@@ -410,7 +418,7 @@ static void test_unary_echo(void)
 
 	harness_init(&h, &server);
 	seen_ctx = NULL;
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK(r.closed);
 	CHECK_EQ_INT(r.close_code, 0);
@@ -451,7 +459,7 @@ static void test_errors_before_handler(void)
 
 	harness_init(&h, &server);
 
-	CHECK(call_start(&h, "/t.Svc/Nope", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Nope", &b, &r) > 0);
 	pump(&h);
 	CHECK(r.closed);
 	CHECK_EQ_STR(r.status, "200");
@@ -474,7 +482,7 @@ static void test_errors_before_handler(void)
 	resp_free(&r);
 
 	/* No body at all: a unary request is exactly one message. */
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, NULL, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", NULL, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "13");
 	CHECK_EQ_STR(r.grpc_message, "missing request message");
@@ -484,7 +492,7 @@ static void test_errors_before_handler(void)
 	grpc_frame_header(buf, 10);
 	memcpy(buf + 5, "abc", 3);
 	b = (struct req_body){ .data = buf, .len = 8, .total = 8 };
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "13");
 	resp_free(&r);
@@ -495,7 +503,7 @@ static void test_errors_before_handler(void)
 	grpc_frame_header(buf + 6, 1);
 	buf[11] = 'b';
 	b = (struct req_body){ .data = buf, .len = 12, .total = 12 };
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "13");
 	resp_free(&r);
@@ -503,7 +511,7 @@ static void test_errors_before_handler(void)
 	/* Compressed flag: we advertise no compression. */
 	b = body_msg(buf, "zz", 2);
 	buf[0] = 1;
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "12");
 	CHECK_EQ_STR(r.grpc_message, "compression not supported");
@@ -535,7 +543,7 @@ static void test_errors_before_handler(void)
 
 	/* After all of that the connection still serves. */
 	b = body_msg(buf, "ok", 2);
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "0");
 	CHECK_EQ_INT(body_messages(&r, NULL, NULL), 1);
@@ -557,7 +565,7 @@ static void test_oversized(void)
 	 * prefix and stops the upload with RST_STREAM. */
 	grpc_frame_header(buf, 5u << 20);
 	big = (struct req_body){ .data = buf, .len = 5, .total = 5 + (5u << 20) };
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &big, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &big, &r) > 0);
 	pump(&h);
 	CHECK(r.closed);
 	CHECK_EQ_STR(r.grpc_status, "8");
@@ -566,7 +574,7 @@ static void test_oversized(void)
 	CHECK_EQ_INT(h.feed_rc, 0);
 
 	b = body_msg(buf, "again", 5);
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r2, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r2) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r2.grpc_status, "0");
 	CHECK_EQ_INT(body_messages(&r2, NULL, NULL), 1);
@@ -580,12 +588,12 @@ static void test_oversized(void)
 	uint8_t big17[32];
 	harness_init(&h, &small);
 	b = body_msg(big17, "0123456789abcdefg", 17);
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "8");
 	resp_free(&r);
 	b = body_msg(big17, "0123456789abcdef", 16);
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "0");
 	resp_free(&r);
@@ -647,7 +655,7 @@ static void test_server_streaming(void)
 	uint32_t ml = 0;
 
 	harness_init(&h, &server);
-	CHECK(call_start(&h, "/t.Svc/Hold", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Hold", &b, &r) > 0);
 	pump(&h);
 	CHECK(held != NULL);
 	CHECK_EQ_INT(held_req_len, 3);
@@ -695,7 +703,7 @@ static void test_client_reset(void)
 	int32_t sid;
 
 	harness_init(&h, &server);
-	sid = call_start(&h, "/t.Svc/Hold", "application/grpc", NULL, &b, &r, NULL, 0);
+	sid = call_plain(&h, "/t.Svc/Hold", &b, &r);
 	pump(&h);
 	CHECK(held != NULL);
 	CHECK_EQ_INT(grpc_call_send(held, (const uint8_t *)"m", 1), 0);
@@ -707,7 +715,7 @@ static void test_client_reset(void)
 
 	/* A held call when the session goes away gets on_cancel, once. */
 	b = body_msg(buf, "t", 1);
-	call_start(&h, "/t.Svc/Hold", "application/grpc", NULL, &b, &r, NULL, 0);
+	call_plain(&h, "/t.Svc/Hold", &b, &r);
 	pump(&h);
 	CHECK(held != NULL);
 	harness_free(&h);
@@ -770,7 +778,7 @@ static void test_split_body(void)
 	b = body_msg(buf, msg, sizeof(msg));
 	b.chunk = 1;				/* one byte per DATA frame */
 	harness_init(&h, &server);
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "0");
 	CHECK_EQ_INT(body_messages(&r, &m, &ml), 1);
@@ -794,7 +802,7 @@ static void test_large_message(void)
 		buf[5 + i] = (uint8_t)(i ^ (i >> 8));
 	b = (struct req_body){ .data = buf, .len = 5 + len, .total = 5 + len };
 	harness_init(&h, &server);
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "0");
 	CHECK_EQ_INT(body_messages(&r, &m, &ml), 1);
@@ -820,7 +828,7 @@ static void test_session_budget(void)
 	for (int i = 0; i < 17; i++) {
 		grpc_frame_header(pfx[i], GRPC_MSG_MAX);
 		b[i] = (struct req_body){ .data = pfx[i], .len = 5, .total = 5, .open = true };
-		call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &b[i], &r[i], NULL, 0);
+		call_plain(&h, "/t.Svc/Echo", &b[i], &r[i]);
 	}
 	pump(&h);
 	for (int i = 0; i < 16; i++)
@@ -831,7 +839,7 @@ static void test_session_budget(void)
 	/* A small call still fits once a big one is gone. */
 	nghttp2_submit_rst_stream(h.cli, NGHTTP2_FLAG_NONE, 1, NGHTTP2_CANCEL);
 	ok = body_msg(buf, "s", 1);
-	call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, &ok, &rok, NULL, 0);
+	call_plain(&h, "/t.Svc/Echo", &ok, &rok);
 	pump(&h);
 	CHECK_EQ_STR(rok.grpc_status, "0");
 	CHECK_EQ_INT(h.feed_rc, 0);
@@ -849,7 +857,7 @@ static void test_status_message_encoding(void)
 	struct req_body b = body_msg(buf, "t", 1);
 
 	harness_init(&h, &server);
-	CHECK(call_start(&h, "/t.Svc/Fail", "application/grpc", NULL, &b, &r, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Fail", &b, &r) > 0);
 	pump(&h);
 	CHECK_EQ_STR(r.grpc_status, "3");
 	/* Inner spaces stay; the leading one, non-ASCII and '%' are encoded. */
@@ -866,14 +874,14 @@ static void test_drain(void)
 	struct req_body b = body_msg(buf, "t", 1);
 
 	harness_init(&h, &server);
-	call_start(&h, "/t.Svc/Hold", "application/grpc", NULL, &b, &r, NULL, 0);
+	call_plain(&h, "/t.Svc/Hold", &b, &r);
 	pump(&h);
 	CHECK(held != NULL);
 	grpc_session_drain(h.srv);
 	pump(&h);
 	CHECK(!grpc_session_done(h.srv));	/* a live call may finish */
 	/* New streams after GOAWAY are refused by the client library. */
-	CHECK(call_start(&h, "/t.Svc/Echo", "application/grpc", NULL, NULL, &r2, NULL, 0) > 0);
+	CHECK(call_plain(&h, "/t.Svc/Echo", NULL, &r2) > 0);
 	pump(&h);
 	CHECK(r2.grpc_status[0] == '\0');
 	CHECK_EQ_INT(grpc_call_send(held, (const uint8_t *)"bye", 3), 0);
@@ -905,7 +913,7 @@ static void test_concurrency_limit(void)
 	pump(&h);			/* settle SETTINGS */
 	for (int i = 0; i < 3; i++) {
 		b[i] = body_msg(buf[i], "t", 1);
-		call_start(&h, "/t.Svc/Hold", "application/grpc", NULL, &b[i], &r[i], NULL, 0);
+		call_plain(&h, "/t.Svc/Hold", &b[i], &r[i]);
 	}
 	pump(&h);
 	/* The client honours our SETTINGS: the third call waits. */

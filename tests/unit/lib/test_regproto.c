@@ -12,6 +12,7 @@
 #include "registry.pb-c.h"
 #include <weft/registry.h>
 #include <weft/regproto.h>
+#include "../regyaml.h"
 
 #define KIND(x) WEFT__REGISTRY__V1__RESOURCE_KIND__KIND_##x
 #define CASE(x) WEFT__REGISTRY__V1__RESOURCE__KIND_##x
@@ -64,34 +65,10 @@ static const char base_yaml[] =
 	"    scope: global\n"
 	"    action: DENY\n";
 
-static struct registry *parse(const char *yaml)
-{
-	char err[REG_ERR_MAX];
-	struct registry *r = registry_parse(yaml, strlen(yaml), "t.yaml", err, sizeof(err));
-
-	if (!r)
-		fprintf(stderr, "parse: %s\n", err);
-	CHECK(r != NULL);
-	return r;
-}
-
 /* base_yaml with one substring replaced (must occur). */
 static struct registry *parse_edit(const char *from, const char *to)
 {
-	const char *at = strstr(base_yaml, from);
-	size_t n = strlen(base_yaml) + strlen(to) + 1;
-	char *buf = malloc(n);
-	struct registry *r;
-
-	CHECK(at != NULL);
-	if (!at || !buf) {
-		free(buf);
-		return NULL;
-	}
-	snprintf(buf, n, "%.*s%s%s", (int)(at - base_yaml), base_yaml, to, at + strlen(from));
-	r = parse(buf);
-	free(buf);
-	return r;
+	return regyaml_edit(base_yaml, from, to);
 }
 
 static Weft__Registry__V1__WatchResponse *unpack(const uint8_t *buf, size_t len)
@@ -105,7 +82,7 @@ static Weft__Registry__V1__WatchResponse *unpack(const uint8_t *buf, size_t len)
 
 static void test_snapshot(void)
 {
-	struct registry *r = parse(base_yaml);
+	struct registry *r = regyaml_parse(base_yaml);
 	Weft__Registry__V1__WatchResponse *m;
 	Weft__Registry__V1__Resource **u;
 	uint8_t *buf = NULL, *buf2 = NULL;
@@ -219,7 +196,7 @@ out:
 
 static void test_empty_snapshot(void)
 {
-	struct registry *r = parse("{}\n");
+	struct registry *r = regyaml_parse("{}\n");
 	Weft__Registry__V1__WatchResponse *m;
 	uint8_t *buf = NULL;
 	size_t len = 99;
@@ -302,7 +279,7 @@ check_delta(const char *what, const struct registry *prev, const struct registry
 
 static void test_delta(void)
 {
-	struct registry *base = parse(base_yaml), *same = parse(base_yaml), *next;
+	struct registry *base = regyaml_parse(base_yaml), *same = regyaml_parse(base_yaml), *next;
 	Weft__Registry__V1__WatchResponse *m;
 	uint8_t *buf = (uint8_t *)"x";
 	size_t len = 5;
@@ -452,7 +429,7 @@ static void test_delta(void)
 	registry_free(next);
 
 	/* everything gone: removals of every kind, in kind then key order */
-	next = parse("trust_domain: cluster.local\n");
+	next = regyaml_parse("trust_domain: cluster.local\n");
 	{
 		static const struct expect rms[] = {
 			{ KIND(NODE), "node1" }, { KIND(NODE), "node2" },
