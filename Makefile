@@ -5,7 +5,8 @@
 #   make all       build weft-agent, the libraries, tests and bench tools
 #   make test      deps + all + unit, fuzz-smoke and integration tests
 #   make demo      deps + all + a running agent, a node bootstrap, an SVID
-#   make bench     micro-benchmarks (TLS record crypto, agent certificates/s)
+#   make bench     micro-benchmarks, then the data-plane benchmark (bench/run.py;
+#                  BENCH_ARGS=--quick for the short run)
 #   make fuzz      each libFuzzer target for FUZZ_SECONDS (default 60)
 #
 # Switches: V=1 (show commands), WERROR=1, SANITIZE=address,undefined
@@ -172,6 +173,9 @@ DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-de
 DEB_TEST  := nftables iproute2 containernetworking-plugins openssl procps \
              python3 python3-grpcio python3-protobuf python3-cryptography \
              python3-yaml protobuf-compiler socat curl python3-h2 tcpdump
+# Only `make bench` needs these (bench/run.py: charts, the HAProxy baselines,
+# bulk, the loadgen cross-check).
+DEB_BENCH := python3-matplotlib haproxy iperf3 wrk
 deps:
 	$(Q)tools/deps.sh $(DEB_BUILD) $(DEB_TEST)
 
@@ -196,10 +200,13 @@ demo: deps
 demo-down:
 	$(Q)/usr/bin/python3 tools/demo.py down
 
+BENCH_ARGS ?=
 bench: deps
+	$(Q)tools/deps.sh $(DEB_BENCH)
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(B)/bench/tlsbench
 	$(Q)/usr/bin/python3 bench/agent_certs.py 10000
+	$(Q)/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(B)
