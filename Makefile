@@ -4,7 +4,7 @@
 #   make deps      install the Debian packages the build, tests and demo need
 #   make all       build weft-agent, the libraries, tests and bench tools
 #   make test      deps + all + unit, fuzz-smoke and integration tests
-#   make demo      deps + all + a running agent, a node bootstrap, an SVID
+#   make demo      deps + all + a 2-node cluster with weft, traffic, a summary
 #   make bench     micro-benchmarks, then the data-plane benchmark (bench/run.py;
 #                  BENCH_ARGS=--quick for the short run)
 #   make fuzz      each libFuzzer target for FUZZ_SECONDS (default 60)
