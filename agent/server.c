@@ -16,6 +16,7 @@
 #include <weft/grpc.h>
 #include <weft/log.h>
 #include <weft/loop.h>
+#include <weft/sockaddr.h>
 #include <weft/tls.h>
 
 #include "agent.h"
@@ -213,39 +214,6 @@ static void server_on_accept(struct loop_op *op, int res, unsigned flags)
 	s->n_conns++;
 }
 
-static int server_parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[64];
-	const char *colon = strrchr(spec, ':');
-	char *end;
-	long port;
-
-	if (!colon || (size_t)(colon - spec) >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, spec, colon - spec);
-	host[colon - spec] = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 0 || port > 65535)
-		return -EINVAL;
-	memset(ss, 0, sizeof(*ss));
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		host[strlen(host) - 1] = 0;
-		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
-			return -EINVAL;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		*len = sizeof(*s6);
-		return 0;
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-		return -EINVAL;
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons(port);
-	*len = sizeof(*s4);
-	return 0;
-}
 
 struct server *server_new(struct agent *a, char *err, size_t errlen)
 {
@@ -254,7 +222,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	struct server *s;
 	int one = 1;
 
-	if (server_parse_addr(a->cfg->listen, &ss, &sslen)) {
+	if (sockaddr_parse(a->cfg->listen, &ss, &sslen)) {
 		snprintf(err, errlen, "listen: \"%s\" is not host:port with a numeric IP",
 			 a->cfg->listen);
 		return NULL;
@@ -275,17 +243,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	/* Report the real port (listen may have asked for port 0). */
 	sslen = sizeof(ss);
 	getsockname(s->fd, (struct sockaddr *)&ss, &sslen);
-	if (ss.ss_family == AF_INET6) {
-		char h[INET6_ADDRSTRLEN];
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		inet_ntop(AF_INET6, &s6->sin6_addr, h, sizeof(h));
-		snprintf(s->addr, sizeof(s->addr), "[%s]:%u", h, ntohs(s6->sin6_port));
-	} else {
-		char h[INET_ADDRSTRLEN];
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &s4->sin_addr, h, sizeof(h));
-		snprintf(s->addr, sizeof(s->addr), "%s:%u", h, ntohs(s4->sin_port));
-	}
+	sockaddr_str(&ss, s->addr, sizeof(s->addr));
 	if (loop_accept(a->loop, &s->accept_op, s->fd)) {
 		snprintf(err, errlen, "listen %s: cannot queue accept", s->addr);
 		goto fail_fd;

@@ -21,6 +21,7 @@
 #include <weft/loop.h>
 #include <weft/netns.h>
 #include <weft/registry.h>
+#include <weft/sockaddr.h>
 #include <weft/spiffe.h>
 #include <weft/tls.h>
 
@@ -71,38 +72,6 @@ struct hstream {
 
 /* --- shared helpers ---------------------------------------------------------- */
 
-static int inbound_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long port;
-
-	if (!colon || colon == s || (size_t)(colon - s) >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, colon - s);
-	host[colon - s] = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535)
-		return -EINVAL;
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		ss->ss_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-		*len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		host[strlen(host) - 1] = 0;
-		if (inet_pton(AF_INET6, host + 1, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-			ss->ss_family = AF_INET6;
-			((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-			*len = sizeof(struct sockaddr_in6);
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
 
 /*
  * The client address for logs, from the peer's `forwarded: for="ip:port"`.
@@ -115,12 +84,12 @@ static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, 
 				  struct sockaddr_storage *src)
 {
 	struct sockaddr_storage ss;
-	char tmp[INET6_ADDRSTRLEN + 8], host[INET6_ADDRSTRLEN];
+	char tmp[INET6_ADDRSTRLEN + 8];
 	socklen_t sl;
 	size_t n;
 
 	snprintf(out, len, "%s", peer);
-	inbound_parse_hostport(peer, src, &sl);
+	sockaddr_parse(peer, src, &sl);
 	if (!fwd || strncmp(fwd, "for=\"", 5))
 		return;
 	n = strlen(fwd + 5);
@@ -128,20 +97,10 @@ static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, 
 		return;
 	memcpy(tmp, fwd + 5, n - 1);
 	tmp[n - 1] = 0;
-	if (inbound_parse_hostport(tmp, &ss, &sl))
+	if (sockaddr_parse(tmp, &ss, &sl) || !sockaddr_port(&ss))
 		return;
 	*src = ss;
-	if (ss.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-		snprintf(out, len, "%s:%u", host, ntohs(a->sin_port));
-	} else {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-		snprintf(out, len, "[%s]:%u", host, ntohs(a->sin6_port));
-	}
+	sockaddr_str(&ss, out, len);
 }
 
 /* --- HBONE streams --------------------------------------------------------- */
@@ -220,7 +179,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	int fd;
 
 	d->stats.inbound++;
-	if (inbound_parse_hostport(req->authority, &dst, &len)) {
+	if (sockaddr_parse(req->authority, &dst, &len) || !sockaddr_port(&dst)) {
 		log_warn("inbound CONNECT from %s (%s): bad authority; answering 400", hc->peer,
 			 hc->peer_id);
 		h2tun_respond(t, id, 400);
@@ -250,8 +209,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	inbound_forwarded_src(req->forwarded, hc->peer, hs->src, sizeof(hs->src), &hs->az.src);
 	snprintf(hs->az.dst_uid, sizeof(hs->az.dst_uid), "%s", pod->uid);
 	snprintf(hs->az.principal, sizeof(hs->az.principal), "%s", hc->peer_id);
-	hs->az.dst_port = ntohs(dst.ss_family == AF_INET ? ((struct sockaddr_in *)&dst)->sin_port
-				: ((struct sockaddr_in6 *)&dst)->sin6_port);
+	hs->az.dst_port = sockaddr_port(&dst);
 	hs->az.direction = "inbound";
 	if (authz_check(d, &hs->az, why, sizeof(why))) {
 		log_warn("inbound CONNECT %s from %s (%s) denied [DENY]: %s; answering 401",
@@ -501,7 +459,7 @@ struct inbound *inbound_new(struct weftd *d, char *err, size_t errlen)
 
 	snprintf(spec, sizeof(spec), strchr(d->cfg.node_ip, ':') ? "[%s]:%u" : "%s:%u",
 		 d->cfg.node_ip, d->cfg.hbone_port);
-	if (inbound_parse_hostport(spec, &ss, &len)) {
+	if (sockaddr_parse(spec, &ss, &len)) {
 		snprintf(err, errlen, "bad HBONE listen address %s", spec);
 		return NULL;
 	}
@@ -617,12 +575,8 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	pl->d = d;
 	pl->pod = pod;
 	getpeername(fd, (struct sockaddr *)&src, &slen);
-	inet_ntop(AF_INET, &((struct sockaddr_in *)&src)->sin_addr, pl->src, sizeof(pl->src));
-	snprintf(pl->src + strlen(pl->src), sizeof(pl->src) - strlen(pl->src), ":%u",
-		 ntohs(((struct sockaddr_in *)&src)->sin_port));
-	inet_ntop(AF_INET, &((struct sockaddr_in *)&orig)->sin_addr, pl->dst, sizeof(pl->dst));
-	snprintf(pl->dst + strlen(pl->dst), sizeof(pl->dst) - strlen(pl->dst), ":%u",
-		 ntohs(((struct sockaddr_in *)&orig)->sin_port));
+	sockaddr_str(&src, pl->src, sizeof(pl->src));
+	sockaddr_str(&orig, pl->dst, sizeof(pl->dst));
 	r = relay_accept(d->loop, fd, &plain_hooks, pl);
 	if (!r) {
 		free(pl);
@@ -643,7 +597,7 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	/* No identity: only policies without principals/namespaces can allow. */
 	pl->az.src = src;
-	pl->az.dst_port = ntohs(((struct sockaddr_in *)&orig)->sin_port);
+	pl->az.dst_port = sockaddr_port(&orig);
 	pl->az.direction = "inbound-plaintext";
 	snprintf(pl->az.dst_uid, sizeof(pl->az.dst_uid), "%s", pod->uid);
 	if (authz_check(d, &pl->az, why, sizeof(why))) {

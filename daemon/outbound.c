@@ -14,6 +14,7 @@
 #include <weft/loop.h>
 #include <weft/netns.h>
 #include <weft/registry.h>
+#include <weft/sockaddr.h>
 
 #include "authz.h"
 #include "certs.h"
@@ -63,25 +64,6 @@ static void ob_unwait(struct ob *ob)
 	loop_timer_disarm(ob->d->loop, &ob->wait_timer);
 }
 
-static void ob_addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &s->sin_addr, ip, sizeof(ip));
-		port = ntohs(s->sin_port);
-		snprintf(out, len, "%s:%u", ip, port);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-		inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof(ip));
-		port = ntohs(s->sin6_port);
-		snprintf(out, len, "[%s]:%u", ip, port);
-	} else {
-		snprintf(out, len, "?");
-	}
-}
 
 static void ob_on_done(struct relay *r, const struct relay_stats *st)
 {
@@ -228,7 +210,7 @@ void outbound_identities_changed(struct weftd *d)
 static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 {
 	struct weftd *d = ob->d;
-	struct sockaddr_storage na = { 0 };
+	struct sockaddr_storage na;
 	socklen_t nalen;
 	char expect[300], fwd[96], tp[56];
 	struct h2tun_connect_req req;
@@ -237,16 +219,7 @@ static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 		ob_wait(ob);
 		return;
 	}
-	if (inet_pton(AF_INET, node->address, &((struct sockaddr_in *)&na)->sin_addr) == 1) {
-		na.ss_family = AF_INET;
-		((struct sockaddr_in *)&na)->sin_port = htons(node->hbone_port);
-		nalen = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, node->address,
-			     &((struct sockaddr_in6 *)&na)->sin6_addr) == 1) {
-		na.ss_family = AF_INET6;
-		((struct sockaddr_in6 *)&na)->sin6_port = htons(node->hbone_port);
-		nalen = sizeof(struct sockaddr_in6);
-	} else {
+	if (sockaddr_from_ip(node->address, node->hbone_port, &na, &nalen)) {
 		ob_fail(ob, "NO_ROUTE", "the destination node has no usable address");
 		return;
 	}
@@ -278,24 +251,15 @@ static void ob_route(struct ob *ob)
 			ob_fail(ob, "NO_HEALTHY_UPSTREAM", "the service has no endpoints");
 			return;
 		}
-		ob->dst = ob->orig;
-		/* The endpoint's first IP, at the service's target port. */
-		struct sockaddr_storage ep;
-		memset(&ep, 0, sizeof(ep));
-		if (inet_pton(AF_INET, w->ips[0], &((struct sockaddr_in *)&ep)->sin_addr) == 1) {
-			ep.ss_family = AF_INET;
-			((struct sockaddr_in *)&ep)->sin_port = htons(port);
-		} else if (inet_pton(AF_INET6, w->ips[0],
-				     &((struct sockaddr_in6 *)&ep)->sin6_addr) == 1) {
-			ep.ss_family = AF_INET6;
-			((struct sockaddr_in6 *)&ep)->sin6_port = htons(port);
-		}
-		ob->dst = ep;
+		/* The endpoint's first IP, at the service's target port (the
+		 * registry validated it; a failure leaves dst unusable). */
+		socklen_t eplen;
+		sockaddr_from_ip(w->ips[0], port, &ob->dst, &eplen);
 	} else {
 		ob->dst = ob->orig;
 		w = regcache_workload_by_ip(d->reg, (struct sockaddr *)&ob->orig);
 	}
-	ob_addr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
+	sockaddr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
 	if (!w || w->tunnel == REG_TUNNEL_NONE) {
 		if (!w && d->cfg.unknown_destination == SETTINGS_UNKNOWN_DENY) {
 			ob_fail(ob, "NO_ROUTE", "destination is not in the registry and "
@@ -318,9 +282,7 @@ static void ob_route(struct ob *ob)
 		d->stats.same_node++;
 		/* Both ends are ours: the destination's policy applies here. */
 		ob->az.src = ob->src;
-		ob->az.dst_port = ntohs(ob->dst.ss_family == AF_INET ?
-					((struct sockaddr_in *)&ob->dst)->sin_port :
-					((struct sockaddr_in6 *)&ob->dst)->sin6_port);
+		ob->az.dst_port = sockaddr_port(&ob->dst);
 		ob->az.direction = "same-node";
 		snprintf(ob->az.dst_uid, sizeof(ob->az.dst_uid), "%s", w->uid);
 		snprintf(ob->az.principal, sizeof(ob->az.principal), "%s",
@@ -365,8 +327,8 @@ void outbound_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	len = sizeof(ob->src);
 	getpeername(fd, (struct sockaddr *)&ob->src, &len);
-	ob_addr_str(&ob->src, ob->src_str, sizeof(ob->src_str));
-	ob_addr_str(&ob->orig, ob->orig_str, sizeof(ob->orig_str));
+	sockaddr_str(&ob->src, ob->src_str, sizeof(ob->src_str));
+	sockaddr_str(&ob->orig, ob->orig_str, sizeof(ob->orig_str));
 	snprintf(ob->dst_str, sizeof(ob->dst_str), "%s", ob->orig_str);
 	ob->relay = relay_accept(d->loop, fd, &ob_hooks, ob);
 	if (!ob->relay) {

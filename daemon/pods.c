@@ -18,6 +18,7 @@
 #include <weft/log.h>
 #include <weft/netns.h>
 #include <weft/registry.h>
+#include <weft/sockaddr.h>
 #include <weft/spiffe.h>
 
 #include "certs.h"
@@ -48,6 +49,7 @@ struct pods *pods_new(struct weftd *d)
 static int pods_parse_ip(const char *s, struct sockaddr_storage *ss)
 {
 	char buf[64];
+	socklen_t sl;
 	const char *slash = strchr(s, '/');
 	size_t len = slash ? (size_t)(slash - s) : strlen(s);
 
@@ -55,16 +57,7 @@ static int pods_parse_ip(const char *s, struct sockaddr_storage *ss)
 		return -EINVAL;
 	memcpy(buf, s, len);
 	buf[len] = 0;
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, buf, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		ss->ss_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, buf, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		ss->ss_family = AF_INET6;
-		return 0;
-	}
-	return -EINVAL;
+	return sockaddr_from_ip(buf, 0, ss, &sl);
 }
 
 static int pods_same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)

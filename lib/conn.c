@@ -27,6 +27,7 @@
 
 #include <weft/conn.h>
 #include <weft/loop.h>
+#include <weft/sockaddr.h>
 #include <weft/tls.h>
 
 /* Socket input per recv, and TLS plaintext kept for the upper layer. 16 KiB
@@ -218,23 +219,7 @@ static void conn_why_set(struct conn *c, int err, const char *why)
 
 static void conn_peer_fmt(struct conn *c)
 {
-	char ip[INET6_ADDRSTRLEN];
-
-	if (c->peer.ss_family == AF_INET) {
-		const struct sockaddr_in *s = (const struct sockaddr_in *)&c->peer;
-
-		inet_ntop(AF_INET, &s->sin_addr, ip, sizeof(ip));
-		snprintf(c->peer_str, sizeof(c->peer_str), "%s:%u", ip, ntohs(s->sin_port));
-	} else if (c->peer.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&c->peer;
-
-		inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof(ip));
-		snprintf(c->peer_str, sizeof(c->peer_str), "[%s]:%u", ip, ntohs(s->sin6_port));
-	} else if (c->peer.ss_family == AF_UNIX) {
-		snprintf(c->peer_str, sizeof(c->peer_str), "unix");
-	} else {
-		snprintf(c->peer_str, sizeof(c->peer_str), "?");
-	}
+	sockaddr_str(&c->peer, c->peer_str, sizeof(c->peer_str));
 }
 
 static void conn_task_want(struct conn *c, unsigned flag)

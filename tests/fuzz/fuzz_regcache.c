@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <weft/registry.h>
+#include <weft/sockaddr.h>
 #include <weft/regproto.h>
 
 #include "../../daemon/regcache.h"
@@ -50,21 +51,9 @@ static void base_init(void)
 /* sockaddr for an IP literal (validated by the cache already). */
 static int sa_make(const char *ip, uint16_t port, struct sockaddr_storage *ss)
 {
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	socklen_t len;
 
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		return 0;
-	}
-	return -1;
+	return sockaddr_from_ip(ip, port, ss, &len) ? -1 : 0;
 }
 
 /* The address as the cache keys it: 4 bytes for IPv4 and v4-mapped IPv6,
