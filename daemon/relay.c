@@ -427,10 +427,6 @@ void relay_reset(struct relay *r, const char *why)
 	r->st.reset = 1;
 	relay_side_end(r, 0, 1);
 	relay_side_end(r, 1, 1);
-	if (r->s[1].kind == RELAY_STREAM && !r->s[1].gone) {
-		/* h2tun reports the stream's close later; do not wait for a
-		 * reply that a dead tunnel may never send. */
-	}
 }
 
 struct conn *relay_conn(const struct relay *r, int side)
