@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <weft/conn.h>
+#include <weft/h2glue.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 
@@ -298,10 +299,13 @@ static struct relay *relay_alloc(struct loop *l, const struct relay_hooks *h, vo
 }
 
 /* The app socket stays idle-bounded: a relay whose both sides went quiet
- * for an hour is dropped (long-lived idle TCP is still allowed that long). */
+ * for an hour is dropped (long-lived idle TCP is still allowed that long).
+ * App bytes are read in pieces of one DATA frame that fills one TLS
+ * record: a 16 KiB read would become a full record plus a 9-byte one. */
 static const struct conn_opts relay_conn_opts = {
 	.out_cap = 256 * 1024,
 	.idle_timeout_ms = 60u * 60 * 1000,
+	.recv_max = H2GLUE_DATA_FIT,
 };
 
 struct relay *relay_accept(struct loop *l, int fd, const struct relay_hooks *h, void *udata)

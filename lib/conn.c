@@ -89,6 +89,7 @@ struct conn {
 	const struct conn_handler *h;
 	void *udata;
 	size_t out_cap;
+	size_t recv_max;		/* plain TCP: bytes per recv */
 	uint32_t hs_ms;
 	uint32_t idle_ms;
 	uint64_t active_ms;		/* last I/O, for the idle timer */
@@ -462,6 +463,8 @@ static void conn_recv_want(struct conn *c)
 			c->recv_at = c->in_len;
 			buf = c->in + c->in_len;
 			len = CONN_IN_CAP - c->in_len;
+			if (len > c->recv_max)
+				len = c->recv_max;
 		}
 		break;
 	default:
@@ -902,6 +905,7 @@ static struct conn *conn_alloc(struct loop *l, struct tls_ctx *tls_ctx,
 	c->h = h;
 	c->udata = udata;
 	c->out_cap = o && o->out_cap ? o->out_cap : CONN_OUT_CAP_DEFAULT;
+	c->recv_max = o && o->recv_max && o->recv_max < CONN_IN_CAP ? o->recv_max : CONN_IN_CAP;
 	c->hs_ms = o && o->handshake_timeout_ms ? o->handshake_timeout_ms :
 		   CONN_HANDSHAKE_MS_DEFAULT;
 	c->idle_ms = o ? o->idle_timeout_ms : 0;

@@ -34,6 +34,7 @@ struct conn_opts {
 	size_t out_cap;			/* soft cap on queued output, bytes (default 256 KiB) */
 	uint32_t handshake_timeout_ms;	/* 0: default 10 s */
 	uint32_t idle_timeout_ms;	/* 0: none */
+	size_t recv_max;		/* plain TCP: bytes per recv, 0: 16 KiB */
 };
 
 /* Take ownership of an accepted socket; tls may be NULL for plain TCP.

@@ -31,6 +31,12 @@ struct h2glue_sink {
 	void *io;
 };
 
+/* Plaintext per TLS record (the TLS maximum): h2glue_flush writes at most
+ * this much per send where it can, and DATA frames are cut to fit in it. */
+#define H2GLUE_RECORD		16384
+/* DATA payload that fills one record with its 9-byte frame header. */
+#define H2GLUE_DATA_FIT		(H2GLUE_RECORD - 9)
+
 /* h2glue_setup.flags */
 #define H2GLUE_SERVER		(1u << 0)	/* a server session, else a client */
 #define H2GLUE_MANUAL_WINDOW	(1u << 1)	/* windows re-open only through
