@@ -256,7 +256,9 @@ def targets(agg, res):
 
 
 # --- charts ------------------------------------------------------------------------------------
-COLORS = {"nomesh": "#7f7f7f", "relay": "#1f77b4", "weft": "#2ca02c", "hamtls": "#d62728"}
+COLORS = {"nomesh": "#7f7f7f", "relay": "#1f77b4", "weft": "#2ca02c", "wsc": "#9467bd",
+          "hamtls": "#d62728"}
+WEFT_PLANES = ("weft", "wsc")     # planes whose weftd logs its tunnel set-up
 
 
 def draw_charts(outdir, agg, res):
@@ -419,6 +421,13 @@ def render(res, made):
                              "127.0.0.1; %s" % res["setup"]["haproxy"]),
         ("weft node daemons", "`cluster.sh up --weftd`: weft-cni capture, one weftd per node, "
                               "HBONE over pooled TLS 1.3 mTLS tunnels"),
+        ("weft per-pod sidecars", "`cluster.sh up --weftd-sidecar`: `weftd --mode sidecar` in "
+                                  "every pod's netns, serving that pod alone (its own registry "
+                                  "node, token and certificates; node IP = pod IP), the same "
+                                  "weft-cni capture, HBONE between the two pods' sidecars over "
+                                  "a pooled TLS 1.3 mTLS tunnel; mesh CPU and RSS sum every "
+                                  "sidecar of a node. Not a §10 subject (those are weft node "
+                                  "daemons)"),
         ("HAProxy mTLS sidecars", "the relay pair with TLS 1.3 mutual authentication between "
                                   "the two sidecars (a CA and a certificate per side)"),
     ] + [(n["name"], n["why"]) for n in res.get("not_measured", [])]))
@@ -477,7 +486,8 @@ def render(res, made):
                     "8 ÷ no mesh", "1 ÷ relay", "8 ÷ relay"],
                    with_ratios(agg, ["bulk1.gbps", "bulk8.gbps"], fmt="%.2f")))
 
-    L.append("## CPU of the mesh processes (weftd ×2, or every HAProxy; utime+stime)\n")
+    L.append("## CPU of the mesh processes (weftd ×2, every weftd sidecar, or every HAProxy; "
+             "utime+stime)\n")
     rows = []
     for p in agg.planes:
         if p == "nomesh":
@@ -541,7 +551,7 @@ def render(res, made):
     rows = []
     for p in agg.planes:
         rows.append([agg.names[p], agg.cell(p, "probe.first_us"), agg.cell(p, "probe.p50_us"),
-                     agg.cell(p, "handshake_ms") if p == "weft" else "—"])
+                     agg.cell(p, "handshake_ms") if p in WEFT_PLANES else "—"])
     L.append(table(["data plane", "slowest of the first 10 connections µs (a fresh cluster)",
                     "their p50 µs", "weftd tunnel up, ms (log)"], rows))
 
@@ -568,7 +578,8 @@ def render(res, made):
     L.append("- Everything (client, server, both proxies or daemons, the kernel's veth and "
              "bridge work) shares the same %s vCPUs; the figures compare data planes with each "
              "other on this machine, not with dedicated hardware.\n"
-             "- HAProxy runs one thread per sidecar (weftd is one thread per node); HAProxy's "
+             "- HAProxy runs one thread per sidecar (weftd is one thread per node, or per pod "
+             "as a sidecar); HAProxy's "
              "TLS is OpenSSL 3, weft's is wolfSSL with AES-256-GCM through libsodium.\n"
              "- The weft-agent (control plane) is not counted in the mesh CPU or RSS.\n" %
              m["nproc"])

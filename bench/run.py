@@ -9,10 +9,10 @@ node 2), these data planes:
   nomesh  no mesh                         cluster.sh up --no-weft
   relay   plain relay pair                HAProxy TCP mode, one per pod, no TLS
   weft    weft node daemons               cluster.sh up --weftd
+  wsc     weft per-pod sidecars           cluster.sh up --weftd-sidecar
   hamtls  HAProxy mTLS sidecars           the relay pair plus TLS 1.3 mutual auth
 
-(weft as per-pod sidecars is listed as not measured: weftd has no sidecar mode
-yet.) Each (repetition, data plane) block builds its cluster from scratch under
+Each (repetition, data plane) block builds its cluster from scratch under
 its own name and tears it down afterwards, also on failure or a signal; the
 data planes are interleaved, in a rotated order per repetition.
 
@@ -25,7 +25,7 @@ A separate phase measures the idle RSS of the mesh processes against pods per
 node. Output: bench/results/<timestamp>/{results.json,report.md,*.png}
 (report.py writes the report and charts, and can redo them from results.json).
 
-  bench/run.py [--quick] [--reps N] [--planes nomesh,relay,weft,hamtls]
+  bench/run.py [--quick] [--reps N] [--planes nomesh,relay,weft,wsc,hamtls]
                [--scale 2,20,100] [--out DIR] [--no-charts]
 """
 import argparse
@@ -59,18 +59,20 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # Data planes in their canonical order; the cluster name is theirs alone so a
 # leftover of one can never be mistaken for another.
+# "sidecar": weftd runs in every pod (`weftd --mode sidecar`), not per node;
+# "scale_cluster": the cluster name of its RSS-against-pods phase.
 PLANES = [
     {"key": "nomesh", "name": "no mesh", "cluster": "bnm", "weft": False, "haproxy": None},
     {"key": "relay", "name": "plain relay pair (HAProxy TCP)", "cluster": "brp", "weft": False,
      "haproxy": "plain"},
-    {"key": "weft", "name": "weft node daemons", "cluster": "bwn", "weft": True, "haproxy": None},
+    {"key": "weft", "name": "weft node daemons", "cluster": "bwn", "weft": True, "haproxy": None,
+     "scale_cluster": "bsw"},
+    {"key": "wsc", "name": "weft per-pod sidecars", "cluster": "bsc", "weft": True,
+     "sidecar": True, "haproxy": None, "scale_cluster": "bscs"},
     {"key": "hamtls", "name": "HAProxy mTLS sidecars", "cluster": "bhm", "weft": False,
      "haproxy": "mtls"},
 ]
-NOT_MEASURED = [
-    {"key": "weft-sidecar", "name": "weft per-pod sidecars",
-     "why": "not measured: weftd sidecar mode (`--mode sidecar`) not implemented yet"},
-]
+NOT_MEASURED = []
 
 # Durations in seconds. quick: one repetition, < 3 minutes in all; full: three
 # repetitions, the issue's 20 s at 1,000 RPS, < 20 minutes.
@@ -128,12 +130,13 @@ def cluster_sh(*args, timeout=300, check=True):
     return p.stdout
 
 
-def cluster_up(name, pods, weft):
+def cluster_up(name, pods, weft, sidecar=False):
     cluster_down(name)     # a leftover of a killed run
     _live_clusters.add(name)
     t = time.monotonic()
     cluster_sh("up", "--name", name, "--nodes", 2, "--pods", pods,
-               "--weftd" if weft else "--no-weft", timeout=600)
+               ("--weftd-sidecar" if sidecar else "--weftd") if weft else "--no-weft",
+               timeout=600)
     return time.monotonic() - t
 
 
@@ -272,23 +275,21 @@ class Block:
         return open(os.path.join(self.logdir, what + ".log"), "ab")
 
     def up(self):
-        self.up_s = cluster_up(self.name, self.pods, self.plane["weft"])
+        self.up_s = cluster_up(self.name, self.pods, self.plane["weft"],
+                               self.plane.get("sidecar", False))
         self.pods_list = pods_of(self.name)
         self.server_ip = dict((p, ip) for p, _, ip in self.pods_list)["n2-p1"]
-        if self.plane["weft"]:
-            for k in (1, 2):
-                with open(os.path.join(RUN, self.name, "n%d" % k, "weftd.pid")) as f:
-                    self.mesh.append((int(f.read().split()[0]), k))
+        for path, k in weftd_files(self.name, "weftd.pid"):
+            with open(path) as f:
+                self.mesh.append((int(f.read().split()[0]), k))
         if self.plane["haproxy"]:
             self.start_haproxy(self.plane["haproxy"])
         return self
 
     def down(self):
-        if self.plane["weft"]:
-            for k in (1, 2):
-                src = os.path.join(RUN, self.name, "n%d" % k, "weftd.log")
-                if os.path.exists(src):
-                    shutil.copy(src, os.path.join(self.logdir, "weftd-n%d.log" % k))
+        for src, _ in weftd_files(self.name, "weftd.log"):
+            rel = os.path.relpath(os.path.dirname(src), os.path.join(RUN, self.name))
+            shutil.copy(src, os.path.join(self.logdir, "weftd-%s.log" % rel.replace("/", "-")))
         for p in self.procs:
             stop_proc(p)
         self.procs = []
@@ -424,12 +425,31 @@ def haproxy_uid():
     return _haproxy_uid
 
 
+def weftd_files(cluster, what):
+    """[(path, node number)] of what (weftd.pid, weftd.log) of every weftd in
+    the cluster: one per node (nK/), or one per pod (sidecars, nK/sc/pJ/)."""
+    out = []
+    base = os.path.join(RUN, cluster)
+    for d in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        m = re.fullmatch(r"n(\d+)", d)
+        if not m:
+            continue
+        k = int(m.group(1))
+        if os.path.exists(os.path.join(base, d, what)):
+            out.append((os.path.join(base, d, what), k))
+        sc = os.path.join(base, d, "sc")
+        for p in sorted(os.listdir(sc)) if os.path.isdir(sc) else []:
+            if re.fullmatch(r"p\d+", p) and os.path.exists(os.path.join(sc, p, what)):
+                out.append((os.path.join(sc, p, what), k))
+    return out
+
+
 def weft_handshake_ms(cluster):
     """Tunnel set-up times weftd logged ('tunnel ... up: CIPHER, N ms')."""
     out = []
-    for k in (1, 2):
+    for path, _ in weftd_files(cluster, "weftd.log"):
         try:
-            with open(os.path.join(RUN, cluster, "n%d" % k, "weftd.log"), errors="replace") as f:
+            with open(path, errors="replace") as f:
                 for line in f:
                     m = re.search(r"tunnel .* up: .*?(\d+) ms", line)
                     if m:
@@ -522,16 +542,20 @@ def scale_phase(prof, outdir, planes):
                 out.append({"plane": "haproxy", "pods": pods, "error": str(e)[-1000:]})
             finally:
                 b.down()
-        if any(p["weft"] for p in planes):
-            b = Block(PLANES[2], prof, outdir, pods=pods, name="bsw")
+        for plane in planes:
+            if not plane["weft"]:
+                continue
+            # Sidecars: every weftd of a node summed, like HAProxy's.
+            b = Block(plane, prof, outdir, pods=pods, name=plane["scale_cluster"])
             try:
                 b.up()
                 time.sleep(0.5)
-                out.append({"plane": "weft", "pods": pods, "up_s": b.up_s, "procs": len(b.mesh),
-                            "rss_kb": rss_per_node(b.mesh), "pss_kb": pss_per_node(b.mesh)})
+                out.append({"plane": plane["key"], "pods": pods, "up_s": b.up_s,
+                            "procs": len(b.mesh), "rss_kb": rss_per_node(b.mesh),
+                            "pss_kb": pss_per_node(b.mesh)})
             except Exception as e:
-                log("scale %d pods (weft) FAILED: %s" % (pods, e))
-                out.append({"plane": "weft", "pods": pods, "error": str(e)[-1000:]})
+                log("scale %d pods (%s) FAILED: %s" % (pods, plane["key"], e))
+                out.append({"plane": plane["key"], "pods": pods, "error": str(e)[-1000:]})
             finally:
                 b.down()
         log("scale: %d pods per node done" % pods)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* weftd: the node data plane. Gets its identities and the registry from
  * weft-agent, enrolls pods handed over by weft-cni, captures their TCP
- * traffic and carries it over HBONE tunnels. `-t` checks the config. */
+ * traffic and carries it over HBONE tunnels. `-t` checks the config;
+ * `--mode sidecar` runs it inside one pod's netns for that pod alone. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -34,6 +36,13 @@
 #define WEFTD_SNAPSHOT_FILE "registry.pb"
 #define WEFTD_TRIM_MS 5000
 #define WEFTD_TRIM_FREE (4u << 20)
+/* 512 SQEs (the CQ is 4x): the loop submits early when they run out, and
+ * a bigger ring is resident memory (~0.5 MB at 4096) for no gain. */
+#define WEFTD_RING 512
+/* Receive pool: 32 x 16 KiB shared by all connections (see loop_pool_init);
+ * a connection waiting for input holds no buffer. */
+#define WEFTD_POOL_BUFS 32
+#define WEFTD_POOL_BUF (16u << 10)
 
 static struct weftd the_weftd;
 static struct loop_timer drain_timer;
@@ -43,6 +52,9 @@ static struct loop_timer trim_timer;
 
 int weftd_ready(const struct weftd *d)
 {
+	/* A sidecar has nothing to serve before its pod is enrolled. */
+	if (d->cfg.mode == SETTINGS_MODE_SIDECAR && !d->inbound)
+		return 0;
 	return d->node_ident && ident_ready(d->node_ident) && regcache_ready(d->reg);
 }
 
@@ -121,12 +133,136 @@ static void on_ident_change(void *arg, struct ident *id, int ready)
 		log_debug("identity %s renewed", ident_id(id));
 }
 
+/* --- sidecar mode ---------------------------------------------------------------- */
+
+/* A sidecar is weftd inside one pod's network namespace, serving that pod
+ * alone, as an Istio sidecar does: its "node" is the pod (its own node
+ * name, token and node SVID; node_ip is the pod's IP), so the agent issues
+ * it that pod's identity only and peers check it like any node. The
+ * pod's weft-cni enrolls the pod into the sidecar's own enrollment socket,
+ * so capture and delivery are the node-mode code unchanged. */
+
+/* 1 when fd is the network namespace this process runs in. */
+static int weftd_netns_is_own(int fd)
+{
+	struct stat a, b;
+
+	if (fstat(fd, &a) || stat("/proc/self/ns/net", &b))
+		return 0;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* "10.244.1.2/24" or "10.244.1.2" -> canonical "10.244.1.2"; 0 or -EINVAL. */
+static int weftd_ip_canon(const char *in, char *out, size_t len)
+{
+	unsigned char bin[16];
+	char buf[INET6_ADDRSTRLEN];
+	size_t n = strcspn(in, "/");
+	int af;
+
+	if (n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, in, n);
+	buf[n] = 0;
+	af = inet_pton(AF_INET, buf, bin) == 1 ? AF_INET :
+	     inet_pton(AF_INET6, buf, bin) == 1 ? AF_INET6 : 0;
+	if (!af || !inet_ntop(af, bin, out, len))
+		return -EINVAL;
+	return 0;
+}
+
+static int weftd_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const char *ip)
+{
+	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+
+	if (weftd_ip_canon(ip, b, sizeof(b)))
+		return 0;
+	for (size_t i = 0; i < add->n_ips; i++)
+		if (add->ips[i] && !weftd_ip_canon(add->ips[i], a, sizeof(a)) && !strcmp(a, b))
+			return 1;
+	return 0;
+}
+
+/* Whether this sidecar takes the pod: only the pod of its own netns, only
+ * one pod, and the pod owns node_ip when that is configured. 0, or -errno
+ * with err (which weft-cni reports). */
+static int weftd_sidecar_admit(struct weftd *d, const Weft__Cni__V1__AddWorkload *add,
+			       int netns_fd, char *err, size_t errlen)
+{
+	const struct pod *cur = pods_first(d->pods);
+	const char *uid = add->uid ? add->uid : "";
+
+	if (cur && strcmp(cur->uid, uid)) {
+		snprintf(err, errlen, "weftd is the sidecar of pod %s and serves no other pod "
+			 "(refused %s)", cur->uid, uid);
+		return -EBUSY;
+	}
+	if (!weftd_netns_is_own(netns_fd)) {
+		snprintf(err, errlen, "weftd is a sidecar: it serves only the pod whose network "
+			 "namespace it runs in, and pod %s has another", uid);
+		return -EXDEV;
+	}
+	if (d->cfg.node_ip && !weftd_add_has_ip(add, d->cfg.node_ip)) {
+		snprintf(err, errlen, "pod %s does not have this sidecar's node_ip %s", uid,
+			 d->cfg.node_ip);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The pod is in: without a configured node_ip the pod's IP is the node IP,
+ * and the HBONE listener goes up on it. 0, or -errno with err. */
+static int weftd_sidecar_listen(struct weftd *d, char *err, size_t errlen)
+{
+	const struct pod *pod = pods_first(d->pods);
+
+	if (d->inbound)
+		return 0;
+	if (!pod) {
+		snprintf(err, errlen, "no pod enrolled");
+		return -ENOENT;
+	}
+	if (!d->cfg.node_ip) {
+		d->cfg.node_ip = strdup(pod->ip_str);
+		if (!d->cfg.node_ip) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	d->inbound = inbound_new(d, err, errlen);
+	if (!d->inbound)
+		return -EADDRNOTAVAIL;
+	log_info("sidecar of pod %s: HBONE on %s:%u", pod->uid, d->cfg.node_ip,
+		 d->cfg.hbone_port);
+	return 0;
+}
+
 /* --- enrollment ---------------------------------------------------------------- */
 
 static int on_cni_add(void *arg, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
 		      char *err, size_t errlen)
 {
-	return pods_add(((struct weftd *)arg)->pods, add, netns_fd, err, errlen);
+	struct weftd *d = arg;
+	char e2[64];
+	int rc;
+
+	if (d->cfg.mode != SETTINGS_MODE_SIDECAR)
+		return pods_add(d->pods, add, netns_fd, err, errlen);
+	rc = weftd_sidecar_admit(d, add, netns_fd, err, errlen);
+	if (rc) {
+		log_warn("enrollment refused: %s", err);
+		close(netns_fd);
+		return rc;
+	}
+	rc = pods_add(d->pods, add, netns_fd, err, errlen);
+	if (rc)
+		return rc;
+	rc = weftd_sidecar_listen(d, err, errlen);
+	if (rc) {
+		log_error("sidecar: %s", err);
+		pods_del(d->pods, add->uid, e2, sizeof(e2));
+	}
+	return rc;
 }
 
 static int on_cni_del(void *arg, const char *uid, char *err, size_t errlen)
@@ -215,9 +351,11 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: weftd [-t] -c CONFIG\n"
-		   "  -c CONFIG  YAML configuration file\n"
-		   "  -t         check the configuration and exit\n");
+	fprintf(f, "usage: weftd [-t] [--mode node|gateway|sidecar] -c CONFIG\n"
+		   "  -c, --config CONFIG  YAML configuration file\n"
+		   "  -t, --check          check the configuration and exit\n"
+		   "  -m, --mode MODE      override the file's mode: node (default), gateway,\n"
+		   "                       or sidecar (inside one pod's netns, for that pod)\n");
 }
 
 int main(int argc, char **argv)
@@ -226,13 +364,27 @@ int main(int argc, char **argv)
 	const char *config = NULL, *tds[17] = { 0 };
 	char err[1024], path[512], *token = NULL, *bundle = NULL;
 	size_t bundle_len = 0;
-	int check = 0, opt, rc = 1;
+	int check = 0, mode = -1, opt, rc = 1;
 	sigset_t sigs;
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 't' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 
-	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:tm:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': config = optarg; break;
 		case 't': check = 1; break;
+		case 'm':
+			mode = settings_mode_parse(optarg);
+			if (mode < 0) {
+				fprintf(stderr, "weftd: --mode must be node, gateway or sidecar\n");
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -242,13 +394,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_component("weftd");
-	if (settings_load(&d->cfg, config, err, sizeof(err))) {
+	if (settings_load_mode(&d->cfg, config, mode, err, sizeof(err))) {
 		fprintf(stderr, "weftd: %s\n", err);
 		return 1;
 	}
 	if (check) {
-		printf("weftd: %s is valid (node %s at %s, agent %s)\n", config, d->cfg.node_name,
-		       d->cfg.node_ip, d->cfg.agent_address);
+		printf("weftd: %s is valid (%s %s at %s, agent %s)\n", config,
+		       settings_mode_name(d->cfg.mode), d->cfg.node_name,
+		       d->cfg.node_ip ? d->cfg.node_ip : "the pod's IP", d->cfg.agent_address);
 		settings_release(&d->cfg);
 		return 0;
 	}
@@ -271,13 +424,17 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < d->cfg.trust_domains.n && i < 16; i++)
 		tds[i] = d->cfg.trust_domains.v[i];
 
-	d->loop = loop_new(4096);
+	d->loop = loop_new(WEFTD_RING);
 	d->reg = regcache_new();
 	d->pods = pods_new(d);
 	if (!d->loop || !d->reg || !d->pods) {
 		snprintf(err, sizeof(err), "out of memory or no io_uring");
 		goto fail;
 	}
+	rc = loop_pool_init(d->loop, WEFTD_POOL_BUFS, WEFTD_POOL_BUF);
+	if (rc)
+		log_warn("no io_uring receive buffer pool (%s): each connection reads into "
+			 "a buffer of its own", strerror(-rc));
 	snprintf(path, sizeof(path), "%s/%s", d->cfg.state_dir, WEFTD_SNAPSHOT_FILE);
 	if (!regcache_load(d->reg, path, err, sizeof(err)))
 		log_info("registry version %llu loaded from %s (until the agent answers)",
@@ -328,13 +485,19 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	d->inbound = inbound_new(d, err, sizeof(err));
-	if (!d->inbound)
-		goto fail;
+	/* A sidecar without node_ip listens once its pod (and so its IP) is in. */
+	if (d->cfg.node_ip) {
+		d->inbound = inbound_new(d, err, sizeof(err));
+		if (!d->inbound)
+			goto fail;
+	}
 	d->admin = admin_new(d, weftd_drain, err, sizeof(err));
 	if (!d->admin)
 		goto fail;
 	pods_restore(d->pods);
+	if (d->cfg.mode == SETTINGS_MODE_SIDECAR && pods_count(d->pods) &&
+	    weftd_sidecar_listen(d, err, sizeof(err)))
+		goto fail;
 	d->cni = cnisrv_new(d->loop, d->cfg.cni_socket, &cni_handler, d, err, sizeof(err));
 	if (!d->cni)
 		goto fail;
@@ -348,10 +511,13 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot set up signal handling");
 		goto fail;
 	}
-	log_info("node %s: HBONE on %s:%u, enrollment on %s, admin on 127.0.0.1:%u, agent %s",
-		 d->cfg.node_name, d->cfg.node_ip, d->cfg.hbone_port, d->cfg.cni_socket,
-		 d->cfg.admin_port, d->cfg.agent_address);
+	log_info("%s %s: HBONE on %s:%u, enrollment on %s, admin on 127.0.0.1:%u, agent %s",
+		 d->cfg.mode == SETTINGS_MODE_SIDECAR ? "sidecar" : "node", d->cfg.node_name,
+		 d->cfg.node_ip ? d->cfg.node_ip : "(the pod's IP, once enrolled)",
+		 d->cfg.hbone_port, d->cfg.cni_socket, d->cfg.admin_port, d->cfg.agent_address);
+	log_buffered(1);
 	rc = loop_run(d->loop) ? 1 : 0;
+	log_buffered(0);
 	log_info("stopped");
 	goto out;
 fail:

@@ -146,13 +146,29 @@ static void ob_connect_direct(struct ob *ob, struct pod *dst)
 		ob_fail(ob, "CONNECT", "cannot start the delivery connect");
 }
 
+/* Trace ids come from a pool refilled 4 KiB at a time: randombytes_buf is
+ * a getrandom() syscall per call, once per connection otherwise. */
+static void ob_random(unsigned char *out, size_t n)
+{
+	static unsigned char pool[4096];
+	static size_t left;
+
+	if (left < n) {
+		randombytes_buf(pool, sizeof(pool));
+		left = sizeof(pool);
+	}
+	memcpy(out, pool + sizeof(pool) - left, n);
+	sodium_memzero(pool + sizeof(pool) - left, n);	/* each id used once */
+	left -= n;
+}
+
 static void ob_traceparent(char out[56])
 {
 	unsigned char id[24];
 	static const char hex[] = "0123456789abcdef";
 	char *o = out;
 
-	randombytes_buf(id, sizeof(id));
+	ob_random(id, sizeof(id));
 	o += sprintf(o, "00-");
 	for (int i = 0; i < 16; i++) {
 		*o++ = hex[id[i] >> 4];

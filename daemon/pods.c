@@ -93,6 +93,14 @@ unsigned pods_count(const struct pods *p)
 	return p->n;
 }
 
+struct pod *pods_first(const struct pods *p)
+{
+	for (struct pod *pod = p->list; pod; pod = pod->next)
+		if (!pod->gone)
+			return pod;
+	return NULL;
+}
+
 /* The identity follows the service account; the registry knows it when
  * the CNI did not say. */
 static void pods_resolve_identity(struct pods *p, struct pod *pod)

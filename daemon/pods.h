@@ -62,6 +62,8 @@ void pods_conn_done(struct pod *pod);
 struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr);
 struct pod *pods_by_uid(const struct pods *p, const char *uid);
 unsigned pods_count(const struct pods *p);
+/* Some enrolled pod (the only one of a sidecar), or NULL. */
+struct pod *pods_first(const struct pods *p);
 /* JSON array of the enrolled pods. */
 size_t pods_json(const struct pods *p, char *buf, size_t len);
 

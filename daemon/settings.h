@@ -21,7 +21,8 @@ enum settings_unknown {
 
 struct settings {
 	char *node_name;		/* required */
-	char *node_ip;			/* required: HBONE listener address */
+	char *node_ip;			/* HBONE listener address; required, except in
+					 * sidecar mode (then: the pod's IP) */
 	char *trust_domain;		/* default cluster.local */
 	char *agent_address;		/* required: "ip:port" */
 	char *agent_server_name;	/* SNI, default weft-agent */
@@ -50,6 +51,13 @@ struct settings {
 int settings_load(struct settings *s, const char *path, char *err, size_t errlen);
 int settings_parse(struct settings *s, const char *buf, size_t len, const char *name,
 		   char *err, size_t errlen);
+/* The same with the mode forced (the command line's --mode wins over the
+ * file's `mode:`); mode < 0 keeps the file's. */
+int settings_load_mode(struct settings *s, const char *path, int mode, char *err,
+		       size_t errlen);
+/* "node", "gateway", "sidecar" -> enum settings_mode, or -EINVAL. */
+int settings_mode_parse(const char *name);
+const char *settings_mode_name(int mode);
 void settings_release(struct settings *s);
 
 #endif

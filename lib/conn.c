@@ -65,6 +65,8 @@ enum conn_state {
 #define CONN_F_CLOSE_TOLD  (1u << 10)	/* on_close delivered */
 #define CONN_F_SHUT_WANT   (1u << 11)	/* conn_shutdown: FIN once output drains */
 #define CONN_F_SHUT_DONE   (1u << 12)	/* SHUT_WR done: no more writes */
+#define CONN_F_RECV_POOLED (1u << 13)	/* the recv in flight takes a pool buffer */
+#define CONN_F_POOL_EMPTY  (1u << 14)	/* the pool ran dry: next recv into `in` */
 
 struct conn_chunk {
 	struct conn_chunk *next;
@@ -102,8 +104,13 @@ struct conn {
 	struct loop_timer close_timer;
 	struct loop_task task;
 
-	uint8_t *in;			/* recv buffer: plaintext (TCP) or ciphertext (TLS) */
+	/* Own recv buffer: plaintext (TCP) or ciphertext (TLS). With the
+	 * loop's pool it exists only while plaintext is kept or the pool ran
+	 * dry; `fresh` is the pool buffer being offered meanwhile. */
+	uint8_t *in;
 	size_t in_len;
+	const uint8_t *fresh;
+	size_t fresh_len;
 	size_t recv_at;			/* offset in `in` the recv in flight fills */
 	uint8_t *pt;			/* TLS plaintext kept for on_data */
 	size_t pt_len;
@@ -422,6 +429,17 @@ static void conn_on_send(struct loop_op *op, int res, unsigned flags)
 
 /* --- receive path --------------------------------------------------------- */
 
+/* Input goes to a pool buffer when nothing is kept; to the conn's own
+ * buffer (made on demand) when plaintext is kept, so new bytes land after
+ * it, or when the pool was found empty. */
+static int conn_in_own(struct conn *c)
+{
+	if (c->in)
+		return 0;
+	c->in = malloc(CONN_IN_CAP);
+	return c->in ? 0 : -ENOMEM;
+}
+
 static void conn_recv_want(struct conn *c)
 {
 	uint8_t *buf;
@@ -433,13 +451,11 @@ static void conn_recv_want(struct conn *c)
 	switch (c->state) {
 	case CONN_LINGER:
 		/* Discard what still comes until the peer's FIN. */
-		buf = c->in;
 		len = CONN_IN_CAP;
 		break;
 	case CONN_HANDSHAKE:
-		if (c->in_len || (c->flags & CONN_F_EOF))
+		if (c->flags & CONN_F_EOF)
 			return;
-		buf = c->in;
 		len = CONN_IN_CAP;
 		break;
 	case CONN_OPEN:
@@ -451,17 +467,10 @@ static void conn_recv_want(struct conn *c)
 			 * its input buffer bounded by one recv. */
 			if (!(c->flags & CONN_F_TLS_DRAINED) || c->pt_len == CONN_PT_CAP)
 				return;
-			buf = c->in;
 			len = CONN_IN_CAP;
 		} else {
-			if (c->in_len == CONN_IN_CAP)
+			if (c->in_len == CONN_IN_CAP || c->fresh_len)
 				return;		/* full: wait for conn_pause(c, 0) */
-			/* The kernel fills this offset whenever the data
-			 * comes; conn_pump may shrink in_len meanwhile, so
-			 * conn_on_recv moves the bytes down to where in_len
-			 * is by then. */
-			c->recv_at = c->in_len;
-			buf = c->in + c->in_len;
 			len = CONN_IN_CAP - c->in_len;
 			if (len > c->recv_max)
 				len = c->recv_max;
@@ -470,9 +479,24 @@ static void conn_recv_want(struct conn *c)
 	default:
 		return;
 	}
-	ret = loop_recv(c->loop, &c->recv_op, c->fd, buf, len);
+	c->recv_at = c->in_len;
+	if (c->in_len == 0 && !(c->flags & CONN_F_POOL_EMPTY) && loop_pool_size(c->loop) >= len) {
+		/* Nothing kept and nothing can land in `in` now: give it
+		 * back while the conn waits. */
+		free(c->in);
+		c->in = NULL;
+		ret = loop_recv_pooled(c->loop, &c->recv_op, c->fd, len);
+		c->flags |= CONN_F_RECV_POOLED;
+	} else {
+		c->flags &= ~(CONN_F_RECV_POOLED | CONN_F_POOL_EMPTY);
+		ret = conn_in_own(c);
+		buf = c->in + c->in_len;
+		if (ret == 0)
+			ret = loop_recv(c->loop, &c->recv_op, c->fd, buf, len);
+	}
 	if (ret < 0) {
-		conn_why_set(c, ret, "recv: no submission queue entry");
+		conn_why_set(c, ret, ret == -ENOMEM ? "out of memory" :
+			     "recv: no submission queue entry");
 		conn_finish(c, 1);
 		return;
 	}
@@ -522,6 +546,11 @@ static void conn_pump(struct conn *c)
 				return;
 			buf = c->pt;
 			len = &c->pt_len;
+		} else if (c->fresh_len) {
+			/* A pool buffer, offered in place; what is left of it
+			 * moves to `in` once conn_on_recv is done with it. */
+			buf = (uint8_t *)c->fresh;
+			len = &c->fresh_len;
 		} else {
 			buf = c->in;
 			len = &c->in_len;
@@ -535,7 +564,10 @@ static void conn_pump(struct conn *c)
 			n = *len;
 		if (n == 0)
 			break;
-		memmove(buf, buf + n, *len - n);
+		if (buf == c->fresh)
+			c->fresh += n;
+		else
+			memmove(buf, buf + n, *len - n);
 		*len -= n;
 	}
 	/* FIN comes after the data: tell it only once on_data has taken
@@ -543,7 +575,7 @@ static void conn_pump(struct conn *c)
 	 * other side is still opening) would forward the FIN first and lose
 	 * the bytes. */
 	if ((c->flags & (CONN_F_EOF | CONN_F_EOF_TOLD | CONN_F_PAUSED)) == CONN_F_EOF &&
-	    (c->tls ? c->pt_len : c->in_len) == 0) {
+	    (c->tls ? c->pt_len : c->in_len + c->fresh_len) == 0) {
 		conn_eof_tell(c);
 		if (c->state != CONN_OPEN)
 			return;
@@ -581,19 +613,44 @@ static void conn_ready(struct conn *c)
 		c->h->on_ready(c);
 }
 
-static void conn_on_recv(struct loop_op *op, int res, unsigned flags)
+/* What on_data left of a pool buffer moves to the conn's own buffer (the
+ * pool buffer goes back when the completion returns), then reading goes on
+ * behind it. */
+static void conn_keep_fresh(struct conn *c)
 {
-	struct conn *c = conn_of(op, recv_op);
+	size_t n = c->fresh_len;
+
+	c->fresh_len = 0;
+	if (!n || c->state != CONN_OPEN)
+		return;
+	if (conn_in_own(c) < 0) {
+		conn_why_set(c, -ENOMEM, "out of memory");
+		conn_finish(c, 1);
+		return;
+	}
+	memcpy(c->in, c->fresh, n);	/* in_len was 0: the recv went to the pool */
+	c->in_len = n;
+	conn_recv_want(c);
+}
+
+/* res bytes arrived at data: a pool buffer, or the conn's own at recv_at. */
+static void conn_recv_done(struct conn *c, int res, const uint8_t *data)
+{
 	char why[96];
 	int ret;
 
-	(void)flags;
 	c->flags &= ~CONN_F_RECVING;
 	if (c->state == CONN_CLOSED) {
 		conn_op_done(c);
 		return;
 	}
 	c->nops--;
+	if (res == -ENOBUFS && (c->flags & CONN_F_RECV_POOLED)) {
+		/* Every pool buffer is taken: this conn reads into its own. */
+		c->flags |= CONN_F_POOL_EMPTY;
+		conn_recv_want(c);
+		return;
+	}
 	if (c->state == CONN_LINGER) {
 		if (res > 0) {
 			conn_recv_want(c);
@@ -628,6 +685,13 @@ static void conn_on_recv(struct loop_op *op, int res, unsigned flags)
 		conn_pump(c);
 		return;
 	}
+	if (!c->tls && (c->flags & CONN_F_RECV_POOLED)) {
+		c->fresh = data;
+		c->fresh_len = (size_t)res;
+		conn_pump(c);
+		conn_keep_fresh(c);
+		return;
+	}
 	if (!c->tls) {
 		/* Kept input taken while the recv was in flight: close the
 		 * gap (recv_at >= in_len; memmove tolerates the overlap). */
@@ -637,7 +701,7 @@ static void conn_on_recv(struct loop_op *op, int res, unsigned flags)
 		conn_pump(c);
 		return;
 	}
-	ret = tls_feed(c->tls, c->in, (size_t)res);
+	ret = tls_feed(c->tls, data, (size_t)res);
 	if (ret < 0) {
 		conn_why_set(c, -EPROTO, "TLS input buffer overflow");
 		conn_finish(c, 1);
@@ -660,6 +724,16 @@ static void conn_on_recv(struct loop_op *op, int res, unsigned flags)
 	}
 	c->flags &= ~CONN_F_TLS_DRAINED;
 	conn_pump(c);
+}
+
+static void conn_on_recv(struct loop_op *op, int res, unsigned flags)
+{
+	struct conn *c = conn_of(op, recv_op);
+	struct loop *l = c->loop;	/* c may be closed by the time we put */
+	const uint8_t *pooled = loop_pool_buf(l, flags);
+
+	conn_recv_done(c, res, pooled ? pooled : c->in ? c->in + c->recv_at : NULL);
+	loop_pool_put(l, flags);
 }
 
 void conn_pause(struct conn *c, int paused)
@@ -892,9 +966,8 @@ static struct conn *conn_alloc(struct loop *l, struct tls_ctx *tls_ctx,
 
 	if (!c)
 		return NULL;
-	c->in = malloc(CONN_IN_CAP);
-	if (!c->in)
-		goto fail_in;
+	/* The recv buffer comes on demand (conn_in_own): none while the
+	 * loop's pool serves the reads. */
 	if (tls_ctx) {
 		c->pt = malloc(CONN_PT_CAP);
 		if (!c->pt)
@@ -921,8 +994,6 @@ static struct conn *conn_alloc(struct loop *l, struct tls_ctx *tls_ctx,
 	return c;
 
 fail_pt:
-	free(c->in);
-fail_in:
 	free(c);
 	return NULL;
 }

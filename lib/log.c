@@ -12,6 +12,14 @@
 enum log_level log_level = LOG_INFO;
 static const char *log_component = "weft";
 
+/* Buffered mode (log_buffered): lines gather here and go out in one write
+ * per event-loop turn (log_flush) instead of one write per line, which at a
+ * few thousand access-log lines a second is a syscall per connection. Only
+ * for a process that logs from one thread. */
+static char log_buf[16384];
+static size_t log_buf_len;
+static int log_buf_on;
+
 static const char *const level_names[] = {
 	[LOG_ERROR] = "error",
 	[LOG_WARN] = "warn",
@@ -42,6 +50,20 @@ void log_set_component(const char *name)
 	log_component = name;
 }
 
+void log_buffered(int on)
+{
+	log_flush();
+	log_buf_on = on;
+}
+
+void log_flush(void)
+{
+	if (!log_buf_len)
+		return;
+	fwrite(log_buf, 1, log_buf_len, stderr);
+	log_buf_len = 0;
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	char line[2048];
@@ -67,6 +89,14 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	if (n > (int)sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
+	if (log_buf_on && lvl > LOG_ERROR) {
+		if (log_buf_len + (size_t)n > sizeof(log_buf))
+			log_flush();
+		memcpy(log_buf + log_buf_len, line, (size_t)n);
+		log_buf_len += (size_t)n;
+		return;
+	}
+	log_flush();	/* an error goes out at once, after what came before */
 	/* One write per line so concurrent writers do not interleave. */
 	fwrite(line, 1, n, stderr);
 }

@@ -22,6 +22,7 @@
  * (the next wait then has a zero timeout). */
 #define LOOP_TIMER_BATCH 256
 #define LOOP_HEAP_MIN 64
+#define LOOP_POOL_GROUP 0	/* the buffer group id of the receive pool */
 
 struct loop {
 	struct io_uring ring;
@@ -36,6 +37,13 @@ struct loop {
 
 	struct loop_task *task_head;
 	struct loop_task *task_tail;
+
+	/* Receive buffer pool (loop_pool_init): a ring the kernel takes
+	 * buffers from, and the buffers, pool_n of pool_size bytes. */
+	struct io_uring_buf_ring *pool_ring;
+	uint8_t *pool_mem;
+	unsigned pool_n;
+	size_t pool_size;
 
 	int sig_fd;			/* -1 until loop_signals() */
 	struct loop_op sig_op;
@@ -107,7 +115,11 @@ void loop_free(struct loop *l)
 {
 	if (!l)
 		return;
+	if (l->pool_ring)
+		io_uring_unregister_buf_ring(&l->ring, LOOP_POOL_GROUP);
 	io_uring_queue_exit(&l->ring);
+	free(l->pool_ring);
+	free(l->pool_mem);
 	if (l->sig_fd >= 0)
 		close(l->sig_fd);
 	for (unsigned i = 1; i <= l->heap_len; i++)
@@ -158,6 +170,90 @@ int loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
 	io_uring_prep_recv(sqe, fd, buf, len, 0);
 	io_uring_sqe_set_data(sqe, op);
 	return 0;
+}
+
+/* --- receive buffer pool ---------------------------------------------------- */
+
+int loop_pool_init(struct loop *l, unsigned count, size_t size)
+{
+	struct io_uring_buf_reg reg;
+	void *ring;
+	int ret;
+
+	if (l->pool_ring || !count || (count & (count - 1)) || count > 32768 || !size ||
+	    size > (1u << 20))
+		return -EINVAL;
+	if (posix_memalign(&ring, 4096, count * sizeof(struct io_uring_buf)))
+		return -ENOMEM;
+	/* Pages of the buffers become resident only once the kernel first
+	 * fills them; no need to touch them here. */
+	l->pool_mem = malloc(count * size);
+	if (!l->pool_mem) {
+		free(ring);
+		return -ENOMEM;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)ring;
+	reg.ring_entries = count;
+	reg.bgid = LOOP_POOL_GROUP;
+	ret = io_uring_register_buf_ring(&l->ring, &reg, 0);
+	if (ret < 0) {
+		free(l->pool_mem);
+		l->pool_mem = NULL;
+		free(ring);
+		return ret;
+	}
+	l->pool_ring = ring;
+	l->pool_n = count;
+	l->pool_size = size;
+	io_uring_buf_ring_init(l->pool_ring);
+	for (unsigned i = 0; i < count; i++)
+		io_uring_buf_ring_add(l->pool_ring, l->pool_mem + i * size, (unsigned)size,
+				      (unsigned short)i, io_uring_buf_ring_mask(count), (int)i);
+	io_uring_buf_ring_advance(l->pool_ring, (int)count);
+	return 0;
+}
+
+size_t loop_pool_size(const struct loop *l)
+{
+	return l->pool_ring ? l->pool_size : 0;
+}
+
+int loop_recv_pooled(struct loop *l, struct loop_op *op, int fd, size_t len)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!l->pool_ring || len > l->pool_size)
+		return -EINVAL;
+	sqe = loop_sqe_get(l);
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_recv(sqe, fd, NULL, len, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = LOOP_POOL_GROUP;
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
+uint8_t *loop_pool_buf(struct loop *l, unsigned flags)
+{
+	unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+
+	if (!(flags & IORING_CQE_F_BUFFER) || !l->pool_ring || bid >= l->pool_n)
+		return NULL;
+	return l->pool_mem + (size_t)bid * l->pool_size;
+}
+
+void loop_pool_put(struct loop *l, unsigned flags)
+{
+	uint8_t *p = loop_pool_buf(l, flags);
+
+	if (!p)
+		return;
+	io_uring_buf_ring_add(l->pool_ring, p, (unsigned)l->pool_size,
+			      (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT),
+			      io_uring_buf_ring_mask(l->pool_n), 0);
+	io_uring_buf_ring_advance(l->pool_ring, 1);
 }
 
 int loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len)
@@ -485,6 +581,7 @@ int loop_run(struct loop *l)
 				ts.tv_nsec = (long long)(d % 1000) * 1000000;
 				tsp = &ts;
 			}
+			log_flush();	/* buffered log lines go out before we sleep */
 			ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
 		}
 		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY &&

@@ -27,6 +27,11 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 char *log_escape(char *dst, size_t dstsz, const void *src, size_t len);
 /* Name shown in every line ("weft-agent", "weftd"). */
 void log_set_component(const char *name);
+/* Buffered mode for single-threaded daemons: lines below ERROR gather in
+ * memory until log_flush (the event loop calls it before it sleeps), the
+ * buffer is full, or an ERROR line comes. */
+void log_buffered(int on);
+void log_flush(void);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

@@ -66,6 +66,21 @@ int loop_cancel_fd(struct loop *l, struct loop_op *op, int fd);
 /* Close through the ring; op may be NULL (completion ignored). */
 int loop_close(struct loop *l, struct loop_op *op, int fd);
 
+/* A pool of receive buffers the kernel takes one from when data arrives
+ * (io_uring provided buffers): a connection waiting for input then holds no
+ * buffer of its own. One pool per loop; count a power of two. 0, or -errno
+ * (kernels before 5.19: callers keep their own buffers). */
+int loop_pool_init(struct loop *l, unsigned count, size_t size);
+/* Bytes per pool buffer; 0 when the loop has no pool. */
+size_t loop_pool_size(const struct loop *l);
+/* recv of up to len (<= the buffer size) into a pool buffer. The completion carries it in its flags
+ * (IORING_CQE_F_BUFFER): loop_pool_buf finds it and loop_pool_put gives it
+ * back, which the callback must do before it returns. -ENOBUFS when the pool
+ * was empty at the time. */
+int loop_recv_pooled(struct loop *l, struct loop_op *op, int fd, size_t len);
+uint8_t *loop_pool_buf(struct loop *l, unsigned flags);
+void loop_pool_put(struct loop *l, unsigned flags);
+
 void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
 void loop_timer_disarm(struct loop *l, struct loop_timer *t);
 

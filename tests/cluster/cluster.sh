@@ -6,14 +6,14 @@
 # traffic never leaves them and a test cannot break the host's network.
 #
 #   cluster.sh up     --name NAME --nodes N --pods M [--no-weft] [--agent]
-#                     [--weftd] [--ttl DUR] [--weftd-conf 'key: value']...
-#                     [--no-wait-ready] [--keep-on-failure]
+#                     [--weftd | --weftd-sidecar] [--ttl DUR]
+#                     [--weftd-conf 'key: value']... [--no-wait-ready] [--keep-on-failure]
 #   cluster.sh down   --name NAME            idempotent; also after a failed up
 #   cluster.sh status --name NAME
 #   cluster.sh exec   --name NAME TARGET -- cmd...    TARGET: nK-pJ | nK | nodeK | ctl | ul
 #   cluster.sh ip     --name NAME POD        the pod's IPv4 address
-#   cluster.sh start  --name NAME agent | weftd [--node K]   (all nodes without --node)
-#   cluster.sh stop   --name NAME agent | weftd [--node K] [--signal SIG]
+#   cluster.sh start  --name NAME agent | weftd [--node K] [--pod nK-pJ]   (all without them)
+#   cluster.sh stop   --name NAME agent | weftd [--node K] [--pod nK-pJ] [--signal SIG]
 #
 # Topology (K = 1..N nodes, J = 1..M pods per node):
 #   NAME-ul       underlay netns: bridge br0, one port per node (nK) and ctl
@@ -26,6 +26,15 @@
 # Pods: name nK-pJ, namespace default, service account sa-nK-pJ, label
 # app=app-pJ. Service svc-pJ: VIP 10.96.0.J, port 80 -> 8080, selector
 # app=app-pJ, so pod J of every node backs service J.
+#
+# --weftd-sidecar (weft as per-pod sidecars, DESIGN §8 benchmark mode): no
+# weftd in the nodes; instead `weftd --mode sidecar` runs inside each pod's
+# netns (state in nK/sc/pJ/), started before the pod's CNI ADD, and the
+# pod's weft-cni (a per-pod conflist) enrolls the pod into that sidecar's
+# own socket. Each sidecar is a registry node of its own, sc-nK-pJ, with
+# the pod's IP as its address and its own token, and the pod's workload is
+# placed on it; NAME-ctl gets routes to the pod CIDRs so sidecars reach the
+# agent.
 #
 # State: /run/weft-test/NAME (see the report in tests/cluster/README.md).
 set -uo pipefail
@@ -42,7 +51,7 @@ CTL_IP=172.30.0.250
 AGENT_PORT=15012
 READY_TIMEOUT=${WEFT_TEST_READY_TIMEOUT:-20}
 
-NAME="" STATE="" NODES=0 PODS=0 WEFT=1 AGENT=0 WEFTD=0 TTL="" WAIT_READY=1 KEEP=0
+NAME="" STATE="" NODES=0 PODS=0 WEFT=1 AGENT=0 WEFTD=0 SIDECAR=0 TTL="" WAIT_READY=1 KEEP=0
 WEFTD_CONF=()
 UP_DONE=0
 
@@ -193,28 +202,44 @@ start_agent() {
 	say "agent running in $(ns_ctl) on $CTL_IP:$AGENT_PORT (log $d/agent.log)"
 }
 
-cni_socket_up() { [[ -S $STATE/n$1/cni.sock ]]; }
-
-# Start weftd in node K's netns with $STATE/nK/weftd.yaml; returns once its
-# enrollment socket exists (weft-cni ADD needs it).
-start_weftd() {
-	local k=$1 bin=$BUILD/weftd d=$STATE/n$1
+# Run weftd (args after the label) in netns NS with state in DIR; returns
+# once its enrollment socket DIR/cni.sock exists (weft-cni ADD needs it).
+spawn_weftd() {
+	local ns=$1 d=$2 what=$3 bin=$BUILD/weftd
+	shift 3
 	if pidfile_pid "$d/weftd.pid" >/dev/null; then
-		say "weftd on node$k already running"
+		say "$what already running"
 		return 0
 	fi
 	if [[ ! -x $bin ]]; then
-		say "cannot start weftd on node$k: $bin does not exist yet (build it with make, or run up without --weftd)"
+		say "cannot start $what: $bin does not exist yet (build it with make, or run up without --weftd)"
 		return 1
 	fi
 	# A socket left by a killed weftd would look like a ready one.
 	rm -f "$d/cni.sock"
-	spawn "$(ns_node "$k")" "$d/weftd.pid" "$d/weftd.log" "$bin" -c "$d/weftd.yaml"
-	if ! wait_until 10 "$d/weftd.pid" "weftd on node$k (socket $d/cni.sock)" cni_socket_up "$k"; then
+	spawn "$ns" "$d/weftd.pid" "$d/weftd.log" "$bin" "$@" -c "$d/weftd.yaml"
+	if ! wait_until 10 "$d/weftd.pid" "$what (socket $d/cni.sock)" test -S "$d/cni.sock"; then
 		log_tail "$d/weftd.log"
 		return 1
 	fi
-	say "weftd running in $(ns_node "$k") (log $d/weftd.log)"
+	say "$what running in $ns (log $d/weftd.log)"
+}
+
+# The node's weftd in node K's netns with $STATE/nK/weftd.yaml.
+start_weftd() { spawn_weftd "$(ns_node "$1")" "$STATE/n$1" "weftd on node$1"; }
+
+sc_dir() { echo "$STATE/n$1/sc/p$2"; }
+
+# The sidecar weftd of pod nK-pJ inside the pod's netns with
+# nK/sc/pJ/weftd.yaml (--mode sidecar on the command line).
+start_sidecar() {
+	spawn_weftd "$(ns_pod "$1" "$2")" "$(sc_dir "$1" "$2")" "sidecar weftd of n$1-p$2" \
+		--mode sidecar
+}
+
+sidecar_ready() {
+	ip netns exec "$(ns_pod "$1" "$2")" curl -sf -m 1 -o /dev/null \
+		"http://127.0.0.1:15021/healthz/ready" 2>/dev/null
 }
 
 weftd_ready() {
@@ -229,7 +254,7 @@ weftd_ready() {
 gen_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 write_agent_files() {
-	local d=$STATE/agent k tok
+	local d=$STATE/agent k j tok
 	mkdir -p "$d" "$STATE/registry"
 	(
 		umask 077
@@ -238,6 +263,14 @@ write_agent_files() {
 			tok=$(gen_token)
 			echo "node$k $tok" >>"$d/tokens"
 			echo "$tok" >"$STATE/n$k/token"
+			((SIDECAR)) || continue
+			# The agent reads its tokens at start (and on SIGHUP): every
+			# sidecar's is made here, before any pod exists.
+			for ((j = 1; j <= PODS; j++)); do
+				tok=$(gen_token)
+				echo "sc-n$k-p$j $tok" >>"$d/tokens"
+				echo "$tok" >"$(sc_dir "$k" "$j")/token"
+			done
 		done
 	)
 	cat >"$d/agent.yaml" <<-EOF
@@ -253,13 +286,15 @@ write_agent_files() {
 	EOF
 }
 
-write_weftd_conf() {
-	local k=$1 d=$STATE/n$1 line
+# write_conf DIR NODE_NAME [NODE_IP] WHAT: DIR/weftd.yaml with DIR's token,
+# socket and state; the cluster-wide --weftd-conf lines last.
+write_conf() {
+	local d=$1 node=$2 ip=$3 what=$4 line
 	mkdir -p "$d/state"
 	{
-		echo "# generated by tests/cluster/cluster.sh for cluster $NAME"
-		echo "node_name: node$k"
-		echo "node_ip: 172.30.0.$k"
+		echo "# generated by tests/cluster/cluster.sh for cluster $NAME$what"
+		echo "node_name: $node"
+		[[ -n $ip ]] && echo "node_ip: $ip"
 		echo "agent_address: $CTL_IP:$AGENT_PORT"
 		echo "agent_bundle: $STATE/agent/ca/root-cert.pem"
 		echo "token_file: $d/token"
@@ -270,13 +305,28 @@ write_weftd_conf() {
 	} >"$d/weftd.yaml"
 }
 
+write_weftd_conf() { write_conf "$STATE/n$1" "node$1" "172.30.0.$1" ""; }
+
+# The sidecar of pod nK-pJ: its own node name, token, socket and state; no
+# node_ip (it takes the pod's address at enrollment; `up` adds the line
+# afterwards so that a restarted sidecar listens at once).
+write_sidecar_conf() {
+	write_conf "$(sc_dir "$1" "$2")" "sc-n$1-p$2" "" " (sidecar of n$1-p$2)"
+}
+
+# write_conflist K [J]: node K's network; with J, the one of pod nK-pJ
+# (sidecar mode: weft-cni talks to that pod's sidecar). Same IPAM store.
 write_conflist() {
-	local k=$1 d=$STATE/n$1 weft=""
+	local k=$1 d=$STATE/n$1 weft="" out=$STATE/n$1/cni.conflist sock=$STATE/n$1/cni.sock
+	if [[ -n ${2:-} ]]; then
+		out=$(sc_dir "$k" "$2")/cni.conflist
+		sock=$(sc_dir "$k" "$2")/cni.sock
+	fi
 	if ((WEFT)); then
 		weft=$(printf ',\n    {"type": "weft-cni", "socket": "%s", "log_file": "%s"}' \
-			"$d/cni.sock" "$d/weft-cni.log")
+			"$sock" "$d/weft-cni.log")
 	fi
-	cat >"$d/cni.conflist" <<-EOF
+	cat >"$out" <<-EOF
 	{
 	  "cniVersion": "1.0.0",
 	  "name": "weft-test",
@@ -304,14 +354,29 @@ write_registry() {
 		for ((k = 1; k <= NODES; k++)); do
 			echo "  - name: node$k"
 			echo "    address: 172.30.0.$k"
+			((SIDECAR)) || continue
+			# A sidecar is a node whose address is its pod's: known
+			# once CNI ADD has given the pod one.
+			for ((j = 1; j <= PODS; j++)); do
+				ip=$(pod_ip "n$k-p$j")
+				[[ -n $ip ]] || continue
+				echo "  - name: sc-n$k-p$j"
+				echo "    address: $ip"
+			done
 		done
 		echo "workloads:"
 		for ((k = 1; k <= NODES; k++)); do
 			for ((j = 1; j <= PODS; j++)); do
+				# A sidecar's workload needs its node, so its pod's IP.
+				((SIDECAR)) && [[ -z $(pod_ip "n$k-p$j") ]] && continue
 				echo "  - name: n$k-p$j"
 				echo "    namespace: default"
 				echo "    service_account: sa-n$k-p$j"
-				echo "    node: node$k"
+				if ((SIDECAR)); then
+					echo "    node: sc-n$k-p$j"
+				else
+					echo "    node: node$k"
+				fi
 				ip=$(pod_ip "n$k-p$j")
 				[[ -n $ip ]] && echo "    ips: [$ip]"
 				echo "    labels: {app: app-p$j}"
@@ -336,6 +401,7 @@ write_env() {
 	WEFT=$WEFT
 	AGENT=$AGENT
 	WEFTD=$WEFTD
+	SIDECAR=$SIDECAR
 	BUILD=$BUILD
 	PHASE=$1
 	EOF
@@ -349,7 +415,7 @@ load_env() {
 	while IFS='=' read -r k v; do
 		case $k in
 		NODES) NODES=$v ;; PODS) PODS=$v ;; WEFT) WEFT=$v ;;
-		AGENT) AGENT=$v ;; WEFTD) WEFTD=$v ;;
+		AGENT) AGENT=$v ;; WEFTD) WEFTD=$v ;; SIDECAR) SIDECAR=$v ;;
 		BUILD) [[ -z ${WEFT_BUILD:-} ]] && BUILD=$v ;;
 		esac
 	done <"$STATE/cluster.env"
@@ -382,10 +448,11 @@ cni_args() { echo "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$1;K8S
 # cni K J COMMAND: run the node's conflist for pod nK-pJ inside node K's
 # netns, as the kubelet's runtime would.
 cni() {
-	local k=$1 j=$2 cmd=$3 pns
+	local k=$1 j=$2 cmd=$3 pns conf=$STATE/n$1/cni.conflist
 	pns=$(ns_pod "$k" "$j")
+	((SIDECAR)) && conf=$(sc_dir "$k" "$j")/cni.conflist
 	ip netns exec "$(ns_node "$k")" "$PY" "$CNI_EXEC" "$cmd" \
-		--conflist "$STATE/n$k/cni.conflist" --netns "/var/run/netns/$pns" \
+		--conflist "$conf" --netns "/var/run/netns/$pns" \
 		--containerid "$pns" --ifname eth0 --args "$(cni_args "n$k-p$j" "$pns")" \
 		--cni-path "$CNI_DIR:$BUILD" --cache "$STATE/n$k/pods/n$k-p$j.json" \
 		--timeout "${CNI_TIMEOUT:-30}"
@@ -396,18 +463,33 @@ add_pod() {
 	pns=$(ns_pod "$k" "$j")
 	must ip netns add "$pns"
 	must ip -n "$pns" link set lo up
+	if ((SIDECAR)); then
+		# The sidecar starts first, as its container would; ADD then
+		# enrolls the pod into it.
+		write_sidecar_conf "$k" "$j"
+		write_conflist "$k" "$j"
+		start_sidecar "$k" "$j" || exit 1
+	fi
 	if ! err=$(cni "$k" "$j" ADD 2>&1 >/dev/null); then
 		say "CNI ADD of pod n$k-p$j failed:"
 		printf '%s\n' "$err" | sed 's/^/    /' >&2
 		# A runtime cleans up a failed ADD with DEL.
 		cni "$k" "$j" DEL >/dev/null 2>&1
 		((WEFT)) && log_tail "$STATE/n$k/weft-cni.log" 5
+		((SIDECAR)) && log_tail "$(sc_dir "$k" "$j")/weftd.log" 5
 		exit 1
 	fi
 	ip=$("$PY" "$CNI_EXEC" ips --cache "$STATE/n$k/pods/n$k-p$j.json" | grep -m1 -v :)
 	[[ -n $ip ]] || die "CNI ADD of pod n$k-p$j returned no IPv4 address"
 	printf 'node%s\tn%s-p%s\t%s\t%s\tdefault\tsa-n%s-p%s\tapp-p%s\n' \
 		"$k" "$k" "$j" "$pns" "$ip" "$k" "$j" "$j" >>"$STATE/pods.tsv"
+	if ((SIDECAR)); then
+		# The pod's address is the sidecar's node IP from now on, also
+		# after a restart; and the agent learns the new node at once, so
+		# the sidecar gets its identities without waiting for the others.
+		echo "node_ip: $ip" >>"$(sc_dir "$k" "$j")/weftd.yaml"
+		write_registry
+	fi
 }
 
 on_up_exit() {
@@ -436,14 +518,16 @@ cmd_up() {
 	for l in bridge host-local; do
 		[[ -x $CNI_DIR/$l ]] || die "$CNI_DIR/$l is missing: install containernetworking-plugins (make deps)"
 	done
-	((WEFTD)) && AGENT=1
+	((WEFTD && SIDECAR)) && die "--weftd and --weftd-sidecar exclude each other"
+	((SIDECAR && !WEFT)) && die "--weftd-sidecar needs weft-cni (drop --no-weft)"
+	((WEFTD || SIDECAR)) && AGENT=1
 	if ((WEFT)) && [[ ! -x $BUILD/weft-cni ]]; then
 		die "$BUILD/weft-cni does not exist: build it (make) or use --no-weft"
 	fi
 	if [[ -e $STATE ]] || [[ -n $(cluster_netns) ]]; then
 		die "cluster $NAME exists already (remove it with: $0 down --name $NAME)"
 	fi
-	if ((WEFT && !WEFTD)); then
+	if ((WEFT && !WEFTD && !SIDECAR)); then
 		say "note: weft-cni is chained but weftd is not started (no --weftd): weft-cni ADD fails unless something serves each node's cni.sock"
 	fi
 
@@ -467,6 +551,7 @@ cmd_up() {
 	stage nodes
 	for ((k = 1; k <= NODES; k++)); do
 		mkdir -p "$STATE/n$k/pods" "$STATE/n$k/ipam"
+		for ((j = 1; SIDECAR && j <= PODS; j++)); do mkdir -p "$(sc_dir "$k" "$j")"; done
 		must ip netns add "$(ns_node "$k")"
 		attach_underlay "$(ns_node "$k")" "172.30.0.$k" "n$k"
 		must ip netns exec "$(ns_node "$k")" sysctl -qw net.ipv4.ip_forward=1
@@ -474,6 +559,8 @@ cmd_up() {
 			((l == k)) && continue
 			must ip -n "$(ns_node "$k")" route add "10.244.$l.0/24" via "172.30.0.$l" dev eth0
 		done
+		# Sidecars talk to the agent from their pod's address.
+		((SIDECAR)) && must ip -n "$(ns_ctl)" route add "10.244.$k.0/24" via "172.30.0.$k" dev eth0
 		write_conflist "$k"
 		write_weftd_conf "$k"
 	done
@@ -507,6 +594,17 @@ cmd_up() {
 				log_tail "$STATE/n$k/weftd.log"
 				exit 1
 			fi
+		done
+	fi
+	if ((SIDECAR && WAIT_READY)); then
+		for ((k = 1; k <= NODES; k++)); do
+			for ((j = 1; j <= PODS; j++)); do
+				if ! wait_until "$READY_TIMEOUT" "$(sc_dir "$k" "$j")/weftd.pid" \
+					"sidecar of n$k-p$j /healthz/ready" sidecar_ready "$k" "$j"; then
+					log_tail "$(sc_dir "$k" "$j")/weftd.log"
+					exit 1
+				fi
+			done
 		done
 	fi
 	write_env up
@@ -546,7 +644,8 @@ do_down() {
 		# Not a bare `wait`: after a failed `up` the daemons are our children.
 		((${#dels[@]})) && wait "${dels[@]}"
 		# 2. Daemons we started, by pidfile: SIGTERM, then SIGKILL.
-		stop_pidfiles TERM "$STATE"/n*/weftd.pid "$STATE"/agent/agent.pid
+		stop_pidfiles TERM "$STATE"/n*/weftd.pid "$STATE"/n*/sc/p*/weftd.pid \
+			"$STATE"/agent/agent.pid
 	fi
 	# 3. Anything else still running in our namespaces (apps started with
 	#    `exec`, a weftd whose pidfile was lost).
@@ -589,14 +688,31 @@ cmd_status() {
 	local k j phase weft
 	phase=$(awk -F= '$1 == "PHASE" {print $2}' "$STATE/cluster.env")
 	weft=$( ((WEFT)) && echo "weft-cni chained" || echo "no weft-cni")
+	((SIDECAR)) && weft+=", weftd as per-pod sidecars"
 	echo "cluster $NAME: $NODES nodes x $PODS pods, $weft, $phase; state $STATE"
 	printf '%-8s %-16s %-14s %-15s %s\n' "" netns address pod-cidr process
 	printf '%-8s %-16s %-14s %-15s agent %s\n' ctl "$(ns_ctl)" "$CTL_IP:$AGENT_PORT" - \
 		"$(proc_state "$STATE/agent/agent.pid" "not running")"
 	for ((k = 1; k <= NODES; k++)); do
+		if ((SIDECAR)); then
+			printf '%-8s %-16s %-14s %-15s %s\n' "node$k" "$(ns_node "$k")" "172.30.0.$k" \
+				"10.244.$k.0/24" "(weftd runs in the pods)"
+			continue
+		fi
 		printf '%-8s %-16s %-14s %-15s weftd %s\n' "node$k" "$(ns_node "$k")" "172.30.0.$k" \
 			"10.244.$k.0/24" "$(proc_state "$STATE/n$k/weftd.pid" "not running")"
 	done
+	if ((SIDECAR)); then
+		echo
+		printf '%-8s %-12s %-20s %s\n' sidecar node-name netns process
+		for ((k = 1; k <= NODES; k++)); do
+			for ((j = 1; j <= PODS; j++)); do
+				printf '%-8s %-12s %-20s weftd %s\n' "n$k-p$j" "sc-n$k-p$j" \
+					"$(ns_pod "$k" "$j")" \
+					"$(proc_state "$(sc_dir "$k" "$j")/weftd.pid" "not running")"
+			done
+		done
+	fi
 	echo
 	printf '%-8s %-8s %-20s %-12s %-10s %-12s %s\n' pod node netns ip namespace sa app
 	awk -F'\t' '{ printf "%-8s %-8s %-20s %-12s %-10s %-12s %s\n", $2, $1, $3, $4, $5, $6, $7 }' \
@@ -641,13 +757,14 @@ cmd_ip() {
 	echo "$ip"
 }
 
-# start|stop agent|weftd [--node K] [--signal SIG]
+# start|stop agent|weftd [--node K] [--pod nK-pJ] [--signal SIG]
 cmd_startstop() {
-	local op=$1 what=${2:-} node="" sig=TERM k rc=0
+	local op=$1 what=${2:-} node="" pod="" sig=TERM k j rc=0
 	shift 2 || die "$op: agent or weftd?"
 	while (($#)); do
 		case $1 in
 		--node) node=${2:-}; shift 2 ;;
+		--pod) pod=${2:-}; shift 2 ;;
 		--signal) sig=${2:-}; shift 2 ;;
 		*) die "$op: unknown option $1" ;;
 		esac
@@ -658,8 +775,20 @@ cmd_startstop() {
 		if [[ $op == start ]]; then start_agent || rc=1; else stop_pidfiles "$sig" "$STATE/agent/agent.pid"; fi
 		;;
 	weftd)
+		[[ -n $pod ]] && ! ((SIDECAR)) && die "$op: --pod needs a cluster with --weftd-sidecar"
 		for ((k = 1; k <= NODES; k++)); do
 			[[ -n $node && $node != "$k" && $node != "node$k" && $node != "n$k" ]] && continue
+			if ((SIDECAR)); then
+				for ((j = 1; j <= PODS; j++)); do
+					[[ -n $pod && $pod != "n$k-p$j" ]] && continue
+					if [[ $op == start ]]; then
+						start_sidecar "$k" "$j" || rc=1
+					else
+						stop_pidfiles "$sig" "$(sc_dir "$k" "$j")/weftd.pid"
+					fi
+				done
+				continue
+			fi
 			if [[ $op == start ]]; then
 				start_weftd "$k" || rc=1
 			else
@@ -686,6 +815,7 @@ main() {
 		--no-weft) WEFT=0; shift ;;
 		--agent) AGENT=1; shift ;;
 		--weftd) WEFTD=1; shift ;;
+		--weftd-sidecar) SIDECAR=1; shift ;;
 		--ttl) TTL=${2:-}; shift 2 || shift ;;
 		--weftd-conf) WEFTD_CONF+=("${2:-}"); shift 2 || shift ;;
 		--no-wait-ready) WAIT_READY=0; shift ;;

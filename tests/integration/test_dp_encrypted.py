@@ -87,8 +87,11 @@ class Capture:
 
     def start(self):
         self.errf = open(self.err, "w+")
-        self.p = self.c.spawn("ul", ["tcpdump", "-i", "br0", "-U", "-n", "-s", "0",
-                                     "-B", "32768", "-Z", "root", "-w", self.path],
+        # --immediate-mode: otherwise libpcap hands packets over a ring
+        # block at a time, and a block not handed over yet when tcpdump gets
+        # SIGINT is lost: the tail of the traffic would miss the capture.
+        self.p = self.c.spawn("ul", ["tcpdump", "-i", "br0", "--immediate-mode", "-U", "-n",
+                                     "-s", "0", "-B", "32768", "-Z", "root", "-w", self.path],
                               stdout=subprocess.DEVNULL, stderr=self.errf)
         deadline = time.time() + 10
         while time.time() < deadline:

@@ -37,6 +37,8 @@ def require_root():
 
 
 class Cluster:
+    weftd_flag = "--weftd"  # one weftd per node
+
     def __init__(self, name, nodes=2, pods=2, conf=(), ttl=None, extra=()):
         self.name = name
         self.nodes = nodes
@@ -60,7 +62,7 @@ class Cluster:
         subprocess.run([CLUSTER, "down", "--name", self.name], capture_output=True)
         atexit.register(self.down)
         args = ["up", "--name", self.name, "--nodes", str(self.nodes), "--pods",
-                str(self.pods), "--weftd"]
+                str(self.pods), self.weftd_flag]
         if self.ttl:
             args += ["--ttl", self.ttl]
         for c in self.conf:
@@ -518,3 +520,42 @@ def wait_log(cluster, k, pattern, timeout=5.0, start=0):
         if time.time() >= deadline:
             return None
         time.sleep(0.1)
+
+
+# --- weft as per-pod sidecars (cluster.sh up --weftd-sidecar) ---------------------
+class SidecarCluster(Cluster):
+    """The same topology with `weftd --mode sidecar` inside every pod's netns
+    instead of one weftd per node; sidecar nK-pJ is registry node sc-nK-pJ."""
+
+    weftd_flag = "--weftd-sidecar"
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            for pod in self.pod_names():
+                sys.stderr.write("---- sidecar %s log (tail) ----\n%s\n" % (
+                    pod, self.sidecar_log(pod)[-3000:]))
+        self.down()
+
+    def pod_names(self):
+        return ["n%d-p%d" % (k, j) for k in range(1, self.nodes + 1)
+                for j in range(1, self.pods + 1)]
+
+    def sidecar_dir(self, pod):
+        k, j = re.fullmatch(r"n(\d+)-p(\d+)", pod).groups()
+        return os.path.join(self.dir, "n" + k, "sc", "p" + j)
+
+    def sidecar_log(self, pod):
+        try:
+            return open(os.path.join(self.sidecar_dir(pod), "weftd.log"),
+                        errors="replace").read()
+        except OSError:
+            return ""
+
+    def sidecar_pid(self, pod):
+        with open(os.path.join(self.sidecar_dir(pod), "weftd.pid")) as f:
+            return int(f.read().split()[0])
+
+    def sidecar_admin(self, pod, path):
+        """GET the admin API of pod's sidecar (127.0.0.1:15000 in the pod netns)."""
+        p = self.run(pod, ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000" + path])
+        return json.loads(p.stdout)

@@ -666,6 +666,7 @@ static void test_many(void)
 	srv_tls = NULL;
 	memset(&srv_opts, 0, sizeof(srv_opts));
 	srv_accepted = 0;
+	many_ready = many_closed = many_errs = 0;
 	for (int i = 0; i < NMANY; i++)
 		made += conn_connect(L, (struct sockaddr *)&srv_addr, sizeof(srv_addr), 0, NULL,
 				     NULL, NULL, &many_h, NULL, NULL) != NULL;
@@ -771,22 +772,20 @@ out:
 	pki_dir_remove(tmpdir);
 }
 
-int main(void)
+/* Everything once with conns reading into their own buffers, once with the
+ * loop's receive pool: a small pool, so that many conns at once also run it
+ * dry and fall back to their own buffers (-ENOBUFS). */
+static void run_all(unsigned pool)
 {
-	uint32_t x = 2463534242u;
-
-	signal(SIGPIPE, SIG_IGN);
 	L = loop_new(256);
 	CHECK(L != NULL);
 	if (!L)
-		return check_done("test_conn");
-	pattern = malloc(1 << 20);
-	for (size_t i = 0; i < (1u << 20); i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		pattern[i] = (uint8_t)x;
+		return;
+	if (pool) {
+		CHECK_EQ_INT(loop_pool_init(L, pool, 16384), 0);
+		CHECK_EQ_INT((int)loop_pool_size(L), 16384);
 	}
+	fprintf(stderr, "--- %s\n", pool ? "with the receive pool" : "own buffers");
 	listener_start();
 
 	echo_run("plain echo 1 MiB", NULL, NULL, NULL, 0, 1 << 20);
@@ -801,6 +800,23 @@ int main(void)
 
 	close(listen_fd);
 	loop_free(L);
+	L = NULL;
+}
+
+int main(void)
+{
+	uint32_t x = 2463534242u;
+
+	signal(SIGPIPE, SIG_IGN);
+	pattern = malloc(1 << 20);
+	for (size_t i = 0; i < (1u << 20); i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		pattern[i] = (uint8_t)x;
+	}
+	run_all(0);
+	run_all(4);
 	free(pattern);
 	return check_done("test_conn");
 }
