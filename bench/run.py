@@ -55,6 +55,10 @@ RUN = os.environ.get("WEFT_TEST_RUN", "/run/weft-test")
 APP_PORT = 9000
 IPERF_PORT = 5201
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# "Idle" memory is read this long after the last traffic, the same for every
+# data plane: weftd gives its ECC point cache and free heap back to the
+# kernel after 2-4 s without a handshake (daemon/main.c, WEFTD_TRIM_MS).
+IDLE_S = 4.5
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # Data planes in their canonical order; the cluster name is theirs alone so a
@@ -396,7 +400,7 @@ class Block:
         time.sleep(0.3)
         res["probe"] = self.probe()
         res["handshake_ms"] = weft_handshake_ms(self.name) if self.plane["weft"] else None
-        time.sleep(0.2)
+        time.sleep(IDLE_S)
         res["rss_idle_kb"] = rss_per_node(self.mesh)
         res["rr"] = self.loadgen("rr", "-c", 16, "-R", 1000, dur=pr["rr_s"])
         res["sweep"] = {}
@@ -531,7 +535,7 @@ def scale_phase(prof, outdir, planes):
                     t = time.monotonic()
                     b.start_haproxy(plane["haproxy"])
                     start_s = time.monotonic() - t
-                    time.sleep(0.5)
+                    time.sleep(IDLE_S)
                     out.append({"plane": plane["key"], "pods": pods, "up_s": b.up_s,
                                 "start_s": start_s, "procs": len(b.mesh),
                                 "rss_kb": rss_per_node(b.mesh),
@@ -549,7 +553,7 @@ def scale_phase(prof, outdir, planes):
             b = Block(plane, prof, outdir, pods=pods, name=plane["scale_cluster"])
             try:
                 b.up()
-                time.sleep(0.5)
+                time.sleep(IDLE_S)
                 out.append({"plane": plane["key"], "pods": pods, "up_s": b.up_s,
                             "procs": len(b.mesh), "rss_kb": rss_per_node(b.mesh),
                             "pss_kb": pss_per_node(b.mesh)})

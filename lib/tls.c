@@ -46,6 +46,9 @@
 #define TLS_DEFAULT_CIPHERS \
 	"TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256"
 
+/* Handshake steps run since tls_cache_trim last looked (see there). */
+static unsigned long tls_hs_steps;
+
 struct tls_ctx {
 	WOLFSSL_CTX *wctx;
 	enum tls_role role;
@@ -808,6 +811,7 @@ int tls_handshake(struct tls *t)
 		return -EPROTO;
 	if (t->done)
 		return 0;
+	__atomic_add_fetch(&tls_hs_steps, 1, __ATOMIC_RELAXED);
 	ret = t->ctx->role == TLS_CLIENT ? wolfSSL_connect(t->ssl) : wolfSSL_accept(t->ssl);
 	if (ret != WOLFSSL_SUCCESS) {
 		int e = wolfSSL_get_error(t->ssl, ret);
@@ -948,4 +952,26 @@ const char *tls_cipher_name(const struct tls *t)
 const char *tls_alpn(const struct tls *t)
 {
 	return t->alpn_ok ? t->ctx->alpn : NULL;
+}
+
+/*
+ * Debian's wolfSSL is built with FP_ECC: every P-256 point used twice (the
+ * generator, the CA key, each peer key seen in two handshakes) gets a
+ * 256-point lookup table of 4096-bit sp_ints, ~0.8 MB each, up to 15 of them
+ * (~12 MB), kept for the life of the process. A busy node wants them (a
+ * handshake that has to rebuild one costs several times a warm one), so they
+ * are dropped only after a period with no handshake step; the next handshake
+ * rebuilds the generator's table once. Giving the freed heap back to the
+ * kernel is the caller's (malloc_trim).
+ */
+int tls_cache_trim(void)
+{
+	int quiet = __atomic_exchange_n(&tls_hs_steps, 0, __ATOMIC_RELAXED) == 0;
+
+	/* Cheap when the cache is already empty: a walk over 15 slots. The
+	 * certificate work of issuance and renewal fills it too, with no
+	 * handshake step, so a quiet period alone decides. */
+	if (quiet)
+		wc_ecc_fp_free();
+	return quiet;
 }
