@@ -205,7 +205,7 @@ bench: deps
 	$(Q)tools/deps.sh $(DEB_BENCH)
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(B)/bench/tlsbench
-	$(Q)/usr/bin/python3 bench/agent_certs.py 10000
+	$(Q)/usr/bin/python3 bench/agent_certs.py $(if $(findstring --quick,$(BENCH_ARGS)),2000,10000)
 	$(Q)/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -55,16 +55,20 @@ RUN = os.environ.get("WEFT_TEST_RUN", "/run/weft-test")
 APP_PORT = 9000
 IPERF_PORT = 5201
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# "Idle" memory is read this long after the last traffic, the same for every
-# data plane: weftd gives its ECC point cache and free heap back to the
-# kernel after 2-4 s without a handshake (daemon/main.c, WEFTD_TRIM_MS).
+# "Idle" memory is read this long after the last traffic: weftd gives its
+# ECC point cache, receive pool and free heap back to the kernel after 2-4 s
+# without handshakes or input (daemon/main.c, WEFTD_TRIM_MS). HAProxy keeps
+# what it has allocated; waiting longer changes nothing there.
 IDLE_S = 4.5
+IDLE_HAPROXY_S = 0.5
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 # Data planes in their canonical order; the cluster name is theirs alone so a
 # leftover of one can never be mistaken for another.
 # "sidecar": weftd runs in every pod (`weftd --mode sidecar`), not per node;
-# "scale_cluster": the cluster name of its RSS-against-pods phase.
+# "scale_cluster": the cluster name of its RSS-against-pods phase; "scale_max":
+# the most pods per node it is scaled to (200 sidecar weftds take ~3 minutes
+# to start, beyond the full run's 20: its memory is linear in pods anyway).
 PLANES = [
     {"key": "nomesh", "name": "no mesh", "cluster": "bnm", "weft": False, "haproxy": None},
     {"key": "relay", "name": "plain relay pair (HAProxy TCP)", "cluster": "brp", "weft": False,
@@ -72,7 +76,7 @@ PLANES = [
     {"key": "weft", "name": "weft node daemons", "cluster": "bwn", "weft": True, "haproxy": None,
      "scale_cluster": "bsw"},
     {"key": "wsc", "name": "weft per-pod sidecars", "cluster": "bsc", "weft": True,
-     "sidecar": True, "haproxy": None, "scale_cluster": "bscs"},
+     "sidecar": True, "haproxy": None, "scale_cluster": "bscs", "scale_max": 20},
     {"key": "hamtls", "name": "HAProxy mTLS sidecars", "cluster": "bhm", "weft": False,
      "haproxy": "mtls"},
 ]
@@ -81,11 +85,11 @@ NOT_MEASURED = []
 # Durations in seconds. quick: one repetition, < 3 minutes in all; full: three
 # repetitions, the issue's 20 s at 1,000 RPS, < 20 minutes.
 PROFILES = {
-    "quick": {"reps": 1, "warmup": 0.5, "rr_s": 3, "sweep": [1000, 4000, 8000], "sweep_s": 1.5,
-              "max_s": 2, "churn_s": 2, "iperf_s": 2, "conns": 1000, "conns_s": 1.5,
-              "scale": [2, 20], "crosscheck_s": 2},
+    "quick": {"reps": 1, "warmup": 0.5, "rr_s": 2, "sweep": [1000, 8000], "sweep_s": 1,
+              "max_s": 1.5, "churn_s": 1.5, "iperf_s": 1, "conns": 1000, "conns_s": 1,
+              "scale": [2, 20], "crosscheck_s": 1.5},
     "full": {"reps": 3, "warmup": 1, "rr_s": 20, "sweep": [500, 1000, 2000, 4000, 8000],
-             "sweep_s": 4, "max_s": 4, "churn_s": 4, "iperf_s": 4, "conns": 1000, "conns_s": 3,
+             "sweep_s": 3, "max_s": 3, "churn_s": 3, "iperf_s": 3, "conns": 1000, "conns_s": 2,
              "scale": [2, 20, 100], "crosscheck_s": 4},
 }
 
@@ -282,7 +286,8 @@ class Block:
         self.up_s = cluster_up(self.name, self.pods, self.plane["weft"],
                                self.plane.get("sidecar", False))
         self.pods_list = pods_of(self.name)
-        self.server_ip = dict((p, ip) for p, _, ip in self.pods_list)["n2-p1"]
+        self.ips = dict((p, ip) for p, _, ip in self.pods_list)
+        self.server_ip = self.ips["n2-p1"]
         for path, k in weftd_files(self.name, "weftd.pid"):
             with open(path) as f:
                 self.mesh.append((int(f.read().split()[0]), k))
@@ -344,6 +349,9 @@ class Block:
     def start_apps(self):
         self.procs.append(spawn_in(self.name, "n2-p1", [LOADGEN, "server", "-p", str(APP_PORT)],
                                    self.log("app-server")))
+        # A server on node 1 too, for tunnels in the other direction.
+        self.procs.append(spawn_in(self.name, "n1-p1", [LOADGEN, "server", "-p", str(APP_PORT)],
+                                   self.log("app-server-n1")))
         self.procs.append(spawn_in(self.name, "n2-p1", ["iperf3", "-s", "-p", str(IPERF_PORT)],
                                    self.log("iperf3-server")))
         wait_listen(self.name, "n2-p1", APP_PORT)
@@ -381,6 +389,20 @@ class Block:
                         self.plane["key"], e))
                 time.sleep(0.2)
 
+    def tunnels(self):
+        """Tunnel set-up times from weftd's log: the probe's tunnel (the
+        first of a fresh cluster), then three more opened one after the other
+        by other identities (n1-p2 -> node 2, n2-pJ -> node 1), by when
+        wolfSSL's ECC tables are warm. In the order they came up."""
+        for src, dst in (("n1-p2", "n2-p1"), ("n2-p1", "n1-p1"), ("n2-p2", "n1-p1")):
+            cmd = [LOADGEN, "churn", "--http", "-c", "1", "-R", "20", "-d", "0.2", "-w", "0",
+                   "--drain", "0.5", "%s:%d" % (self.ips[dst], APP_PORT)]
+            p = run_in(self.name, src, cmd, timeout=30, check=False)
+            if p.returncode != 0:
+                log("tunnel probe %s -> %s: exit %d" % (src, dst, p.returncode))
+            time.sleep(0.1)
+        return weft_handshake_ms(self.name)
+
     def iperf(self, streams):
         p = run_in(self.name, "n1-p1", ["iperf3", "-c", self.server_ip, "-p", str(IPERF_PORT),
                                         "-t", str(self.prof["iperf_s"]), "-P", str(streams),
@@ -399,8 +421,8 @@ class Block:
         res = {"up_s": self.up_s, "mesh_pids": len(self.mesh)}
         time.sleep(0.3)
         res["probe"] = self.probe()
-        res["handshake_ms"] = weft_handshake_ms(self.name) if self.plane["weft"] else None
-        time.sleep(IDLE_S)
+        res["handshake_ms"] = self.tunnels() if self.plane["weft"] else None
+        time.sleep(IDLE_S if self.plane["weft"] else IDLE_HAPROXY_S)
         res["rss_idle_kb"] = rss_per_node(self.mesh)
         res["rr"] = self.loadgen("rr", "-c", 16, "-R", 1000, dur=pr["rr_s"])
         res["sweep"] = {}
@@ -449,21 +471,22 @@ def weftd_files(cluster, what):
 
 
 def weft_handshake_ms(cluster):
-    """Tunnel set-up times weftd logged ('tunnel ... up: CIPHER, N ms')."""
+    """Tunnel set-up times weftd logged ('tunnel ... up: CIPHER, N us'), in ms,
+    in the order they came up across every weftd of the cluster."""
     out = []
     for path, _ in weftd_files(cluster, "weftd.log"):
         try:
             with open(path, errors="replace") as f:
                 for line in f:
-                    m = re.search(r"tunnel .* up: .*?(\d+) ms", line)
+                    m = re.search(r"^(\S+) .*tunnel .* up: .*?(\d+) (ms|us)$", line.rstrip())
                     if m:
-                        out.append(int(m.group(1)))
+                        out.append((m.group(1), int(m.group(2)) / (
+                            1000.0 if m.group(3) == "us" else 1)))
         except OSError:
             pass
-    return out
+    return [ms for _, ms in sorted(out)]
 
 
-# --- phases ---------------------------------------------------------------------------------
 def run_block(plane, prof, outdir, rep):
     b = Block(plane, prof, outdir)
     t = time.monotonic()
@@ -535,7 +558,7 @@ def scale_phase(prof, outdir, planes):
                     t = time.monotonic()
                     b.start_haproxy(plane["haproxy"])
                     start_s = time.monotonic() - t
-                    time.sleep(IDLE_S)
+                    time.sleep(IDLE_HAPROXY_S)
                     out.append({"plane": plane["key"], "pods": pods, "up_s": b.up_s,
                                 "start_s": start_s, "procs": len(b.mesh),
                                 "rss_kb": rss_per_node(b.mesh),
@@ -547,7 +570,7 @@ def scale_phase(prof, outdir, planes):
             finally:
                 b.down()
         for plane in planes:
-            if not plane["weft"]:
+            if not plane["weft"] or pods > plane.get("scale_max", pods):
                 continue
             # Sidecars: every weftd of a node summed, like HAProxy's.
             b = Block(plane, prof, outdir, pods=pods, name=plane["scale_cluster"])

@@ -36,7 +36,8 @@
 #define WEFTD_DRAIN_MS 5000
 #define WEFTD_SNAPSHOT_FILE "registry.pb"
 /* Every 2 s: drop wolfSSL's ECC point cache if no handshake ran meanwhile
- * (tls_cache_trim: the node's idle size is otherwise ~5-12 MB more), and
+ * (tls_cache_trim: the node's idle size is otherwise ~5-12 MB more), the
+ * receive pool's pages if no input came meanwhile (loop_pool_trim), and
  * give free heap above 1 MiB back to the kernel (glibc returns only the top
  * of the heap by itself, not what a burst of connections left below it). */
 #define WEFTD_TRIM_MS 2000
@@ -293,6 +294,8 @@ static void on_trim_timer(struct loop_timer *t)
 
 	if (tls_cache_trim())
 		log_debug("no TLS handshake for %u ms: ECC point cache dropped", WEFTD_TRIM_MS);
+	if (loop_pool_trim(d->loop))
+		log_debug("no input for %u ms: receive pool pages given back", WEFTD_TRIM_MS);
 	mi = mallinfo2();
 	if (mi.fordblks > WEFTD_TRIM_FREE)
 		malloc_trim(0);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <weft/conn.h>
 #include <weft/log.h>
@@ -41,6 +42,7 @@ struct tunnel {
 	struct loop_timer ping;
 	struct tunnel_req *inflight;	/* CONNECTs sent, not yet answered */
 	uint64_t opened_ms, idle_since_ms, ping_sent_ms;
+	uint64_t opened_us;		/* for the set-up time in the log */
 	uint64_t streams_total, bytes_out, bytes_in;
 };
 
@@ -304,6 +306,15 @@ static const struct h2tun_callbacks tunnel_h2_cb = {
 
 /* --- conn callbacks ----------------------------------------------------------- */
 
+/* The loop's clock ticks in ms; a tunnel comes up in well under one. */
+static uint64_t tunnel_clock_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void tunnel_on_ready(struct conn *c)
 {
 	struct tunnel *t = conn_udata(c);
@@ -312,9 +323,9 @@ static void tunnel_on_ready(struct conn *c)
 	t->state = TUNNEL_READY;
 	t->key->opening = 0;
 	t->idle_since_ms = loop_now_ms(t->pool->loop);
-	log_info("tunnel %s -> node %s (%s) up: %s, %llu ms", ident_id(t->key->src),
+	log_info("tunnel %s -> node %s (%s) up: %s, %llu us", ident_id(t->key->src),
 		 t->key->node, conn_peer_str(c), tls ? tls_cipher_name(tls) : "?",
-		 (unsigned long long)(loop_now_ms(t->pool->loop) - t->opened_ms));
+		 (unsigned long long)(tunnel_clock_us() - t->opened_us));
 	loop_timer_arm(t->pool->loop, &t->ping, t->pool->lim.ping_ms);
 	tunnel_flush(t);	/* SETTINGS */
 	tunnel_dispatch(t->key);
@@ -440,6 +451,7 @@ static struct tunnel *tunnel_open(struct tunnel_key *k)
 	t->flush.cb = tunnel_on_flush_task;
 	t->ping.cb = tunnel_on_ping;
 	t->opened_ms = loop_now_ms(p->loop);
+	t->opened_us = tunnel_clock_us();
 	t->h2 = h2tun_new(H2TUN_CLIENT, &tunnel_h2_cb, tunnel_send, tunnel_space, t, t);
 	if (!t->h2) {
 		free(t);

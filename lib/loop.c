@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,8 @@ struct loop {
 	uint8_t *pool_mem;
 	unsigned pool_n;
 	size_t pool_size;
+	unsigned long pool_puts;	/* buffers given back since loop_pool_trim */
+	int pool_trimmed;
 
 	int sig_fd;			/* -1 until loop_signals() */
 	struct loop_op sig_op;
@@ -187,8 +190,9 @@ int loop_pool_init(struct loop *l, unsigned count, size_t size)
 		return -ENOMEM;
 	/* Pages of the buffers become resident only once the kernel first
 	 * fills them; no need to touch them here. */
-	l->pool_mem = malloc(count * size);
-	if (!l->pool_mem) {
+	/* Page-aligned for loop_pool_trim's madvise. */
+	if (posix_memalign((void **)&l->pool_mem, 4096, count * size)) {
+		l->pool_mem = NULL;
 		free(ring);
 		return -ENOMEM;
 	}
@@ -254,6 +258,27 @@ void loop_pool_put(struct loop *l, unsigned flags)
 			      (unsigned short)(flags >> IORING_CQE_BUFFER_SHIFT),
 			      io_uring_buf_ring_mask(l->pool_n), 0);
 	io_uring_buf_ring_advance(l->pool_ring, 1);
+	l->pool_puts++;
+}
+
+/* The kernel only writes a pool buffer while it completes a recv, which it
+ * does in this thread's own io_uring_enter (task work), never while we run:
+ * so between two waits every page of the pool may be dropped, and comes
+ * back zeroed on the next write. */
+int loop_pool_trim(struct loop *l)
+{
+	if (!l->pool_ring)
+		return 0;
+	if (l->pool_puts) {
+		l->pool_puts = 0;
+		l->pool_trimmed = 0;
+		return 0;
+	}
+	if (l->pool_trimmed)
+		return 0;
+	madvise(l->pool_mem, (size_t)l->pool_n * l->pool_size, MADV_DONTNEED);
+	l->pool_trimmed = 1;
+	return 1;
 }
 
 int loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len)

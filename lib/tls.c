@@ -46,8 +46,11 @@
 #define TLS_DEFAULT_CIPHERS \
 	"TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256"
 
-/* Handshake steps run since tls_cache_trim last looked (see there). */
-static unsigned long tls_hs_steps;
+/* ECC work (handshake steps, new contexts: the certificate work that comes
+ * with them fills the cache too) since tls_cache_trim last looked, and
+ * whether it has already trimmed the cache for this quiet spell. */
+static unsigned long tls_ecc_uses;
+static int tls_cache_trimmed;
 
 struct tls_ctx {
 	WOLFSSL_CTX *wctx;
@@ -631,6 +634,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errl
 	struct tls_ctx *c;
 	int devid;
 
+	__atomic_add_fetch(&tls_ecc_uses, 1, __ATOMIC_RELAXED);
 	ctx_seterr(err, errlen, "no error");
 	if (!o || (o->role != TLS_CLIENT && o->role != TLS_SERVER) ||
 	    o->peer_auth < TLS_PEER_REQUIRE || o->peer_auth > TLS_PEER_NONE) {
@@ -811,7 +815,7 @@ int tls_handshake(struct tls *t)
 		return -EPROTO;
 	if (t->done)
 		return 0;
-	__atomic_add_fetch(&tls_hs_steps, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&tls_ecc_uses, 1, __ATOMIC_RELAXED);
 	ret = t->ctx->role == TLS_CLIENT ? wolfSSL_connect(t->ssl) : wolfSSL_accept(t->ssl);
 	if (ret != WOLFSSL_SUCCESS) {
 		int e = wolfSSL_get_error(t->ssl, ret);
@@ -957,21 +961,23 @@ const char *tls_alpn(const struct tls *t)
 /*
  * Debian's wolfSSL is built with FP_ECC: every P-256 point used twice (the
  * generator, the CA key, each peer key seen in two handshakes) gets a
- * 256-point lookup table of 4096-bit sp_ints, ~0.8 MB each, up to 15 of them
- * (~12 MB), kept for the life of the process. A busy node wants them (a
- * handshake that has to rebuild one costs several times a warm one), so they
- * are dropped only after a period with no handshake step; the next handshake
- * rebuilds the generator's table once. Giving the freed heap back to the
+ * 256-point lookup table of ~0.8 MB, up to 15 of them (~12 MB), kept for the
+ * life of the process. A busy node wants them (a warm tunnel handshake takes
+ * ~1.5 ms end to end, the first two after a drop ~10 and ~5 ms while the
+ * tables are rebuilt), so they are dropped only after a period with no
+ * handshake step and no new context (certificate issuance and renewal fill
+ * the cache too), once per quiet spell. Giving the freed heap back to the
  * kernel is the caller's (malloc_trim).
  */
 int tls_cache_trim(void)
 {
-	int quiet = __atomic_exchange_n(&tls_hs_steps, 0, __ATOMIC_RELAXED) == 0;
-
-	/* Cheap when the cache is already empty: a walk over 15 slots. The
-	 * certificate work of issuance and renewal fills it too, with no
-	 * handshake step, so a quiet period alone decides. */
-	if (quiet)
-		wc_ecc_fp_free();
-	return quiet;
+	if (__atomic_exchange_n(&tls_ecc_uses, 0, __ATOMIC_RELAXED)) {
+		tls_cache_trimmed = 0;
+		return 0;
+	}
+	if (tls_cache_trimmed)
+		return 0;
+	wc_ecc_fp_free();
+	tls_cache_trimmed = 1;
+	return 1;
 }

@@ -80,6 +80,9 @@ size_t loop_pool_size(const struct loop *l);
 int loop_recv_pooled(struct loop *l, struct loop_op *op, int fd, size_t len);
 uint8_t *loop_pool_buf(struct loop *l, unsigned flags);
 void loop_pool_put(struct loop *l, unsigned flags);
+/* Call periodically: when no pool buffer was used since the last call, give
+ * the pool's pages back to the kernel (once per quiet spell). 1 if it did. */
+int loop_pool_trim(struct loop *l);
 
 void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms);
 void loop_timer_disarm(struct loop *l, struct loop_timer *t);

@@ -53,8 +53,10 @@ void tls_ctx_free(struct tls_ctx *ctx);
 /* A connection's TLS state. sni (client only) may be NULL. */
 struct tls *tls_new(struct tls_ctx *ctx, const char *sni);
 void tls_free(struct tls *t);
-/* Call periodically: when no handshake ran since the last call, drop
- * wolfSSL's ECC point cache (up to ~12 MB of heap). 1 if it was dropped. */
+/* Call periodically: when no handshake ran and no context was made since
+ * the last call, drop
+ * wolfSSL's ECC point cache (up to ~12 MB of heap), once per quiet spell.
+ * 1 if it was dropped. */
 int tls_cache_trim(void);
 
 /* Client: require the server's SPIFFE ID to equal id exactly (copied). */

@@ -795,6 +795,15 @@ static void run_all(unsigned pool)
 	test_refused();
 	test_ipv6();
 	test_many();
+	if (pool) {
+		/* Input came: no trim; then a quiet period: the pages go, once;
+		 * and the pool still carries data afterwards. */
+		CHECK_EQ_INT(loop_pool_trim(L), 0);
+		CHECK_EQ_INT(loop_pool_trim(L), 1);
+		CHECK_EQ_INT(loop_pool_trim(L), 0);
+		echo_run("plain echo after the pool was trimmed", NULL, NULL, NULL, 0, 256 * 1024);
+		CHECK_EQ_INT(loop_pool_trim(L), 0);
+	}
 	timeout_run("plain idle timeout", NULL, 150, 0, "idle timeout");
 	test_tls();
 
