@@ -3,7 +3,6 @@
  * weft-agent, enrolls pods handed over by weft-cni, captures their TCP
  * traffic and carries it over HBONE tunnels. `-t` checks the config;
  * `--mode sidecar` runs it inside one pod's netns for that pod alone. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -30,6 +29,7 @@
 #include "outbound.h"
 #include "pods.h"
 #include "regcache.h"
+#include "sidecar.h"
 #include "tunnel.h"
 #include "weftd.h"
 
@@ -139,136 +139,16 @@ static void on_ident_change(void *arg, struct ident *id, int ready)
 		log_debug("identity %s renewed", ident_id(id));
 }
 
-/* --- sidecar mode ---------------------------------------------------------------- */
-
-/* A sidecar is weftd inside one pod's network namespace, serving that pod
- * alone, as an Istio sidecar does: its "node" is the pod (its own node
- * name, token and node SVID; node_ip is the pod's IP), so the agent issues
- * it that pod's identity only and peers check it like any node. The
- * pod's weft-cni enrolls the pod into the sidecar's own enrollment socket,
- * so capture and delivery are the node-mode code unchanged. */
-
-/* 1 when fd is the network namespace this process runs in. */
-static int weftd_netns_is_own(int fd)
-{
-	struct stat a, b;
-
-	if (fstat(fd, &a) || stat("/proc/self/ns/net", &b))
-		return 0;
-	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/* "10.244.1.2/24" or "10.244.1.2" -> canonical "10.244.1.2"; 0 or -EINVAL. */
-static int weftd_ip_canon(const char *in, char *out, size_t len)
-{
-	unsigned char bin[16];
-	char buf[INET6_ADDRSTRLEN];
-	size_t n = strcspn(in, "/");
-	int af;
-
-	if (n >= sizeof(buf))
-		return -EINVAL;
-	memcpy(buf, in, n);
-	buf[n] = 0;
-	af = inet_pton(AF_INET, buf, bin) == 1 ? AF_INET :
-	     inet_pton(AF_INET6, buf, bin) == 1 ? AF_INET6 : 0;
-	if (!af || !inet_ntop(af, bin, out, len))
-		return -EINVAL;
-	return 0;
-}
-
-static int weftd_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const char *ip)
-{
-	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
-
-	if (weftd_ip_canon(ip, b, sizeof(b)))
-		return 0;
-	for (size_t i = 0; i < add->n_ips; i++)
-		if (add->ips[i] && !weftd_ip_canon(add->ips[i], a, sizeof(a)) && !strcmp(a, b))
-			return 1;
-	return 0;
-}
-
-/* Whether this sidecar takes the pod: only the pod of its own netns, only
- * one pod, and the pod owns node_ip when that is configured. 0, or -errno
- * with err (which weft-cni reports). */
-static int weftd_sidecar_admit(struct weftd *d, const Weft__Cni__V1__AddWorkload *add,
-			       int netns_fd, char *err, size_t errlen)
-{
-	const struct pod *cur = pods_first(d->pods);
-	const char *uid = add->uid ? add->uid : "";
-
-	if (cur && strcmp(cur->uid, uid)) {
-		snprintf(err, errlen, "weftd is the sidecar of pod %s and serves no other pod "
-			 "(refused %s)", cur->uid, uid);
-		return -EBUSY;
-	}
-	if (!weftd_netns_is_own(netns_fd)) {
-		snprintf(err, errlen, "weftd is a sidecar: it serves only the pod whose network "
-			 "namespace it runs in, and pod %s has another", uid);
-		return -EXDEV;
-	}
-	if (d->cfg.node_ip && !weftd_add_has_ip(add, d->cfg.node_ip)) {
-		snprintf(err, errlen, "pod %s does not have this sidecar's node_ip %s", uid,
-			 d->cfg.node_ip);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* The pod is in: without a configured node_ip the pod's IP is the node IP,
- * and the HBONE listener goes up on it. 0, or -errno with err. */
-static int weftd_sidecar_listen(struct weftd *d, char *err, size_t errlen)
-{
-	const struct pod *pod = pods_first(d->pods);
-
-	if (d->inbound)
-		return 0;
-	if (!pod) {
-		snprintf(err, errlen, "no pod enrolled");
-		return -ENOENT;
-	}
-	if (!d->cfg.node_ip) {
-		d->cfg.node_ip = strdup(pod->ip_str);
-		if (!d->cfg.node_ip) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
-	}
-	d->inbound = inbound_new(d, err, errlen);
-	if (!d->inbound)
-		return -EADDRNOTAVAIL;
-	log_info("sidecar of pod %s: HBONE on %s:%u", pod->uid, d->cfg.node_ip,
-		 d->cfg.hbone_port);
-	return 0;
-}
-
 /* --- enrollment ---------------------------------------------------------------- */
 
 static int on_cni_add(void *arg, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
 		      char *err, size_t errlen)
 {
 	struct weftd *d = arg;
-	char e2[64];
-	int rc;
 
-	if (d->cfg.mode != SETTINGS_MODE_SIDECAR)
-		return pods_add(d->pods, add, netns_fd, err, errlen);
-	rc = weftd_sidecar_admit(d, add, netns_fd, err, errlen);
-	if (rc) {
-		log_warn("enrollment refused: %s", err);
-		close(netns_fd);
-		return rc;
-	}
-	rc = pods_add(d->pods, add, netns_fd, err, errlen);
-	if (rc)
-		return rc;
-	rc = weftd_sidecar_listen(d, err, errlen);
-	if (rc) {
-		log_error("sidecar: %s", err);
-		pods_del(d->pods, add->uid, e2, sizeof(e2));
-	}
-	return rc;
+	if (d->cfg.mode == SETTINGS_MODE_SIDECAR)
+		return sidecar_add(d, add, netns_fd, err, errlen);
+	return pods_add(d->pods, add, netns_fd, err, errlen);
 }
 
 static int on_cni_del(void *arg, const char *uid, char *err, size_t errlen)
@@ -507,7 +387,7 @@ int main(int argc, char **argv)
 		goto fail;
 	pods_restore(d->pods);
 	if (d->cfg.mode == SETTINGS_MODE_SIDECAR && pods_count(d->pods) &&
-	    weftd_sidecar_listen(d, err, sizeof(err)))
+	    sidecar_listen(d, err, sizeof(err)))
 		goto fail;
 	d->cni = cnisrv_new(d->loop, d->cfg.cni_socket, &cni_handler, d, err, sizeof(err));
 	if (!d->cni)

@@ -80,6 +80,16 @@ struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr)
 	return NULL;
 }
 
+int pods_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const struct sockaddr *addr)
+{
+	struct sockaddr_storage ss;
+
+	for (size_t i = 0; i < add->n_ips; i++)
+		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ss) && pods_same_ip(&ss, addr))
+			return 1;
+	return 0;
+}
+
 struct pod *pods_by_uid(const struct pods *p, const char *uid)
 {
 	for (struct pod *pod = p->list; pod; pod = pod->next)

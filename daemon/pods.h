@@ -62,6 +62,9 @@ void pods_conn_done(struct pod *pod);
 struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr);
 struct pod *pods_by_uid(const struct pods *p, const char *uid);
 unsigned pods_count(const struct pods *p);
+/* 1 when one of the addresses an AddWorkload carries ("ip" or "ip/len")
+ * is addr, the way pods_add reads them. */
+int pods_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const struct sockaddr *addr);
 /* Some enrolled pod (the only one of a sidecar), or NULL. */
 struct pod *pods_first(const struct pods *p);
 /* JSON array of the enrolled pods. */
