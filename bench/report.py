@@ -283,6 +283,23 @@ def draw_charts(outdir, agg, res):
         med = statistics.median(v)
         return med, (med - min(v), max(v) - med)
 
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(outdir, name), dpi=110)
+        plt.close(fig)
+        made.append(name)
+
+    def loglog(ax, ticks, xlabel, ylabel, title):
+        """Log-log axes with the measured x values as ticks."""
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(x) for x in ticks])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+
     # Latency percentiles at 1,000 RPS.
     fig, ax = plt.subplots(figsize=(8, 4.5))
     pcts = ["p50", "p90", "p99", "p999"]
@@ -303,10 +320,7 @@ def draw_charts(outdir, agg, res):
     ax.set_ylabel("latency, ms (log)")
     ax.set_title("1 KB request/response at 1,000 RPS, 16 connections (open loop)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "latency.png"), dpi=110)
-    plt.close(fig)
-    made.append("latency.png")
+    save(fig, "latency.png")
 
     # p99 against the offered rate.
     rates = res["params"]["sweep"]
@@ -316,18 +330,9 @@ def draw_charts(outdir, agg, res):
         pts = [(x, y / 1000) for x, y in zip(rates, ys) if y is not None]
         if pts:
             ax.plot(*zip(*pts), marker="o", label=agg.names[p], color=COLORS.get(p))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(rates)
-    ax.set_xticklabels([str(x) for x in rates])
-    ax.set_xlabel("offered rate, req/s (16 connections)")
-    ax.set_ylabel("p99 latency, ms (log)")
-    ax.set_title("p99 against the rate")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "p99_vs_rate.png"), dpi=110)
-    plt.close(fig)
-    made.append("p99_vs_rate.png")
+    loglog(ax, rates, "offered rate, req/s (16 connections)", "p99 latency, ms (log)",
+           "p99 against the rate")
+    save(fig, "p99_vs_rate.png")
 
     # RSS against pods per node.
     sc = [s for s in res.get("scale", []) if "rss_kb" in s]
@@ -338,19 +343,10 @@ def draw_charts(outdir, agg, res):
                          if s["plane"] == p)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=agg.names[p], color=COLORS.get(p))
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        pods = sorted({s["pods"] for s in sc})
-        ax.set_xticks(pods)
-        ax.set_xticklabels([str(x) for x in pods])
-        ax.set_xlabel("pods per node")
-        ax.set_ylabel("summed RSS of the mesh processes per node, MB (log)")
-        ax.set_title("Mesh memory against pods per node (idle)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(outdir, "rss_vs_pods.png"), dpi=110)
-        plt.close(fig)
-        made.append("rss_vs_pods.png")
+        loglog(ax, sorted({s["pods"] for s in sc}), "pods per node",
+               "summed RSS of the mesh processes per node, MB (log)",
+               "Mesh memory against pods per node (idle)")
+        save(fig, "rss_vs_pods.png")
 
     # Throughput: closed loop, churn, bulk.
     fig, axs = plt.subplots(1, 4, figsize=(13, 4))
@@ -369,10 +365,7 @@ def draw_charts(outdir, agg, res):
         ax.set_xticklabels([p for p in planes], fontsize=8)
         ax.set_title(title, fontsize=10)
     fig.suptitle("Throughput (higher is better)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "throughput.png"), dpi=110)
-    plt.close(fig)
-    made.append("throughput.png")
+    save(fig, "throughput.png")
 
     # CPU of the mesh processes.
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -387,10 +380,7 @@ def draw_charts(outdir, agg, res):
     ax.set_ylabel("CPU seconds of the mesh per 1,000 requests")
     ax.set_title("Mesh CPU per 1,000 requests (both nodes)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "cpu.png"), dpi=110)
-    plt.close(fig)
-    made.append("cpu.png")
+    save(fig, "cpu.png")
     return made
 
 

@@ -479,10 +479,9 @@ def weft_handshake_ms(cluster):
         try:
             with open(path, errors="replace") as f:
                 for line in f:
-                    m = re.search(r"^(\S+) .*tunnel .* up: .*?(\d+) (ms|us)$", line.rstrip())
+                    m = re.search(r"^(\S+) .*tunnel .* up: .*?(\d+) us$", line.rstrip())
                     if m:
-                        out.append((m.group(1), int(m.group(2)) / (
-                            1000.0 if m.group(3) == "us" else 1)))
+                        out.append((m.group(1), int(m.group(2)) / 1000.0))
         except OSError:
             pass
     return [ms for _, ms in sorted(out)]
