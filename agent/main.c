@@ -13,6 +13,7 @@
 #include <wolfssl/ssl.h>
 
 #include <weft/file.h>
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
@@ -197,6 +198,7 @@ int main(int argc, char **argv)
 	if (!a.cfg)
 		goto fail;
 	log_level_set(a.cfg->log_level);
+	listener_nofile_raise();
 	a.tokens = tokens_load(a.cfg->token_file, err, sizeof(err));
 	if (!a.tokens)
 		goto fail;

@@ -14,6 +14,7 @@
 
 #include <weft/conn.h>
 #include <weft/grpc.h>
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/sockaddr.h>
@@ -25,13 +26,16 @@
 #include "service.h"
 
 #define SERVER_IDLE_MS (5 * 60 * 1000)
+/* TLS handshakes in flight (§5.1), each bounded by handshake_timeout_ms
+ * from accept: idle connects from one address cannot lock out the nodes. */
+#define SERVER_PENDING_MAX 1024
+#define SERVER_PENDING_PER_ADDR 64
 
 struct server {
 	struct agent *agent;
-	int fd;
-	struct loop_op accept_op;
+	struct listener ls;
+	struct listener_pending *pending;
 	unsigned n_conns;
-	unsigned long refused;
 	char addr[80];
 };
 
@@ -118,12 +122,15 @@ static size_t server_on_data(struct conn *c, const uint8_t *p, size_t n)
 	struct agent_conn *ac = conn_udata(c);
 
 	if (grpc_session_feed(ac->grpc, p, n, loop_now_ms(ac->agent->loop))) {
+		const char *why = grpc_session_error(ac->grpc);
 		char esc[64];
-		log_warn("connection from %s: HTTP/2 protocol error (first bytes \"%s\"), closing",
-			 ac->peer, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
+
+		why = why ? why : "HTTP/2 protocol error";
+		log_warn("connection from %s: %s (first bytes \"%s\"), closing",
+			 ac->peer, why, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
 		server_flush(ac);
 		if (!ac->closed)
-			conn_close(c, -EPROTO, "HTTP/2 protocol error");
+			conn_close(c, -EPROTO, why);
 		return n;
 	}
 	server_flush(ac);
@@ -164,29 +171,21 @@ static const struct conn_handler server_conn_handler = {
 	.on_close = server_on_close,
 };
 
-static void server_on_accept(struct loop_op *op, int res, unsigned flags)
+static void server_on_accept(struct listener *ls, int res)
 {
-	struct server *s = (struct server *)((char *)op - offsetof(struct server, accept_op));
+	static struct log_rl rl_full = LOG_RL_INIT, rl_pending = LOG_RL_INIT;
+	struct server *s = listener_udata(ls);
 	struct agent *a = s->agent;
 	struct conn_opts o = {
 		.handshake_timeout_ms = a->cfg->handshake_timeout_ms,
 		.idle_timeout_ms = SERVER_IDLE_MS,
+		.pending = s->pending,
 	};
 	struct agent_conn *ac;
 
-	if (!(flags & IORING_CQE_F_MORE) && s->fd >= 0 && !a->draining) {
-		if (loop_accept(a->loop, &s->accept_op, s->fd))
-			log_error("listener %s: cannot re-arm accept", s->addr);
-	}
-	if (res < 0) {
-		if (res != -ECANCELED)
-			log_warn("accept on %s failed: %s", s->addr, strerror(-res));
-		return;
-	}
 	if (a->draining || s->n_conns >= a->cfg->max_connections) {
-		if (!(s->refused++ % 1000))
-			log_warn("connection refused: %u connections open (max_connections %u)",
-				 s->n_conns, a->cfg->max_connections);
+		log_warn_rl(&rl_full, "connection refused: %u connections open (max_connections %u)",
+			    s->n_conns, a->cfg->max_connections);
 		close(res);
 		return;
 	}
@@ -206,6 +205,11 @@ static void server_on_accept(struct loop_op *op, int res, unsigned flags)
 	}
 	ac->conn = conn_accept(a->loop, res, a->tls, &server_conn_handler, &o, ac);
 	if (!ac->conn) {
+		const char *why = listener_pending_refusal(errno);
+
+		if (why)
+			log_warn_rl(&rl_pending, "connection refused: TLS handshakes: %s (%u pending)",
+				    why, listener_pending_count(s->pending));
 		grpc_session_free(ac->grpc);
 		free(ac);
 		return;
@@ -220,7 +224,8 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct server *s;
-	int one = 1;
+	char name[sizeof(s->ls.name)];
+	int fd;
 
 	if (sockaddr_parse(a->cfg->listen, &ss, &sslen)) {
 		snprintf(err, errlen, "listen: \"%s\" is not host:port with a numeric IP",
@@ -233,38 +238,33 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 		return NULL;
 	}
 	s->agent = a;
-	s->accept_op.cb = server_on_accept;
-	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (s->fd < 0)
-		goto fail_errno;
-	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s->fd, (struct sockaddr *)&ss, sslen) || listen(s->fd, 4096))
-		goto fail_errno;
+	s->pending = listener_pending_new(SERVER_PENDING_MAX, SERVER_PENDING_PER_ADDR);
+	if (!s->pending) {
+		fd = -ENOMEM;
+		goto fail;
+	}
+	fd = listener_socket((struct sockaddr *)&ss, sslen, 4096);
+	if (fd < 0)
+		goto fail;
 	/* Report the real port (listen may have asked for port 0). */
 	sslen = sizeof(ss);
-	getsockname(s->fd, (struct sockaddr *)&ss, &sslen);
+	getsockname(fd, (struct sockaddr *)&ss, &sslen);
 	sockaddr_str(&ss, s->addr, sizeof(s->addr));
-	if (loop_accept(a->loop, &s->accept_op, s->fd)) {
-		snprintf(err, errlen, "listen %s: cannot queue accept", s->addr);
-		goto fail_fd;
-	}
+	snprintf(name, sizeof(name), "listener %s", s->addr);
+	listener_start(&s->ls, a->loop, fd, name, server_on_accept, NULL, s);
 	return s;
-fail_errno:
-	snprintf(err, errlen, "listen %s: %s", a->cfg->listen, strerror(errno));
-fail_fd:
-	if (s->fd >= 0)
-		close(s->fd);
+fail:
+	snprintf(err, errlen, "listen %s: %s", a->cfg->listen, strerror(-fd));
+	listener_pending_free(s->pending);
 	free(s);
 	return NULL;
 }
 
+/* Stop accepting; open connections go on until they finish. */
 void server_drain(struct server *s)
 {
-	if (!s || s->fd < 0)
-		return;
-	loop_cancel_fd(s->agent->loop, NULL, s->fd);
-	close(s->fd);
-	s->fd = -1;
+	if (s)
+		listener_close(&s->ls);
 }
 
 unsigned server_conn_count(const struct server *s)
@@ -281,7 +281,7 @@ void server_free(struct server *s)
 {
 	if (!s)
 		return;
-	if (s->fd >= 0)
-		close(s->fd);
+	listener_deinit(&s->ls);
+	listener_pending_free(s->pending);
 	free(s);
 }

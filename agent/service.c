@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* gRPC handlers of weft-agent. CreateCertificate authenticates the caller
- * as a node (client certificate first, then bootstrap token), checks the
- * CSR, authorizes the identity against the registry and signs. Watch
- * streams the registry: a snapshot, then a delta per change. */
+/* gRPC handlers of weft-agent. Every call is authenticated as a node
+ * (client certificate first, then bootstrap token) when its HEADERS arrive,
+ * before its body is read, and charged to that node's quota.
+ * CreateCertificate checks the CSR, authorizes the identity against the
+ * registry and signs. Watch streams the registry: a snapshot, then a delta
+ * per change. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +30,34 @@
 
 #define SERVICE_META_DEPTH 16
 #define SERVICE_WATCH_BACKLOG (8u << 20)	/* bytes queued to one watcher */
+/* What one node may hold across all its connections: concurrent calls
+ * (a weftd renewing every identity of a full node at once stays well
+ * under), request bytes buffered (four messages at the 4 MiB cap; a CSR
+ * request is about 1 KiB) and Watch streams (each may queue
+ * SERVICE_WATCH_BACKLOG; one per weftd, more only while it reconnects). */
+#define SERVICE_NODE_CALLS	256
+#define SERVICE_NODE_BYTES	(16u << 20)
+#define SERVICE_NODE_WATCHES	4
+/* Distinct nodes with a quota entry: one per node that ever authenticated
+ * (token or node certificate), so a cap far above any cluster's size only
+ * guards against a bug. */
+#define SERVICE_NODES_MAX	65536
+
+/* A node's quota, kept for the life of the service: calls of sessions
+ * being freed still count down into it. */
+struct node_quota {
+	struct node_quota *next;
+	struct grpc_quota q;
+	unsigned watches;
+	char node[GRPC_PRINCIPAL_MAX];
+};
 
 struct watcher {
 	struct watcher *next, **pprev;
 	struct service *svc;
 	struct grpc_call *call;
 	struct agent_conn *ac;
+	struct node_quota *nq;
 	char node[64];
 };
 
@@ -42,6 +66,8 @@ struct service {
 	struct grpc_method methods[2];
 	struct grpc_server grpc;
 	struct watcher *watchers;
+	struct node_quota *quotas;
+	size_t n_quotas;
 	uint64_t issued;
 };
 
@@ -94,6 +120,58 @@ static int service_caller(struct service *svc, struct grpc_call *call,
 	}
 	snprintf(node, len, "%s", name);
 	return 0;
+}
+
+static struct node_quota *service_quota(struct service *svc, const char *node)
+{
+	struct node_quota *nq;
+
+	for (nq = svc->quotas; nq; nq = nq->next)
+		if (!strcmp(nq->node, node))
+			return nq;
+	if (svc->n_quotas >= SERVICE_NODES_MAX || !(nq = calloc(1, sizeof(*nq))))
+		return NULL;
+	snprintf(nq->node, sizeof(nq->node), "%s", node);
+	nq->q.bytes_max = SERVICE_NODE_BYTES;
+	nq->next = svc->quotas;
+	svc->quotas = nq;
+	svc->n_quotas++;
+	return nq;
+}
+
+static const char *service_method_name(const struct grpc_call *call)
+{
+	const char *path = grpc_call_path(call), *slash;
+
+	slash = path ? strrchr(path, '/') : NULL;
+	return slash ? slash + 1 : "call";
+}
+
+/* grpc.c's auth hook: the caller is a node, and that node has room for one
+ * more call. Runs on the HEADERS, before any of the body is read. */
+static enum grpc_status service_auth(struct grpc_call *call, void *arg, struct grpc_auth *out)
+{
+	struct service *svc = arg;
+	struct agent_conn *ac = grpc_call_conn_ctx(call);
+	const char *what = service_method_name(call);
+	struct node_quota *nq;
+
+	if (service_caller(svc, call, out->who, sizeof(out->who), out->why, sizeof(out->why))) {
+		log_warn("%s from %s refused: UNAUTHENTICATED: %s", what, ac->peer, out->why);
+		return GRPC_UNAUTHENTICATED;
+	}
+	nq = service_quota(svc, out->who);
+	if (!nq) {
+		snprintf(out->why, sizeof(out->why), "out of memory");
+	} else if (nq->q.calls >= SERVICE_NODE_CALLS) {
+		snprintf(out->why, sizeof(out->why), "node %s has %u calls open (at most %u)",
+			 out->who, nq->q.calls, SERVICE_NODE_CALLS);
+	} else {
+		out->quota = &nq->q;
+		return GRPC_OK;
+	}
+	log_warn("%s from %s refused: RESOURCE_EXHAUSTED: %s", what, ac->peer, out->why);
+	return GRPC_RESOURCE_EXHAUSTED;
 }
 
 /* --- metadata depth guard --------------------------------------------------
@@ -246,7 +324,8 @@ static void service_create_certificate(struct grpc_call *call, const uint8_t *ms
 	Istio__V1__Auth__IstioCertificateRequest *req;
 	Istio__V1__Auth__IstioCertificateResponse resp =
 		ISTIO__V1__AUTH__ISTIO_CERTIFICATE_RESPONSE__INIT;
-	char node[64], why[1024], node_id[SPIFFE_ID_MAX];
+	const char *node = grpc_call_principal(call);
+	char why[1024], node_id[SPIFFE_ID_MAX];
 	const char *imp, *want, *bad;
 	struct csr csr = { 0 };
 	char **chain = NULL;
@@ -255,8 +334,6 @@ static void service_create_certificate(struct grpc_call *call, const uint8_t *ms
 	uint8_t *out;
 	int err;
 
-	if (service_caller(svc, call, node, sizeof(node), why, sizeof(why)))
-		return service_refuse(call, what, GRPC_UNAUTHENTICATED, why);
 	if (!service_request_depth_ok(msg, len, SERVICE_META_DEPTH))
 		return service_refuse(call, what, GRPC_INVALID_ARGUMENT,
 				      "malformed request (bad protobuf or metadata nested too deep)");
@@ -325,6 +402,7 @@ out_req:
 
 static void watcher_remove(struct watcher *w)
 {
+	w->nq->watches--;
 	*w->pprev = w->next;
 	if (w->next)
 		w->next->pprev = w->pprev;
@@ -346,20 +424,28 @@ static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len
 	struct service *svc = arg;
 	Weft__Registry__V1__WatchRequest *req;
 	const struct registry *reg;
+	const char *node = grpc_call_principal(call);
+	struct node_quota *nq;
 	struct watcher *w;
-	char node[64], why[512];
+	char why[128];
 	uint64_t version;
 	uint8_t *snap;
 	size_t snaplen;
 
-	if (service_caller(svc, call, node, sizeof(node), why, sizeof(why)))
-		return service_refuse(call, what, GRPC_UNAUTHENTICATED, why);
 	req = weft__registry__v1__watch_request__unpack(NULL, len, msg);
 	if (!req)
 		return service_refuse(call, what, GRPC_INVALID_ARGUMENT, "malformed WatchRequest");
 	weft__registry__v1__watch_request__free_unpacked(req, NULL);
 	if (svc->agent->draining)
 		return service_refuse(call, what, GRPC_UNAVAILABLE, "agent is shutting down");
+	nq = service_quota(svc, node);
+	if (!nq)
+		return service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	if (nq->watches >= SERVICE_NODE_WATCHES) {
+		snprintf(why, sizeof(why), "node %s has %u registry watches open (at most %u)",
+			 node, nq->watches, SERVICE_NODE_WATCHES);
+		return service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, why);
+	}
 	reg = regwatch_current(svc->agent->reg, &version);
 	w = calloc(1, sizeof(*w));
 	if (!w || regproto_snapshot(reg, version, &snap, &snaplen)) {
@@ -374,6 +460,8 @@ static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len
 	}
 	free(snap);
 	w->svc = svc;
+	w->nq = nq;
+	nq->watches++;
 	w->call = call;
 	w->ac = grpc_call_conn_ctx(call);
 	snprintf(w->node, sizeof(w->node), "%s", node);
@@ -451,6 +539,8 @@ struct service *service_new(struct agent *a)
 	svc->grpc.methods = svc->methods;
 	svc->grpc.n_methods = 2;
 	svc->grpc.max_msg = GRPC_MSG_MAX;
+	svc->grpc.auth = service_auth;
+	svc->grpc.auth_arg = svc;
 	return svc;
 }
 
@@ -460,6 +550,11 @@ void service_free(struct service *svc)
 		return;
 	while (svc->watchers)
 		watcher_remove(svc->watchers);
+	while (svc->quotas) {
+		struct node_quota *nq = svc->quotas;
+		svc->quotas = nq->next;
+		free(nq);
+	}
 	free(svc);
 }
 

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftd's small HTTP/1.1 endpoints: the admin API on 127.0.0.1:15000
- * (JSON: /tunnels, /workloads, /certs, /stats, /config_dump,
- * /logging?level=, /quitquitquit) and readiness on :15021
- * (/healthz/ready). One request per connection, bounded, then close. */
+/* weftd's small HTTP/1.1 endpoints: the admin API on 127.0.0.1:15000, or in
+ * sidecar mode on the unix socket state_dir/admin.sock (mode 0600) outside
+ * the pod's network namespace (JSON: /tunnels, /workloads, /certs, /stats,
+ * /config_dump, /logging[?level=], /quitquitquit; the two that change
+ * something need POST) and readiness on :15021 (/healthz/ready). One request
+ * per connection, bounded in size, in time (an absolute deadline, not an idle
+ * timer a slow client can keep resetting) and in number (per source address
+ * and in all), then close. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
@@ -10,9 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <weft/conn.h>
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 
@@ -26,22 +33,35 @@
 
 #define ADMIN_REQ_MAX 8192
 #define ADMIN_BODY_MAX (256u << 10)
+/* From accept to the end of the answer; a request is one short line. */
+#define ADMIN_DEADLINE_MS 5000
+/* Open connections: readiness is probed by the kubelet (the node's address)
+ * and anyone who can reach the node, so one address gets a share only; the
+ * admin API has one address (loopback, or the unix socket). */
+#define ADMIN_READY_CONNS 256
+#define ADMIN_READY_CONNS_PER_ADDR 32
+#define ADMIN_API_CONNS 64
+#define ADMIN_SOCK_NAME "admin.sock"
 
 struct admin_listener {
 	struct admin *a;
-	int fd;
 	int is_admin;			/* 0: readiness only */
-	struct loop_op op;
+	struct listener ls;
+	struct listener_pending *conns;	/* open connections per address */
+	char where[160];		/* "127.0.0.1:15000" or the socket path */
 };
 
 struct admin {
 	struct weftd *d;
 	struct admin_listener l[2];
 	void (*on_quit)(struct weftd *d);
+	char sock_path[128];		/* sidecar mode: the admin socket we made */
 };
 
 struct admin_req {
 	struct admin_listener *l;
+	struct conn *conn;
+	struct loop_timer deadline;
 	size_t len;
 	int answered;
 	char buf[ADMIN_REQ_MAX + 1];
@@ -57,8 +77,8 @@ static void admin_reply(struct conn *c, int status, const char *ctype, const cha
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 		     "Connection: close\r\n\r\n", status,
 		     status == 200 ? "OK" : status == 404 ? "Not Found" :
-		     status == 400 ? "Bad Request" : status == 503 ? "Service Unavailable" :
-		     "Error", ctype, len);
+		     status == 400 ? "Bad Request" : status == 405 ? "Method Not Allowed" :
+		     status == 503 ? "Service Unavailable" : "Error", ctype, len);
 	conn_write(c, head, n);
 	conn_write(c, body, len);
 	conn_close(c, 0, NULL);
@@ -82,6 +102,15 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 	}
 	if (!q->l->is_admin) {
 		admin_reply(c, 404, "text/plain", "not found\n", 10);
+		return;
+	}
+	/* Changes need POST: a GET can come from a link, a prefetch or a
+	 * confused client, and must never stop the node or flood its log. */
+	if (strcmp(method, "POST") &&
+	    (!strcmp(path, "/quitquitquit") || (!strncmp(path, "/logging", 8) &&
+						strstr(path, "level=")))) {
+		static const char msg[] = "use POST to change something\n";
+		admin_reply(c, 405, "text/plain", msg, sizeof(msg) - 1);
 		return;
 	}
 	body = malloc(ADMIN_BODY_MAX);
@@ -122,7 +151,7 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 			log_info("log level set to %s", lv + 6);
 		n = snprintf(body, ADMIN_BODY_MAX, "{\"level\":\"%s\"}",
 			     log_level_name(log_level));
-	} else if (!strcmp(path, "/quitquitquit") && !strcmp(method, "POST")) {
+	} else if (!strcmp(path, "/quitquitquit")) {
 		n = snprintf(body, ADMIN_BODY_MAX, "{\"draining\":true}");
 		if (a->on_quit)
 			a->on_quit(d);
@@ -169,9 +198,12 @@ static size_t admin_on_data(struct conn *c, const uint8_t *p, size_t n)
 
 static void admin_on_close(struct conn *c, int err, const char *why)
 {
+	struct admin_req *q = conn_udata(c);
+
 	(void)err;
 	(void)why;
-	free(conn_udata(c));
+	loop_timer_disarm(q->l->a->d->loop, &q->deadline);
+	free(q);
 }
 
 static const struct conn_handler admin_conn_handler = {
@@ -179,48 +211,109 @@ static const struct conn_handler admin_conn_handler = {
 	.on_close = admin_on_close,
 };
 
-static void admin_on_accept(struct loop_op *op, int res, unsigned flags)
+/* The deadline counts from accept: trickling bytes do not extend it. */
+static void admin_on_deadline(struct loop_timer *t)
 {
-	struct admin_listener *l = (struct admin_listener *)((char *)op -
-							      offsetof(struct admin_listener, op));
-	struct conn_opts o = { .idle_timeout_ms = 10000 };
+	struct admin_req *q = (struct admin_req *)((char *)t - offsetof(struct admin_req,
+								       deadline));
+
+	conn_abort(q->conn, -ETIMEDOUT, "request deadline");
+}
+
+static void admin_on_accept(struct listener *ls, int fd)
+{
+	static struct log_rl rl = LOG_RL_INIT;
+	struct admin_listener *l = listener_udata(ls);
+	struct loop *loop = l->a->d->loop;
+	struct conn_opts o = { .pending = l->conns };
 	struct admin_req *q;
 
-	if (!(flags & IORING_CQE_F_MORE) && l->fd >= 0)
-		loop_accept(l->a->d->loop, &l->op, l->fd);
-	if (res < 0)
-		return;
 	q = calloc(1, sizeof(*q));
 	if (!q) {
-		close(res);
+		close(fd);
 		return;
 	}
 	q->l = l;
-	if (!conn_accept(l->a->d->loop, res, NULL, &admin_conn_handler, &o, q))
+	q->deadline.cb = admin_on_deadline;
+	q->conn = conn_accept(loop, fd, NULL, &admin_conn_handler, &o, q);
+	if (!q->conn) {
+		const char *why = listener_pending_refusal(errno);
+
+		if (why)
+			log_warn_rl(&rl, "%s: connection refused: open connections: %s", l->where,
+				    why);
 		free(q);
+		return;
+	}
+	loop_timer_arm(loop, &q->deadline, ADMIN_DEADLINE_MS);
 }
 
-static int admin_listen(struct admin *a, struct admin_listener *l, const char *ip,
-			uint16_t port, int is_admin)
+static int admin_start(struct admin *a, struct admin_listener *l, int fd, int is_admin,
+		       unsigned total, unsigned per_addr)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int one = 1;
-
 	l->a = a;
 	l->is_admin = is_admin;
-	l->op.cb = admin_on_accept;
+	l->conns = listener_pending_new(total, per_addr);
+	if (!l->conns) {
+		close(fd);
+		return -ENOMEM;
+	}
+	listener_start(&l->ls, a->d->loop, fd, l->where, admin_on_accept, NULL, l);
+	return 0;
+}
+
+static int admin_listen_tcp(struct admin *a, struct admin_listener *l, const char *ip,
+			    uint16_t port, int is_admin, unsigned total, unsigned per_addr)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd;
+
 	inet_pton(AF_INET, ip, &sa.sin_addr);
-	l->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->fd < 0)
+	snprintf(l->where, sizeof(l->where), "%s %s:%u", is_admin ? "admin" : "readiness", ip,
+		 port);
+	fd = listener_socket((struct sockaddr *)&sa, sizeof(sa), 128);
+	if (fd < 0)
+		return fd;
+	return admin_start(a, l, fd, is_admin, total, per_addr);
+}
+
+/* Sidecar mode: the admin API on a unix socket in state_dir, which the
+ * pod's processes share no network namespace with (127.0.0.1:15000 would
+ * be theirs to reach). Mode 0600 before listen, so there is no window with
+ * the umask's looser one. */
+static int admin_listen_unix(struct admin *a, struct admin_listener *l)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, n;
+
+	n = snprintf(a->sock_path, sizeof(a->sock_path), "%s/%s", a->d->cfg.state_dir,
+		     ADMIN_SOCK_NAME);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= sizeof(a->sock_path)) {
+		a->sock_path[0] = 0;
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, a->sock_path, (size_t)n + 1);
+	snprintf(l->where, sizeof(l->where), "admin %s", a->sock_path);
+	/* A socket left by a dead weftd; anything else is not ours. */
+	if (lstat(a->sock_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			a->sock_path[0] = 0;
+			return -EEXIST;
+		}
+		unlink(a->sock_path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
 		return -errno;
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(l->fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(l->fd, 128)) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(a->sock_path, 0600) < 0 ||
+	    listen(fd, 128) < 0) {
 		int err = -errno;
-		close(l->fd);
-		l->fd = -1;
+
+		close(fd);
 		return err;
 	}
-	return loop_accept(a->d->loop, &l->op, l->fd);
+	return admin_start(a, l, fd, 1, ADMIN_API_CONNS, ADMIN_API_CONNS);
 }
 
 struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char *err,
@@ -235,17 +328,19 @@ struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char 
 	}
 	a->d = d;
 	a->on_quit = on_quit;
-	a->l[0].fd = a->l[1].fd = -1;
-	rc = admin_listen(a, &a->l[0], "127.0.0.1", d->cfg.admin_port, 1);
+	if (d->cfg.mode == SETTINGS_MODE_SIDECAR)
+		rc = admin_listen_unix(a, &a->l[0]);
+	else
+		rc = admin_listen_tcp(a, &a->l[0], "127.0.0.1", d->cfg.admin_port, 1,
+				      ADMIN_API_CONNS, ADMIN_API_CONNS);
 	if (rc) {
-		snprintf(err, errlen, "admin listener 127.0.0.1:%u: %s", d->cfg.admin_port,
-			 strerror(-rc));
+		snprintf(err, errlen, "%s: %s", a->l[0].where, strerror(-rc));
 		goto fail;
 	}
-	rc = admin_listen(a, &a->l[1], "0.0.0.0", d->cfg.ready_port, 0);
+	rc = admin_listen_tcp(a, &a->l[1], "0.0.0.0", d->cfg.ready_port, 0, ADMIN_READY_CONNS,
+			      ADMIN_READY_CONNS_PER_ADDR);
 	if (rc) {
-		snprintf(err, errlen, "readiness listener :%u: %s", d->cfg.ready_port,
-			 strerror(-rc));
+		snprintf(err, errlen, "%s: %s", a->l[1].where, strerror(-rc));
 		goto fail;
 	}
 	return a;
@@ -254,12 +349,21 @@ fail:
 	return NULL;
 }
 
+const char *admin_where(const struct admin *a)
+{
+	return a->l[0].where;
+}
+
+/* At exit: connections still open are dropped with the loop. */
 void admin_free(struct admin *a)
 {
 	if (!a)
 		return;
-	for (int i = 0; i < 2; i++)
-		if (a->l[i].fd >= 0)
-			close(a->l[i].fd);
+	for (int i = 0; i < 2; i++) {
+		listener_deinit(&a->l[i].ls);
+		listener_pending_free(a->l[i].conns);
+	}
+	if (a->sock_path[0])
+		unlink(a->sock_path);
 	free(a);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftd's admin API (127.0.0.1:15000, JSON) and readiness (:15021). */
+/* weftd's admin API (127.0.0.1:15000, or state_dir/admin.sock in sidecar
+ * mode; JSON) and readiness (:15021). */
 #ifndef DAEMON_ADMIN_H
 #define DAEMON_ADMIN_H
 
@@ -12,5 +13,7 @@ struct admin;
 struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char *err,
 			size_t errlen);
 void admin_free(struct admin *a);
+/* Where the admin API listens, for logs ("admin 127.0.0.1:15000"). */
+const char *admin_where(const struct admin *a);
 
 #endif

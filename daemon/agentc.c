@@ -775,6 +775,10 @@ struct agentc *agentc_new(struct loop *l, const struct agentc_opts *o, char *err
 		memcpy(a->auth, "Bearer ", 7);
 		memcpy(a->auth + 7, o->token, tlen);
 		a->auth[7 + tlen] = '\0';
+		/* Only ever read from now on; a stray write faults instead of
+		 * changing or leaking it. sodium_free makes it writable again
+		 * to wipe it. */
+		sodium_mprotect_readonly(a->auth);
 	}
 	if (agentc_resolve(a, o->addr, err, errlen))
 		goto fail;

@@ -29,7 +29,9 @@ struct ident {
 	struct certs *c;
 	struct ident *next, **pprev;
 	char id[SPIFFE_ID_MAX];
-	unsigned refs;
+	unsigned users;			/* certs_get references: enrolled pods */
+	struct ident_hold *holds;	/* tunnel keys; they do not keep it renewing */
+	unsigned n_holds;
 	bool is_node;
 	bool inflight;			/* a CreateCertificate is out */
 	bool dead;			/* released while in flight: the reply frees it */
@@ -331,7 +333,43 @@ static void ident_request(struct ident *id)
 
 static void ident_on_renew(struct loop_timer *t)
 {
-	ident_request(container_of(t, struct ident, renew));
+	struct ident *id = container_of(t, struct ident, renew);
+
+	/* Only held (by tunnel keys), no pod left: the agent would refuse it,
+	 * and nobody needs a new one. */
+	if (!id->is_node && !id->users)
+		return;
+	ident_request(id);
+}
+
+/* A pod uses the identity again: renew when due (or now, without a valid
+ * certificate). */
+static void ident_resume(struct ident *id)
+{
+	int64_t now = certs_wall_ms();
+
+	if (id->inflight)
+		return;
+	loop_timer_arm(id->c->loop, &id->renew, id->ready && id->renew_at_ms > now ?
+		       (uint64_t)(id->renew_at_ms - now) : 0);
+}
+
+/* The last pod let go: stop renewing, tell the holders (they schedule
+ * their release), free it if nobody holds it. */
+static void ident_unused(struct ident *id)
+{
+	struct ident_hold *h, *next;
+
+	if (!id->n_holds) {
+		ident_detach(id);
+		return;
+	}
+	loop_timer_disarm(id->c->loop, &id->renew);
+	log_info("identity %s: no enrolled pod uses it any more; renewal stopped", id->id);
+	for (h = id->holds; h; h = next) {
+		next = h->next;
+		h->on_unused(h);
+	}
 }
 
 static void ident_on_expire(struct loop_timer *t)
@@ -363,7 +401,7 @@ static struct ident *ident_new(struct certs *c, const char *spiffe_id, bool is_n
 	if (!id)
 		return NULL;
 	id->c = c;
-	id->refs = 1;
+	id->users = 1;
 	id->is_node = is_node;
 	id->backoff_ms = CERTS_BACKOFF_MIN_MS;
 	id->renew.cb = ident_on_renew;
@@ -463,7 +501,8 @@ struct ident *certs_get(struct certs *c, const char *spiffe_id)
 	}
 	for (id = c->idents; id; id = id->next) {
 		if (!id->is_node && !strcmp(id->id, spiffe_id)) {
-			id->refs++;
+			if (id->users++ == 0)
+				ident_resume(id);
 			return id;
 		}
 	}
@@ -473,18 +512,46 @@ struct ident *certs_get(struct certs *c, const char *spiffe_id)
 	return id;
 }
 
-struct ident *ident_ref(struct ident *id)
-{
-	if (id && !id->is_node)
-		id->refs++;
-	return id;
-}
-
 void certs_put(struct ident *id)
 {
-	if (!id || !id->c || id->is_node || --id->refs > 0)
+	if (!id || !id->c || id->is_node || !id->users || --id->users > 0)
 		return;
-	ident_detach(id);
+	ident_unused(id);
+}
+
+void ident_hold(struct ident *id, struct ident_hold *h, ident_unused_fn on_unused)
+{
+	h->id = id;
+	h->on_unused = on_unused;
+	h->next = NULL;
+	if (!id || id->is_node)
+		return;
+	h->next = id->holds;
+	id->holds = h;
+	id->n_holds++;
+}
+
+void ident_unhold(struct ident_hold *h)
+{
+	struct ident *id = h->id;
+
+	h->id = NULL;
+	if (!id || id->is_node)
+		return;
+	for (struct ident_hold **pp = &id->holds; *pp; pp = &(*pp)->next) {
+		if (*pp == h) {
+			*pp = h->next;
+			id->n_holds--;
+			break;
+		}
+	}
+	if (!id->n_holds && !id->users && id->c)
+		ident_detach(id);
+}
+
+int ident_in_use(const struct ident *id)
+{
+	return id && (id->is_node || id->users > 0);
 }
 
 const char *ident_id(const struct ident *id)
@@ -564,12 +631,14 @@ size_t certs_json(const struct certs *c, char *buf, size_t len)
 			     "%s{\"identity\":\"%s\",\"state\":\"%s\",\"serial\":\"%s\","
 			     "\"issuer\":\"%s\",\"key\":\"ECDSA P-256\",\"not_before\":\"%s\","
 			     "\"not_after\":\"%s\",\"renew_at\":\"%s\",\"issued\":%u,"
-			     "\"failures\":%u,\"last_error\":\"%s\"}",
+			     "\"failures\":%u,\"last_error\":\"%s\",\"pods\":%u,\"holds\":%u,"
+			     "\"renewing\":%s}",
 			     id == c->idents ? "" : ",", id->id,
 			     id->ready ? "ready" : id->issued ? "expired" : "pending", id->serial,
 			     strchr(id->issuer, '"') ? "?" : id->issuer, nb, na,
 			     id->renew_at_ms ? ra : "", id->issued, id->failures,
-			     strchr(id->last_error, '"') ? "(see log)" : id->last_error);
+			     strchr(id->last_error, '"') ? "(see log)" : id->last_error,
+			     id->users, id->n_holds, ident_in_use(id) ? "true" : "false");
 		o += n > 0 ? (size_t)n : 0;
 	}
 	n = snprintf(buf + o, o < len ? len - o : 0, "]");

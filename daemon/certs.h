@@ -37,12 +37,32 @@ void certs_free(struct certs *c);
 
 /* The node identity (spiffe://td/weft/node/<node>); requested at once. */
 struct ident *certs_node(struct certs *c);
-/* A workload identity, created and requested on first use; counted: each
- * certs_get needs one certs_put. */
+/* A workload identity for an enrolled pod, created and requested on first
+ * use; counted: each certs_get needs one certs_put. The pods' references
+ * are what keeps an identity renewing: once the last one is put, no
+ * CreateCertificate is sent for it any more, and its holds are told. */
 struct ident *certs_get(struct certs *c, const char *spiffe_id);
 void certs_put(struct ident *id);
-/* Another reference to an identity already held (certs_put drops it). */
-struct ident *ident_ref(struct ident *id);
+
+/* A hold keeps an identity (its ID and its current certificate) alive for
+ * an object that uses it on a pod's behalf -- a tunnel key -- but does not
+ * keep it renewing. on_unused runs (from certs_put, so it must only
+ * schedule work) when no pod uses the identity any more; the holder then
+ * lets go with ident_unhold once it is done with it. A held identity that
+ * a pod takes again with certs_get resumes renewing. Every hold is let go
+ * before certs_free. */
+struct ident_hold;
+typedef void (*ident_unused_fn)(struct ident_hold *h);
+struct ident_hold {
+	struct ident_hold *next;
+	struct ident *id;
+	ident_unused_fn on_unused;
+};
+void ident_hold(struct ident *id, struct ident_hold *h, ident_unused_fn on_unused);
+void ident_unhold(struct ident_hold *h);
+/* 1 while an enrolled pod (a certs_get) uses the identity; always 1 for
+ * the node identity. */
+int ident_in_use(const struct ident *id);
 
 const char *ident_id(const struct ident *id);
 int ident_ready(const struct ident *id);
@@ -54,7 +74,8 @@ time_t ident_not_after(const struct ident *id);
  * one keep it (tls contexts are reference-counted). */
 struct tls_ctx *ident_client_ctx(const struct ident *id);
 struct tls_ctx *ident_server_ctx(const struct ident *id);
-/* JSON array of every identity (admin /certs). Bytes written. */
+/* JSON array of every identity (admin /certs), with "pods" (certs_get
+ * references), "holds" (tunnel keys) and "renewing". Bytes written. */
 size_t certs_json(const struct certs *c, char *buf, size_t len);
 /* Readable state for /certs and logs. */
 int ident_describe(const struct ident *id, char *buf, size_t len);

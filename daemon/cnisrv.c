@@ -25,6 +25,7 @@
 #include <linux/nsfs.h>
 #include <liburing.h>	/* IORING_CQE_F_MORE */
 
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 
@@ -44,7 +45,6 @@
 #define CNISRV_IDLE_MS 30000u
 #define CNISRV_CLIENTS_MAX 64
 #define CNISRV_BACKLOG 64
-#define CNISRV_ACCEPT_RETRY_MS 200u
 #define CNISRV_VERSION 1
 
 #define cnisrv_container_of(p, type, m) ((type *)((char *)(p) - offsetof(type, m)))
@@ -87,11 +87,8 @@ struct cnisrv {
 	struct cnisrv_handler h;
 	void *arg;
 	int closing;
-	int accepting;			/* the multishot accept is armed */
-	int cancelling;			/* our cancel of the accept is in flight */
-	struct loop_op accept_op;
-	struct loop_op cancel_op;
-	struct loop_timer retry;	/* re-arm accept after a failure */
+	int ls_closed;			/* the listener is done (on_closed came) */
+	struct listener ls;		/* owns fd once started */
 	struct loop_task free_task;
 	struct cnisrv_client *clients;
 	unsigned nclients;
@@ -113,41 +110,12 @@ static void cnisrv_on_free(struct loop_task *t)
 	free(s);
 }
 
-/* The listener is closed once its accept has ended (the accept holds the
- * file, so closing earlier would keep it listening), and the server freed
- * once its cancel and every client are done too. */
+/* The server is freed once its listener has closed (its accept ended and
+ * the socket is gone) and every client is done too. */
 static void cnisrv_maybe_free(struct cnisrv *s)
 {
-	if (!s->closing || s->accepting)
-		return;
-	if (s->fd >= 0) {
-		if (loop_close(s->l, NULL, s->fd) < 0)
-			close(s->fd);
-		s->fd = -1;
-	}
-	if (!s->cancelling && !s->nclients)
+	if (s->closing && s->ls_closed && !s->nclients)
 		loop_task_queue(s->l, &s->free_task);
-}
-
-static void cnisrv_on_cancel(struct loop_op *op, int res, unsigned flags)
-{
-	struct cnisrv *s = cnisrv_container_of(op, struct cnisrv, cancel_op);
-
-	(void)res;
-	(void)flags;
-	s->cancelling = 0;
-	cnisrv_maybe_free(s);
-}
-
-/* Cancel the multishot accept. Called again for every completion that
- * still has F_MORE: a cancel can miss a request whose completion is being
- * posted at that moment. */
-static void cnisrv_accept_cancel(struct cnisrv *s)
-{
-	if (s->cancelling || !s->accepting)
-		return;
-	if (loop_cancel_fd(s->l, &s->cancel_op, s->fd) == 0)
-		s->cancelling = 1;
 }
 
 /* --- clients -------------------------------------------------------------- */
@@ -461,12 +429,42 @@ static void cnisrv_client_recv(struct cnisrv_client *c)
 	loop_timer_arm(c->s->l, &c->idle, CNISRV_IDLE_MS);
 }
 
+/* Enrollment makes weftd setns() into a netns of the peer's choosing and
+ * bind its listeners there: only root may ask (§5.1). The socket file is
+ * 0600 already; this holds when its mode or directory is wrong, or the peer
+ * bypasses it (CAP_DAC_OVERRIDE). weftd's own uid is admitted too: it is 0
+ * on a node, and a process with it could ptrace weftd anyway (unit tests
+ * run weftd's server unprivileged). 1 when admitted. */
+static int cnisrv_peer_admitted(int fd)
+{
+	/* A refused client can reconnect at once, for ever: one line, then a
+	 * count. */
+	static struct log_rl rl = LOG_RL_INIT;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 || len != sizeof(cr)) {
+		log_warn_rl(&rl, "cni.sock: refusing a client whose credentials are unknown: %s",
+			    strerror(errno));
+		return 0;
+	}
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return 1;
+	log_warn_rl(&rl, "cni.sock: refusing a client that is not root: pid %ld uid %lu gid %lu",
+		    (long)cr.pid, (unsigned long)cr.uid, (unsigned long)cr.gid);
+	return 0;
+}
+
 static void cnisrv_client_start(struct cnisrv *s, int fd)
 {
 	Weft__Cni__V1__WorkloadResponse r = WEFT__CNI__V1__WORKLOAD_RESPONSE__INIT;
 	Weft__Cni__V1__Hello hello = WEFT__CNI__V1__HELLO__INIT;
 	struct cnisrv_client *c;
 
+	if (!cnisrv_peer_admitted(fd)) {
+		close(fd);
+		return;
+	}
 	if (s->nclients >= CNISRV_CLIENTS_MAX) {
 		log_warn("cni.sock: %u clients connected already; refusing another",
 			 s->nclients);
@@ -499,53 +497,23 @@ static void cnisrv_client_start(struct cnisrv *s, int fd)
 
 /* --- listener ------------------------------------------------------------- */
 
-static void cnisrv_accept_arm(struct cnisrv *s)
+/* Accept pauses and backs off by itself on EMFILE and friends (lib/listener). */
+static void cnisrv_on_accept(struct listener *ls, int fd)
 {
-	int ret = loop_accept(s->l, &s->accept_op, s->fd);
+	struct cnisrv *s = listener_udata(ls);
 
-	if (ret < 0) {
-		log_error("cni.sock: queue accept: %s; retrying", strerror(-ret));
-		loop_timer_arm(s->l, &s->retry, CNISRV_ACCEPT_RETRY_MS);
-		return;
-	}
-	s->accepting = 1;
+	if (s->closing)
+		close(fd);
+	else
+		cnisrv_client_start(s, fd);
 }
 
-static void cnisrv_on_retry(struct loop_timer *t)
+static void cnisrv_on_listener_closed(struct listener *ls)
 {
-	struct cnisrv *s = cnisrv_container_of(t, struct cnisrv, retry);
+	struct cnisrv *s = listener_udata(ls);
 
-	if (!s->closing)
-		cnisrv_accept_arm(s);
-}
-
-static void cnisrv_on_accept(struct loop_op *op, int res, unsigned flags)
-{
-	struct cnisrv *s = cnisrv_container_of(op, struct cnisrv, accept_op);
-
-	if (!(flags & IORING_CQE_F_MORE))
-		s->accepting = 0;
-	if (res >= 0) {
-		if (s->closing)
-			close(res);
-		else
-			cnisrv_client_start(s, res);
-	} else if (res != -ECANCELED) {
-		log_warn("cni.sock: accept: %s", strerror(-res));
-	}
-	if (s->closing) {
-		cnisrv_accept_cancel(s);
-		cnisrv_maybe_free(s);
-		return;
-	}
-	if (!s->accepting) {
-		/* EMFILE and friends end the multishot; retry after a pause
-		 * instead of spinning on the same error. */
-		if (res < 0)
-			loop_timer_arm(s->l, &s->retry, CNISRV_ACCEPT_RETRY_MS);
-		else
-			cnisrv_accept_arm(s);
-	}
+	s->ls_closed = 1;
+	cnisrv_maybe_free(s);
 }
 
 /* Remove a socket file left by a dead weftd; refuse if something is
@@ -608,9 +576,6 @@ struct cnisrv *cnisrv_new(struct loop *l, const char *path, const struct cnisrv_
 	s->l = l;
 	s->h = *h;
 	s->arg = arg;
-	s->accept_op.cb = cnisrv_on_accept;
-	s->cancel_op.cb = cnisrv_on_cancel;
-	s->retry.cb = cnisrv_on_retry;
 	s->free_task.cb = cnisrv_on_free;
 
 	/* /run/weft may not exist yet on a fresh node; only the last level
@@ -652,12 +617,7 @@ struct cnisrv *cnisrv_new(struct loop *l, const char *path, const struct cnisrv_
 		snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
 		goto fail_listen;
 	}
-	ret = loop_accept(l, &s->accept_op, s->fd);
-	if (ret < 0) {
-		snprintf(err, errlen, "cni.sock accept: %s", strerror(-ret));
-		goto fail_listen;
-	}
-	s->accepting = 1;
+	listener_start(&s->ls, l, s->fd, "cni.sock", cnisrv_on_accept, cnisrv_on_listener_closed, s);
 	log_info("cni.sock: listening on %s", path);
 	return s;
 
@@ -682,11 +642,10 @@ void cnisrv_free(struct cnisrv *s)
 	if (!s || s->closing)
 		return;
 	s->closing = 1;
-	loop_timer_disarm(s->l, &s->retry);
 	for (c = s->clients; c; c = next) {
 		next = c->next;
 		cnisrv_client_close(c);
 	}
-	cnisrv_accept_cancel(s);
+	listener_close(&s->ls);
 	cnisrv_maybe_free(s);
 }

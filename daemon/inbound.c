@@ -17,6 +17,7 @@
 
 #include <weft/conn.h>
 #include <weft/h2tun.h>
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/netns.h>
@@ -26,6 +27,7 @@
 #include <weft/tls.h>
 
 #include "authz.h"
+#include "boundary.h"
 #include "certs.h"
 #include "inbound.h"
 #include "pods.h"
@@ -34,13 +36,18 @@
 #include "weftd.h"
 
 #define INBOUND_MAX_CONNS 4096
+/* TLS handshakes not yet done (§5.1): idle or trickling connects from one
+ * address cannot take the slots of another; each ends at its absolute
+ * deadline (connect_timeout). A node opens one tunnel per source identity,
+ * so a busy peer node may well have a hundred handshakes in flight. */
+#define INBOUND_PENDING_MAX 1024
+#define INBOUND_PENDING_PER_ADDR 128
 
 struct inbound {
 	struct weftd *d;
-	int fd;
-	struct loop_op accept_op;
+	struct listener ls;
+	struct listener_pending *pending;
 	unsigned n_conns;
-	unsigned long refused;
 	char addr[80];
 };
 
@@ -52,11 +59,15 @@ struct hconn {
 	struct loop_task flush;
 	int closed;
 	int refused;			/* refusal already logged with its flag */
+	unsigned refs;			/* hstreams pointing here: hc outlives them */
 	char peer[64];
+	struct sockaddr_storage peer_addr;	/* the tunnel's TCP peer */
 	char peer_id[SPIFFE_ID_MAX];
 };
 
-/* One CONNECT stream, from request to the relay's end. */
+/* One CONNECT stream, from request to the relay's end. It holds a
+ * reference on its hconn (hconn_put): the relay may end a loop round after
+ * the tunnel closed, and its hooks still read hs->hc. */
 struct hstream {
 	struct hconn *hc;
 	struct relay *relay;
@@ -65,7 +76,7 @@ struct hstream {
 	int stream_gone;		/* stream closed before the delivery connected */
 	struct pod *pod;
 	char authority[64];
-	char src[96];
+	char src[96];			/* for logs: the verified claim, or the tunnel peer */
 	const char *flag;
 	struct authz_conn az;
 };
@@ -73,37 +84,15 @@ struct hstream {
 /* --- shared helpers ---------------------------------------------------------- */
 
 
-/*
- * The client address for logs, from the peer's `forwarded: for="ip:port"`.
- * The header is the peer's text: accept only an address that parses, and log
- * our own rendering of it, so a peer cannot put spaces, quotes or made-up
- * key=value fields into the access log. Anything else falls back to the
- * tunnel's TCP peer.
- */
-static void inbound_forwarded_src(const char *fwd, const char *peer, char *out, size_t len,
-				  struct sockaddr_storage *src)
-{
-	struct sockaddr_storage ss;
-	char tmp[INET6_ADDRSTRLEN + 8];
-	socklen_t sl;
-	size_t n;
-
-	snprintf(out, len, "%s", peer);
-	sockaddr_parse(peer, src, &sl);
-	if (!fwd || strncmp(fwd, "for=\"", 5))
-		return;
-	n = strlen(fwd + 5);
-	if (n < 2 || n > sizeof(tmp) || fwd[5 + n - 1] != '"')
-		return;
-	memcpy(tmp, fwd + 5, n - 1);
-	tmp[n - 1] = 0;
-	if (sockaddr_parse(tmp, &ss, &sl) || !sockaddr_port(&ss))
-		return;
-	*src = ss;
-	sockaddr_str(&ss, out, len);
-}
-
 /* --- HBONE streams --------------------------------------------------------- */
+
+/* Drop a stream's reference; the flush task frees a closed hconn once no
+ * stream points at it (never here: we may be inside hc's own callbacks). */
+static void hconn_put(struct hconn *hc)
+{
+	if (!--hc->refs && hc->closed)
+		loop_task_queue(hc->in->d->loop, &hc->flush);
+}
 
 static void hconn_kick(struct h2tun *t)
 {
@@ -158,6 +147,7 @@ static void hs_on_done(struct relay *r, const struct relay_stats *st)
 	d->live--;
 	if (hs->pod)
 		pods_conn_done(hs->pod);
+	hconn_put(hs->hc);
 	free(hs);
 }
 
@@ -175,13 +165,22 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	struct hstream *hs;
 	socklen_t len;
 	struct pod *pod;
-	char why[300];
+	struct sockaddr_storage deliver_from;
+	socklen_t dlen;
+	char why[BOUNDARY_WHY_MAX];
 	int fd;
 
 	d->stats.inbound++;
 	if (sockaddr_parse(req->authority, &dst, &len) || !sockaddr_port(&dst)) {
 		log_warn("inbound CONNECT from %s (%s): bad authority; answering 400", hc->peer,
 			 hc->peer_id);
+		h2tun_respond(t, id, 400);
+		return;
+	}
+	if (boundary_is_self(d, (struct sockaddr *)&dst, why, sizeof(why))) {
+		d->stats.failed++;
+		log_warn("inbound CONNECT from %s (%s) refused [NO_ROUTE]: %s; answering 400",
+			 hc->peer, hc->peer_id, why);
 		h2tun_respond(t, id, 400);
 		return;
 	}
@@ -206,7 +205,23 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	hs->hc = hc;
 	hs->id = id;
 	snprintf(hs->authority, sizeof(hs->authority), "%s", req->authority);
-	inbound_forwarded_src(req->forwarded, hc->peer, hs->src, sizeof(hs->src), &hs->az.src);
+	snprintf(hs->src, sizeof(hs->src), "%s", hc->peer);
+	/* The claimed source is believed only when the registry backs it
+	 * (§5.1); without a claim the source is unknown to policy. */
+	if (boundary_source_claim(d, req->forwarded, hc->peer_id,
+				  (struct sockaddr *)&hc->peer_addr, pod->ips, pod->n_ips,
+				  &hs->az.src, why, sizeof(why))) {
+		d->stats.failed++;
+		log_warn("inbound CONNECT %s from %s refused [IDENTITY_ERROR]: %s; answering 401",
+			 req->authority, hc->peer, why);
+		weftd_access_log(d, "inbound", hs->src, hs->authority, hc->peer_id, pod->uid,
+				 0, 0, 0, "IDENTITY_ERROR", why);
+		free(hs);
+		h2tun_respond(t, id, 401);
+		return;
+	}
+	if (hs->az.src.ss_family != AF_UNSPEC)
+		sockaddr_str(&hs->az.src, hs->src, sizeof(hs->src));
 	snprintf(hs->az.dst_uid, sizeof(hs->az.dst_uid), "%s", pod->uid);
 	snprintf(hs->az.principal, sizeof(hs->az.principal), "%s", hc->peer_id);
 	hs->az.dst_port = sockaddr_port(&dst);
@@ -220,7 +235,11 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 		h2tun_respond(t, id, 401);
 		return;
 	}
-	fd = pods_deliver_socket(pod, &hs->az.src, dst.ss_family);
+	/* From the verified source, else from this node's own address. */
+	deliver_from = hs->az.src;
+	if (deliver_from.ss_family == AF_UNSPEC)
+		sockaddr_from_ip(d->cfg.node_ip, 0, &deliver_from, &dlen);
+	fd = pods_deliver_socket(pod, &deliver_from, dst.ss_family);
 	if (fd < 0) {
 		free(hs);
 		h2tun_respond(t, id, 503);
@@ -233,6 +252,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 		return;
 	}
 	hs->pod = pod;
+	hc->refs++;
 	pod->conns++;
 	d->live++;
 	authz_track(&hs->az, hs->relay);
@@ -321,7 +341,8 @@ static void hconn_on_flush_task(struct loop_task *t)
 	struct hconn *hc = (struct hconn *)((char *)t - offsetof(struct hconn, flush));
 
 	if (hc->closed) {
-		free(hc);
+		if (!hc->refs)
+			free(hc);	/* else the last hconn_put queues us again */
 		return;
 	}
 	hconn_flush(hc);
@@ -395,7 +416,7 @@ static void hconn_on_close(struct conn *c, int err, const char *why)
 	h2tun_free(hc->h2);	/* streams: on_close(TUNNEL) -> relays reset */
 	hc->h2 = NULL;
 	hc->in->n_conns--;
-	loop_task_queue(hc->in->d->loop, &hc->flush);	/* frees hc */
+	loop_task_queue(hc->in->d->loop, &hc->flush);	/* frees hc once refs is 0 */
 }
 
 static const struct conn_handler hconn_handler = {
@@ -405,57 +426,56 @@ static const struct conn_handler hconn_handler = {
 	.on_close = hconn_on_close,
 };
 
-static void inbound_on_accept(struct loop_op *op, int res, unsigned flags)
+static void inbound_on_accept(struct listener *ls, int fd)
 {
-	struct inbound *in = (struct inbound *)((char *)op - offsetof(struct inbound, accept_op));
+	static struct log_rl rl_refused = LOG_RL_INIT, rl_pending = LOG_RL_INIT;
+	struct inbound *in = listener_udata(ls);
 	struct weftd *d = in->d;
 	struct conn_opts o = {
 		.out_cap = 1u << 20,
 		.handshake_timeout_ms = d->cfg.connect_timeout_ms,
+		.pending = in->pending,
 	};
 	struct tls_ctx *ctx;
 	struct hconn *hc;
 
-	if (!(flags & IORING_CQE_F_MORE) && in->fd >= 0 &&
-	    loop_accept(d->loop, &in->accept_op, in->fd))
-		log_error("HBONE listener %s: cannot re-arm accept", in->addr);
-	if (res < 0) {
-		if (res != -ECANCELED)
-			log_warn("HBONE accept failed: %s", strerror(-res));
-		return;
-	}
 	ctx = d->node_ident ? ident_server_ctx(d->node_ident) : NULL;
 	if (!ctx || d->draining || in->n_conns >= INBOUND_MAX_CONNS) {
-		if (!(in->refused++ % 100))
-			log_warn("HBONE connection refused: %s", !ctx ?
-				 "this node has no certificate yet" : d->draining ?
-				 "shutting down" : "too many HBONE connections");
-		close(res);
+		log_warn_rl(&rl_refused, "HBONE connection refused: %s", !ctx ?
+			    "this node has no certificate yet" : d->draining ?
+			    "shutting down" : "too many HBONE connections");
+		close(fd);
 		return;
 	}
 	hc = calloc(1, sizeof(*hc));
 	if (!hc) {
-		close(res);
+		close(fd);
 		return;
 	}
 	hc->in = in;
 	hc->flush.cb = hconn_on_flush_task;
-	hc->conn = conn_accept(d->loop, res, ctx, &hconn_handler, &o, hc);
+	hc->conn = conn_accept(d->loop, fd, ctx, &hconn_handler, &o, hc);
 	if (!hc->conn) {
+		const char *why = listener_pending_refusal(errno);
+
+		if (why)
+			log_warn_rl(&rl_pending, "HBONE connection refused: TLS handshakes: %s "
+				    "(%u pending)", why, listener_pending_count(in->pending));
 		free(hc);
 		return;
 	}
 	snprintf(hc->peer, sizeof(hc->peer), "%s", conn_peer_str(hc->conn));
+	hc->peer_addr = *conn_peer_addr(hc->conn);
 	in->n_conns++;
 }
 
 struct inbound *inbound_new(struct weftd *d, char *err, size_t errlen)
 {
-	char spec[80];
+	char spec[80], name[sizeof(((struct listener *)0)->name)];
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct inbound *in;
-	int one = 1;
+	int fd;
 
 	snprintf(spec, sizeof(spec), strchr(d->cfg.node_ip, ':') ? "[%s]:%u" : "%s:%u",
 		 d->cfg.node_ip, d->cfg.hbone_port);
@@ -469,42 +489,38 @@ struct inbound *inbound_new(struct weftd *d, char *err, size_t errlen)
 		return NULL;
 	}
 	in->d = d;
-	in->accept_op.cb = inbound_on_accept;
 	snprintf(in->addr, sizeof(in->addr), "%s", spec);
-	in->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (in->fd < 0)
-		goto fail;
-	setsockopt(in->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(in->fd, (struct sockaddr *)&ss, len) || listen(in->fd, 4096))
-		goto fail;
-	if (loop_accept(d->loop, &in->accept_op, in->fd)) {
-		errno = ENOMEM;
+	in->pending = listener_pending_new(INBOUND_PENDING_MAX, INBOUND_PENDING_PER_ADDR);
+	if (!in->pending) {
+		fd = -ENOMEM;
 		goto fail;
 	}
+	fd = listener_socket((struct sockaddr *)&ss, len, 4096);
+	if (fd < 0)
+		goto fail;
+	snprintf(name, sizeof(name), "HBONE listener %s", spec);
+	listener_start(&in->ls, d->loop, fd, name, inbound_on_accept, NULL, in);
 	return in;
 fail:
-	snprintf(err, errlen, "HBONE listener %s: %s", spec, strerror(errno));
-	if (in->fd >= 0)
-		close(in->fd);
+	snprintf(err, errlen, "HBONE listener %s: %s", spec, strerror(-fd));
+	listener_pending_free(in->pending);
 	free(in);
 	return NULL;
 }
 
+/* Stop accepting; the connections go on until they finish. */
 void inbound_drain(struct inbound *in)
 {
-	if (!in || in->fd < 0)
-		return;
-	loop_cancel_fd(in->d->loop, NULL, in->fd);
-	close(in->fd);
-	in->fd = -1;
+	if (in)
+		listener_close(&in->ls);
 }
 
 void inbound_free(struct inbound *in)
 {
 	if (!in)
 		return;
-	if (in->fd >= 0)
-		close(in->fd);
+	listener_deinit(&in->ls);
+	listener_pending_free(in->pending);
 	free(in);
 }
 
@@ -553,13 +569,33 @@ static const struct relay_hooks plain_hooks = {
 	.on_done = plain_on_done,
 };
 
+/* 1 (with why) when a connection captured on pod's 15006 must not be
+ * delivered: it was not redirected (it was made to weftd's listener itself),
+ * it names another of weftd's ports, or it is addressed to someone other
+ * than the pod (a packet routed to the pod's interface for another address
+ * would make weftd dial out of the pod's namespace on a stranger's behalf). */
+static int inbound_plain_refused(const struct weftd *d, const struct pod *pod,
+				 const struct sockaddr *orig, char *why, size_t len)
+{
+	char addr[80];
+
+	if (boundary_is_self(d, orig, why, len))
+		return 1;
+	for (size_t i = 0; i < pod->n_ips; i++)
+		if (sockaddr_same_ip((const struct sockaddr *)&pod->ips[i], orig))
+			return 0;
+	snprintf(why, len, "%s is not this pod's address",
+		 sockaddr_str((const struct sockaddr_storage *)orig, addr, sizeof(addr)));
+	return 1;
+}
+
 void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 {
 	struct sockaddr_storage orig, src;
 	socklen_t len = sizeof(struct sockaddr_in), slen = sizeof(src);
 	struct plain *pl;
 	struct relay *r;
-	char why[300];
+	char why[BOUNDARY_WHY_MAX];
 	int dfd;
 
 	d->stats.inbound_plain++;
@@ -593,6 +629,14 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 		pl->flag = "OVERFLOW";
 		d->stats.failed++;
 		relay_reset(r, why_full);
+		return;
+	}
+	if (inbound_plain_refused(d, pod, (struct sockaddr *)&orig, why, sizeof(why))) {
+		log_warn("inbound plaintext %s -> %s refused [NO_ROUTE]: %s", pl->src, pl->dst,
+			 why);
+		pl->flag = "NO_ROUTE";
+		d->stats.failed++;
+		relay_reset(r, why);
 		return;
 	}
 	/* No identity: only policies without principals/namespaces can allow. */

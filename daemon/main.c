@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <weft/file.h>
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
@@ -224,7 +225,9 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 {
 	char *buf;
 	size_t len;
-	int rc = file_read(path, 4096, &buf, &len);
+	/* sodium memory: guarded, kept out of swap and core dumps, wiped by
+	 * sodium_free. */
+	int rc = file_read_secret(path, 4096, &buf, &len);
 
 	if (rc) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
@@ -234,7 +237,7 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 		buf[--len] = 0;
 	if (!len) {
 		snprintf(err, errlen, "%s is empty", path);
-		free(buf);
+		sodium_free(buf);
 		return NULL;
 	}
 	return buf;
@@ -301,6 +304,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	log_level_set(d->cfg.log_level);
+	listener_nofile_raise();
 	token = read_secret(d->cfg.token_file, err, sizeof(err));
 	if (!token)
 		goto fail;
@@ -344,6 +348,9 @@ int main(int argc, char **argv)
 		.node = d->cfg.node_name,
 	};
 	d->agent = agentc_new(d->loop, &ao, err, sizeof(err));
+	/* agentc keeps its own copy in sodium memory; no second one stays. */
+	sodium_free(token);
+	token = NULL;
 	if (!d->agent)
 		goto fail;
 	struct certs_opts co = {
@@ -402,10 +409,10 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot set up signal handling");
 		goto fail;
 	}
-	log_info("%s %s: HBONE on %s:%u, enrollment on %s, admin on 127.0.0.1:%u, agent %s",
+	log_info("%s %s: HBONE on %s:%u, enrollment on %s, %s, agent %s",
 		 d->cfg.mode == SETTINGS_MODE_SIDECAR ? "sidecar" : "node", d->cfg.node_name,
 		 d->cfg.node_ip ? d->cfg.node_ip : "(the pod's IP, once enrolled)",
-		 d->cfg.hbone_port, d->cfg.cni_socket, d->cfg.admin_port, d->cfg.agent_address);
+		 d->cfg.hbone_port, d->cfg.cni_socket, admin_where(d->admin), d->cfg.agent_address);
 	log_buffered(1);
 	rc = loop_run(d->loop) ? 1 : 0;
 	log_buffered(0);
@@ -423,10 +430,7 @@ out:
 	agentc_free(d->agent);
 	regcache_free(d->reg);
 	loop_free(d->loop);
-	if (token) {
-		sodium_memzero(token, strlen(token));
-		free(token);
-	}
+	sodium_free(token);	/* wipes; NULL is fine */
 	free(bundle);
 	settings_release(&d->cfg);
 	return rc;

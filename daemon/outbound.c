@@ -17,6 +17,7 @@
 #include <weft/sockaddr.h>
 
 #include "authz.h"
+#include "boundary.h"
 #include "certs.h"
 #include "outbound.h"
 #include "pods.h"
@@ -258,6 +259,7 @@ static void ob_route(struct ob *ob)
 	struct weftd *d = ob->d;
 	const struct reg_service *svc;
 	const struct reg_workload *w;
+	char why[BOUNDARY_WHY_MAX];
 	uint16_t port;
 
 	svc = regcache_service_by_vip(d->reg, (struct sockaddr *)&ob->orig, &port);
@@ -276,6 +278,12 @@ static void ob_route(struct ob *ob)
 		w = regcache_workload_by_ip(d->reg, (struct sockaddr *)&ob->orig);
 	}
 	sockaddr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
+	/* Before any route opens a socket: never into weftd itself (§5.1),
+	 * whether the app named the port or a service mapped to it. */
+	if (boundary_is_self(d, (struct sockaddr *)&ob->dst, why, sizeof(why))) {
+		ob_fail(ob, "NO_ROUTE", why);
+		return;
+	}
 	if (!w || w->tunnel == REG_TUNNEL_NONE) {
 		if (!w && d->cfg.unknown_destination == SETTINGS_UNKNOWN_DENY) {
 			ob_fail(ob, "NO_ROUTE", "destination is not in the registry and "
@@ -292,7 +300,6 @@ static void ob_route(struct ob *ob)
 	snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
 	if (!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path) {
 		struct pod *dst = pods_by_ip(d->pods, (struct sockaddr *)&ob->dst);
-		char why[300];
 
 		ob->route = OB_SAME_NODE;
 		d->stats.same_node++;

@@ -62,13 +62,7 @@ static int pods_parse_ip(const char *s, struct sockaddr_storage *ss)
 
 static int pods_same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)
 {
-	if (a->ss_family != b->sa_family)
-		return 0;
-	if (b->sa_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		       &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
+	return sockaddr_same_ip((const struct sockaddr *)a, b);
 }
 
 struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr)
@@ -88,6 +82,28 @@ int pods_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const struct sockaddr
 		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ss) && pods_same_ip(&ss, addr))
 			return 1;
 	return 0;
+}
+
+int pods_add_parse(const Weft__Cni__V1__AddWorkload *add, struct sockaddr_storage *ips,
+		   char *err, size_t errlen)
+{
+	char uid[128];
+	size_t n = 0;
+
+	if (!add->uid || !add->uid[0] || strlen(add->uid) >= sizeof(((struct pod *)0)->uid) ||
+	    !add->namespace_ || !spiffe_segment_valid(add->namespace_)) {
+		snprintf(err, errlen, "AddWorkload needs a uid and a valid namespace");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < add->n_ips && n < POD_IPS_MAX; i++)
+		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ips[n]))
+			n++;
+	if (!n) {
+		log_escape(uid, sizeof(uid), add->uid, strlen(add->uid));
+		snprintf(err, errlen, "AddWorkload for %s carries no usable IP", uid);
+		return -EINVAL;
+	}
+	return (int)n;
 }
 
 struct pod *pods_by_uid(const struct pods *p, const char *uid)
@@ -160,13 +176,22 @@ static int pods_listen(struct pod *pod, uint16_t port)
 	return fd;
 }
 
-static int pods_arm(struct pod *pod, struct loop_op *op, int fd)
-{
-	int err = loop_accept(pod->pods->d->loop, op, fd);
+static void pods_on_accept(struct listener *ls, int fd);
+static void pods_on_listener_closed(struct listener *ls);
 
-	if (!err)
-		pod->nops++;
-	return err;
+/* Accept on fd, one of the pod's listening sockets, which ls owns from now
+ * on (pods_del closes it through ls). 0: listener_start cannot fail, it
+ * retries by itself when the ring is short of SQEs. */
+static int pods_arm(struct pod *pod, struct listener *ls, int fd)
+{
+	char name[96];
+
+	snprintf(name, sizeof(name), "pod %.48s %s capture", pod->uid,
+		 ls == &pod->out_ls ? "outbound" : "inbound");
+	listener_start(ls, pod->pods->d->loop, fd, name, pods_on_accept, pods_on_listener_closed,
+		       pod);
+	pod->nops++;
+	return 0;
 }
 
 static void pods_release(struct pod *pod)
@@ -188,6 +213,15 @@ int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int
 	fd = netns_socket(pod->netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
 	if (fd < 0 || !pod->transparent || !src || src->ss_family != family)
 		return fd;
+	/* Never pretend to be the pod itself, its loopback or a link-local,
+	 * multicast or unspecified peer (§5.1): the kernel picks the pod's
+	 * address for such a socket, as for a pod without transparency. */
+	if (sockaddr_special((const struct sockaddr *)src))
+		return fd;
+	for (size_t i = 0; i < pod->n_ips; i++)
+		if (sockaddr_same_ip((const struct sockaddr *)&pod->ips[i],
+				     (const struct sockaddr *)src))
+			return fd;
 	b = *src;
 	if (family == AF_INET)
 		((struct sockaddr_in *)&b)->sin_port = 0;
@@ -213,45 +247,29 @@ void pods_conn_done(struct pod *pod)
 		pods_release(pod);
 }
 
-/* An accept completed on one of the pod's listeners (out: 15001). */
-static void pods_accepted(struct pod *pod, struct loop_op *op, int fd, int res, unsigned flags,
-			  int out)
+/* A connection accepted on one of the pod's listeners (out_ls: 15001);
+ * the listener pauses by itself when weftd runs out of fds. */
+static void pods_on_accept(struct listener *ls, int fd)
 {
-	if (!(flags & IORING_CQE_F_MORE)) {
-		pod->nops--;
-		if (!pod->gone && res != -ECANCELED)
-			pods_arm(pod, op, fd);
-	}
-	if (res < 0) {
-		if (res != -ECANCELED)
-			log_warn("pod %s: accept failed: %s", pod->uid, strerror(-res));
-		if (pod->gone)
-			pods_release(pod);
-		return;
-	}
+	struct pod *pod = listener_udata(ls);
+
 	if (pod->gone) {
-		close(res);
-		pods_release(pod);
+		close(fd);
 		return;
 	}
-	if (out)
-		outbound_accept(pod->pods->d, pod, res);
+	if (ls == &pod->out_ls)
+		outbound_accept(pod->pods->d, pod, fd);
 	else
-		inbound_plain_accept(pod->pods->d, pod, res);
+		inbound_plain_accept(pod->pods->d, pod, fd);
 }
 
-static void pods_on_accept_out(struct loop_op *op, int res, unsigned flags)
+/* One of a deleted pod's listeners has completed its last operation. */
+static void pods_on_listener_closed(struct listener *ls)
 {
-	struct pod *pod = (struct pod *)((char *)op - offsetof(struct pod, out_op));
+	struct pod *pod = listener_udata(ls);
 
-	pods_accepted(pod, op, pod->out_fd, res, flags, 1);
-}
-
-static void pods_on_accept_in(struct loop_op *op, int res, unsigned flags)
-{
-	struct pod *pod = (struct pod *)((char *)op - offsetof(struct pod, in_op));
-
-	pods_accepted(pod, op, pod->in_fd, res, flags, 0);
+	pod->nops--;
+	pods_release(pod);
 }
 
 static void pods_state_path(const struct pods *p, const char *uid, char *out, size_t len)
@@ -284,23 +302,121 @@ static void pods_save(const struct pods *p, const Weft__Cni__V1__AddWorkload *ad
 	free(buf);
 }
 
+static void pods_ip_ntop(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	const void *a = ss->ss_family == AF_INET
+		? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+		: (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+	if (!inet_ntop(ss->ss_family, a, out, len))
+		snprintf(out, len, "?");
+}
+
+/* One enrollment per address (§5.1): pods_by_ip answers with the newest
+ * pod, so a second pod claiming an enrolled pod's IP would silently take
+ * its inbound traffic. -EADDRINUSE with the IP and the holder in err when
+ * an IP of add belongs to an enrolled pod with another uid; the same uid
+ * is a re-enrollment and passes. */
+static int pods_add_check_ips(const struct pods *p, const Weft__Cni__V1__AddWorkload *add,
+			      char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+
+	for (size_t i = 0; i < add->n_ips; i++) {
+		const struct pod *holder;
+		char ip[INET6_ADDRSTRLEN], uid[128];
+
+		if (!add->ips[i] || pods_parse_ip(add->ips[i], &ss))
+			continue;
+		holder = pods_by_ip(p, (const struct sockaddr *)&ss);
+		if (!holder || !strcmp(holder->uid, add->uid))
+			continue;
+		pods_ip_ntop(&ss, ip, sizeof(ip));
+		log_escape(uid, sizeof(uid), holder->uid, strlen(holder->uid));
+		snprintf(err, errlen, "IP %s is already enrolled by pod %s", ip, uid);
+		return -EADDRINUSE;
+	}
+	return 0;
+}
+
+/* Re-enrollment into the netns the pod already has (a CNI ADD retried
+ * after a timeout): the listeners in there stay, since new ones could not
+ * bind until the ring lets go of the old ones; the rest is taken from add.
+ * 1 when the netns differs (the caller starts afresh), 0 when done (the
+ * pod owns netns_fd), -errno with err when refused (netns_fd untouched). */
+static int pods_add_refresh(struct pods *p, struct pod *pod, const Weft__Cni__V1__AddWorkload *add,
+			    int netns_fd, char *err, size_t errlen)
+{
+	struct sockaddr_storage ips[POD_IPS_MAX];
+	const char *sa = add->service_account ? add->service_account : "";
+	struct stat a, b;
+	size_t n = 0;
+
+	if (fstat(pod->netns_fd, &a) < 0 || fstat(netns_fd, &b) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		return 1;
+	/* Its identity is in use by its connections; pods do not change
+	 * service account, so a request that does is not a retry. */
+	if (strcmp(pod->ns, add->namespace_) || (sa[0] && pod->sa[0] && strcmp(pod->sa, sa))) {
+		snprintf(err, errlen, "pod %s is enrolled as %s/%s; changing that needs a "
+			 "DelWorkload first", pod->uid, pod->ns, pod->sa);
+		return -EEXIST;
+	}
+	for (size_t i = 0; i < add->n_ips && n < POD_IPS_MAX; i++)
+		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ips[n]))
+			n++;
+	if (!n) {
+		snprintf(err, errlen, "AddWorkload for %s carries no usable IP", pod->uid);
+		return -EINVAL;
+	}
+	memcpy(pod->ips, ips, n * sizeof(ips[0]));
+	pod->n_ips = n;
+	pods_ip_ntop(&pod->ips[0], pod->ip_str, sizeof(pod->ip_str));
+	close(pod->netns_fd);
+	pod->netns_fd = netns_fd;
+	pod->transparent = add->transparent;
+	snprintf(pod->name, sizeof(pod->name), "%s", add->name ? add->name : "");
+	if (sa[0])
+		snprintf(pod->sa, sizeof(pod->sa), "%s", sa);
+	snprintf(pod->netns_path, sizeof(pod->netns_path), "%s",
+		 add->netns_path ? add->netns_path : "");
+	pods_save(p, add);
+	pods_resolve_identity(p, pod);
+	log_info("pod %s (%s) re-enrolled in the same netns", pod->uid, pod->ip_str);
+	return 0;
+}
+
 int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
 	     char *err, size_t errlen)
 {
 	struct weftd *d = p->d;
+	struct sockaddr_storage ips[POD_IPS_MAX];
 	struct pod *pod, *old;
-	int rc;
+	int rc, n_ips;
 
-	if (!add->uid || !add->uid[0] || strlen(add->uid) >= sizeof(pod->uid) ||
-	    !add->namespace_ || !spiffe_segment_valid(add->namespace_)) {
-		snprintf(err, errlen, "AddWorkload needs a uid and a valid namespace");
+	n_ips = pods_add_parse(add, ips, err, errlen);
+	if (n_ips < 0) {
 		close(netns_fd);
-		return -EINVAL;
+		return n_ips;
+	}
+	/* Before the re-enrollment below drops the old record: a refused
+	 * request leaves the node as it was. */
+	rc = pods_add_check_ips(p, add, err, errlen);
+	if (rc) {
+		close(netns_fd);
+		return rc;
 	}
 	old = pods_by_uid(p, add->uid);
 	if (old) {
-		/* Re-enrollment (CNI retry, or restore): start afresh. */
 		char e[64];
+
+		rc = pods_add_refresh(p, old, add, netns_fd, err, errlen);
+		if (rc <= 0) {
+			if (rc < 0)
+				close(netns_fd);
+			return rc;
+		}
+		/* Another netns (the sandbox was recreated): start afresh. */
 		pods_del(p, add->uid, e, sizeof(e));
 	}
 	pod = calloc(1, sizeof(*pod));
@@ -313,26 +429,15 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 	pod->netns_fd = netns_fd;
 	pod->transparent = add->transparent;
 	pod->out_fd = pod->in_fd = -1;
-	pod->out_op.cb = pods_on_accept_out;
-	pod->in_op.cb = pods_on_accept_in;
 	snprintf(pod->uid, sizeof(pod->uid), "%s", add->uid);
 	snprintf(pod->name, sizeof(pod->name), "%s", add->name ? add->name : "");
 	snprintf(pod->ns, sizeof(pod->ns), "%s", add->namespace_);
 	snprintf(pod->sa, sizeof(pod->sa), "%s", add->service_account ? add->service_account : "");
 	snprintf(pod->netns_path, sizeof(pod->netns_path), "%s",
 		 add->netns_path ? add->netns_path : "");
-	for (size_t i = 0; i < add->n_ips && pod->n_ips < POD_IPS_MAX; i++)
-		if (!pods_parse_ip(add->ips[i], &pod->ips[pod->n_ips]))
-			pod->n_ips++;
-	if (!pod->n_ips) {
-		snprintf(err, errlen, "AddWorkload for %s carries no usable IP", add->uid);
-		rc = -EINVAL;
-		goto fail;
-	}
-	inet_ntop(pod->ips[0].ss_family, pod->ips[0].ss_family == AF_INET ?
-		  (void *)&((struct sockaddr_in *)&pod->ips[0])->sin_addr :
-		  (void *)&((struct sockaddr_in6 *)&pod->ips[0])->sin6_addr,
-		  pod->ip_str, sizeof(pod->ip_str));
+	memcpy(pod->ips, ips, (size_t)n_ips * sizeof(ips[0]));
+	pod->n_ips = (size_t)n_ips;
+	pods_ip_ntop(&pod->ips[0], pod->ip_str, sizeof(pod->ip_str));
 	pod->out_fd = pods_listen(pod, d->cfg.outbound_port);
 	if (pod->out_fd < 0) {
 		rc = pod->out_fd;
@@ -347,9 +452,9 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 			 d->cfg.inbound_plain_port, strerror(-rc));
 		goto fail;
 	}
-	rc = pods_arm(pod, &pod->out_op, pod->out_fd);
+	rc = pods_arm(pod, &pod->out_ls, pod->out_fd);
 	if (!rc)
-		rc = pods_arm(pod, &pod->in_op, pod->in_fd);
+		rc = pods_arm(pod, &pod->in_ls, pod->in_fd);
 	if (rc) {
 		snprintf(err, errlen, "cannot queue accept: %s", strerror(-rc));
 		pod->gone = 1;	/* the armed accept completes and frees it */
@@ -396,11 +501,9 @@ int pods_del(struct pods *p, const char *uid, char *err, size_t errlen)
 	p->n--;
 	pod->gone = 1;
 	log_info("pod %s (%s) removed", pod->uid, pod->ip_str);
-	/* The accepts complete with -ECANCELED and release the pod. */
-	loop_cancel_fd(p->d->loop, NULL, pod->out_fd);
-	loop_cancel_fd(p->d->loop, NULL, pod->in_fd);
-	close(pod->out_fd);
-	close(pod->in_fd);
+	/* Once both listeners have closed they release the pod. */
+	listener_close(&pod->out_ls);
+	listener_close(&pod->in_ls);
 	pod->out_fd = pod->in_fd = -1;
 	pods_release(pod);
 	return 0;
@@ -476,10 +579,8 @@ void pods_free(struct pods *p)
 	while (p->list) {
 		struct pod *pod = p->list;
 		p->list = pod->next;
-		if (pod->out_fd >= 0)
-			close(pod->out_fd);
-		if (pod->in_fd >= 0)
-			close(pod->in_fd);
+		listener_deinit(&pod->out_ls);
+		listener_deinit(&pod->in_ls);
 		if (pod->ident)
 			certs_put(pod->ident);
 		close(pod->netns_fd);

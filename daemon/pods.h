@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include <weft/listener.h>
 #include <weft/loop.h>
 
 #include "cni.pb-c.h"
@@ -32,10 +33,10 @@ struct pod {
 	struct sockaddr_storage ips[POD_IPS_MAX];
 	size_t n_ips;
 	char ip_str[64];		/* first IP, for logs */
-	int out_fd, in_fd;		/* listeners inside the pod netns */
-	struct loop_op out_op, in_op;
-	unsigned nops;			/* accepts in flight */
-	int gone;			/* deleted; freed when nops is 0 */
+	int out_fd, in_fd;		/* listening sockets inside the pod netns */
+	struct listener out_ls, in_ls;	/* accepting on them; they own the sockets */
+	unsigned nops;			/* listeners not closed yet */
+	int gone;			/* deleted; freed when nops and conns are 0 */
 	struct ident *ident;		/* workload SVID, once sa is known */
 	unsigned long conns;		/* proxied connections now */
 };
@@ -65,6 +66,13 @@ unsigned pods_count(const struct pods *p);
 /* 1 when one of the addresses an AddWorkload carries ("ip" or "ip/len")
  * is addr, the way pods_add reads them. */
 int pods_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const struct sockaddr *addr);
+/* The checks pods_add makes on an AddWorkload (peer input) before it looks
+ * at any state or socket: a uid that fits, a valid namespace, and at least
+ * one usable address, the first POD_IPS_MAX parsed into ips. Pure (fuzzed
+ * by tests/fuzz/fuzz_cnisrv_add.c). Returns the count (> 0), or -EINVAL
+ * with the reason in err. */
+int pods_add_parse(const Weft__Cni__V1__AddWorkload *add, struct sockaddr_storage *ips,
+		   char *err, size_t errlen);
 /* Some enrolled pod (the only one of a sidecar), or NULL. */
 struct pod *pods_first(const struct pods *p);
 /* JSON array of the enrolled pods. */

@@ -58,10 +58,15 @@ struct tunnel_req {
 	char traceparent[64];
 };
 
+/* A key lives while it has a tunnel or a waiting request; it holds its
+ * source identity (ident_hold) without keeping it renewing. When no pod
+ * uses that identity any more its idle tunnels are closed at once rather
+ * than after idle_ms, and the key and its hold go with the last one. */
 struct tunnel_key {
 	struct tunnel_key *next;
 	struct tunnels *pool;
-	struct ident *src;		/* counted reference */
+	struct ident *src;		/* hold.id */
+	struct ident_hold hold;
 	char node[64];
 	char expect_id[256];
 	struct sockaddr_storage addr;
@@ -84,6 +89,7 @@ struct tunnels {
 static const struct h2tun_callbacks tunnel_h2_cb;
 static const struct conn_handler tunnel_conn_handler;
 static void tunnel_dispatch(struct tunnel_key *k);
+static void key_check(struct tunnel_key *k);
 
 /* --- requests --------------------------------------------------------------- */
 
@@ -145,6 +151,7 @@ void tunnels_cancel(struct tunnel_req *r)
 		}
 	}
 	free(r);
+	key_check(k);
 }
 
 /* --- tunnel I/O ------------------------------------------------------------- */
@@ -269,8 +276,11 @@ static void tunnel_on_close(struct h2tun *h2, int32_t id, enum h2tun_end how, ui
 	struct tunnel_req *r = req_find_inflight(t, id);
 	void *u = h2tun_stream_udata(h2, id);
 
-	if (h2tun_stream_count(h2) <= 1)
+	if (h2tun_stream_count(h2) <= 1) {
 		t->idle_since_ms = loop_now_ms(t->pool->loop);
+		if (!ident_in_use(t->key->src))
+			key_check(t->key);
+	}
 	if (r) {
 		/* No answer to the CONNECT before the stream ended. */
 		req_unlink_inflight(r);
@@ -393,6 +403,7 @@ static void tunnel_on_conn_close(struct conn *c, int err, const char *why)
 	loop_task_queue(t->pool->loop, &t->flush);	/* frees t */
 	if (k->pending)
 		tunnel_dispatch(k);
+	key_check(k);
 }
 
 static const struct conn_handler tunnel_conn_handler = {
@@ -531,9 +542,64 @@ static void tunnel_dispatch(struct tunnel_key *k)
 
 /* --- pool ------------------------------------------------------------------ */
 
+/* Look at k from its task soon: it may have lost its last user. */
+static void key_check(struct tunnel_key *k)
+{
+	loop_task_queue(k->pool->loop, &k->dispatch);
+}
+
+static void key_on_unused(struct ident_hold *h)
+{
+	key_check((struct tunnel_key *)((char *)h - offsetof(struct tunnel_key, hold)));
+}
+
+/* Close the tunnels of a key whose identity no pod uses any more: none of
+ * them carries a stream then (a stream belongs to a pod's connection,
+ * which keeps its pod's reference), and nothing will ask for one. */
+static void key_close_unused(struct tunnel_key *k)
+{
+	struct tunnel *t, *next;
+
+	for (t = k->tunnels; t; t = next) {
+		next = t->next;
+		if (t->state == TUNNEL_CLOSED || (t->h2 && h2tun_stream_count(t->h2) > 0))
+			continue;
+		if (t->state == TUNNEL_CONNECTING) {
+			conn_abort(t->conn, -ECANCELED, "source identity no longer used");
+			continue;
+		}
+		if (t->state == TUNNEL_READY) {
+			h2tun_goaway(t->h2);
+			t->state = TUNNEL_DRAINING;
+			tunnel_flush(t);
+		}
+		if (t->state != TUNNEL_CLOSED)
+			conn_close(t->conn, 0, "source identity no longer used by any pod");
+	}
+}
+
+/* The key's task: serve waiting requests, close what no pod needs, and
+ * free the key with its identity hold once it has neither a tunnel nor a
+ * request. Only here, so no queued task ever points at a freed key. */
 static void key_on_dispatch(struct loop_task *task)
 {
-	tunnel_dispatch((struct tunnel_key *)((char *)task - offsetof(struct tunnel_key, dispatch)));
+	struct tunnel_key *k = (struct tunnel_key *)((char *)task -
+						     offsetof(struct tunnel_key, dispatch));
+	struct tunnels *p = k->pool;
+
+	tunnel_dispatch(k);
+	if (!k->pending && !ident_in_use(k->src))
+		key_close_unused(k);
+	if (k->tunnels || k->pending || k->dispatch.queued)
+		return;
+	for (struct tunnel_key **pp = &p->keys; *pp; pp = &(*pp)->next) {
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	}
+	ident_unhold(&k->hold);
+	free(k);
 }
 
 static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const char *node,
@@ -555,7 +621,8 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 	if (!k)
 		return NULL;
 	k->pool = p;
-	k->src = ident_ref(src);
+	k->src = src;
+	ident_hold(src, &k->hold, key_on_unused);
 	k->dispatch.cb = key_on_dispatch;
 	snprintf(k->node, sizeof(k->node), "%s", node);
 	snprintf(k->expect_id, sizeof(k->expect_id), "%s", expect_id);
@@ -645,7 +712,7 @@ void tunnels_free(struct tunnels *p)
 			else
 				t->state = TUNNEL_CLOSED;	/* the task frees it */
 		}
-		certs_put(k->src);
+		ident_unhold(&k->hold);
 		free(k);
 	}
 	free(p);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <weft/conn.h>
+#include <weft/listener.h>
 #include <weft/loop.h>
 #include <weft/sockaddr.h>
 #include <weft/tls.h>
@@ -94,6 +95,7 @@ struct conn {
 	size_t recv_max;		/* plain TCP: bytes per recv */
 	uint32_t hs_ms;
 	uint32_t idle_ms;
+	struct listener_pending *pending;	/* counts us until the handshake is over */
 	uint64_t active_ms;		/* last I/O, for the idle timer */
 
 	struct loop_op recv_op;
@@ -583,12 +585,22 @@ static void conn_pump(struct conn *c)
 	conn_recv_want(c);
 }
 
+/* The connection no longer counts as pending for its source address. */
+static void conn_pending_release(struct conn *c)
+{
+	if (!c->pending)
+		return;
+	listener_pending_drop(c->pending, (struct sockaddr *)&c->peer);
+	c->pending = NULL;
+}
+
 /* The handshake finished: the peer is verified; release early plaintext. */
 static void conn_ready(struct conn *c)
 {
 	struct conn_chunk *ch;
 
 	loop_timer_disarm(c->loop, &c->hs_timer);
+	conn_pending_release(c);
 	c->state = CONN_OPEN;
 	if (c->tls) {
 		ch = c->early.head;
@@ -858,6 +870,7 @@ static void conn_finish(struct conn *c, int abort)
 	if (c->state == CONN_CLOSED)
 		return;
 	c->state = CONN_CLOSED;
+	conn_pending_release(c);
 	loop_timer_disarm(c->loop, &c->hs_timer);
 	loop_timer_disarm(c->loop, &c->idle_timer);
 	loop_timer_disarm(c->loop, &c->close_timer);
@@ -1023,18 +1036,30 @@ struct conn *conn_accept(struct loop *l, int fd, struct tls_ctx *tls_ctx,
 			 const struct conn_handler *h, const struct conn_opts *o, void *udata)
 {
 	struct conn *c = conn_alloc(l, tls_ctx, h, o, udata);
+	int err = ENOMEM;
 
 	if (!c)
 		goto fail_alloc;
-	if (tls_ctx) {
-		c->tls = tls_new(tls_ctx, NULL);
-		if (!c->tls)
-			goto fail_tls;
-	}
-	c->fd = fd;
 	c->peer_len = sizeof(c->peer);
 	if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peer_len) < 0)
 		c->peer_len = 0;
+	if (o && o->pending) {
+		/* Checked before any TLS state exists: a refused peer costs
+		 * a getpeername and a close. */
+		int rc = c->peer_len ? listener_pending_take(o->pending,
+							     (struct sockaddr *)&c->peer) : -ENOTCONN;
+		if (rc) {
+			err = -rc;
+			goto fail_tls;
+		}
+		c->pending = o->pending;
+	}
+	if (tls_ctx) {
+		c->tls = tls_new(tls_ctx, NULL);
+		if (!c->tls)
+			goto fail_pending;
+	}
+	c->fd = fd;
 	conn_peer_fmt(c);
 	conn_nodelay(fd);
 	if (c->idle_ms)
@@ -1050,10 +1075,13 @@ struct conn *conn_accept(struct loop *l, int fd, struct tls_ctx *tls_ctx,
 	conn_recv_want(c);
 	return c;
 
+fail_pending:
+	conn_pending_release(c);
 fail_tls:
 	conn_alloc_undo(c);
 fail_alloc:
 	close(fd);
+	errno = err;
 	return NULL;
 }
 

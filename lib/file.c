@@ -81,17 +81,64 @@ int file_read_secret(const char *path, size_t max, char **buf, size_t *len)
 	return file_read_with(path, max, sodium_malloc, sodium_free, buf, len);
 }
 
+/* fsync the directory holding path, so that the rename survives a crash. */
+static int file_sync_dir(const char *path)
+{
+	char dir[4096] = ".";
+	const char *slash = strrchr(path, '/');
+	int fd, err = 0;
+
+	if (slash) {
+		size_t n = slash == path ? 1 : (size_t)(slash - path);	/* "/f": the root */
+
+		if (n >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, n);
+		dir[n] = 0;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+/* A fresh temp file next to path, "<path>.tmp.<16 random hex>". The name
+ * is unpredictable and opened O_EXCL|O_NOFOLLOW, so someone who can write
+ * to the directory cannot plant a symlink or a file there that makes a
+ * root process write elsewhere. fd or -errno; tmp holds the name. */
+static int file_tmp_open(const char *path, mode_t mode, char *tmp, size_t tmplen)
+{
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	/* A clash is 2^-64 unless someone plants names; a few tries then. */
+	for (int i = 0; i < 8; i++) {
+		unsigned char rnd[8];
+		char hex[2 * sizeof(rnd) + 1];
+		int fd;
+
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		if (snprintf(tmp, tmplen, "%s.tmp.%s", path, hex) >= (int)tmplen)
+			return -ENAMETOOLONG;
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+		if (fd >= 0 || errno != EEXIST)
+			return fd >= 0 ? fd : -errno;
+	}
+	return -EEXIST;
+}
+
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
 	char tmp[4096];
 	const char *p = data;
 	int fd, err = 0;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = file_tmp_open(path, mode, tmp, sizeof(tmp));
 	if (fd < 0)
-		return -errno;
+		return fd;
 	while (len) {
 		ssize_t n = write(fd, p, len);
 		if (n < 0 && errno == EINTR)
@@ -103,6 +150,7 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 		p += n;
 		len -= n;
 	}
+	/* open() applied the umask; the caller's mode is what counts. */
 	if (!err && fchmod(fd, mode))
 		err = -errno;
 	if (!err && fsync(fd))
@@ -111,7 +159,9 @@ int file_write_atomic(const char *path, const void *data, size_t len, mode_t mod
 		err = -errno;
 	if (!err && rename(tmp, path))
 		err = -errno;
-	if (err)
+	if (err) {
 		unlink(tmp);
-	return err;
+		return err;
+	}
+	return file_sync_dir(path);
 }

@@ -24,6 +24,10 @@
  * rather than allowed to pin max_streams * max_msg of memory. */
 #define GRPC_SESSION_BUF_MAX	(64u << 20)
 #define GRPC_STATUS_MSG_MAX	1024		/* grpc-message bytes before encoding */
+/* Calls refused to a session none of whose calls was ever admitted: a peer
+ * that keeps trying without a credential is cut rather than answered
+ * (each answer is memory held while it does not read). */
+#define GRPC_PREAUTH_REFUSALS	16
 
 /* Per-call flags. */
 #define CALL_HELD	(1u << 0)	/* the handler owns the call (called, not finished) */
@@ -35,6 +39,7 @@
 #define CALL_HAVE_MSG	(1u << 6)	/* the request message is complete */
 #define CALL_TIMEOUT_BAD (1u << 7)	/* grpc-timeout did not parse */
 #define CALL_DISPATCHED	(1u << 8)	/* the handler was called */
+#define CALL_ADMITTED	(1u << 9)	/* passed the auth hook */
 
 struct grpc_chunk {
 	struct grpc_chunk *next;
@@ -63,6 +68,8 @@ struct grpc_call {
 	/* request message */
 	struct h2glue_msg msg;
 	uint32_t reserved;		/* bytes counted against s->buffered */
+	struct grpc_quota *quota;	/* the caller's, from the auth hook */
+	char who[GRPC_PRINCIPAL_MAX];
 
 	/* response */
 	struct grpc_chunk *oq_head, *oq_tail;
@@ -91,6 +98,12 @@ struct grpc_session {
 	bool proto_err;			/* connection error: GOAWAY queued */
 	bool fatal;			/* the sink or nghttp2 failed */
 	bool draining;
+	/* Until a call is admitted (only with an auth hook): */
+	bool authed;			/* windows opened */
+	uint32_t preauth_in;		/* bytes read */
+	uint32_t preauth_refused;	/* calls refused */
+	uint64_t preauth_deadline;	/* from the first bytes; 0: not yet */
+	const char *err;		/* why the session failed, or NULL */
 };
 
 /* --- pure helpers ---------------------------------------------------------- */
@@ -194,6 +207,8 @@ static char *grpc_message_encode(const char *msg)
 static void call_msg_release(struct grpc_call *c)
 {
 	c->s->buffered -= c->reserved;
+	if (c->quota)
+		c->quota->bytes -= c->reserved;
 	c->reserved = 0;
 	h2glue_msg_reset(&c->msg);
 }
@@ -206,6 +221,8 @@ static void call_free(struct grpc_call *c)
 		return;
 	LIST_REMOVE(c, link);
 	call_msg_release(c);
+	if (c->quota)
+		c->quota->calls--;
 	for (k = c->oq_head; k; k = next) {
 		next = k->next;
 		free(k);
@@ -394,6 +411,74 @@ static bool call_check(struct grpc_call *c)
 	return false;
 }
 
+/* End the session with GOAWAY(code): the peer is not worth more reading. */
+static void session_cut(struct grpc_session *s, uint32_t code, const char *why)
+{
+	if (s->proto_err)
+		return;
+	nghttp2_session_terminate_session(s->h2, code);
+	s->proto_err = true;
+	s->err = why;
+}
+
+/* The first admitted call opens the session: stream windows to
+ * GRPC_WINDOW through a new SETTINGS (it applies to the streams already
+ * open too), the connection window through a WINDOW_UPDATE. */
+static void session_open(struct grpc_session *s)
+{
+	nghttp2_settings_entry iv = { NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPC_WINDOW };
+
+	s->authed = true;
+	if (nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, &iv, 1) != 0 ||
+	    nghttp2_session_set_local_window_size(s->h2, NGHTTP2_FLAG_NONE, 0,
+						  GRPC_WINDOW) != 0)
+		session_cut(s, NGHTTP2_INTERNAL_ERROR, "out of memory");
+}
+
+/* Valid request HEADERS: ask the auth hook before any of the body is
+ * accepted. Returns true when the call is admitted. */
+static bool call_admit(struct grpc_call *c)
+{
+	struct grpc_session *s = c->s;
+	struct grpc_auth a = { .quota = NULL };
+	enum grpc_status st;
+
+	if (!s->srv->auth) {
+		c->flags |= CALL_ADMITTED;
+		return true;
+	}
+	st = s->srv->auth(c, s->srv->auth_arg, &a);
+	if (st != GRPC_OK) {
+		a.why[sizeof(a.why) - 1] = '\0';
+		call_fail(c, st, a.why[0] ? a.why : "not authenticated");
+		return false;
+	}
+	c->flags |= CALL_ADMITTED;
+	memcpy(c->who, a.who, sizeof(c->who));
+	c->who[sizeof(c->who) - 1] = '\0';
+	c->quota = a.quota;
+	if (c->quota)
+		c->quota->calls++;
+	if (!s->authed)
+		session_open(s);
+	return true;
+}
+
+/* A call refused at its HEADERS: its metadata is of no more use, so it
+ * does not stay pinned while the refusal waits for the peer to read. */
+static void call_refused(struct grpc_call *c)
+{
+	struct grpc_session *s = c->s;
+
+	free(c->hbuf);
+	c->hbuf = NULL;
+	c->hlen = c->hcap = 0;
+	c->n_hdr = 0;
+	if (!s->authed && ++s->preauth_refused >= GRPC_PREAUTH_REFUSALS)
+		session_cut(s, NGHTTP2_ENHANCE_YOUR_CALM,
+			    "too many calls refused before one was authenticated");
+}
+
 static const struct grpc_method *call_method(const struct grpc_call *c)
 {
 	const char *path = call_hdr_find(c, ":path");
@@ -469,7 +554,15 @@ static void call_body(struct grpc_call *c, const uint8_t *p, size_t n)
 			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "too many request bytes buffered");
 			return;
 		}
+		if (c->quota && c->quota->bytes_max &&
+		    c->quota->bytes + m->len > c->quota->bytes_max) {
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+				  "too many request bytes buffered for this caller");
+			return;
+		}
 		s->buffered += m->len;
+		if (c->quota)
+			c->quota->bytes += m->len;
 		c->reserved = m->len;
 		if (m->len == 0)
 			c->flags |= CALL_HAVE_MSG;
@@ -569,13 +662,16 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 	c = stream_call(h2, frame->hd.stream_id);
 	if (!c)
 		return 0;
-	if (frame->hd.type == NGHTTP2_HEADERS &&
-	    frame->headers.cat == NGHTTP2_HCAT_REQUEST && !call_check(c))
-		return 0;
-	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		c->flags |= CALL_ES_RECV;
-		call_dispatch(c);
+	if (frame->hd.type == NGHTTP2_HEADERS &&
+	    frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+	    (!call_check(c) || !call_admit(c))) {
+		call_refused(c);
+		return 0;
 	}
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		call_dispatch(c);
 	return 0;
 }
 
@@ -666,8 +762,15 @@ struct grpc_session *grpc_session_new(const struct grpc_server *srv,
 		s->buf_max = s->max_msg > GRPC_SESSION_BUF_MAX ? s->max_msg
 							       : GRPC_SESSION_BUF_MAX;
 
+	/* With an auth hook nothing is credited until a call is admitted: a
+	 * zero stream window means a stranger's body is never sent, let alone
+	 * buffered, and the connection window stays at the protocol's 64 KiB. */
+	s->authed = !srv->auth;
+	if (!s->authed)
+		setup.conn_window = NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE;
 	iv[0] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->max_streams };
-	iv[1] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPC_WINDOW };
+	iv[1] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+					  s->authed ? GRPC_WINDOW : 0 };
 	/* nghttp2 counts 32 bytes of overhead per field. */
 	iv[2] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 					  GRPC_HDR_BYTES + 32 * GRPC_HDR_MAX };
@@ -699,12 +802,40 @@ void grpc_session_free(struct grpc_session *s)
 	free(s);
 }
 
+/* Feed what the pre-authentication allowance still covers; the call that
+ * authenticates may come anywhere in it, and then the rest is fed too. */
+static int session_feed_preauth(struct grpc_session *s, const uint8_t **p, size_t *n)
+{
+	size_t take = GRPC_PREAUTH_MAX - s->preauth_in;
+
+	if (!s->preauth_deadline)
+		s->preauth_deadline = s->now_ms + GRPC_PREAUTH_MS;
+	if (take > *n)
+		take = *n;
+	s->preauth_in += (uint32_t)take;
+	if (h2glue_feed(s->h2, *p, take) < 0)
+		return -EPROTO;
+	*p += take;
+	*n -= take;
+	if (*n && !s->authed && !s->proto_err)
+		session_cut(s, NGHTTP2_ENHANCE_YOUR_CALM,
+			    "peer sent more than 64 KiB before authenticating");
+	return s->proto_err ? -EPROTO : 0;
+}
+
 int grpc_session_feed(struct grpc_session *s, const uint8_t *p, size_t n, uint64_t now_ms)
 {
 	if (s->proto_err || s->fatal)
 		return -EPROTO;
 	s->now_ms = now_ms;
-	if (h2glue_feed(s->h2, p, n) < 0) {
+	if (!s->authed && session_feed_preauth(s, &p, &n) < 0) {
+		if (!s->err)
+			s->err = "HTTP/2 protocol error";
+		s->proto_err = true;
+		return -EPROTO;
+	}
+	if (n && h2glue_feed(s->h2, p, n) < 0) {
+		s->err = "HTTP/2 protocol error";
 		s->proto_err = true;
 		return -EPROTO;
 	}
@@ -736,6 +867,13 @@ uint64_t grpc_session_expire(struct grpc_session *s, uint64_t now_ms)
 	struct grpc_call *c;
 	uint64_t next = 0;
 
+	/* Due now once, when the cut is made, so that the caller flushes the
+	 * GOAWAY; never again, or a peer that does not read would spin us. */
+	if (!s->authed && !s->proto_err &&
+	    h2glue_deadline_due(s->preauth_deadline, now_ms, &next)) {
+		session_cut(s, NGHTTP2_NO_ERROR, "no call authenticated in time");
+		next = now_ms ? now_ms : 1;
+	}
 	LIST_FOREACH(c, &s->calls, link) {
 		if ((c->flags & CALL_DONE) || !h2glue_deadline_due(c->deadline, now_ms, &next))
 			continue;
@@ -747,6 +885,16 @@ uint64_t grpc_session_expire(struct grpc_session *s, uint64_t now_ms)
 			 NGHTTP2_CANCEL);
 	}
 	return next;
+}
+
+const char *grpc_session_error(const struct grpc_session *s)
+{
+	return s ? s->err : NULL;
+}
+
+int grpc_session_authenticated(const struct grpc_session *s)
+{
+	return s && s->authed;
 }
 
 void grpc_session_drain(struct grpc_session *s)
@@ -774,6 +922,11 @@ const char *grpc_call_path(const struct grpc_call *c)
 void *grpc_call_conn_ctx(const struct grpc_call *c)
 {
 	return c ? c->s->conn_ctx : NULL;
+}
+
+const char *grpc_call_principal(const struct grpc_call *c)
+{
+	return c ? c->who : "";
 }
 
 int grpc_call_send(struct grpc_call *c, const uint8_t *msg, size_t len)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>	/* strcasecmp */
 #include <sys/queue.h>
 
 #include <nghttp2/nghttp2.h>
@@ -536,6 +537,16 @@ int grpcc_session_ping(struct grpcc_session *s)
 
 #define NV(n, v, vl) { (uint8_t *)(n), (uint8_t *)(v), strlen(n), (vl), NGHTTP2_NV_FLAG_NONE }
 
+/* Credentials go out as HPACK "literal never indexed": kept out of both
+ * ends' dynamic tables (no long-lived copy of the token in either
+ * process, no compression oracle on it) and marked so for any proxy that
+ * re-encodes them (RFC 7541 §7.1.3). */
+static uint8_t grpcc_header_flags(const char *name)
+{
+	return !strcasecmp(name, "authorization") || !strcasecmp(name, "proxy-authorization")
+		? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+}
+
 struct grpcc_call *grpcc_call_start(struct grpcc_session *s, const char *path,
 				    const char *const *headers, const uint8_t *msg, size_t len,
 				    uint32_t timeout_ms, uint64_t now_ms,
@@ -575,7 +586,8 @@ struct grpcc_call *grpcc_call_start(struct grpcc_session *s, const char *path,
 			errno = EINVAL;
 			return NULL;
 		}
-		nva[n++] = (nghttp2_nv)NV(headers[i], headers[i + 1], strlen(headers[i + 1]));
+		nva[n] = (nghttp2_nv)NV(headers[i], headers[i + 1], strlen(headers[i + 1]));
+		nva[n++].flags = grpcc_header_flags(headers[i]);
 	}
 
 	c = calloc(1, sizeof(*c));

@@ -42,8 +42,11 @@ int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	hl = colon - s;
 	memcpy(host, s, hl);
 	host[hl] = 0;
+	/* Digits only: strtol alone would take " 80", "+80" and "-0". */
+	if (colon[1] < '0' || colon[1] > '9' || strlen(colon + 1) > 5)
+		return -EINVAL;
 	port = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || port < 0 || port > 65535)
+	if (*end || port > 65535)
 		return -EINVAL;
 	if (host[0] == '[') {
 		/* Brackets are required around IPv6 and allowed only there. */
@@ -86,4 +89,73 @@ uint16_t sockaddr_port(const struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET6)
 		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 	return 0;
+}
+
+/* The IPv4 address of a (or of a v4-mapped IPv6 a) in network order, in *v4;
+ * 1 if it has one. */
+static int sockaddr_v4(const struct sockaddr *a, uint32_t *v4)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (a->sa_family == AF_INET) {
+		*v4 = ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+		return 1;
+	}
+	if (a->sa_family == AF_INET6) {
+		const uint8_t *b = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+
+		if (!memcmp(b, mapped, 12)) {
+			memcpy(v4, b + 12, 4);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int sockaddr_same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+	uint32_t x = 0, y = 0;
+	int ax = sockaddr_v4(a, &x), by = sockaddr_v4(b, &y);
+
+	if (ax || by)
+		return ax && by && x == y;
+	if (a->sa_family != AF_INET6 || b->sa_family != AF_INET6)
+		return 0;
+	return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		       &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
+}
+
+const char *sockaddr_special(const struct sockaddr *a)
+{
+	uint32_t v4;
+
+	if (sockaddr_v4(a, &v4)) {
+		uint32_t h = ntohl(v4);
+
+		if ((h >> 24) == 127)
+			return "loopback";
+		if ((h >> 24) == 0)
+			return "unspecified";
+		if ((h >> 16) == 0xa9fe)
+			return "link-local";
+		if ((h >> 28) == 0xe)
+			return "multicast";
+		if (h == 0xffffffffu)
+			return "broadcast";
+		return NULL;
+	}
+	if (a->sa_family == AF_INET6) {
+		const struct in6_addr *b = &((const struct sockaddr_in6 *)a)->sin6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(b))
+			return "loopback";
+		if (IN6_IS_ADDR_UNSPECIFIED(b))
+			return "unspecified";
+		if (IN6_IS_ADDR_LINKLOCAL(b))
+			return "link-local";
+		if (IN6_IS_ADDR_MULTICAST(b))
+			return "multicast";
+		return NULL;
+	}
+	return "not an IP address";
 }

@@ -225,18 +225,33 @@ static int tls_on_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
 
 /* ---- SPIFFE peer verification -------------------------------------------- */
 
-static int tls_td_allowed(const struct tls_ctx *ctx, const char *td)
+static int tls_td_allowed(const char *const *tds, const char *td)
 {
-	for (char **p = ctx->trust_domains; p && *p; p++)
+	for (const char *const *p = tds; p && *p; p++)
 		if (strcmp(*p, td) == 0)
 			return 1;
 	return 0;
 }
 
-/* Check the peer's leaf (DER) as an X.509-SVID and remember its ID.
- * Returns 0 or -EPROTO with the reason in t->err. With check == 0 (peer
- * auth NONE) the ID is only recorded, when there is exactly one. */
-static int tls_leaf_check(struct tls *t, const uint8_t *der, size_t len, int check)
+static int tls_svid_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* A reason for tls_svid_check's caller. Returns ret, for "return ...". */
+static int tls_svid_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+int tls_svid_check(const uint8_t *der, size_t len, int verify,
+		   const char *const *trust_domains, const char *expect,
+		   char **id_out, char *err, size_t errlen)
 {
 	struct DecodedCert *dc;
 	struct spiffe_id *id = NULL;
@@ -245,15 +260,22 @@ static int tls_leaf_check(struct tls *t, const uint8_t *der, size_t len, int che
 	const char *why = NULL;
 	int nuri = 0, ret = -EPROTO;
 
-	dc = malloc(sizeof(*dc));
-	if (!dc) {
-		tls_seterr(t, "out of memory checking the peer certificate");
-		return -ENOMEM;
+	*id_out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (len > UINT32_MAX) {
+		if (verify)
+			tls_svid_fail(err, errlen, 0, "peer certificate does not parse");
+		return -EPROTO;
 	}
+	dc = malloc(sizeof(*dc));
+	if (!dc)
+		return tls_svid_fail(err, errlen, -ENOMEM,
+				     "out of memory checking the peer certificate");
 	wc_InitDecodedCert(dc, der, (word32)len, NULL);
 	if (wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) != 0) {
-		if (check)
-			tls_seterr(t, "peer certificate does not parse");
+		if (verify)
+			tls_svid_fail(err, errlen, 0, "peer certificate does not parse");
 		goto out;
 	}
 	for (const DNS_entry *e = dc->altNames; e; e = e->next) {
@@ -262,60 +284,89 @@ static int tls_leaf_check(struct tls *t, const uint8_t *der, size_t len, int che
 			uri = e;
 		}
 	}
-	if (!check) {
+	if (!verify) {
 		ret = 0;
-		if (nuri == 1 && !t->peer)
-			t->peer = strndup(uri->name, (size_t)uri->len);
+		if (nuri == 1)
+			*id_out = strndup(uri->name, (size_t)uri->len);
 		goto out;
 	}
 	if (nuri == 0) {
-		tls_seterr(t, "peer certificate has no URI SAN, so it is not a SPIFFE SVID");
+		tls_svid_fail(err, errlen, 0,
+			      "peer certificate has no URI SAN, so it is not a SPIFFE SVID");
 		goto out;
 	}
 	if (nuri > 1) {
-		tls_seterr(t, "peer certificate has %d URI SANs; a SPIFFE SVID has exactly one",
-			   nuri);
+		tls_svid_fail(err, errlen, 0,
+			      "peer certificate has %d URI SANs; a SPIFFE SVID has exactly one", nuri);
 		goto out;
 	}
 	log_escape(shown, sizeof(shown), uri->name, (size_t)uri->len);
 	if (dc->isCA) {
-		tls_seterr(t, "peer leaf certificate %s is a CA (cA=true)", shown);
+		tls_svid_fail(err, errlen, 0, "peer leaf certificate %s is a CA (cA=true)", shown);
 		goto out;
 	}
 	id = malloc(sizeof(*id));
 	if (!id) {
-		tls_seterr(t, "out of memory checking the peer certificate");
-		ret = -ENOMEM;
+		ret = tls_svid_fail(err, errlen, -ENOMEM,
+				    "out of memory checking the peer certificate");
 		goto out;
 	}
 	if (spiffe_id_parse(uri->name, (size_t)uri->len, id, &why) < 0) {
-		tls_seterr(t, "peer URI SAN %s is not a SPIFFE ID: %s", shown,
-			   why ? why : "invalid");
+		tls_svid_fail(err, errlen, 0, "peer URI SAN %s is not a SPIFFE ID: %s", shown,
+			      why ? why : "invalid");
 		goto out;
 	}
-	if (!tls_td_allowed(t->ctx, id->td)) {
-		tls_seterr(t, "peer SPIFFE ID %s not in an allowed trust domain", shown);
+	if (!tls_td_allowed(trust_domains, id->td)) {
+		tls_svid_fail(err, errlen, 0, "peer SPIFFE ID %s not in an allowed trust domain",
+			      shown);
 		goto out;
 	}
-	if (t->expect && (strlen(t->expect) != (size_t)uri->len ||
-			  memcmp(t->expect, uri->name, (size_t)uri->len) != 0)) {
-		tls_seterr(t, "peer is %s, expected %s", shown, t->expect);
+	if (expect && (strlen(expect) != (size_t)uri->len ||
+		       memcmp(expect, uri->name, (size_t)uri->len) != 0)) {
+		tls_svid_fail(err, errlen, 0, "peer is %s, expected %s", shown, expect);
 		goto out;
 	}
-	free(t->peer);
-	t->peer = strndup(uri->name, (size_t)uri->len);
-	if (!t->peer) {
-		tls_seterr(t, "out of memory checking the peer certificate");
-		ret = -ENOMEM;
+	*id_out = strndup(uri->name, (size_t)uri->len);
+	if (!*id_out) {
+		ret = tls_svid_fail(err, errlen, -ENOMEM,
+				    "out of memory checking the peer certificate");
 		goto out;
 	}
-	t->leaf_checked = 1;
 	ret = 0;
 out:
 	free(id);
 	wc_FreeDecodedCert(dc);
 	free(dc);
 	return ret;
+}
+
+/* Check the peer's leaf (DER) as an X.509-SVID (tls_svid_check) and
+ * remember its ID. Returns 0 or -EPROTO with the reason in t->err. With
+ * check == 0 (peer auth NONE) the ID is only recorded, when there is
+ * exactly one. */
+static int tls_leaf_check(struct tls *t, const uint8_t *der, size_t len, int check)
+{
+	char why[TLS_ERR_MAX], *id;
+	int ret;
+
+	ret = tls_svid_check(der, len, check, (const char *const *)t->ctx->trust_domains,
+			     t->expect, &id, why, sizeof(why));
+	if (ret < 0) {
+		if (why[0])
+			tls_seterr(t, "%s", why);
+		return ret;
+	}
+	if (!check) {
+		if (!t->peer)
+			t->peer = id;
+		else
+			free(id);
+		return 0;
+	}
+	free(t->peer);
+	t->peer = id;
+	t->leaf_checked = 1;
+	return 0;
 }
 
 /* wolfSSL maps its chain errors to OpenSSL's X509_V_ERR codes, but 5.5.4's

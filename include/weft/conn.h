@@ -13,6 +13,7 @@ struct loop;
 struct tls_ctx;
 struct tls;
 struct conn;
+struct listener_pending;
 
 struct conn_handler {
 	/* TCP connected (client) and TLS handshake done, peer verified. */
@@ -35,10 +36,17 @@ struct conn_opts {
 	uint32_t handshake_timeout_ms;	/* 0: default 10 s */
 	uint32_t idle_timeout_ms;	/* 0: none */
 	size_t recv_max;		/* plain TCP: bytes per recv, 0: 16 KiB */
+	/* conn_accept: count the connection against its source address in
+	 * pending (lib/listener.h) until its TLS handshake is over (plain TCP:
+	 * until it closes) or it closes; when that is full conn_accept closes
+	 * fd and returns NULL with errno EBUSY (per-address cap) or ENOSPC. */
+	struct listener_pending *pending;
 };
 
 /* Take ownership of an accepted socket; tls may be NULL for plain TCP.
- * Returns NULL (fd closed) when out of memory. */
+ * Returns NULL (fd closed) with errno ENOMEM when out of memory, or EBUSY /
+ * ENOSPC when o->pending refuses the peer. The handshake timeout counts from
+ * here and is not extended by the peer's bytes: an absolute deadline. */
 struct conn *conn_accept(struct loop *l, int fd, struct tls_ctx *tls,
 			 const struct conn_handler *h, const struct conn_opts *o, void *udata);
 /* Connect a new socket to sa (copied); sni and expect_id for TLS clients

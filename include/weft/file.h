@@ -12,7 +12,9 @@ int file_read(const char *path, size_t max, char **buf, size_t *len);
 /* The same into sodium_malloc memory (guarded, never swapped), for key
  * files; release with sodium_free or x509_secret_free. */
 int file_read_secret(const char *path, size_t max, char **buf, size_t *len);
-/* Write data to path atomically with the given mode (fsync'd). 0 or -errno. */
+/* Write data to path atomically with the given mode: an unpredictable
+ * temp name opened O_EXCL|O_NOFOLLOW next to it, fsync, rename, fsync of
+ * the directory. A symlink at path is replaced, not followed. 0 or -errno. */
 int file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 #endif

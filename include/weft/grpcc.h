@@ -36,7 +36,9 @@ int grpcc_session_ping(struct grpcc_session *s);
 
 /* Start a call with one request message (copied). headers is a
  * NULL-terminated list of name, value pairs (e.g. "authorization",
- * "Bearer ..."). timeout_ms 0 = none (sent as grpc-timeout otherwise).
+ * "Bearer ..."); authorization and proxy-authorization are always sent
+ * never-indexed (HPACK), whoever passes them. timeout_ms 0 = none (sent as
+ * grpc-timeout otherwise).
  * NULL on failure (no callback runs then). */
 struct grpcc_call *grpcc_call_start(struct grpcc_session *s, const char *path,
 				    const char *const *headers, const uint8_t *msg, size_t len,

@@ -29,9 +29,44 @@ char *log_escape(char *dst, size_t dstsz, const void *src, size_t len);
 void log_set_component(const char *name);
 /* Buffered mode for single-threaded daemons: lines below ERROR gather in
  * memory until log_flush (the event loop calls it before it sleeps), the
- * buffer is full, or an ERROR line comes. */
+ * buffer is full, or an ERROR line comes. log_flush also writes the
+ * summaries of rate-limited lines whose window has passed. */
 void log_buffered(int on);
 void log_flush(void);
+
+/* One rate limiter for a warning that can repeat without bound (accept
+ * failing on EMFILE, a flood of refused connections): the first occurrence
+ * is written at once; later ones are counted and summarised by one line,
+ * "<the last of them> (repeated N times in the last Ns)", at most once per
+ * LOG_RL_WINDOW_MS. The summary is written by the next occurrence after the
+ * window or by log_flush (which the event loop calls every turn), so a count
+ * is reported even when the storm stops. Keep one per call site, static and
+ * zero-initialised (LOG_RL_INIT), or one per object whose lines it limits;
+ * it must stay valid while it has a count to report (log_rl_forget). */
+#define LOG_RL_WINDOW_MS 1000u
+#define LOG_RL_TEXT_MAX 256
+
+struct log_rl {
+	struct log_rl *next;		/* in the list of limiters with a count to report */
+	uint64_t since_ms;		/* last line written (first or summary); 0: never */
+	unsigned long n;		/* occurrences counted since since_ms */
+	enum log_level lvl;		/* of the last counted occurrence */
+	int listed;
+	char last[LOG_RL_TEXT_MAX];	/* text of the last counted occurrence */
+};
+
+#define LOG_RL_INIT { 0 }
+
+void log_rl_msg(struct log_rl *rl, enum log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Drop rl's pending count (report it first) before rl's memory goes. */
+void log_rl_forget(struct log_rl *rl);
+/* The rate limiter's clock, monotonic milliseconds; NULL restores
+ * CLOCK_MONOTONIC (tests inject their own). */
+void log_set_clock(uint64_t (*now_ms)(void));
+
+#define log_warn_rl(rl, ...) log_rl_msg((rl), LOG_WARN, __VA_ARGS__)
+#define log_info_rl(rl, ...) log_rl_msg((rl), LOG_INFO, __VA_ARGS__)
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)

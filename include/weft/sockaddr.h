@@ -15,5 +15,12 @@ int sockaddr_from_ip(const char *ip, uint16_t port, struct sockaddr_storage *ss,
 /* "ip:port", "[v6]:port", "unix" or "?"; returns out. */
 char *sockaddr_str(const struct sockaddr_storage *ss, char *out, size_t len);
 uint16_t sockaddr_port(const struct sockaddr_storage *ss);
+/* 1 when a and b carry the same IP (ports ignored; an IPv4 address equals
+ * its v4-mapped IPv6 form). */
+int sockaddr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
+/* What makes a unfit as a peer's address: "loopback", "unspecified",
+ * "link-local", "multicast", "broadcast" or "not an IP address"; NULL for
+ * an ordinary unicast address. */
+const char *sockaddr_special(const struct sockaddr *a);
 
 #endif

@@ -86,6 +86,17 @@ void tls_out_consume(struct tls *t, size_t n);
 const char *tls_error(const struct tls *t);
 /* The peer leaf's SPIFFE ID (its one URI SAN); 0, or -ENOENT without one. */
 int tls_peer_id(const struct tls *t, char *out, size_t len);
+/* The peer-certificate checks the handshake's verify callback makes, as a
+ * pure function (no TLS state, no I/O; fuzzed by tests/fuzz/fuzz_tls_peer.c):
+ * the leaf certificate (DER) parses, is not a CA, has exactly one URI SAN,
+ * and that URI is a SPIFFE ID in one of trust_domains (NULL-terminated; NULL
+ * allows none) and equal to expect unless expect is NULL. Returns 0 with the
+ * ID in *id (malloc'd, the caller frees), or -EPROTO / -ENOMEM with *id NULL
+ * and the reason in err. With verify == 0 nothing is checked: *id is the one
+ * URI SAN if there is exactly one, else NULL. */
+int tls_svid_check(const uint8_t *der, size_t len, int verify,
+		   const char *const *trust_domains, const char *expect,
+		   char **id, char *err, size_t errlen);
 const char *tls_cipher_name(const struct tls *t);
 const char *tls_alpn(const struct tls *t);
 

@@ -217,7 +217,18 @@ spawn_weftd() {
 	fi
 	# A socket left by a killed weftd would look like a ready one.
 	rm -f "$d/cni.sock"
-	spawn "$ns" "$d/weftd.pid" "$d/weftd.log" "$bin" "$@" -c "$d/weftd.yaml"
+	# Test hook: WEFT_TEST_WEFTD_NOFILE="<state dir basename>=<n> ..." (e.g.
+	# "n1=160") starts that weftd with RLIMIT_NOFILE n (soft and hard), so a
+	# test can drive it into EMFILE (test_attack_exhaust.py).
+	local nofile
+	for nofile in ${WEFT_TEST_WEFTD_NOFILE:-}; do
+		if [[ ${nofile%%=*} == "$(basename "$d")" ]]; then
+			set -- prlimit --nofile="${nofile#*=}" -- "$bin" "$@"
+			bin=
+			break
+		fi
+	done
+	spawn "$ns" "$d/weftd.pid" "$d/weftd.log" ${bin:+"$bin"} "$@" -c "$d/weftd.yaml"
 	if ! wait_until 10 "$d/weftd.pid" "$what (socket $d/cni.sock)" test -S "$d/cni.sock"; then
 		log_tail "$d/weftd.log"
 		return 1

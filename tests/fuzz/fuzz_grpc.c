@@ -2,7 +2,10 @@
 /* libFuzzer target for grpc.c: raw client bytes (HTTP/2 preface onwards) into
  * a fresh server session whose methods answer at once, hold the call, or
  * stream; then the held calls are answered or abandoned, deadlines expire
- * and the session is freed. Must never crash, leak or hang. */
+ * and the session is freed. Each input runs twice: without an auth hook, and
+ * with one that admits "authorization: Bearer f" into a byte quota (the
+ * pre-authentication limits and the admission path). Must never crash,
+ * leak, hang or leave the quota charged. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -65,9 +68,29 @@ static const struct grpc_server fuzz_server = {
 	.max_streams = 4,
 };
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+static struct grpc_quota fuzz_quota;
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static enum grpc_status fuzz_auth(struct grpc_call *c, void *arg, struct grpc_auth *out)
+{
+	const char *a = grpc_call_header(c, "authorization");
+
+	(void)arg;
+	if (!a || strcmp(a, "Bearer f"))
+		return GRPC_UNAUTHENTICATED;
+	memcpy(out->who, "f", 2);
+	out->quota = &fuzz_quota;
+	return GRPC_OK;
+}
+
+static const struct grpc_server fuzz_server_auth = {
+	.methods = fuzz_methods,
+	.n_methods = 2,
+	.max_msg = 4096,
+	.max_streams = 4,
+	.auth = fuzz_auth,
+};
+
+static void fuzz_one(const struct grpc_server *srv, const uint8_t *data, size_t size)
 {
 	struct fuzz_sink k = { 0 };
 	struct grpc_session *s;
@@ -76,9 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int i;
 
 	memset(fuzz_held, 0, sizeof(fuzz_held));
-	s = grpc_session_new(&fuzz_server, fuzz_send, fuzz_space, &k, NULL);
+	s = grpc_session_new(srv, fuzz_send, fuzz_space, &k, NULL);
 	if (!s)
-		return 0;
+		return;
 	fuzz_flush(s, &k, 1 << 16);
 	if (grpc_session_feed(s, data, half, now) == 0 && half < size) {
 		fuzz_flush(s, &k, 100);		/* a sink that fills up */
@@ -103,6 +126,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_flush(s, &k, 1 << 16);
 	grpc_session_expire(s, now + 200);	/* covers grpc-timeout <= 200m */
 	fuzz_flush(s, &k, 1 << 16);
+	grpc_session_expire(s, now + GRPC_PREAUTH_MS);	/* unauthenticated: cut */
+	fuzz_flush(s, &k, 1 << 16);
 	grpc_session_drain(s);
 	fuzz_flush(s, &k, 1 << 16);
 	(void)grpc_session_done(s);
@@ -110,5 +135,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < FUZZ_HELD_MAX; i++)
 		if (fuzz_held[i])
 			__builtin_trap();	/* on_cancel did not run */
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fuzz_one(&fuzz_server, data, size);
+	fuzz_quota = (struct grpc_quota){ .bytes_max = 8192 };
+	fuzz_one(&fuzz_server_auth, data, size);
+	if (fuzz_quota.calls || fuzz_quota.bytes)
+		__builtin_trap();	/* a freed call still charged */
 	return 0;
 }

@@ -15,18 +15,9 @@
 
 #include "../../lib/h2tun.c"
 #include "fuzzsink.h"
-
-#define FUZZ_IDS	64		/* streams tracked for resume / close checks */
+#include "h2tunfuzz.h"
 
 static int fuzz_n_connect;
-static int fuzz_n_close;
-static int32_t fuzz_paused[FUZZ_IDS];
-
-static void fuzz_flush(struct h2tun *t, struct fuzz_sink *k, size_t budget)
-{
-	k->budget = budget;
-	h2tun_flush(t);
-}
 
 static void fuzz_on_connect(struct h2tun *t, int32_t id, const struct h2tun_connect_req *req)
 {
@@ -35,16 +26,6 @@ static void fuzz_on_connect(struct h2tun *t, int32_t id, const struct h2tun_conn
 	(void)(req->traceparent && req->traceparent[0]);
 	h2tun_stream_set_udata(t, id, &fuzz_n_connect);
 	h2tun_respond(t, id, fuzz_n_connect++ & 1 ? 503 : 200);
-}
-
-static void fuzz_pause(int32_t id)
-{
-	for (int i = 0; i < FUZZ_IDS; i++) {
-		if (fuzz_paused[i] == 0 || fuzz_paused[i] == id) {
-			fuzz_paused[i] = id;
-			return;
-		}
-	}
 }
 
 /* Echo what fits into the send queue; the rest waits. Every third call on
@@ -68,10 +49,7 @@ static size_t fuzz_on_data(struct h2tun *t, int32_t id, const uint8_t *p, size_t
 
 static void fuzz_on_eof(struct h2tun *t, int32_t id)
 {
-	if (id % 5 == 0)
-		h2tun_reset(t, id, 0x8 /* CANCEL */);
-	else
-		h2tun_shutdown(t, id);
+	fuzz_eof(t, id);
 }
 
 static void fuzz_on_writable(struct h2tun *t, int32_t id)
@@ -85,11 +63,7 @@ static void fuzz_on_close(struct h2tun *t, int32_t id, enum h2tun_end how, uint3
 	(void)code;
 	if (h2tun_stream_udata(t, id) != &fuzz_n_connect)
 		__builtin_trap();	/* not a stream on_connect named */
-	h2tun_stream_set_udata(t, id, NULL);	/* a second on_close would trap */
-	fuzz_n_close++;
-	for (int i = 0; i < FUZZ_IDS; i++)
-		if (fuzz_paused[i] == id)
-			fuzz_paused[i] = -1;	/* keep the slot, never matches */
+	fuzz_closed(t, id);
 }
 
 static const struct h2tun_callbacks fuzz_cb = {
@@ -99,13 +73,6 @@ static const struct h2tun_callbacks fuzz_cb = {
 	.on_writable = fuzz_on_writable,
 	.on_close = fuzz_on_close,
 };
-
-static void fuzz_resume_all(struct h2tun *t)
-{
-	for (int i = 0; i < FUZZ_IDS; i++)
-		if (fuzz_paused[i] > 0)
-			h2tun_resume_read(t, fuzz_paused[i]);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -126,17 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_resume_all(t);
 		h2tun_feed(t, data + half, size - half);
 	}
-	fuzz_flush(t, &k, 1 << 16);
-	fuzz_resume_all(t);
-	fuzz_flush(t, &k, 1 << 20);
-	if (h2tun_ping(t) == 0)
-		(void)h2tun_ping_outstanding(t);
-	h2tun_goaway(t);
-	fuzz_flush(t, &k, 1 << 20);
-	(void)h2tun_done(t);
-	if (h2tun_stream_count(t) == 0 && t->data_in != t->data_acked)
-		__builtin_trap();		/* window credit lost */
-	h2tun_free(t);				/* live streams: on_close(TUNNEL) */
+	fuzz_finish(t, &k);			/* live streams: on_close(TUNNEL) */
 	if (fuzz_n_close != fuzz_n_connect)
 		__builtin_trap();		/* on_close missing */
 	return 0;

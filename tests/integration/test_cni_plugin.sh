@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 [[ $(id -u) == 0 ]] || { echo "skip: needs root (netns, nftables)"; exit 77; }
-CNI=$PWD/build/weft-cni
+CNI=${WEFT_BUILD:-$PWD/build}/weft-cni
 [[ -x $CNI ]] || { echo "build/weft-cni missing: run make all"; exit 1; }
 command -v nft >/dev/null || { echo "skip: nft not installed"; exit 77; }
 

@@ -33,7 +33,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from clusterlib import Cluster, Results, require_root, rss_kib, weftd_pid  # noqa: E402
+from clusterlib import (Cluster, Results, memory_check, require_root, rss_kib,  # noqa: E402
+                        weftd_pid)
 
 NAME = "dpb"
 PORT = 8080
@@ -364,8 +365,8 @@ def main():
         grow = {k: m.peak[k] - base[k] for k in base}
         print("  slow reader: weftd RSS peak growth node1 %d KiB, node2 %d KiB" %
               (grow[1], grow[2]))
-        res.check(all(g < limit_kib for g in grow.values()),
-                  "slow reader: weftd RSS grows < 32 MiB on both nodes (%s KiB)" % grow)
+        memory_check(res, all(g < limit_kib for g in grow.values()),
+                     "slow reader: weftd RSS grows < 32 MiB on both nodes (%s KiB)" % grow)
         t_end = sr.get("t_slow_end")
         prog = cr.get("progress") or []
         ahead = None
@@ -437,8 +438,8 @@ def main():
         grow = {k: m.peak[k] - base[k] for k in base}
         print("  both ways: weftd RSS peak growth node1 %d KiB, node2 %d KiB" %
               (grow[1], grow[2]))
-        res.check(all(g < limit_kib for g in grow.values()),
-                  "both ways: weftd RSS grows < 32 MiB on both nodes (%s KiB)" % grow)
+        memory_check(res, all(g < limit_kib for g in grow.values()),
+                     "both ways: weftd RSS grows < 32 MiB on both nodes (%s KiB)" % grow)
 
         # --- half-close ------------------------------------------------------
         cr = client("HALF", "half", ["half-c", MiB, "half-s", 4 * MiB], timeout=60)

@@ -52,21 +52,6 @@ def talk(c, src, dst_ip, port=9090):
     return p.stdout.decode().strip()
 
 
-def set_policies(c, text, wait_ver=True):
-    path = os.path.join(c.dir, "registry", "registry.yaml")
-    base = open(path).read().split("\npolicies:")[0].rstrip("\n") + "\n"
-    ver = c.admin(2, "/stats")["registry_version"]
-    with open(path + ".new", "w") as f:
-        f.write(base + text)
-    os.rename(path + ".new", path)
-    deadline = time.time() + 10
-    while wait_ver and time.time() < deadline:
-        if all(c.admin(k, "/stats")["registry_version"] > ver for k in (1, 2)):
-            return True
-        time.sleep(0.1)
-    return not wait_ver
-
-
 with Cluster("dpp", nodes=2, pods=2) as c:
     ip = {p: c.ip(p) for p in ("n1-p1", "n1-p2", "n2-p1", "n2-p2")}
     for pod in ip:
@@ -78,7 +63,7 @@ with Cluster("dpp", nodes=2, pods=2) as c:
     res.check(talk(c, "n1-p1", ip["n2-p1"]) == "OK", "no policy: n1-p1 -> n2-p1 allowed")
 
     # 1. DENY from one principal, to workloads labelled app=app-p1.
-    ok = set_policies(c, """policies:
+    ok = c.set_policies("""policies:
   - name: deny-n1p1
     namespace: default
     scope: workload
@@ -104,7 +89,7 @@ with Cluster("dpp", nodes=2, pods=2) as c:
     hold = c.py("n1-p2", HOLD, [ip["n2-p1"], "9090"], stdout=__import__("subprocess").PIPE)
     time.sleep(1.0)
     t0 = time.time()
-    set_policies(c, """policies:
+    c.set_policies("""policies:
   - name: deny-n1
     namespace: default
     scope: namespace
@@ -119,7 +104,7 @@ with Cluster("dpp", nodes=2, pods=2) as c:
     res.check("policy changed" in c.weftd_log(2), "node2 logs why the live connection was closed")
 
     # 3. ALLOW: only n1-p1 may reach app-p2 workloads; same-node is enforced too.
-    set_policies(c, """policies:
+    c.set_policies("""policies:
   - name: allow-n1p1
     namespace: default
     scope: workload
@@ -149,7 +134,7 @@ with Cluster("dpp", nodes=2, pods=2) as c:
     res.check(p.stdout.decode().strip() == "OK",
               "plaintext client -> n2-p1 (no ALLOW policy) allowed through 15006")
 
-    set_policies(c, "policies: []\n")
+    c.set_policies("policies: []\n")
     res.check(talk(c, "n2-p1", ip["n2-p2"]) == "OK", "policies removed: same-node allowed again")
 
 res.done()

@@ -23,6 +23,9 @@ Checked with unmodified python3 apps and the sidecars' admin APIs:
 - a second pod's enrollment into a sidecar (weft-cni run for another pod
   against n1-p1's sidecar socket) is refused: the CNI ADD fails with the
   sidecar's reason, the sidecar logs it and still serves its one pod;
+- the admin API is served only on the sidecar's unix socket
+  (state/admin.sock, mode 0600), not on 127.0.0.1:15000 inside the pod, and
+  GET /quitquitquit is answered 405;
 - `weftd --mode sidecar` overrides the configuration file's mode, and a
   sidecar's configuration needs no node_ip (`-t`).
 
@@ -40,7 +43,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clusterlib import ECHO_CLIENT, ECHO_SERVER, ROOT, Results, SidecarCluster, \
+from clusterlib import ECHO_CLIENT, ECHO_SERVER, BUILD, ROOT, Results, SidecarCluster, \
     require_root, skip  # noqa: E402
 import test_dp_encrypted as enc  # noqa: E402  (pcap reader, capture, TLS record walker)
 
@@ -195,7 +198,7 @@ def check_second_enrollment(c):
             "--conflist", conf, "--netns", "/var/run/netns/" + pns, "--containerid", pns,
             "--ifname", "eth0", "--args", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;"
             "K8S_POD_NAME=n1-p9;K8S_POD_INFRA_CONTAINER_ID=" + pns,
-            "--cni-path", "/usr/lib/cni:" + os.path.join(ROOT, "build"), "--cache", cache,
+            "--cni-path", "/usr/lib/cni:" + BUILD, "--cache", cache,
             "--timeout", "10"]
     subprocess.run(["ip", "netns", "add", pns], check=True)
     try:
@@ -227,9 +230,34 @@ def check_second_enrollment(c):
         subprocess.run(["ip", "netns", "del", pns], capture_output=True)
 
 
+def check_admin_out_of_reach(c):
+    """Issue 8 item 7: the app cannot reach its sidecar's admin API."""
+    pod = "n1-p1"
+    pid = c.sidecar_pid(pod)
+    p = c.run(pod, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3",
+                    "-X", "POST", "http://127.0.0.1:15000/quitquitquit"], check=False)
+    res.check(p.returncode != 0 and p.stdout.decode() in ("", "000"),
+              "an app in %s cannot connect to 127.0.0.1:15000 (curl exit %d, %s)" % (
+                  pod, p.returncode, p.stderr.decode(errors="replace").strip()[-80:]))
+    listen = c.run(pod, ["ss", "-Htln"]).stdout.decode()
+    res.check(":15000 " not in listen, "nothing listens on :15000 in %s's netns" % pod)
+    sock = c.sidecar_admin_sock(pod)
+    st = os.stat(sock)
+    res.check(oct(st.st_mode & 0o777) == "0o600",
+              "the admin socket %s has mode %s (0600)" % (sock, oct(st.st_mode & 0o777)))
+    g = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
+                        "3", "--unix-socket", sock, "http://localhost/quitquitquit"],
+                       capture_output=True, text=True)
+    res.check(g.stdout == "405", "GET /quitquitquit on the admin socket answers 405 (%s)"
+              % g.stdout)
+    time.sleep(0.5)
+    res.check(os.path.exists("/proc/%d" % pid) and c.sidecar_pid(pod) == pid,
+              "the sidecar of %s still runs (pid %d)" % (pod, pid))
+
+
 def check_mode_option(c):
     yml = os.path.join(c.sidecar_dir("n1-p1"), "weftd.yaml")
-    weftd = os.path.join(ROOT, "build", "weftd")
+    weftd = os.path.join(BUILD, "weftd")
     a = subprocess.run([weftd, "-t", "-c", yml], capture_output=True, text=True)
     b = subprocess.run([weftd, "-t", "--mode", "sidecar", "-c", yml], capture_output=True,
                        text=True)
@@ -266,6 +294,7 @@ def main():
             check_identities(c)
             check_traffic(c, marker)
             check_second_enrollment(c)
+            check_admin_out_of_reach(c)
             check_mode_option(c)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

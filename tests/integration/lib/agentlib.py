@@ -17,7 +17,8 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-BUILD = os.path.join(ROOT, "build")
+# WEFT_BUILD picks another build tree (the sanitizer pass: build-asan).
+BUILD = os.environ.get("WEFT_BUILD") or os.path.join(ROOT, "build")
 AGENT = os.path.join(BUILD, "weft-agent")
 PYGEN = os.path.join(BUILD, "py")
 

@@ -4,7 +4,8 @@
  * or a raw SOCK_SEQPACKET client in another. Covers add (netns fd arrives
  * and is a valid netns), del, handler errors carried in the Ack, protocol
  * errors (no fd, wrong fd, malformed, oversized, Keep), fds never leaked,
- * concurrent clients, socket file mode/stale/in-use handling, and free. */
+ * concurrent clients, socket file mode/stale/in-use handling, a client
+ * that is not root turned away by SO_PEERCRED, and free. */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -16,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <weft/log.h>
@@ -622,6 +625,79 @@ static void test_loop_msg(void)
 	close(sv[1]);
 }
 
+/* SO_PEERCRED: a client that is not root (nor weftd's uid) is closed on
+ * without a Hello, even when the socket file lets it connect, and its
+ * request never reaches the handler. Needs root (to become someone else). */
+static atomic_int peer_result;
+
+static void *peercred_thread(void *arg)
+{
+	const char *dir = arg;
+	pid_t pid;
+	int st = 0;
+
+	(void)dir;
+	pid = fork();
+	if (pid == 0) {
+		/* Child: async-signal-safe calls only. */
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		struct timeval tv = { .tv_sec = 3 };
+		char b[64];
+		ssize_t n;
+		int fd;
+
+		if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+		    setresuid(65534, 65534, 65534))
+			_exit(10);
+		memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			_exit(11);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = recv(fd, b, sizeof(b), 0);
+		_exit(n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : n > 0 ? 12 : 13);
+	}
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st))
+		atomic_store(&peer_result, WEXITSTATUS(st));
+	else
+		atomic_store(&peer_result, -1);
+	atomic_store(&client_done, 1);
+	return NULL;
+}
+
+static void test_peercred(const char *dir)
+{
+	char run[128];
+	int fds;
+
+	if (geteuid() != 0) {
+		printf("test_peercred: skipped (needs root)\n");
+		return;
+	}
+	snprintf(run, sizeof(run), "%s/run", dir);
+	/* Open the way through the file modes: the credential check alone
+	 * must hold. */
+	CHECK_EQ_INT(chmod(dir, 0711), 0);
+	CHECK_EQ_INT(chmod(run, 0711), 0);
+	CHECK_EQ_INT(chmod(sock_path, 0666), 0);
+	memset(&hs, 0, sizeof(hs));
+	fds = fd_count();
+	run_client(peercred_thread, (void *)dir);
+	CHECK_EQ_INT(atomic_load(&peer_result), 0);	/* connected, closed without Hello */
+	CHECK_EQ_INT(hs.adds + hs.dels, 0);
+	CHECK_EQ_INT(fd_count(), fds);
+	CHECK_EQ_INT(chmod(sock_path, 0600), 0);
+	CHECK_EQ_INT(chmod(run, 0755), 0);
+	CHECK_EQ_INT(chmod(dir, 0700), 0);
+	/* Root (this process) is still served. */
+	{
+		struct enroll_call c;
+
+		CHECK_EQ_INT(call(1, -1, &c), 0);
+		CHECK_EQ_INT(hs.dels, 1);
+	}
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/weft-cnisrv-XXXXXX", err[256];
@@ -651,6 +727,7 @@ int main(void)
 	test_unreachable();
 	test_timeout();
 	test_socket_file(&s);
+	test_peercred(dir);
 	/* The server still works after being re-created. */
 	{
 		struct enroll_call c;

@@ -3,7 +3,10 @@
  * backpressure with a small cap, half-close, abort seen as a reset, 200
  * connections leaving none live, connect refused, idle and handshake
  * timeouts, IPv6 peer strings, and TLS echo with certificates made by the
- * openssl CLI at test time (SPIFFE URI SAN, peer check, wrong identity). */
+ * openssl CLI at test time (SPIFFE URI SAN, peer check, wrong identity); a
+ * TLS peer trickling bytes still ends at its handshake deadline (absolute);
+ * conn_opts.pending refuses a source address past its cap and gives the
+ * slot back when the connection closes. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -20,6 +23,7 @@
 #include <liburing.h>	/* IORING_CQE_F_MORE */
 
 #include <weft/conn.h>
+#include <weft/listener.h>
 #include <weft/loop.h>
 #include <weft/tls.h>
 
@@ -37,19 +41,26 @@ static const struct conn_handler *srv_h;
 static struct conn_opts srv_opts;
 static struct tls_ctx *srv_tls;
 static int srv_accepted;
+static int srv_refused;		/* conn_accept said EBUSY/ENOSPC (srv_opts.pending) */
 
 static void on_accept(struct loop_op *op, int res, unsigned flags)
 {
+	struct conn *c;
+
 	(void)op;
 	if (!(flags & IORING_CQE_F_MORE))
 		CHECK_EQ_INT(loop_accept(L, &accept_op, listen_fd), 0);
 	if (res < 0)
 		return;
 	srv_accepted++;
-	CHECK(conn_accept(L, res, srv_tls, srv_h, &srv_opts, NULL) != NULL);
+	c = conn_accept(L, res, srv_tls, srv_h, &srv_opts, NULL);
+	if (!c && srv_opts.pending && (errno == EBUSY || errno == ENOSPC))
+		srv_refused++;
+	else
+		CHECK(c != NULL);
 }
 
-static void listener_start(void)
+static void srv_listen(void)
 {
 	socklen_t alen = sizeof(srv_addr);
 
@@ -494,6 +505,159 @@ static void timeout_run(const char *name, struct tls_ctx *stls, uint32_t idle_ms
 	CHECK_EQ_INT(srv.ready, stls ? 0 : 1);
 }
 
+/* A TLS client that sends a record header announcing 16 KiB, then one byte
+ * every 20 ms: every byte is progress, none completes a record. */
+static void *trickle_main(void *arg)
+{
+	struct raw *r = arg;
+	static const uint8_t head[] = { 0x16, 0x03, 0x01, 0x40, 0x00 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	char b;
+
+	if (connect(fd, (struct sockaddr *)&srv_addr, sizeof(srv_addr)) < 0 ||
+	    write(fd, head, sizeof(head)) != (ssize_t)sizeof(head))
+		goto out;
+	for (int i = 0; i < 100; i++) {		/* 2 s at most */
+		usleep(20000);
+		if (write(fd, "\1", 1) != 1)
+			break;
+		if (recv(fd, &b, 1, MSG_DONTWAIT) == 0)
+			break;			/* closed by the server */
+	}
+out:
+	close(fd);
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_hs_deadline_absolute(struct tls_ctx *stls)
+{
+	struct raw r = { 0 };
+	uint64_t t0 = loop_now_ms(L), dt;
+
+	fprintf(stderr, "-- TLS handshake deadline, trickling peer\n");
+	side_reset();
+	srv_h = &echo_h;
+	srv_tls = stls;
+	memset(&srv_opts, 0, sizeof(srv_opts));
+	srv_opts.handshake_timeout_ms = 300;
+	cur_raw = &r;
+	CHECK(pthread_create(&r.th, NULL, trickle_main, &r) == 0);
+	run_until(raw_done, 5000, "trickling handshake");
+	pthread_join(r.th, NULL);
+	dt = loop_now_ms(L) - t0;
+	CHECK_EQ_INT(srv.err, -ETIMEDOUT);
+	CHECK_EQ_STR(srv.why, "TLS handshake timed out");
+	CHECK(dt >= 300 && dt < 1000);		/* not pushed back by 15 bytes of progress */
+}
+
+/* Plain TCP counts until close: 2 per address, the third is refused, and a
+ * closed one gives its slot back. */
+static struct raw held[4];
+static struct conn *pconns[8];
+static int npconns;
+
+static void *hold_main(void *arg)
+{
+	struct raw *r = arg;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct timeval tv = { .tv_sec = 8 };
+	char b;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&srv_addr, sizeof(srv_addr)) == 0) {
+		r->read_ret = (int)read(fd, &b, 1);	/* until the server closes */
+		if (r->read_ret < 0)
+			r->read_errno = errno;
+	}
+	close(fd);
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void pending_on_ready(struct conn *c)
+{
+	srv.ready++;
+	if (npconns < 8)
+		pconns[npconns++] = c;
+	if (srv.ready == 3)
+		conn_close(c, 0, NULL);		/* the one after the slot came back */
+}
+
+static size_t pending_on_data(struct conn *c, const uint8_t *p, size_t n)
+{
+	(void)c;
+	(void)p;
+	return n;
+}
+
+static void pending_on_close(struct conn *c, int err, const char *why)
+{
+	side_closed(&srv, c, err, why);
+}
+
+static const struct conn_handler pending_h = {
+	.on_ready = pending_on_ready,
+	.on_data = pending_on_data,
+	.on_close = pending_on_close,
+};
+
+static int held_two(void)
+{
+	return srv_accepted == 3 && srv_refused == 1 && srv.ready == 2 &&
+	       __atomic_load_n(&held[2].done, __ATOMIC_ACQUIRE);
+}
+
+static int one_more(void)
+{
+	return srv_accepted == 4 && srv.ready == 3 && srv.closes == 2;
+}
+
+static int all_gone(void)
+{
+	return srv.closes == 3 && conn_live_count() == 0;
+}
+
+static void test_pending(void)
+{
+	struct listener_pending *p = listener_pending_new(16, 2);
+
+	fprintf(stderr, "-- pending cap per address\n");
+	side_reset();
+	srv_accepted = srv_refused = 0;
+	npconns = 0;
+	srv_h = &pending_h;
+	srv_tls = NULL;
+	memset(&srv_opts, 0, sizeof(srv_opts));
+	srv_opts.pending = p;
+	memset(held, 0, sizeof(held));
+	for (int i = 0; i < 3; i++) {
+		CHECK(pthread_create(&held[i].th, NULL, hold_main, &held[i]) == 0);
+		usleep(20000);
+	}
+	run_until(held_two, 3000, "two held, one refused");
+	CHECK_EQ_INT(srv_refused, 1);
+	CHECK_EQ_INT(listener_pending_count(p), 2);
+	CHECK_EQ_INT(held[2].read_ret, 0);	/* the refused one saw EOF at once */
+	/* Close one: its slot comes back and the next one from the address is
+	 * taken (the handler closes it, which gives the slot back again). */
+	CHECK_EQ_INT(npconns, 2);
+	if (npconns == 2)
+		conn_close(pconns[0], 0, NULL);
+	CHECK(pthread_create(&held[3].th, NULL, hold_main, &held[3]) == 0);
+	run_until(one_more, 3000, "a slot given back is taken again");
+	CHECK_EQ_INT(srv_refused, 1);
+	CHECK_EQ_INT(listener_pending_count(p), 1);
+	if (npconns >= 2)
+		conn_close(pconns[1], 0, NULL);
+	run_until(all_gone, 3000, "the last held one closed");
+	CHECK_EQ_INT(listener_pending_count(p), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(held[i].th, NULL);
+	srv_opts.pending = NULL;
+	listener_pending_free(p);
+}
+
 /* --- connect refused --------------------------------------------------------- */
 
 static void plain_on_close(struct conn *c, int err, const char *why)
@@ -763,6 +927,7 @@ static void test_tls(void)
 	fprintf(stderr, "client: %s / server: %s\n", cli.why, srv.why);
 
 	timeout_run("TLS handshake timeout", stls, 0, 200, "TLS handshake timed out");
+	test_hs_deadline_absolute(stls);
 out:
 	tls_ctx_free(stls);
 	tls_ctx_free(ctls);
@@ -786,7 +951,7 @@ static void run_all(unsigned pool)
 		CHECK_EQ_INT((int)loop_pool_size(L), 16384);
 	}
 	fprintf(stderr, "--- %s\n", pool ? "with the receive pool" : "own buffers");
-	listener_start();
+	srv_listen();
 
 	echo_run("plain echo 1 MiB", NULL, NULL, NULL, 0, 1 << 20);
 	echo_run("plain echo, backpressure", NULL, NULL, NULL, 4096, 512 * 1024);
@@ -795,6 +960,7 @@ static void run_all(unsigned pool)
 	test_refused();
 	test_ipv6();
 	test_many();
+	test_pending();
 	if (pool) {
 		/* Input came: no trim; then a quiet period: the pages go, once;
 		 * and the pool still carries data afterwards. */

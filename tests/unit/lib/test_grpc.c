@@ -2,6 +2,7 @@
 /* grpc.c: the server session driven in memory by a real nghttp2 client
  * session (bytes piped both ways), plus the pure framing/timeout helpers. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -286,6 +287,8 @@ static void resp_free(struct resp *r)
 
 #define HDR(n, v) { (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE }
 
+static const char *call_auth = "Bearer tok";	/* NULL: no authorization header */
+
 /* Start a call. body NULL: HEADERS with END_STREAM. extra: more headers. */
 static int32_t call_start(struct harness *h, const char *path, const char *ctype,
 			  const char *timeout, struct req_body *body, struct resp *r,
@@ -298,9 +301,9 @@ static int32_t call_start(struct harness *h, const char *path, const char *ctype
 		HDR(":path", path),
 		HDR("content-type", ctype),
 		HDR("te", "trailers"),
-		HDR("authorization", "Bearer tok"),
+		HDR("authorization", call_auth ? call_auth : ""),
 	};
-	size_t n = 7;
+	size_t n = call_auth ? 7 : 6;
 	nghttp2_data_provider prd = { .source.ptr = body, .read_callback = cli_read };
 
 	if (timeout)
@@ -928,6 +931,394 @@ static void test_concurrency_limit(void)
 		resp_free(&r[i]);
 }
 
+/* --- authentication at HEADERS ------------------------------------------------ */
+
+static int auth_calls;
+static size_t auth_seen_body;		/* client body bytes sent when the hook ran */
+static struct req_body *auth_watch;	/* the body whose progress the hook records */
+static struct grpc_quota auth_quota;
+static int echo_calls;
+static char echo_who[GRPC_PRINCIPAL_MAX];
+
+static enum grpc_status t_auth(struct grpc_call *c, void *arg, struct grpc_auth *out)
+{
+	const char *a = grpc_call_header(c, "authorization");
+
+	(void)arg;
+	auth_calls++;
+	auth_seen_body = auth_watch ? auth_watch->off : 0;
+	if (!a || strcmp(a, "Bearer good")) {
+		snprintf(out->why, sizeof(out->why), "no valid token");
+		return GRPC_UNAUTHENTICATED;
+	}
+	snprintf(out->who, sizeof(out->who), "node-a");
+	out->quota = &auth_quota;
+	return GRPC_OK;
+}
+
+static void h_echo_who(struct grpc_call *c, const uint8_t *msg, size_t len, void *arg)
+{
+	(void)arg;
+	echo_calls++;
+	snprintf(echo_who, sizeof(echo_who), "%s", grpc_call_principal(c));
+	grpc_call_send(c, msg, len < 16 ? len : 16);
+	grpc_call_finish(c, GRPC_OK, NULL);
+}
+
+static const struct grpc_method auth_methods[] = {
+	{ "/t.Svc/Echo", h_echo_who, NULL },
+	{ "/t.Svc/Hold", h_hold, NULL },
+};
+
+static const struct grpc_server auth_server = {
+	.methods = auth_methods,
+	.n_methods = 2,
+	.auth = t_auth,
+};
+
+static void auth_reset(void)
+{
+	auth_calls = 0;
+	auth_seen_body = 0;
+	auth_watch = NULL;
+	echo_calls = 0;
+	echo_who[0] = '\0';
+	memset(&auth_quota, 0, sizeof(auth_quota));
+}
+
+/* Client and server SETTINGS exchanged, nothing else. */
+static void harness_connect(struct harness *h)
+{
+	pump(h);
+	CHECK_EQ_INT(h->feed_rc, 0);
+}
+
+/* A call without a credential is refused on its HEADERS: the server's
+ * windows are shut, so not one body byte is sent, let alone buffered. */
+static void test_auth_refused_at_headers(void)
+{
+	struct harness h;
+	struct resp r;
+	uint8_t pfx[5];
+	struct req_body big;
+
+	auth_reset();
+	harness_init(&h, &auth_server);
+	harness_connect(&h);
+	CHECK(!grpc_session_authenticated(h.srv));
+	grpc_frame_header(pfx, 1u << 20);
+	big = (struct req_body){ .data = pfx, .len = 5, .total = 5 + (1u << 20) };
+	auth_watch = &big;
+	call_auth = NULL;
+	CHECK(call_plain(&h, "/t.Svc/Echo", &big, &r) > 0);
+	call_auth = "Bearer tok";
+	pump(&h);
+	CHECK_EQ_INT(auth_calls, 1);
+	CHECK_EQ_INT(auth_seen_body, 0);
+	CHECK_EQ_INT(big.off, 0);		/* no DATA was ever allowed */
+	CHECK(r.closed);
+	CHECK_EQ_STR(r.grpc_status, "16");
+	CHECK_EQ_STR(r.grpc_message, "no valid token");
+	CHECK_EQ_INT(r.n_header_blocks, 1);	/* trailers-only */
+	CHECK_EQ_INT(echo_calls, 0);
+	CHECK(!grpc_session_authenticated(h.srv));
+	CHECK_EQ_INT(h.feed_rc, 0);
+	resp_free(&r);
+
+	/* A wrong token the same way. */
+	memset(&r, 0, sizeof(r));
+	big.off = 0;
+	CHECK(call_plain(&h, "/t.Svc/Echo", &big, &r) > 0);
+	pump(&h);
+	CHECK_EQ_STR(r.grpc_status, "16");
+	CHECK_EQ_INT(big.off, 0);
+	CHECK_EQ_INT(auth_quota.calls, 0);
+	resp_free(&r);
+	harness_free(&h);
+}
+
+/* A good credential opens the session: a body far beyond the
+ * pre-authentication window goes through, the handler sees who called,
+ * and the 4 MiB cap still answers RESOURCE_EXHAUSTED. */
+static void test_auth_admitted(void)
+{
+	struct harness h;
+	struct resp r, r2, r3, r4;
+	uint8_t *buf = malloc(5 + (1u << 20));
+	uint8_t pfx[5];
+	struct req_body b, big, no;
+
+	auth_reset();
+	harness_init(&h, &auth_server);
+	harness_connect(&h);
+	memset(buf + 5, 'x', 1u << 20);
+	b = body_msg(buf, buf + 5, 1u << 20);
+	call_auth = "Bearer good";
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r) > 0);
+	pump(&h);
+	CHECK_EQ_INT(auth_calls, 1);
+	CHECK_EQ_STR(r.grpc_status, "0");
+	CHECK_EQ_INT(echo_calls, 1);
+	CHECK_EQ_STR(echo_who, "node-a");
+	CHECK_EQ_INT(b.off, b.total);
+	CHECK(grpc_session_authenticated(h.srv));
+	CHECK_EQ_INT(auth_quota.calls, 0);	/* charged while it lived */
+	CHECK_EQ_INT(auth_quota.bytes, 0);
+
+	/* Over the cap: refused from the prefix, upload cut short. */
+	grpc_frame_header(pfx, GRPC_MSG_MAX + 1);
+	big = (struct req_body){ .data = pfx, .len = 5, .total = 5 + GRPC_MSG_MAX + 1 };
+	CHECK(call_plain(&h, "/t.Svc/Echo", &big, &r2) > 0);
+	pump(&h);
+	CHECK_EQ_STR(r2.grpc_status, "8");
+	CHECK_EQ_STR(r2.grpc_message, "request message larger than max");
+	CHECK(big.off < big.total);
+
+	/* Authenticated session, unauthenticated call: still refused. */
+	call_auth = NULL;
+	no = body_msg(buf, "x", 1);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &no, &r3) > 0);
+	call_auth = "Bearer good";
+	pump(&h);
+	CHECK_EQ_STR(r3.grpc_status, "16");
+	CHECK_EQ_INT(echo_calls, 1);
+
+	/* Exactly 4 MiB is still accepted. */
+	free(buf);
+	buf = malloc(5 + GRPC_MSG_MAX);
+	memset(buf + 5, 'y', GRPC_MSG_MAX);
+	b = body_msg(buf, buf + 5, GRPC_MSG_MAX);
+	CHECK(call_plain(&h, "/t.Svc/Echo", &b, &r4) > 0);
+	pump(&h);
+	CHECK_EQ_STR(r4.grpc_status, "0");
+	CHECK_EQ_INT(echo_calls, 2);
+	CHECK_EQ_INT(h.feed_rc, 0);
+	call_auth = "Bearer tok";
+	resp_free(&r);
+	resp_free(&r2);
+	resp_free(&r3);
+	resp_free(&r4);
+	harness_free(&h);
+	free(buf);
+}
+
+/* The caller's quota caps what it buffers across calls; the calls count
+ * in it while alive and out of it when freed. */
+static void test_auth_quota(void)
+{
+	struct harness h;
+	struct resp r1, r2;
+	uint8_t p1[5], p2[5];
+	struct req_body b1, b2;
+
+	auth_reset();
+	auth_quota.bytes_max = 1u << 20;
+	harness_init(&h, &auth_server);
+	call_auth = "Bearer good";
+	grpc_frame_header(p1, 800u << 10);
+	grpc_frame_header(p2, 800u << 10);
+	b1 = (struct req_body){ .data = p1, .len = 5, .total = 5, .open = true };
+	b2 = (struct req_body){ .data = p2, .len = 5, .total = 5, .open = true };
+	call_plain(&h, "/t.Svc/Echo", &b1, &r1);
+	pump(&h);
+	call_plain(&h, "/t.Svc/Echo", &b2, &r2);
+	pump(&h);
+	call_auth = "Bearer tok";
+	CHECK(!r1.closed);
+	CHECK(r2.closed);
+	CHECK_EQ_STR(r2.grpc_status, "8");
+	CHECK_EQ_STR(r2.grpc_message, "too many request bytes buffered for this caller");
+	CHECK_EQ_INT(auth_quota.calls, 1);
+	CHECK_EQ_INT(auth_quota.bytes, 800u << 10);
+	harness_free(&h);
+	CHECK_EQ_INT(auth_quota.calls, 0);
+	CHECK_EQ_INT(auth_quota.bytes, 0);
+	resp_free(&r1);
+	resp_free(&r2);
+}
+
+/* --- raw frames from a client that ignores flow control -------------------- */
+
+struct raw {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void raw_put(struct raw *w, const void *p, size_t n)
+{
+	if (w->len + n > w->cap) {
+		w->cap = (w->len + n) * 2;
+		w->p = realloc(w->p, w->cap);
+	}
+	memcpy(w->p + w->len, p, n);
+	w->len += n;
+}
+
+static void raw_frame(struct raw *w, uint8_t type, uint8_t flags, uint32_t sid,
+		      const uint8_t *payload, size_t n)
+{
+	uint8_t hd[9] = { (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, type, flags,
+			  (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8),
+			  (uint8_t)sid };
+
+	raw_put(w, hd, 9);
+	raw_put(w, payload, n);
+}
+
+static void raw_headers(struct raw *w, nghttp2_hd_deflater *d, uint32_t sid)
+{
+	nghttp2_nv nva[] = {
+		HDR(":method", "POST"), HDR(":scheme", "http"), HDR(":authority", "a"),
+		HDR(":path", "/t.Svc/Echo"), HDR("content-type", "application/grpc"),
+		HDR("te", "trailers"),
+	};
+	uint8_t block[512];
+	ssize_t n = nghttp2_hd_deflate_hd(d, block, sizeof(block), nva, 6);
+
+	CHECK(n > 0);
+	raw_frame(w, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, sid, block, (size_t)n);
+}
+
+static size_t heap_used(void)
+{
+	return mallinfo2().uordblks;
+}
+
+/* Feed w to a fresh session in 1 KiB pieces, flushing after each; returns
+ * the bytes fed before the session refused more. *grew: the most heap the
+ * session held on the way. reads: whether the attacker reads our output
+ * (if not, our answers pile up in the session). */
+static size_t raw_attack(const struct raw *w, size_t *grew, bool reads)
+{
+	struct harness h;
+	size_t fed = 0, base;
+
+	harness_init(&h, &auth_server);
+	h.out_len = 0;
+	grpc_session_flush(h.srv);
+	base = heap_used();
+	*grew = 0;
+	if (!reads)
+		h.space = 0;
+	while (fed < w->len) {
+		size_t n = w->len - fed < 1024 ? w->len - fed : 1024, now;
+		int rc = grpc_session_feed(h.srv, w->p + fed, n, h.now);
+
+		now = heap_used();	/* before the flush: what the input made */
+		if (now > base && now - base > *grew)
+			*grew = now - base;
+		if (rc < 0)
+			break;
+		fed += n;
+		h.out_len = 0;	/* the attacker never reads */
+		grpc_session_flush(h.srv);
+		if (grpc_session_done(h.srv))
+			break;
+	}
+	CHECK(grpc_session_error(h.srv) != NULL || grpc_session_done(h.srv));
+	harness_free(&h);
+	return fed;
+}
+
+/* A connection that never authenticates cannot make the server read
+ * (let alone hold) more than 64 KiB, whatever it sends: a body on an
+ * unauthenticated stream past every window, a flood of PINGs, or calls
+ * refused one after the other. */
+static void test_auth_preauth_cap(void)
+{
+	static const char preface[] = NGHTTP2_CLIENT_MAGIC;
+	static const uint8_t zeros[16384];
+	nghttp2_hd_deflater *d;
+	struct raw w = { 0 };
+	size_t fed, grew;
+	uint8_t pfx[5];
+
+	auth_reset();
+	/* 1: HEADERS without a credential, then 8 MiB of DATA. */
+	nghttp2_hd_deflate_new(&d, 4096);
+	raw_put(&w, preface, sizeof(preface) - 1);
+	raw_frame(&w, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+	raw_headers(&w, d, 1);
+	grpc_frame_header(pfx, GRPC_MSG_MAX);
+	raw_frame(&w, NGHTTP2_DATA, 0, 1, pfx, 5);
+	for (int i = 0; i < 512; i++)
+		raw_frame(&w, NGHTTP2_DATA, 0, 1, zeros, sizeof(zeros));
+	fed = raw_attack(&w, &grew, false);
+	fprintf(stderr, "preauth body: %zu bytes read, heap +%zu\n", fed, grew);
+	CHECK(fed <= GRPC_PREAUTH_MAX);
+	CHECK(grew < GRPC_PREAUTH_MAX);
+	CHECK_EQ_INT(auth_calls, 1);
+	nghttp2_hd_deflate_del(d);
+
+	/* 2: PING flood, never a call. */
+	w.len = 0;
+	raw_put(&w, preface, sizeof(preface) - 1);
+	raw_frame(&w, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+	for (int i = 0; i < 8000; i++)
+		raw_frame(&w, NGHTTP2_PING, 0, 0, zeros, 8);
+	fed = raw_attack(&w, &grew, true);
+	fprintf(stderr, "preauth pings: %zu bytes read, heap +%zu\n", fed, grew);
+	CHECK(fed <= GRPC_PREAUTH_MAX);
+	CHECK(fed >= GRPC_PREAUTH_MAX - 1024);	/* cut by the cap, not earlier */
+	CHECK(grew < GRPC_PREAUTH_MAX);
+
+	/* 3: call after call without a credential, HEADERS only. */
+	auth_reset();
+	nghttp2_hd_deflate_new(&d, 4096);
+	w.len = 0;
+	raw_put(&w, preface, sizeof(preface) - 1);
+	raw_frame(&w, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+	for (uint32_t sid = 1; sid < 2000; sid += 2)
+		raw_headers(&w, d, sid);
+	fed = raw_attack(&w, &grew, false);
+	fprintf(stderr, "preauth refusals: %zu bytes read, %d calls refused, heap +%zu\n",
+		fed, auth_calls, grew);
+	CHECK(auth_calls <= 16);
+	CHECK(grew < GRPC_PREAUTH_MAX);
+	nghttp2_hd_deflate_del(d);
+	free(w.p);
+}
+
+/* A session with no call admitted within GRPC_PREAUTH_MS of its first
+ * bytes is ended: GOAWAY, then done. */
+static void test_auth_preauth_deadline(void)
+{
+	struct harness h;
+	uint64_t next;
+
+	auth_reset();
+	harness_init(&h, &auth_server);
+	harness_connect(&h);
+	next = grpc_session_expire(h.srv, h.now);
+	CHECK_EQ_INT(next, h.now + GRPC_PREAUTH_MS);
+	CHECK(!grpc_session_done(h.srv));
+	next = grpc_session_expire(h.srv, h.now + GRPC_PREAUTH_MS);
+	CHECK(next != 0);			/* due now: flush the GOAWAY */
+	CHECK_EQ_INT(grpc_session_expire(h.srv, h.now + GRPC_PREAUTH_MS + 1), 0);
+	h.out_len = 0;
+	CHECK_EQ_INT(grpc_session_flush(h.srv), 0);
+	CHECK(h.out_len >= 9 && h.out[3] == NGHTTP2_GOAWAY);
+	CHECK(grpc_session_done(h.srv));
+	CHECK_EQ_STR(grpc_session_error(h.srv), "no call authenticated in time");
+	harness_free(&h);
+
+	/* Authenticated in time: no such deadline. */
+	auth_reset();
+	harness_init(&h, &auth_server);
+	struct resp r;
+	uint8_t buf[16];
+	struct req_body b = body_msg(buf, "hi", 2);
+	call_auth = "Bearer good";
+	call_plain(&h, "/t.Svc/Echo", &b, &r);
+	pump(&h);
+	call_auth = "Bearer tok";
+	CHECK_EQ_STR(r.grpc_status, "0");
+	CHECK_EQ_INT(grpc_session_expire(h.srv, h.now + 2 * GRPC_PREAUTH_MS), 0);
+	CHECK(!grpc_session_done(h.srv));
+	resp_free(&r);
+	harness_free(&h);
+}
+
 int main(void)
 {
 	test_helpers();
@@ -944,5 +1335,10 @@ int main(void)
 	test_status_message_encoding();
 	test_drain();
 	test_concurrency_limit();
+	test_auth_refused_at_headers();
+	test_auth_admitted();
+	test_auth_quota();
+	test_auth_preauth_cap();
+	test_auth_preauth_deadline();
 	return check_done("test_grpc");
 }

@@ -769,6 +769,102 @@ static void test_bad_args(void)
 	raw_free(&w);
 }
 
+/* --- HPACK: credentials never indexed ------------------------------------------------ */
+
+/* Decode every HEADERS block the client wrote (after the preface) and
+ * record, per call, the flags of the header named name. */
+static int hpack_flags(const uint8_t *b, size_t n, const char *name, uint8_t *flags, int max)
+{
+	nghttp2_hd_inflater *inf;
+	size_t o = 24;			/* the client connection preface */
+	int got = 0;
+
+	if (n < o || memcmp(b, NGHTTP2_CLIENT_MAGIC, 24) || nghttp2_hd_inflate_new(&inf))
+		return -1;
+	while (o + 9 <= n) {
+		size_t len = (size_t)b[o] << 16 | (size_t)b[o + 1] << 8 | b[o + 2];
+		const uint8_t *pl = b + o + 9;
+
+		if (o + 9 + len > n)
+			break;
+		/* nghttp2's client sends no padding or priority on these */
+		if (b[o + 3] == NGHTTP2_HEADERS && !(b[o + 4] & (NGHTTP2_FLAG_PADDED |
+								   NGHTTP2_FLAG_PRIORITY))) {
+			size_t left = len;
+
+			for (;;) {
+				nghttp2_nv nv;
+				int fl = 0;
+				ssize_t r = nghttp2_hd_inflate_hd2(inf, &nv, &fl, pl, left, 1);
+
+				if (r < 0) {
+					nghttp2_hd_inflate_del(inf);
+					return -1;
+				}
+				pl += r;
+				left -= (size_t)r;
+				if ((fl & NGHTTP2_HD_INFLATE_EMIT) && nv.namelen == strlen(name) &&
+				    !memcmp(nv.name, name, nv.namelen) && got < max)
+					flags[got++] = nv.flags;
+				if (fl & NGHTTP2_HD_INFLATE_FINAL) {
+					nghttp2_hd_inflate_end_headers(inf);
+					break;
+				}
+				if (!r && !(fl & NGHTTP2_HD_INFLATE_EMIT))
+					break;
+			}
+		}
+		o += 9 + len;
+	}
+	nghttp2_hd_inflate_del(inf);
+	return got;
+}
+
+/* The token goes out as "literal never indexed" (0001xxxx) on every call,
+ * also the second on the same session (not from the dynamic table); a
+ * header without credentials stays indexable. nghttp2 (1.52) already
+ * never-indexes "authorization" on its own; proxy-authorization is what
+ * shows grpcc's own rule at work. */
+static void test_auth_never_indexed(void)
+{
+	static const char *const hdrs[] = {
+		"authorization", "Bearer tok-never-indexed", "proxy-authorization", "Basic eA==",
+		"x-weft-note", "plain", NULL
+	};
+	struct sink out = { .space = 1 << 20 };
+	struct grpcc_session *s = grpcc_session_new(sink_send, sink_space, &out, "weft-agent");
+	struct result r1 = { 0 }, r2 = { 0 };
+	uint8_t auth[4] = { 0 }, proxy[4] = { 0 }, note[4] = { 0 };
+	const uint8_t *hit;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	r1.call = grpcc_call_start(s, "/a.B/C", hdrs, (const uint8_t *)"x", 1, 0, 1000,
+				   on_message, on_done, &r1);
+	r2.call = grpcc_call_start(s, "/a.B/C", hdrs, (const uint8_t *)"x", 1, 0, 1000,
+				   on_message, on_done, &r2);
+	CHECK(r1.call && r2.call);
+	grpcc_session_flush(s);
+	CHECK_EQ_INT(hpack_flags(out.buf, out.len, "authorization", auth, 4), 2);
+	CHECK_EQ_INT(auth[0], NGHTTP2_NV_FLAG_NO_INDEX);
+	CHECK_EQ_INT(auth[1], NGHTTP2_NV_FLAG_NO_INDEX);
+	CHECK_EQ_INT(hpack_flags(out.buf, out.len, "proxy-authorization", proxy, 4), 2);
+	CHECK_EQ_INT(proxy[0], NGHTTP2_NV_FLAG_NO_INDEX);
+	CHECK_EQ_INT(proxy[1], NGHTTP2_NV_FLAG_NO_INDEX);
+	CHECK_EQ_INT(hpack_flags(out.buf, out.len, "x-weft-note", note, 4), 2);
+	CHECK_EQ_INT(note[0], NGHTTP2_NV_FLAG_NONE);
+	CHECK_EQ_INT(note[1], NGHTTP2_NV_FLAG_NONE);
+	/* On the wire: "authorization" is static-table entry 23, so the field
+	 * starts 0001 1111 0000 1000 (never indexed, name index 15 + 8). */
+	hit = memmem(out.buf, out.len, "\x1f\x08", 2);
+	CHECK(hit != NULL);
+	grpcc_session_free(s);
+	result_free(&r1);
+	result_free(&r2);
+	free(out.buf);
+}
+
 int main(void)
 {
 	test_unary_ok();
@@ -781,5 +877,6 @@ int main(void)
 	test_raw_statuses();
 	test_raw_connection_errors();
 	test_bad_args();
+	test_auth_never_indexed();
 	return check_done("test_grpcc");
 }

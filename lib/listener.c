@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Listening sockets: one multishot accept per listener, re-armed when the
+ * kernel ends it; on a resource shortage accepting pauses for a backoff that
+ * doubles up to LISTENER_BACKOFF_MAX_MS and resets on the next success, so an
+ * fd-exhausted daemon waits instead of spinning through accept errors. And
+ * the per-source-address count of pending connections. */
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <weft/listener.h>
+#include <weft/log.h>
+#include <weft/loop.h>
+
+#define LISTENER_F_ARMED	(1u << 0)	/* the multishot accept is in flight */
+#define LISTENER_F_CANCELLING	(1u << 1)	/* our cancel of it is in flight */
+#define LISTENER_F_CLOSING	(1u << 2)	/* listener_close was called */
+#define LISTENER_F_PAUSED	(1u << 3)	/* the retry timer is armed */
+#define LISTENER_F_DONE		(1u << 4)	/* on_closed queued */
+
+/* Errors other than a resource shortage (ECONNABORTED, EPROTO, ...) belong to
+ * one connection and re-arm at once; this many in a row pause all the same. */
+#define LISTENER_ERRORS_MAX 16
+
+static void listener_arm(struct listener *ls);
+
+static struct listener *listener_of_op(struct loop_op *op, size_t off)
+{
+	return (struct listener *)((char *)op - off);
+}
+
+int listener_socket(const struct sockaddr *sa, socklen_t len, int backlog)
+{
+	int one = 1, fd, err;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int listener_nofile_raise(void)
+{
+	struct rlimit rl;
+	rlim_t old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	old = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			int err = -errno;
+
+			log_warn("RLIMIT_NOFILE stays %llu: raising it to its hard limit %llu: %s",
+				 (unsigned long long)old, (unsigned long long)rl.rlim_max,
+				 strerror(-err));
+			return err;
+		}
+	}
+	log_info("RLIMIT_NOFILE %llu -> %llu (the hard limit)", (unsigned long long)old,
+		 (unsigned long long)rl.rlim_cur);
+	return 0;
+}
+
+static int listener_resource_error(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM;
+}
+
+/* Wait backoff_ms before accepting again, and double the next wait. */
+static void listener_pause(struct listener *ls, int err)
+{
+	static struct log_rl rl = LOG_RL_INIT;
+
+	log_warn_rl(&rl, "%s: accept failed: %s; accepting paused for %u ms", ls->name,
+		    strerror(-err), ls->backoff_ms);
+	ls->flags |= LISTENER_F_PAUSED;
+	ls->paused++;
+	loop_timer_arm(ls->l, &ls->retry, ls->backoff_ms);
+	ls->backoff_ms *= 2;
+	if (ls->backoff_ms > LISTENER_BACKOFF_MAX_MS)
+		ls->backoff_ms = LISTENER_BACKOFF_MAX_MS;
+}
+
+static void listener_arm(struct listener *ls)
+{
+	int err = loop_accept(ls->l, &ls->accept_op, ls->fd);
+
+	if (err < 0) {
+		listener_pause(ls, err);
+		return;
+	}
+	ls->flags |= LISTENER_F_ARMED;
+}
+
+static void listener_on_closed_task(struct loop_task *t)
+{
+	struct listener *ls = (struct listener *)((char *)t - offsetof(struct listener,
+								       closed_task));
+
+	if (ls->on_closed)
+		ls->on_closed(ls);
+}
+
+/* Once closing and nothing of ours is in flight: the socket goes (the accept
+ * held it, so closing earlier would keep it listening), then on_closed. */
+static void listener_maybe_closed(struct listener *ls)
+{
+	if (!(ls->flags & LISTENER_F_CLOSING) || (ls->flags & LISTENER_F_ARMED))
+		return;
+	if (ls->fd >= 0) {
+		close(ls->fd);
+		ls->fd = -1;
+	}
+	if (ls->flags & (LISTENER_F_CANCELLING | LISTENER_F_DONE))
+		return;
+	ls->flags |= LISTENER_F_DONE;
+	loop_task_queue(ls->l, &ls->closed_task);
+}
+
+/* Called again for every completion that still has F_MORE: a cancel can miss
+ * a request whose completion is being posted at that moment. */
+static void listener_cancel(struct listener *ls)
+{
+	if ((ls->flags & LISTENER_F_CANCELLING) || !(ls->flags & LISTENER_F_ARMED))
+		return;
+	if (loop_cancel_fd(ls->l, &ls->cancel_op, ls->fd) == 0)
+		ls->flags |= LISTENER_F_CANCELLING;
+}
+
+static void listener_on_cancel(struct loop_op *op, int res, unsigned flags)
+{
+	struct listener *ls = listener_of_op(op, offsetof(struct listener, cancel_op));
+
+	(void)res;
+	(void)flags;
+	ls->flags &= ~LISTENER_F_CANCELLING;
+	listener_maybe_closed(ls);
+}
+
+static void listener_on_retry(struct loop_timer *t)
+{
+	struct listener *ls = (struct listener *)((char *)t - offsetof(struct listener, retry));
+
+	ls->flags &= ~LISTENER_F_PAUSED;
+	if (!(ls->flags & LISTENER_F_CLOSING))
+		listener_arm(ls);
+}
+
+static void listener_on_accept(struct loop_op *op, int res, unsigned flags)
+{
+	static struct log_rl rl = LOG_RL_INIT;
+	struct listener *ls = listener_of_op(op, offsetof(struct listener, accept_op));
+
+	if (!(flags & IORING_CQE_F_MORE))
+		ls->flags &= ~LISTENER_F_ARMED;
+	if (res >= 0) {
+		if (ls->flags & LISTENER_F_CLOSING) {
+			close(res);
+		} else {
+			ls->errors = 0;
+			ls->backoff_ms = LISTENER_BACKOFF_MIN_MS;
+			ls->on_accept(ls, res);		/* may call listener_close */
+		}
+	} else if (!(ls->flags & LISTENER_F_CLOSING)) {
+		ls->errors++;
+		if (!listener_resource_error(res) && res != -ECANCELED)
+			log_warn_rl(&rl, "%s: accept failed: %s", ls->name, strerror(-res));
+	}
+	if (ls->flags & LISTENER_F_CLOSING) {
+		listener_cancel(ls);
+		listener_maybe_closed(ls);
+		return;
+	}
+	if (ls->flags & (LISTENER_F_ARMED | LISTENER_F_PAUSED))
+		return;
+	/* The multishot ended. A shortage of fds or memory, a cancel that
+	 * was not ours or a run of errors: wait; otherwise re-arm at once. */
+	if (res < 0 && (listener_resource_error(res) || res == -ECANCELED ||
+			ls->errors > LISTENER_ERRORS_MAX))
+		listener_pause(ls, res);
+	else
+		listener_arm(ls);
+}
+
+void listener_start(struct listener *ls, struct loop *l, int fd, const char *name,
+		    listener_accept_cb on_accept, listener_closed_cb on_closed, void *udata)
+{
+	memset(ls, 0, sizeof(*ls));
+	ls->l = l;
+	ls->fd = fd;
+	ls->on_accept = on_accept;
+	ls->on_closed = on_closed;
+	ls->udata = udata;
+	ls->backoff_ms = LISTENER_BACKOFF_MIN_MS;
+	ls->accept_op.cb = listener_on_accept;
+	ls->cancel_op.cb = listener_on_cancel;
+	ls->retry.cb = listener_on_retry;
+	ls->closed_task.cb = listener_on_closed_task;
+	snprintf(ls->name, sizeof(ls->name), "%s", name);
+	listener_arm(ls);
+}
+
+void listener_close(struct listener *ls)
+{
+	if (!ls->l || (ls->flags & LISTENER_F_CLOSING))
+		return;
+	ls->flags |= LISTENER_F_CLOSING;
+	if (ls->flags & LISTENER_F_PAUSED) {
+		loop_timer_disarm(ls->l, &ls->retry);
+		ls->flags &= ~LISTENER_F_PAUSED;
+	}
+	listener_cancel(ls);
+	listener_maybe_closed(ls);
+}
+
+void listener_deinit(struct listener *ls)
+{
+	if (!ls->l)
+		return;
+	loop_timer_disarm(ls->l, &ls->retry);
+	if (ls->fd >= 0)
+		close(ls->fd);
+	ls->fd = -1;
+	ls->flags = LISTENER_F_CLOSING | LISTENER_F_DONE;
+}
+
+int listener_paused(const struct listener *ls)
+{
+	return !!(ls->flags & LISTENER_F_PAUSED);
+}
+
+void *listener_udata(const struct listener *ls)
+{
+	return ls->udata;
+}
+
+/* --- pending connections per source address -------------------------------- */
+
+/* An open-addressing table (linear probing, backward-shift deletion) of the
+ * addresses with at least one pending connection: at most `total` of them,
+ * in twice as many slots, so a probe stays short. The hash is keyed by a
+ * random seed: peers choose their addresses. */
+struct listener_pending_slot {
+	uint8_t ip[16];			/* IPv4 as ::ffff:a.b.c.d */
+	unsigned n;			/* 0: free */
+};
+
+struct listener_pending {
+	unsigned total, per_addr;
+	unsigned count;			/* pending in all */
+	unsigned mask;			/* slots - 1 */
+	uint64_t seed;
+	struct listener_pending_slot slot[];
+};
+
+struct listener_pending *listener_pending_new(unsigned total, unsigned per_addr)
+{
+	struct listener_pending *p;
+	unsigned slots = 16;
+
+	if (!total || !per_addr || total > (1u << 24))
+		return NULL;
+	while (slots < total * 2)
+		slots *= 2;
+	p = calloc(1, sizeof(*p) + slots * sizeof(p->slot[0]));
+	if (!p)
+		return NULL;
+	p->total = total;
+	p->per_addr = per_addr;
+	p->mask = slots - 1;
+	if (getrandom(&p->seed, sizeof(p->seed), GRND_NONBLOCK) != sizeof(p->seed))
+		p->seed = (uint64_t)(uintptr_t)p ^ 0x9e3779b97f4a7c15ull;
+	return p;
+}
+
+void listener_pending_free(struct listener_pending *p)
+{
+	free(p);
+}
+
+/* sa's IP as 16 bytes. Other families (a unix socket's peers) are all one
+ * address, ::, which no TCP peer has. */
+static void listener_pending_key(const struct sockaddr *sa, uint8_t ip[16])
+{
+	if (sa->sa_family == AF_INET) {
+		memset(ip, 0, 10);
+		ip[10] = ip[11] = 0xff;
+		memcpy(ip + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	} else {
+		memset(ip, 0, 16);
+	}
+}
+
+static unsigned listener_pending_hash(const struct listener_pending *p, const uint8_t ip[16])
+{
+	uint64_t a, b, h;
+
+	memcpy(&a, ip, 8);
+	memcpy(&b, ip + 8, 8);
+	h = (a ^ p->seed) * 0xff51afd7ed558ccdull;
+	h ^= (b + (p->seed >> 7)) * 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 29;
+	return (unsigned)h & p->mask;
+}
+
+/* The slot holding ip, or the free slot where it would go. */
+static unsigned listener_pending_find(const struct listener_pending *p, const uint8_t ip[16])
+{
+	unsigned i = listener_pending_hash(p, ip);
+
+	while (p->slot[i].n && memcmp(p->slot[i].ip, ip, 16))
+		i = (i + 1) & p->mask;
+	return i;
+}
+
+int listener_pending_take(struct listener_pending *p, const struct sockaddr *sa)
+{
+	uint8_t ip[16];
+	unsigned i;
+
+	listener_pending_key(sa, ip);
+	i = listener_pending_find(p, ip);
+	if (p->slot[i].n >= p->per_addr)
+		return -EBUSY;
+	if (p->count >= p->total)
+		return -ENOSPC;
+	if (!p->slot[i].n)
+		memcpy(p->slot[i].ip, ip, 16);
+	p->slot[i].n++;
+	p->count++;
+	return 0;
+}
+
+void listener_pending_drop(struct listener_pending *p, const struct sockaddr *sa)
+{
+	uint8_t ip[16];
+	unsigned i, j;
+
+	listener_pending_key(sa, ip);
+	i = listener_pending_find(p, ip);
+	if (!p->slot[i].n)
+		return;		/* not ours: a caller bug, but never underflow */
+	p->count--;
+	if (--p->slot[i].n)
+		return;
+	/* Backward shift: move later entries of the run into the hole unless
+	 * they already sit between their home and the hole. */
+	for (j = (i + 1) & p->mask; p->slot[j].n; j = (j + 1) & p->mask) {
+		unsigned home = listener_pending_hash(p, p->slot[j].ip);
+
+		if (((j - home) & p->mask) >= ((j - i) & p->mask)) {
+			p->slot[i] = p->slot[j];
+			p->slot[j].n = 0;
+			i = j;
+		}
+	}
+}
+
+unsigned listener_pending_count(const struct listener_pending *p)
+{
+	return p->count;
+}
+
+const char *listener_pending_refusal(int err)
+{
+	if (err < 0)
+		err = -err;
+	return err == EBUSY ? "too many pending from its address" :
+	       err == ENOSPC ? "too many pending in all" : NULL;
+}
+
+unsigned listener_pending_of(const struct listener_pending *p, const struct sockaddr *sa)
+{
+	uint8_t ip[16];
+
+	listener_pending_key(sa, ip);
+	return p->slot[listener_pending_find(p, ip)].n;
+}
