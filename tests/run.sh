@@ -52,7 +52,8 @@ for f in $(find $B/fuzz -maxdepth 1 -type f -executable -name 'fuzz_*' | sort); 
 	n=$(basename "$f")
 	work=$B/fuzz/smoke/$n
 	rm -rf "$work" && mkdir -p "$work"
-	run "fuzz/$n" "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 \
+	# -error_exitcode=1: libFuzzer's default (77) would read as a skip.
+	run "fuzz/$n" "$f" -max_total_time="$FUZZ_SMOKE_SECONDS" -timeout=10 -error_exitcode=1 \
 		-rss_limit_mb=2048 "$work" "tests/fuzz/corpus/$n"
 done
 
