@@ -194,10 +194,9 @@ int boundary_source_claim(const struct weftd *d, const char *forwarded, const ch
 			 strchr("aeiou", special[0]) ? "n" : "", special);
 		return boundary_refuse(why, len, forwarded, &claim, client_id, reason);
 	}
-	for (size_t i = 0; i < n_dst_ips; i++)
-		if (sockaddr_same_ip((const struct sockaddr *)&dst_ips[i], (struct sockaddr *)&claim))
-			return boundary_refuse(why, len, forwarded, &claim, client_id,
-					       "it is the destination's own address");
+	if (sockaddr_ip_in(dst_ips, n_dst_ips, (struct sockaddr *)&claim))
+		return boundary_refuse(why, len, forwarded, &claim, client_id,
+				       "it is the destination's own address");
 	if (d->cfg.node_ip && !sockaddr_from_ip(d->cfg.node_ip, 0, &na, &sl) &&
 	    sockaddr_same_ip((struct sockaddr *)&na, (struct sockaddr *)&claim))
 		return boundary_refuse(why, len, forwarded, &claim, client_id,

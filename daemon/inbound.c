@@ -581,12 +581,20 @@ static int inbound_plain_refused(const struct weftd *d, const struct pod *pod,
 
 	if (boundary_is_self(d, orig, why, len))
 		return 1;
-	for (size_t i = 0; i < pod->n_ips; i++)
-		if (sockaddr_same_ip((const struct sockaddr *)&pod->ips[i], orig))
-			return 0;
+	if (sockaddr_ip_in(pod->ips, pod->n_ips, orig))
+		return 0;
 	snprintf(why, len, "%s is not this pod's address",
 		 sockaddr_str((const struct sockaddr_storage *)orig, addr, sizeof(addr)));
 	return 1;
+}
+
+/* Refuse pl before any delivery: flag, one log line, the client reset. */
+static void plain_fail(struct plain *pl, struct relay *r, const char *flag, const char *why)
+{
+	log_warn("inbound plaintext %s -> %s refused [%s]: %s", pl->src, pl->dst, flag, why);
+	pl->flag = flag;
+	pl->d->stats.failed++;
+	relay_reset(r, why);
 }
 
 void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
@@ -621,22 +629,12 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	pod->conns++;
 	d->live++;
 	if (d->draining || d->live > d->cfg.max_connections) {
-		const char *why_full = d->draining ? "weftd is shutting down" :
-				       "max_connections reached";
-
-		log_warn("inbound plaintext %s -> %s refused [OVERFLOW]: %s", pl->src, pl->dst,
-			 why_full);
-		pl->flag = "OVERFLOW";
-		d->stats.failed++;
-		relay_reset(r, why_full);
+		plain_fail(pl, r, "OVERFLOW", d->draining ? "weftd is shutting down" :
+			   "max_connections reached");
 		return;
 	}
 	if (inbound_plain_refused(d, pod, (struct sockaddr *)&orig, why, sizeof(why))) {
-		log_warn("inbound plaintext %s -> %s refused [NO_ROUTE]: %s", pl->src, pl->dst,
-			 why);
-		pl->flag = "NO_ROUTE";
-		d->stats.failed++;
-		relay_reset(r, why);
+		plain_fail(pl, r, "NO_ROUTE", why);
 		return;
 	}
 	/* No identity: only policies without principals/namespaces can allow. */

@@ -60,17 +60,11 @@ static int pods_parse_ip(const char *s, struct sockaddr_storage *ss)
 	return sockaddr_from_ip(buf, 0, ss, &sl);
 }
 
-static int pods_same_ip(const struct sockaddr_storage *a, const struct sockaddr *b)
-{
-	return sockaddr_same_ip((const struct sockaddr *)a, b);
-}
-
 struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr)
 {
 	for (struct pod *pod = p->list; pod; pod = pod->next)
-		for (size_t i = 0; !pod->gone && i < pod->n_ips; i++)
-			if (pods_same_ip(&pod->ips[i], addr))
-				return pod;
+		if (!pod->gone && sockaddr_ip_in(pod->ips, pod->n_ips, addr))
+			return pod;
 	return NULL;
 }
 
@@ -79,7 +73,8 @@ int pods_add_has_ip(const Weft__Cni__V1__AddWorkload *add, const struct sockaddr
 	struct sockaddr_storage ss;
 
 	for (size_t i = 0; i < add->n_ips; i++)
-		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ss) && pods_same_ip(&ss, addr))
+		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ss) &&
+		    sockaddr_same_ip((const struct sockaddr *)&ss, addr))
 			return 1;
 	return 0;
 }
@@ -216,12 +211,9 @@ int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int
 	/* Never pretend to be the pod itself, its loopback or a link-local,
 	 * multicast or unspecified peer (§5.1): the kernel picks the pod's
 	 * address for such a socket, as for a pod without transparency. */
-	if (sockaddr_special((const struct sockaddr *)src))
+	if (sockaddr_special((const struct sockaddr *)src) ||
+	    sockaddr_ip_in(pod->ips, pod->n_ips, (const struct sockaddr *)src))
 		return fd;
-	for (size_t i = 0; i < pod->n_ips; i++)
-		if (sockaddr_same_ip((const struct sockaddr *)&pod->ips[i],
-				     (const struct sockaddr *)src))
-			return fd;
 	b = *src;
 	if (family == AF_INET)
 		((struct sockaddr_in *)&b)->sin_port = 0;
@@ -341,16 +333,16 @@ static int pods_add_check_ips(const struct pods *p, const Weft__Cni__V1__AddWork
 
 /* Re-enrollment into the netns the pod already has (a CNI ADD retried
  * after a timeout): the listeners in there stay, since new ones could not
- * bind until the ring lets go of the old ones; the rest is taken from add.
+ * bind until the ring lets go of the old ones; the rest is taken from add,
+ * whose n (> 0) addresses pods_add_parse has read into ips.
  * 1 when the netns differs (the caller starts afresh), 0 when done (the
  * pod owns netns_fd), -errno with err when refused (netns_fd untouched). */
 static int pods_add_refresh(struct pods *p, struct pod *pod, const Weft__Cni__V1__AddWorkload *add,
-			    int netns_fd, char *err, size_t errlen)
+			    const struct sockaddr_storage *ips, size_t n, int netns_fd,
+			    char *err, size_t errlen)
 {
-	struct sockaddr_storage ips[POD_IPS_MAX];
 	const char *sa = add->service_account ? add->service_account : "";
 	struct stat a, b;
-	size_t n = 0;
 
 	if (fstat(pod->netns_fd, &a) < 0 || fstat(netns_fd, &b) < 0 ||
 	    a.st_dev != b.st_dev || a.st_ino != b.st_ino)
@@ -361,13 +353,6 @@ static int pods_add_refresh(struct pods *p, struct pod *pod, const Weft__Cni__V1
 		snprintf(err, errlen, "pod %s is enrolled as %s/%s; changing that needs a "
 			 "DelWorkload first", pod->uid, pod->ns, pod->sa);
 		return -EEXIST;
-	}
-	for (size_t i = 0; i < add->n_ips && n < POD_IPS_MAX; i++)
-		if (add->ips[i] && !pods_parse_ip(add->ips[i], &ips[n]))
-			n++;
-	if (!n) {
-		snprintf(err, errlen, "AddWorkload for %s carries no usable IP", pod->uid);
-		return -EINVAL;
 	}
 	memcpy(pod->ips, ips, n * sizeof(ips[0]));
 	pod->n_ips = n;
@@ -410,7 +395,7 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 	if (old) {
 		char e[64];
 
-		rc = pods_add_refresh(p, old, add, netns_fd, err, errlen);
+		rc = pods_add_refresh(p, old, add, ips, (size_t)n_ips, netns_fd, err, errlen);
 		if (rc <= 0) {
 			if (rc < 0)
 				close(netns_fd);

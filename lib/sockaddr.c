@@ -125,6 +125,14 @@ int sockaddr_same_ip(const struct sockaddr *a, const struct sockaddr *b)
 		       &((const struct sockaddr_in6 *)b)->sin6_addr, 16);
 }
 
+int sockaddr_ip_in(const struct sockaddr_storage *v, size_t n, const struct sockaddr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (sockaddr_same_ip((const struct sockaddr *)&v[i], a))
+			return 1;
+	return 0;
+}
+
 const char *sockaddr_special(const struct sockaddr *a)
 {
 	uint32_t v4;

@@ -18,6 +18,8 @@ uint16_t sockaddr_port(const struct sockaddr_storage *ss);
 /* 1 when a and b carry the same IP (ports ignored; an IPv4 address equals
  * its v4-mapped IPv6 form). */
 int sockaddr_same_ip(const struct sockaddr *a, const struct sockaddr *b);
+/* 1 when one of the n addresses in v carries a's IP (sockaddr_same_ip). */
+int sockaddr_ip_in(const struct sockaddr_storage *v, size_t n, const struct sockaddr *a);
 /* What makes a unfit as a peer's address: "loopback", "unspecified",
  * "link-local", "multicast", "broadcast" or "not an IP address"; NULL for
  * an ordinary unicast address. */
