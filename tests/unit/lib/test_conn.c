@@ -613,6 +613,14 @@ static int one_more(void)
 	return srv_accepted == 4 && srv.ready == 3 && srv.closes == 2;
 }
 
+static struct listener_pending *pend;
+
+/* The closed conn has given its slot back (conn_close ends asynchronously). */
+static int slot_back(void)
+{
+	return listener_pending_count(pend) == 1;
+}
+
 static int all_gone(void)
 {
 	return srv.closes == 3 && conn_live_count() == 0;
@@ -620,7 +628,7 @@ static int all_gone(void)
 
 static void test_pending(void)
 {
-	struct listener_pending *p = listener_pending_new(16, 2);
+	struct listener_pending *p = pend = listener_pending_new(16, 2);
 
 	fprintf(stderr, "-- pending cap per address\n");
 	side_reset();
@@ -644,6 +652,8 @@ static void test_pending(void)
 	CHECK_EQ_INT(npconns, 2);
 	if (npconns == 2)
 		conn_close(pconns[0], 0, NULL);
+	/* Only then the next connect: before it, the address is still full. */
+	run_until(slot_back, 3000, "the closed one's slot is given back");
 	CHECK(pthread_create(&held[3].th, NULL, hold_main, &held[3]) == 0);
 	run_until(one_more, 3000, "a slot given back is taken again");
 	CHECK_EQ_INT(srv_refused, 1);
