@@ -24,6 +24,7 @@
 #include <weft/loop.h>
 
 #include "admin.h"
+#include "adminreq.h"
 #include "certs.h"
 #include "inbound.h"
 #include "pods.h"
@@ -64,7 +65,7 @@ struct admin_req {
 	struct loop_timer deadline;
 	size_t len;
 	int answered;
-	char buf[ADMIN_REQ_MAX + 1];
+	char buf[ADMIN_REQ_MAX];
 };
 
 static void admin_reply(struct conn *c, int status, const char *ctype, const char *body,
@@ -169,8 +170,7 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 static size_t admin_on_data(struct conn *c, const uint8_t *p, size_t n)
 {
 	struct admin_req *q = conn_udata(c);
-	char method[8], path[512];
-	char *eol;
+	char method[ADMINREQ_METHOD_MAX], path[ADMINREQ_PATH_MAX];
 
 	if (q->answered)
 		return n;
@@ -181,17 +181,17 @@ static size_t admin_on_data(struct conn *c, const uint8_t *p, size_t n)
 	}
 	memcpy(q->buf + q->len, p, n);
 	q->len += n;
-	q->buf[q->len] = 0;
-	if (!strstr(q->buf, "\r\n\r\n") && !strstr(q->buf, "\n\n"))
+	switch (adminreq_parse(q->buf, q->len, method, path)) {
+	case ADMINREQ_MORE:
 		return n;
-	q->answered = 1;
-	eol = strpbrk(q->buf, "\r\n");
-	if (eol)
-		*eol = 0;
-	if (sscanf(q->buf, "%7s %511s", method, path) != 2) {
+	case ADMINREQ_BAD:
+		q->answered = 1;
 		admin_reply(c, 400, "text/plain", "bad request\n", 12);
 		return n;
+	case ADMINREQ_OK:
+		break;
 	}
+	q->answered = 1;
 	admin_handle(q, c, method, path);
 	return n;
 }
@@ -259,6 +259,7 @@ static int admin_start(struct admin *a, struct admin_listener *l, int fd, int is
 		return -ENOMEM;
 	}
 	listener_start(&l->ls, a->d->loop, fd, l->where, admin_on_accept, NULL, l);
+	listener_use_reserve(&l->ls);
 	return 0;
 }
 

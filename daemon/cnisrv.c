@@ -618,6 +618,7 @@ struct cnisrv *cnisrv_new(struct loop *l, const char *path, const struct cnisrv_
 		goto fail_listen;
 	}
 	listener_start(&s->ls, l, s->fd, "cni.sock", cnisrv_on_accept, cnisrv_on_listener_closed, s);
+	listener_use_reserve(&s->ls);
 	log_info("cni.sock: listening on %s", path);
 	return s;
 

@@ -42,17 +42,26 @@
  * so a busy peer node may well have a hundred handshakes in flight. */
 #define INBOUND_PENDING_MAX 1024
 #define INBOUND_PENDING_PER_ADDR 128
+/* What one authenticated peer may hold (§5.1): a node opens one tunnel per
+ * (source identity, node) and another past each H2TUN_MAX_STREAMS, so 16
+ * connections of one identity is a peer far past honest use. Each holds at
+ * most H2TUN_MAX_STREAMS streams and 16 MiB queued toward the peer (h2tun's
+ * send budget), and the peer can send at most its 16 MiB connection window
+ * before the apps take it: 16 x 32 MiB in all. */
+#define INBOUND_CONNS_PER_PEER 16
 
 struct inbound {
 	struct weftd *d;
 	struct listener ls;
 	struct listener_pending *pending;
 	unsigned n_conns;
+	struct hconn *ready;		/* connections past their handshake */
 	char addr[80];
 };
 
 /* One HBONE client connection. */
 struct hconn {
+	struct hconn *next, *prev;	/* in->ready, once h2 is up */
 	struct inbound *in;
 	struct conn *conn;
 	struct h2tun *h2;
@@ -348,6 +357,16 @@ static void hconn_on_flush_task(struct loop_task *t)
 	hconn_flush(hc);
 }
 
+/* Connections of the peer identity id that are past their handshake. */
+static unsigned inbound_peer_conns(const struct inbound *in, const char *id)
+{
+	unsigned n = 0;
+
+	for (const struct hconn *x = in->ready; x; x = x->next)
+		n += !strcmp(x->peer_id, id);
+	return n;
+}
+
 static void hconn_on_ready(struct conn *c)
 {
 	struct hconn *hc = conn_udata(c);
@@ -367,11 +386,27 @@ static void hconn_on_ready(struct conn *c)
 		conn_abort(c, -EACCES, "client is not a workload");
 		return;
 	}
+	if (inbound_peer_conns(hc->in, hc->peer_id) >= INBOUND_CONNS_PER_PEER) {
+		static struct log_rl rl = LOG_RL_INIT;
+
+		log_warn_rl(&rl, "HBONE connection from %s refused [OVERFLOW]: %s already has %u "
+			    "connections to this node, the most one peer may hold (each up to %u "
+			    "streams and 32 MiB buffered)", hc->peer, hc->peer_id,
+			    INBOUND_CONNS_PER_PEER, H2TUN_MAX_STREAMS);
+		d->stats.failed++;
+		hc->refused = 1;
+		conn_abort(c, -EUSERS, "too many connections from this identity");
+		return;
+	}
 	hc->h2 = h2tun_new(H2TUN_SERVER, &hconn_h2_cb, hconn_send, hconn_space, hc, hc);
 	if (!hc->h2) {
 		conn_abort(c, -ENOMEM, "out of memory");
 		return;
 	}
+	hc->next = hc->in->ready;
+	if (hc->next)
+		hc->next->prev = hc;
+	hc->in->ready = hc;
 	log_debug("HBONE connection from %s as %s (%s)", hc->peer, hc->peer_id,
 		  tls_cipher_name(conn_tls(c)));
 	hconn_flush(hc);
@@ -413,6 +448,14 @@ static void hconn_on_close(struct conn *c, int err, const char *why)
 		log_info("HBONE connection from %s (%s) closed: %s", hc->peer, hc->peer_id,
 			 why ? why : strerror(-err));
 	hc->closed = 1;
+	if (hc->h2) {
+		if (hc->prev)
+			hc->prev->next = hc->next;
+		else
+			hc->in->ready = hc->next;
+		if (hc->next)
+			hc->next->prev = hc->prev;
+	}
 	h2tun_free(hc->h2);	/* streams: on_close(TUNNEL) -> relays reset */
 	hc->h2 = NULL;
 	hc->in->n_conns--;
@@ -631,6 +674,10 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	if (d->draining || d->live > d->cfg.max_connections) {
 		plain_fail(pl, r, "OVERFLOW", d->draining ? "weftd is shutting down" :
 			   "max_connections reached");
+		return;
+	}
+	if (pods_over_share(pod, why, sizeof(why))) {
+		plain_fail(pl, r, "OVERFLOW", why);
 		return;
 	}
 	if (inbound_plain_refused(d, pod, (struct sockaddr *)&orig, why, sizeof(why))) {

@@ -331,6 +331,7 @@ static void ob_route(struct ob *ob)
 void outbound_accept(struct weftd *d, struct pod *pod, int fd)
 {
 	socklen_t len = sizeof(struct sockaddr_in);
+	char why[160];
 	struct ob *ob;
 
 	d->stats.outbound++;
@@ -366,6 +367,10 @@ void outbound_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	if (d->live > d->cfg.max_connections) {
 		ob_fail(ob, "OVERFLOW", "max_connections reached");
+		return;
+	}
+	if (pods_over_share(pod, why, sizeof(why))) {
+		ob_fail(ob, "OVERFLOW", why);
 		return;
 	}
 	ob_route(ob);

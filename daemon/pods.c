@@ -239,6 +239,31 @@ void pods_conn_done(struct pod *pod)
 		pods_release(pod);
 }
 
+/* How many proxied connections one pod may hold: max_connections_per_pod,
+ * or by default a quarter of what weftd may hold in all. */
+static unsigned long pods_conn_cap(const struct weftd *d)
+{
+	unsigned long all = listener_fd_ceiling();
+
+	if (d->cfg.max_connections_per_pod)
+		return d->cfg.max_connections_per_pod;
+	if (all > d->cfg.max_connections)
+		all = d->cfg.max_connections;
+	return all / 4 > 16 ? all / 4 : 16;
+}
+
+int pods_over_share(struct pod *pod, char *why, size_t len)
+{
+	unsigned long cap = pods_conn_cap(pod->pods->d);
+
+	if (pod->conns <= cap)
+		return 0;
+	pod->refused++;
+	snprintf(why, len, "max_connections_per_pod reached (pod %s/%s holds %lu)", pod->ns,
+		 pod->name, cap);
+	return 1;
+}
+
 /* A connection accepted on one of the pod's listeners (out_ls: 15001);
  * the listener pauses by itself when weftd runs out of fds. */
 static void pods_on_accept(struct listener *ls, int fd)
@@ -547,9 +572,12 @@ size_t pods_json(const struct pods *p, char *buf, size_t len)
 	for (struct pod *pod = p->list; pod; pod = pod->next) {
 		n = snprintf(buf + o, o < len ? len - o : 0,
 			     "%s{\"uid\":\"%s\",\"namespace\":\"%s\",\"service_account\":\"%s\","
-			     "\"ip\":\"%s\",\"identity\":\"%s\",\"connections\":%lu}",
+			     "\"ip\":\"%s\",\"identity\":\"%s\",\"connections\":%lu,"
+			     "\"connections_max\":%lu,\"refused\":%lu,\"accept_paused\":%lu}",
 			     pod == p->list ? "" : ",", pod->uid, pod->ns, pod->sa, pod->ip_str,
-			     pod->ident ? ident_id(pod->ident) : "", pod->conns);
+			     pod->ident ? ident_id(pod->ident) : "", pod->conns,
+			     pods_conn_cap(p->d), pod->refused + pod->out_ls.refused +
+			     pod->in_ls.refused, pod->out_ls.paused + pod->in_ls.paused);
 		o += n > 0 ? (size_t)n : 0;
 	}
 	n = snprintf(buf + o, o < len ? len - o : 0, "]");

@@ -39,6 +39,7 @@ struct pod {
 	int gone;			/* deleted; freed when nops and conns are 0 */
 	struct ident *ident;		/* workload SVID, once sa is known */
 	unsigned long conns;		/* proxied connections now */
+	unsigned long refused;		/* reset over max_connections_per_pod */
 };
 
 struct pods *pods_new(struct weftd *d);
@@ -59,6 +60,10 @@ void pods_registry_changed(struct pods *p);
 int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int family);
 /* A proxied connection of pod ended (frees a deleted pod's memory last). */
 void pods_conn_done(struct pod *pod);
+/* After counting a new connection in pod->conns: 1 (why filled in, the
+ * refusal counted) when the pod now holds more than its share,
+ * max_connections_per_pod (default: a quarter of what weftd may hold). */
+int pods_over_share(struct pod *pod, char *why, size_t len);
 
 struct pod *pods_by_ip(const struct pods *p, const struct sockaddr *addr);
 struct pod *pods_by_uid(const struct pods *p, const char *uid);

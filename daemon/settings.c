@@ -41,6 +41,7 @@ static const struct cfgmap_field settings_fields[] = {
 	U("max_tunnels", max_tunnels, 1, 100000),
 	U("max_streams_per_tunnel", max_streams_per_tunnel, 1, 1000),
 	U("max_connections", max_connections, 1, 10000000),
+	U("max_connections_per_pod", max_connections_per_pod, 0, 10000000),
 	F("cert_ttl", CFGMAP_DURATION, cert_ttl_s),
 	F("connect_timeout", CFGMAP_MS, connect_timeout_ms),
 	F("log_level", CFGMAP_STR, log_level),

@@ -41,6 +41,8 @@ struct settings {
 	uint32_t max_tunnels;		/* 256 */
 	uint32_t max_streams_per_tunnel;/* 1000 */
 	uint32_t max_connections;	/* 65536 proxied connections */
+	uint32_t max_connections_per_pod;/* 0: a quarter of max_connections or
+					 * of the fd ceiling, the smaller */
 	uint32_t cert_ttl_s;		/* requested SVID lifetime; 0 = agent default */
 	uint32_t connect_timeout_ms;	/* 10000 */
 	char *log_level;		/* info */

@@ -45,6 +45,10 @@
 #include <weft/h2tun.h>
 
 #define H2TUN_SENDQ_MAX		(256u << 10)	/* queued outbound bytes per stream */
+/* ... and over all streams of the tunnel: what one peer that stops
+ * reading can make us hold (H2TUN_MAX_STREAMS x H2TUN_SENDQ_MAX would be
+ * 250 MiB); a few bulk streams still get their whole queue each. */
+#define H2TUN_CONN_SENDQ_MAX	(16u << 20)
 #define H2TUN_FRAME_MAX		16384		/* SETTINGS_MAX_FRAME_SIZE (the default) */
 #define H2TUN_BLOCK_MIN		4096		/* byte queue block sizes */
 #define H2TUN_BLOCK_MAX		16384
@@ -130,6 +134,9 @@ struct h2tun {
 	unsigned n_streams;		/* in the table */
 	unsigned n_local;		/* client streams nghttp2 has not closed */
 	unsigned n_due;			/* streams with ST_DUE_* set */
+	size_t sq_total;		/* bytes in all streams' sq */
+	bool sq_starved;		/* a write was cut by H2TUN_CONN_SENDQ_MAX */
+	uint64_t sq_cuts;		/* how often (h2tun_send_cuts) */
 	/* Every DATA byte nghttp2 hands us must go back to the connection
 	 * window exactly once, or the tunnel slowly chokes; the unit tests
 	 * check these two meet once the streams are gone. */
@@ -323,6 +330,30 @@ static void stream_due(struct h2tun *t, struct h2tun_stream *s, unsigned flag)
 	s->flags |= flag;
 }
 
+/* The tunnel's send budget is half free again after a cut: every stream
+ * that was cut (and has room of its own) gets its on_writable. */
+static void sq_wake(struct h2tun *t)
+{
+	if (!t->sq_starved || t->sq_total >= H2TUN_CONN_SENDQ_MAX / 2)
+		return;
+	t->sq_starved = false;
+	for (unsigned b = 0; b < H2TUN_BUCKETS; b++)
+		for (struct h2tun_stream *s = t->table[b]; s; s = s->hnext)
+			if ((s->flags & ST_WANT_WR) && !(s->flags & ST_CLOSING) &&
+			    s->sq.len < H2TUN_SENDQ_MAX / 2) {
+				s->flags &= ~ST_WANT_WR;
+				stream_due(t, s, ST_DUE_WR);
+			}
+}
+
+/* Empty a stream's send queue, giving its bytes back to the budget. */
+static void sq_clear(struct h2tun *t, struct h2tun_stream *s)
+{
+	t->sq_total -= s->sq.len;
+	bq_clear(&s->sq);
+	sq_wake(t);
+}
+
 /* nghttp2 is done with the stream (closed, or its HEADERS never went). */
 static void stream_h2_gone(struct h2tun *t, struct h2tun_stream *s)
 {
@@ -348,7 +379,7 @@ static void stream_finish(struct h2tun *t, struct h2tun_stream *s,
 		t->n_due--;
 	tun_stream_unlink(t, s);
 	stream_ack(t, s, s->unacked);
-	bq_clear(&s->sq);
+	sq_clear(t, s);
 	bq_clear(&s->hold);
 	free(s->req);
 	free(s);
@@ -391,7 +422,7 @@ static void stream_abort(struct h2tun *t, struct h2tun_stream *s, uint32_t code)
 	s->flags |= ST_RESET;
 	s->rst_code = code;
 	stream_drop_hold(t, s);
-	bq_clear(&s->sq);
+	sq_clear(t, s);
 	if (s->flags & ST_H2_GONE)
 		stream_due(t, s, ST_DUE_END);
 	else
@@ -594,7 +625,7 @@ static void resp_headers(struct h2tun *t, struct h2tun_stream *s)
 		return;
 	}
 	s->flags |= ST_REFUSED;
-	bq_clear(&s->sq);
+	sq_clear(t, s);
 	stream_drop_hold(t, s);
 	if (st > 0 && t->cb.on_response)
 		t->cb.on_response(t, s->id, st);
@@ -625,10 +656,13 @@ static ssize_t stream_data_read(nghttp2_session *h2, int32_t sid, uint8_t *buf,
 		return NGHTTP2_ERR_DEFERRED;
 	}
 	n = bq_read(&s->sq, buf, len);
-	if ((s->flags & ST_WANT_WR) && s->sq.len < H2TUN_SENDQ_MAX / 2) {
+	t->sq_total -= n;
+	if ((s->flags & ST_WANT_WR) && s->sq.len < H2TUN_SENDQ_MAX / 2 &&
+	    (!t->sq_starved || t->sq_total < H2TUN_CONN_SENDQ_MAX / 2)) {
 		s->flags &= ~ST_WANT_WR;
 		stream_due(t, s, ST_DUE_WR);	/* not from inside nghttp2 */
 	}
+	sq_wake(t);
 	if (s->sq.len == 0 && (s->flags & ST_SHUT)) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 		s->flags |= ST_EOF_SENT;
@@ -1079,7 +1113,7 @@ int h2tun_respond(struct h2tun *t, int32_t id, int status)
 	if (nghttp2_submit_response(t->h2, id, &nv, 1, NULL) != 0)
 		return -ENOMEM;
 	s->flags |= ST_RESP | ST_REFUSED;
-	bq_clear(&s->sq);
+	sq_clear(t, s);
 	stream_drop_hold(t, s);
 	return 0;
 }
@@ -1094,6 +1128,13 @@ ssize_t h2tun_write(struct h2tun *t, int32_t id, const uint8_t *p, size_t n)
 			 ST_CLOSING)))
 		return -EPIPE;
 	room = H2TUN_SENDQ_MAX - s->sq.len;
+	if (room > H2TUN_CONN_SENDQ_MAX - t->sq_total) {
+		room = H2TUN_CONN_SENDQ_MAX - t->sq_total;
+		if (n > room) {
+			t->sq_starved = true;
+			t->sq_cuts++;
+		}
+	}
 	take = n < room ? n : room;
 	if (take < n)
 		s->flags |= ST_WANT_WR;
@@ -1102,6 +1143,7 @@ ssize_t h2tun_write(struct h2tun *t, int32_t id, const uint8_t *p, size_t n)
 	take = bq_append(&s->sq, p, take);
 	if (take == 0)
 		return -ENOMEM;
+	t->sq_total += take;
 	if (s->flags & ST_DEFERRED) {
 		s->flags &= ~ST_DEFERRED;
 		nghttp2_session_resume_data(t->h2, id);
@@ -1219,4 +1261,14 @@ void h2tun_goaway(struct h2tun *t)
 		return;
 	t->goaway_sent = true;
 	h2glue_goaway(t->h2);
+}
+
+size_t h2tun_send_queued(const struct h2tun *t)
+{
+	return t->sq_total;
+}
+
+uint64_t h2tun_send_cuts(const struct h2tun *t)
+{
+	return t->sq_cuts;
 }

@@ -18,17 +18,41 @@
 #include <weft/log.h>
 #include <weft/loop.h>
 
-#define LISTENER_F_ARMED	(1u << 0)	/* the multishot accept is in flight */
+#define LISTENER_F_ARMED	(1u << 0)	/* an accept is in flight */
 #define LISTENER_F_CANCELLING	(1u << 1)	/* our cancel of it is in flight */
 #define LISTENER_F_CLOSING	(1u << 2)	/* listener_close was called */
 #define LISTENER_F_PAUSED	(1u << 3)	/* the retry timer is armed */
 #define LISTENER_F_DONE		(1u << 4)	/* on_closed queued */
+#define LISTENER_F_RESERVE	(1u << 5)	/* may accept into the fd reserve */
+#define LISTENER_F_MULTI	(1u << 6)	/* the accept in flight is multishot */
+#define LISTENER_F_SWITCH	(1u << 7)	/* cancelled to re-arm as one-shot */
+
+/* The fd reserve: accepted sockets may take the process's descriptors only
+ * up to its soft RLIMIT_NOFILE minus this many, which stay for what
+ * accepted connections need next (a tunnel, an upstream socket, the agent,
+ * a file). A multishot accept lets the kernel take a whole backlog's worth
+ * of fds before we see one of them, so once an accepted fd comes within one
+ * reserve of the ceiling every ordinary listener goes "tight": one-shot
+ * accepts, at most one fd in flight each (the reserve must exceed their
+ * number: 1/16 of the limit). At the ceiling the fd is reset and every
+ * ordinary listener pauses, as on EMFILE. Tight ends when an accepted fd is
+ * two reserves below the ceiling. The state is the process's (its fds are):
+ * listeners live on one loop thread. */
+#define LISTENER_RESERVE_MIN 16u
+#define LISTENER_RESERVE_MAX 1024u
+
+static unsigned long listener_ceiling;	/* 0: not read yet */
+static unsigned long listener_reserve;
+static int listener_tight;
+static struct listener *listener_list;	/* the ordinary (not F_RESERVE) ones */
 
 /* Errors other than a resource shortage (ECONNABORTED, EPROTO, ...) belong to
  * one connection and re-arm at once; this many in a row pause all the same. */
 #define LISTENER_ERRORS_MAX 16
 
 static void listener_arm(struct listener *ls);
+static void listener_cancel(struct listener *ls);
+static void listener_ceiling_read(void);
 
 static struct listener *listener_of_op(struct loop_op *op, size_t off)
 {
@@ -67,12 +91,53 @@ int listener_nofile_raise(void)
 			log_warn("RLIMIT_NOFILE stays %llu: raising it to its hard limit %llu: %s",
 				 (unsigned long long)old, (unsigned long long)rl.rlim_max,
 				 strerror(-err));
+			listener_ceiling_read();
 			return err;
 		}
 	}
-	log_info("RLIMIT_NOFILE %llu -> %llu (the hard limit)", (unsigned long long)old,
-		 (unsigned long long)rl.rlim_cur);
+	listener_ceiling_read();
+	log_info("RLIMIT_NOFILE %llu -> %llu (the hard limit); accepted connections may use "
+		 "fds below %lu, the rest stay for tunnels and upstream connections",
+		 (unsigned long long)old, (unsigned long long)rl.rlim_cur, listener_ceiling);
 	return 0;
+}
+
+/* RLIMIT_NOFILE's soft limit less the reserve (limit / 16, within
+ * LISTENER_RESERVE_MIN..MAX); a limit too small for a reserve has none. */
+static void listener_ceiling_read(void)
+{
+	struct rlimit rl;
+	unsigned long lim, reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > (1ul << 30))
+		lim = 1ul << 30;
+	else
+		lim = rl.rlim_cur;
+	reserve = lim / 16;
+	if (reserve < LISTENER_RESERVE_MIN)
+		reserve = LISTENER_RESERVE_MIN;
+	if (reserve > LISTENER_RESERVE_MAX)
+		reserve = LISTENER_RESERVE_MAX;
+	listener_ceiling = lim > 2 * reserve ? lim - reserve : lim;
+	listener_reserve = lim > 2 * reserve ? reserve : 0;
+}
+
+unsigned long listener_fd_ceiling(void)
+{
+	if (!listener_ceiling)
+		listener_ceiling_read();
+	return listener_ceiling;
+}
+
+/* fd at or over the ceiling; the limit is read again before saying so
+ * (it may have been raised since). */
+static int listener_over(unsigned long fd)
+{
+	if (fd < listener_fd_ceiling())
+		return 0;
+	listener_ceiling_read();
+	return fd >= listener_ceiling;
 }
 
 static int listener_resource_error(int err)
@@ -81,12 +146,8 @@ static int listener_resource_error(int err)
 }
 
 /* Wait backoff_ms before accepting again, and double the next wait. */
-static void listener_pause(struct listener *ls, int err)
+static void listener_backoff(struct listener *ls)
 {
-	static struct log_rl rl = LOG_RL_INIT;
-
-	log_warn_rl(&rl, "%s: accept failed: %s; accepting paused for %u ms", ls->name,
-		    strerror(-err), ls->backoff_ms);
 	ls->flags |= LISTENER_F_PAUSED;
 	ls->paused++;
 	loop_timer_arm(ls->l, &ls->retry, ls->backoff_ms);
@@ -95,15 +156,90 @@ static void listener_pause(struct listener *ls, int err)
 		ls->backoff_ms = LISTENER_BACKOFF_MAX_MS;
 }
 
+static void listener_pause(struct listener *ls, int err)
+{
+	static struct log_rl rl = LOG_RL_INIT;
+
+	log_warn_rl(&rl, "%s: accept failed: %s; accepting paused for %u ms", ls->name,
+		    strerror(-err), ls->backoff_ms);
+	listener_backoff(ls);
+}
+
 static void listener_arm(struct listener *ls)
 {
-	int err = loop_accept(ls->l, &ls->accept_op, ls->fd);
+	int one = listener_tight && !(ls->flags & LISTENER_F_RESERVE);
+	int err = one ? loop_accept_one(ls->l, &ls->accept_op, ls->fd) :
+			loop_accept(ls->l, &ls->accept_op, ls->fd);
 
+	ls->flags &= ~(LISTENER_F_SWITCH | LISTENER_F_MULTI);
 	if (err < 0) {
 		listener_pause(ls, err);
 		return;
 	}
-	ls->flags |= LISTENER_F_ARMED;
+	ls->flags |= LISTENER_F_ARMED | (one ? 0 : LISTENER_F_MULTI);
+}
+
+static void listener_link(struct listener *ls)
+{
+	ls->gprev = NULL;
+	ls->gnext = listener_list;
+	if (listener_list)
+		listener_list->gprev = ls;
+	listener_list = ls;
+}
+
+static void listener_unlink(struct listener *ls)
+{
+	if (ls->gprev)
+		ls->gprev->gnext = ls->gnext;
+	else if (listener_list == ls)
+		listener_list = ls->gnext;
+	if (ls->gnext)
+		ls->gnext->gprev = ls->gprev;
+	ls->gnext = ls->gprev = NULL;
+}
+
+/* An ordinary listener accepted fd (below the ceiling): within a reserve
+ * of it, switch every multishot to one-shot; far below, back. */
+static void listener_tighten(unsigned long fd)
+{
+	if (!listener_reserve)
+		return;
+	if (!listener_tight && fd + listener_reserve >= listener_ceiling) {
+		listener_tight = 1;
+		for (struct listener *x = listener_list; x; x = x->gnext) {
+			if ((x->flags & LISTENER_F_MULTI) && !(x->flags & LISTENER_F_CLOSING)) {
+				x->flags |= LISTENER_F_SWITCH;
+				listener_cancel(x);
+			}
+		}
+	} else if (listener_tight && fd + 2 * listener_reserve < listener_ceiling) {
+		listener_tight = 0;	/* each re-arms multishot after its next accept */
+	}
+}
+
+/* An ordinary listener accepted fd at or over the ceiling (or while
+ * paused: completions on their way while a cancel travels): reset it, and
+ * pause every ordinary listener that is not paused yet. */
+static void listener_over_ceiling(struct listener *ls, int fd)
+{
+	static struct log_rl rl = LOG_RL_INIT;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	ls->refused++;
+	if (ls->flags & LISTENER_F_PAUSED)
+		return;
+	log_warn_rl(&rl, "%s: fd %d reached the ceiling %lu (RLIMIT_NOFILE less %lu kept for "
+		    "tunnels and upstream connections): connection reset, accepting paused for "
+		    "%u ms", ls->name, fd, listener_ceiling, listener_reserve, ls->backoff_ms);
+	for (struct listener *x = listener_list; x; x = x->gnext) {
+		if (x->flags & (LISTENER_F_PAUSED | LISTENER_F_CLOSING))
+			continue;
+		listener_backoff(x);
+		listener_cancel(x);
+	}
 }
 
 static void listener_on_closed_task(struct loop_task *t)
@@ -156,7 +292,8 @@ static void listener_on_retry(struct loop_timer *t)
 	struct listener *ls = (struct listener *)((char *)t - offsetof(struct listener, retry));
 
 	ls->flags &= ~LISTENER_F_PAUSED;
-	if (!(ls->flags & LISTENER_F_CLOSING))
+	/* A multishot still armed (its cancel not through yet) goes on. */
+	if (!(ls->flags & (LISTENER_F_CLOSING | LISTENER_F_ARMED)))
 		listener_arm(ls);
 }
 
@@ -166,11 +303,17 @@ static void listener_on_accept(struct loop_op *op, int res, unsigned flags)
 	struct listener *ls = listener_of_op(op, offsetof(struct listener, accept_op));
 
 	if (!(flags & IORING_CQE_F_MORE))
-		ls->flags &= ~LISTENER_F_ARMED;
+		ls->flags &= ~(LISTENER_F_ARMED | LISTENER_F_MULTI);
 	if (res >= 0) {
 		if (ls->flags & LISTENER_F_CLOSING) {
 			close(res);
+		} else if (!(ls->flags & LISTENER_F_RESERVE) &&
+			   (listener_over((unsigned long)res) ||
+			    (ls->flags & LISTENER_F_PAUSED))) {
+			listener_over_ceiling(ls, res);
 		} else {
+			if (!(ls->flags & LISTENER_F_RESERVE))
+				listener_tighten((unsigned long)res);
 			ls->errors = 0;
 			ls->backoff_ms = LISTENER_BACKOFF_MIN_MS;
 			ls->on_accept(ls, res);		/* may call listener_close */
@@ -187,7 +330,11 @@ static void listener_on_accept(struct loop_op *op, int res, unsigned flags)
 	}
 	if (ls->flags & (LISTENER_F_ARMED | LISTENER_F_PAUSED))
 		return;
-	/* The multishot ended. A shortage of fds or memory, a cancel that
+	if (res == -ECANCELED && (ls->flags & LISTENER_F_SWITCH)) {
+		listener_arm(ls);	/* our cancel, to go one-shot */
+		return;
+	}
+	/* The accept ended. A shortage of fds or memory, a cancel that
 	 * was not ours or a run of errors: wait; otherwise re-arm at once. */
 	if (res < 0 && (listener_resource_error(res) || res == -ECANCELED ||
 			ls->errors > LISTENER_ERRORS_MAX))
@@ -211,13 +358,23 @@ void listener_start(struct listener *ls, struct loop *l, int fd, const char *nam
 	ls->retry.cb = listener_on_retry;
 	ls->closed_task.cb = listener_on_closed_task;
 	snprintf(ls->name, sizeof(ls->name), "%s", name);
+	listener_link(ls);
 	listener_arm(ls);
+}
+
+void listener_use_reserve(struct listener *ls)
+{
+	if (!(ls->flags & LISTENER_F_RESERVE))
+		listener_unlink(ls);
+	ls->flags |= LISTENER_F_RESERVE;
 }
 
 void listener_close(struct listener *ls)
 {
 	if (!ls->l || (ls->flags & LISTENER_F_CLOSING))
 		return;
+	if (!(ls->flags & LISTENER_F_RESERVE))
+		listener_unlink(ls);
 	ls->flags |= LISTENER_F_CLOSING;
 	if (ls->flags & LISTENER_F_PAUSED) {
 		loop_timer_disarm(ls->l, &ls->retry);
@@ -231,6 +388,8 @@ void listener_deinit(struct listener *ls)
 {
 	if (!ls->l)
 		return;
+	if (!(ls->flags & (LISTENER_F_RESERVE | LISTENER_F_CLOSING)))
+		listener_unlink(ls);
 	loop_timer_disarm(ls->l, &ls->retry);
 	if (ls->fd >= 0)
 		close(ls->fd);

@@ -164,6 +164,17 @@ int loop_accept(struct loop *l, struct loop_op *op, int fd)
 	return 0;
 }
 
+int loop_accept_one(struct loop *l, struct loop_op *op, int fd)
+{
+	struct io_uring_sqe *sqe = loop_sqe_get(l);
+
+	if (!sqe)
+		return -ENOMEM;
+	io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, op);
+	return 0;
+}
+
 int loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len)
 {
 	struct io_uring_sqe *sqe = loop_sqe_get(l);

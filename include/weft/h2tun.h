@@ -88,6 +88,11 @@ int h2tun_respond(struct h2tun *t, int32_t id, int status);
  * than n when the stream's send queue is full: wait for on_writable), or
  * -EPIPE when the stream cannot send. */
 ssize_t h2tun_write(struct h2tun *t, int32_t id, const uint8_t *p, size_t n);
+/* Bytes queued for sending over all streams (at most 16 MiB: past that a
+ * write is short and on_writable comes once half of it is sent), and how
+ * many writes that budget cut. */
+size_t h2tun_send_queued(const struct h2tun *t);
+uint64_t h2tun_send_cuts(const struct h2tun *t);
 /* Half-close: END_STREAM after the queued bytes. */
 int h2tun_shutdown(struct h2tun *t, int32_t id);
 /* Reset the stream (the app reset its connection): RST_STREAM CANCEL/CONNECT_ERROR. */

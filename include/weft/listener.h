@@ -36,17 +36,24 @@ struct listener {
 	unsigned backoff_ms;		/* next pause; LISTENER_BACKOFF_MIN_MS after a success */
 	unsigned errors;		/* consecutive failed accepts */
 	unsigned long paused;		/* times accepting paused (tests, metrics) */
+	unsigned long refused;		/* connections reset at the fd ceiling */
 	struct loop_op accept_op;
 	struct loop_op cancel_op;
 	struct loop_timer retry;
 	struct loop_task closed_task;
 	char name[96];			/* for logs: "HBONE listener 172.30.0.2:15008" */
+	struct listener *gnext, *gprev;	/* the process's ordinary listeners */
 };
 
 /* At start: the soft RLIMIT_NOFILE up to the hard limit (the default 1024
  * is a few hundred connections for a proxy), logged once as old -> new.
  * 0 or -errno. */
 int listener_nofile_raise(void);
+
+/* Accepted sockets get fds below this: the soft RLIMIT_NOFILE less a
+ * reserve (1/16 of it, 16..1024) kept for tunnels, upstream sockets and
+ * files. One over it is reset and its listener pauses. */
+unsigned long listener_fd_ceiling(void);
 
 /* A listening TCP socket (SO_REUSEADDR, non-blocking, close-on-exec) on sa;
  * fd or -errno. */
@@ -57,6 +64,10 @@ int listener_socket(const struct sockaddr *sa, socklen_t len, int backlog);
  * pause. on_closed may be NULL. */
 void listener_start(struct listener *ls, struct loop *l, int fd, const char *name,
 		    listener_accept_cb on_accept, listener_closed_cb on_closed, void *udata);
+/* ls serves a few capped connections an operator needs most when the
+ * process is exhausted (admin API, readiness, the CNI socket): it may
+ * accept into the fd reserve, up to the limit itself. */
+void listener_use_reserve(struct listener *ls);
 /* Stop accepting: cancels the accept, closes the socket once it has ended,
  * then on_closed (from a task). Idempotent. */
 void listener_close(struct listener *ls);

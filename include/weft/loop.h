@@ -49,6 +49,7 @@ uint64_t loop_now_ms(const struct loop *l);
  * be had even after a submit). Buffers and addresses must stay valid until
  * the completion. */
 int loop_accept(struct loop *l, struct loop_op *op, int fd);   /* multishot, SOCK_NONBLOCK|SOCK_CLOEXEC */
+int loop_accept_one(struct loop *l, struct loop_op *op, int fd);	/* one socket, the same flags */
 int loop_recv(struct loop *l, struct loop_op *op, int fd, void *buf, size_t len);
 int loop_send(struct loop *l, struct loop_op *op, int fd, const void *buf, size_t len); /* MSG_NOSIGNAL */
 int loop_connect(struct loop *l, struct loop_op *op, int fd,

@@ -119,6 +119,62 @@ def main():
                   (err or "echo ok"))
         err = echo_probe(c.netns("n1-p1"), ip["n2-p2"], 8080)
         res.check(err is not None, "n1-p1 does not (%s)" % err)
+        per_peer_cap(c, svid, bundle, w2, dst)
+
+
+PEER_CONNS_MAX = 16     # inbound.c INBOUND_CONNS_PER_PEER
+
+
+def per_peer_cap(c, svid, bundle, w2, dst):
+    """One authenticated identity opening HBONE connections without end holds
+    at most PEER_CONNS_MAX of them (§5.1: what one peer may make weftd hold
+    is capped); the rest are refused after the handshake with a log line,
+    the ones held keep working, and so does everyone else."""
+    w2.mark()
+    # Node 1's own tunnels as this identity to node 2 count against it too.
+    ours = sum(1 for t in c.admin(1, "/tunnels")
+               if t["source"].endswith("/sa/sa-n1-p1") and t["node"] == "node2" and
+               t["state"] != "closed")
+    want = PEER_CONNS_MAX - ours
+    held, refused = [], 0
+    try:
+        for _ in range(PEER_CONNS_MAX + 8):
+            h = HboneClient(c.netns("n1"), key_pem=svid[0], chain_pem=svid[1], bundle=bundle)
+            try:
+                h.connect()
+                # The refusal comes right after the handshake: our first
+                # CONNECT gets no answer, the connection ends.
+                sid = h.open(dst)
+                if h.status(sid, timeout=3) == 200:
+                    held.append((h, sid))
+                    continue
+                refused += 1
+            except (ssl.SSLError, OSError, HboneError):
+                refused += 1
+            h.close()
+        res.check(len(held) == want and refused == PEER_CONNS_MAX + 8 - want,
+                  "one identity opening %d HBONE connections to node 2 (which has %d of "
+                  "node 1's tunnels as it) holds %d, the cap of %d, the rest are refused "
+                  "(held %d, refused %d)" % (PEER_CONNS_MAX + 8, ours, want, PEER_CONNS_MAX,
+                                             len(held), refused))
+        line = wait_log(c, 2, r"refused \[OVERFLOW\].*already has %d connections" %
+                        PEER_CONNS_MAX, timeout=2, start=w2.log0)
+        res.check(line is not None and "sa-n1-p1" in line,
+                  "node 2 logs the refusal with the identity (%s)" %
+                  (line.split("weftd: ", 1)[-1] if line else "no line"))
+        ok = 0
+        for h, sid in held:
+            st = h.streams[sid]
+            h.send(sid, b"tok", end=True)
+            h.pump(lambda: st["ended"] or st["reset"] is not None, 5)
+            ok += st["data"].startswith(b"tok")
+        res.check(ok == len(held), "the %d held connections still carry their streams (%d "
+                  "echoed)" % (len(held), ok))
+        probe(c, res, "n1-p2", "n2-p1", "while one identity holds its cap")
+    finally:
+        for h, _ in held:
+            h.close()
+    w2.settle("the per-peer cap")
 
 
 res.run(main)

@@ -17,7 +17,8 @@ Cluster 1, `max_streams_per_tunnel: 10`:
      live streams drop to 0 (the tunnels themselves may idle on) and they
      carried 25 streams in all.
 
-Cluster 2, `max_tunnels: 1` and `max_connections: 20`:
+Cluster 2, `max_tunnels: 1` and `max_connections: 20` (and
+`max_connections_per_pod: 20`, so one pod may take all of it):
  (c) a held connection from n1-p1 to node 2 opens the one tunnel allowed; a
      connection from n1-p2 (another source identity, so another tunnel key)
      to node 2 is refused (the app sees a reset or EOF and no data) and node
@@ -264,7 +265,9 @@ def part_streams(r, nonce):
 def part_tunnels_connections(r, nonce):
     maxc = 20
     with Cluster(NAME, nodes=2, pods=2,
-                 conf=["max_tunnels: 1", "max_connections: %d" % maxc]) as c:
+                 conf=["max_tunnels: 1", "max_connections: %d" % maxc,
+                       # the node's cap under test, not one pod's share of it
+                       "max_connections_per_pod: %d" % maxc]) as c:
         ip = {p: c.ip(p) for p in SERVERS + ("n1-p1", "n1-p2")}
         start_servers(c, r)
         pids = {k: weftd_pid(c, k) for k in (1, 2)}

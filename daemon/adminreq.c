@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The admin API's request line (adminreq.h). */
+#include <string.h>
+
+#include "adminreq.h"
+
+/* "METHOD /path HTTP/1.x" at its longest. */
+#define ADMINREQ_LINE_MAX (ADMINREQ_METHOD_MAX - 1 + 1 + ADMINREQ_PATH_MAX - 1 + 9)
+
+static int adminreq_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+enum adminreq adminreq_parse(const char *buf, size_t len, char method[ADMINREQ_METHOD_MAX],
+			     char path[ADMINREQ_PATH_MAX])
+{
+	const char *eol = memchr(buf, '\n', len);
+	size_t line = eol ? (size_t)(eol - buf) : len, i = 0, m, p0, pl;
+
+	/* A CR is the line's end only before its LF (or the last byte so far). */
+	if (line && buf[line - 1] == '\r' && (eol || line == len))
+		line--;
+	for (size_t k = 0; k < line; k++)
+		if (adminreq_ctl((unsigned char)buf[k]))
+			return ADMINREQ_BAD;
+	if (line > ADMINREQ_LINE_MAX)
+		return ADMINREQ_BAD;
+	if (!eol)
+		return ADMINREQ_MORE;
+	if (!memmem(buf, len, "\r\n\r\n", 4) && !memmem(buf, len, "\n\n", 2))
+		return ADMINREQ_MORE;
+	while (i < line && buf[i] >= 'A' && buf[i] <= 'Z')
+		i++;
+	m = i;
+	if (!m || m >= ADMINREQ_METHOD_MAX || i >= line || buf[i] != ' ')
+		return ADMINREQ_BAD;
+	p0 = ++i;
+	while (i < line && buf[i] != ' ')
+		i++;
+	pl = i - p0;
+	if (!pl || pl >= ADMINREQ_PATH_MAX || buf[p0] != '/')
+		return ADMINREQ_BAD;
+	for (size_t k = p0; k < p0 + pl; k++)
+		if ((unsigned char)buf[k] > 0x7e)
+			return ADMINREQ_BAD;
+	if (line - i != 9 || memcmp(buf + i, " HTTP/1.", 8) || buf[i + 8] < '0' ||
+	    buf[i + 8] > '9')
+		return ADMINREQ_BAD;
+	memcpy(method, buf, m);
+	method[m] = 0;
+	memcpy(path, buf + p0, pl);
+	path[pl] = 0;
+	return ADMINREQ_OK;
+}

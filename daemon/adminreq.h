@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The request line of a request to the admin API (15000) or the readiness
+ * port (15021): pure, for admin.c and its fuzz target. */
+#ifndef DAEMON_ADMINREQ_H
+#define DAEMON_ADMINREQ_H
+
+#include <stddef.h>
+
+#define ADMINREQ_METHOD_MAX 8		/* "OPTIONS" and its NUL */
+#define ADMINREQ_PATH_MAX 512
+
+enum adminreq {
+	ADMINREQ_MORE = 0,		/* no end of the header yet */
+	ADMINREQ_OK,			/* method and path filled in */
+	ADMINREQ_BAD,			/* refuse with 400, at once */
+};
+
+/* buf holds the first len bytes of a request. Once its header is complete
+ * (a blank line: CRLF CRLF or LF LF) the first line must be
+ * "METHOD SP PATH SP HTTP/1.x": METHOD 1-7 upper-case letters, PATH an
+ * origin form ('/' then visible ASCII, under ADMINREQ_PATH_MAX bytes). A
+ * NUL or another control byte in the request line is BAD as soon as it is
+ * seen, so no request waits for its deadline behind a byte we would never
+ * read past. */
+enum adminreq adminreq_parse(const char *buf, size_t len, char method[ADMINREQ_METHOD_MAX],
+			     char path[ADMINREQ_PATH_MAX]);
+
+#endif
