@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Listening sockets: one multishot accept per listener, re-armed when the
- * kernel ends it; on a resource shortage accepting pauses for a backoff that
+/* Listening sockets: one accept in flight per listener, re-armed after each
+ * completion; on a resource shortage accepting pauses for a backoff that
  * doubles up to LISTENER_BACKOFF_MAX_MS and resets on the next success, so an
  * fd-exhausted daemon waits instead of spinning through accept errors. And
  * the per-source-address count of pending connections. */
@@ -24,26 +24,23 @@
 #define LISTENER_F_PAUSED	(1u << 3)	/* the retry timer is armed */
 #define LISTENER_F_DONE		(1u << 4)	/* on_closed queued */
 #define LISTENER_F_RESERVE	(1u << 5)	/* may accept into the fd reserve */
-#define LISTENER_F_MULTI	(1u << 6)	/* the accept in flight is multishot */
-#define LISTENER_F_SWITCH	(1u << 7)	/* cancelled to re-arm as one-shot */
 
 /* The fd reserve: accepted sockets may take the process's descriptors only
  * up to its soft RLIMIT_NOFILE minus this many, which stay for what
  * accepted connections need next (a tunnel, an upstream socket, the agent,
- * a file). A multishot accept lets the kernel take a whole backlog's worth
- * of fds before we see one of them, so once an accepted fd comes within one
- * reserve of the ceiling every ordinary listener goes "tight": one-shot
- * accepts, at most one fd in flight each (the reserve must exceed their
- * number: 1/16 of the limit). At the ceiling the fd is reset and every
- * ordinary listener pauses, as on EMFILE. Tight ends when an accepted fd is
- * two reserves below the ceiling. The state is the process's (its fds are):
- * listeners live on one loop thread. */
+ * a file). A multishot accept would let the kernel take a whole backlog's
+ * worth of fds in one go before we see the first (measured: 100 queued
+ * connections went straight to EMFILE past the ceiling), so every accept
+ * is one-shot: at most one fd in flight per listener, and the reserve must
+ * exceed the number of ordinary listeners (two per pod, the HBONE one).
+ * At the ceiling the fd is reset and every ordinary listener pauses, as on
+ * EMFILE. The state is the process's (its fds are): listeners live on one
+ * loop thread. */
 #define LISTENER_RESERVE_MIN 16u
 #define LISTENER_RESERVE_MAX 1024u
 
 static unsigned long listener_ceiling;	/* 0: not read yet */
 static unsigned long listener_reserve;
-static int listener_tight;
 static struct listener *listener_list;	/* the ordinary (not F_RESERVE) ones */
 
 /* Errors other than a resource shortage (ECONNABORTED, EPROTO, ...) belong to
@@ -123,6 +120,11 @@ static void listener_ceiling_read(void)
 	listener_reserve = lim > 2 * reserve ? reserve : 0;
 }
 
+void listener_fd_limit_reread(void)
+{
+	listener_ceiling_read();
+}
+
 unsigned long listener_fd_ceiling(void)
 {
 	if (!listener_ceiling)
@@ -162,21 +164,20 @@ static void listener_pause(struct listener *ls, int err)
 
 	log_warn_rl(&rl, "%s: accept failed: %s; accepting paused for %u ms", ls->name,
 		    strerror(-err), ls->backoff_ms);
+	if (err == -EMFILE)
+		listener_ceiling_read();	/* the limit is lower than we thought */
 	listener_backoff(ls);
 }
 
 static void listener_arm(struct listener *ls)
 {
-	int one = listener_tight && !(ls->flags & LISTENER_F_RESERVE);
-	int err = one ? loop_accept_one(ls->l, &ls->accept_op, ls->fd) :
-			loop_accept(ls->l, &ls->accept_op, ls->fd);
+	int err = loop_accept_one(ls->l, &ls->accept_op, ls->fd);
 
-	ls->flags &= ~(LISTENER_F_SWITCH | LISTENER_F_MULTI);
 	if (err < 0) {
 		listener_pause(ls, err);
 		return;
 	}
-	ls->flags |= LISTENER_F_ARMED | (one ? 0 : LISTENER_F_MULTI);
+	ls->flags |= LISTENER_F_ARMED;
 }
 
 static void listener_link(struct listener *ls)
@@ -197,25 +198,6 @@ static void listener_unlink(struct listener *ls)
 	if (ls->gnext)
 		ls->gnext->gprev = ls->gprev;
 	ls->gnext = ls->gprev = NULL;
-}
-
-/* An ordinary listener accepted fd (below the ceiling): within a reserve
- * of it, switch every multishot to one-shot; far below, back. */
-static void listener_tighten(unsigned long fd)
-{
-	if (!listener_reserve)
-		return;
-	if (!listener_tight && fd + listener_reserve >= listener_ceiling) {
-		listener_tight = 1;
-		for (struct listener *x = listener_list; x; x = x->gnext) {
-			if ((x->flags & LISTENER_F_MULTI) && !(x->flags & LISTENER_F_CLOSING)) {
-				x->flags |= LISTENER_F_SWITCH;
-				listener_cancel(x);
-			}
-		}
-	} else if (listener_tight && fd + 2 * listener_reserve < listener_ceiling) {
-		listener_tight = 0;	/* each re-arms multishot after its next accept */
-	}
 }
 
 /* An ordinary listener accepted fd at or over the ceiling (or while
@@ -292,7 +274,7 @@ static void listener_on_retry(struct loop_timer *t)
 	struct listener *ls = (struct listener *)((char *)t - offsetof(struct listener, retry));
 
 	ls->flags &= ~LISTENER_F_PAUSED;
-	/* A multishot still armed (its cancel not through yet) goes on. */
+	/* An accept still armed (its cancel not through yet) goes on. */
 	if (!(ls->flags & (LISTENER_F_CLOSING | LISTENER_F_ARMED)))
 		listener_arm(ls);
 }
@@ -303,7 +285,7 @@ static void listener_on_accept(struct loop_op *op, int res, unsigned flags)
 	struct listener *ls = listener_of_op(op, offsetof(struct listener, accept_op));
 
 	if (!(flags & IORING_CQE_F_MORE))
-		ls->flags &= ~(LISTENER_F_ARMED | LISTENER_F_MULTI);
+		ls->flags &= ~LISTENER_F_ARMED;
 	if (res >= 0) {
 		if (ls->flags & LISTENER_F_CLOSING) {
 			close(res);
@@ -312,8 +294,6 @@ static void listener_on_accept(struct loop_op *op, int res, unsigned flags)
 			    (ls->flags & LISTENER_F_PAUSED))) {
 			listener_over_ceiling(ls, res);
 		} else {
-			if (!(ls->flags & LISTENER_F_RESERVE))
-				listener_tighten((unsigned long)res);
 			ls->errors = 0;
 			ls->backoff_ms = LISTENER_BACKOFF_MIN_MS;
 			ls->on_accept(ls, res);		/* may call listener_close */
@@ -330,10 +310,6 @@ static void listener_on_accept(struct loop_op *op, int res, unsigned flags)
 	}
 	if (ls->flags & (LISTENER_F_ARMED | LISTENER_F_PAUSED))
 		return;
-	if (res == -ECANCELED && (ls->flags & LISTENER_F_SWITCH)) {
-		listener_arm(ls);	/* our cancel, to go one-shot */
-		return;
-	}
 	/* The accept ended. A shortage of fds or memory, a cancel that
 	 * was not ours or a run of errors: wait; otherwise re-arm at once. */
 	if (res < 0 && (listener_resource_error(res) || res == -ECANCELED ||

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Listening sockets on the io_uring loop: a multishot accept that is re-armed
- * when it ends, pauses with a backoff when the process is out of file
+/* Listening sockets on the io_uring loop: one accept in flight at a time (so
+ * the kernel never takes more fds than we have seen), pauses with a backoff when the process is out of file
  * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) instead of spinning,
  * and closes only once its operations have completed. Also a bounded count of
  * pending connections per source address (TLS handshakes not yet done, open
@@ -54,6 +54,9 @@ int listener_nofile_raise(void);
  * reserve (1/16 of it, 16..1024) kept for tunnels, upstream sockets and
  * files. One over it is reset and its listener pauses. */
 unsigned long listener_fd_ceiling(void);
+/* RLIMIT_NOFILE changed (setrlimit, tests): read it again now. weftd reads
+ * it at listener_nofile_raise, and again on EMFILE or at the ceiling. */
+void listener_fd_limit_reread(void);
 
 /* A listening TCP socket (SO_REUSEADDR, non-blocking, close-on-exec) on sa;
  * fd or -errno. */

@@ -3,7 +3,9 @@
  * queued clients make accept fail with EMFILE: accepting pauses (a bounded
  * number of accept completions and little CPU over a second, not a spin) and
  * resumes by itself once fds are free again, until every client is in. Close
- * waits for the accept's completion, then on_closed runs once. And the
+ * waits for the accept's completion, then on_closed runs once. The fd
+ * reserve: 100 clients against a limit 64 fds above what is open get fds
+ * only below the ceiling (limit less 16), never an EMFILE. And the
  * pending-per-address table: caps per address and in all, against a model
  * under random churn. */
 #include <arpa/inet.h>
@@ -29,7 +31,8 @@
 static struct loop *L;
 static loop_cb real_accept_cb;
 static unsigned completions;
-static int accepted[CLIENTS + 8];
+static int accepted[128];
+static unsigned emfiles;		/* accept completions that failed with EMFILE */
 static unsigned naccepted;
 static int closed_calls;
 
@@ -52,6 +55,7 @@ static void run_for(uint64_t ms)
 static void counting_accept(struct loop_op *op, int res, unsigned flags)
 {
 	completions++;
+	emfiles += res == -EMFILE;
 	real_accept_cb(op, res, flags);
 }
 
@@ -221,6 +225,73 @@ static void test_close_paused(void)
 	close(cl);
 }
 
+/* The fd reserve: near the ceiling the multishot goes one-shot, so the
+ * kernel never hands out the reserve's fds; past it connections are reset
+ * and accepting pauses; no accept fails with EMFILE; with the limit back
+ * everyone left is accepted. */
+static void test_ceiling(void)
+{
+	enum { N = 100 };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	struct listener ls;
+	struct rlimit old, low;
+	int clients[N], lfd, base, maxfd = -1;
+	unsigned long ceiling, refused;
+
+
+	lfd = listener_socket((struct sockaddr *)&sa, sizeof(sa), 128);
+	CHECK(lfd >= 0);
+	if (lfd < 0)
+		return;
+	getsockname(lfd, (struct sockaddr *)&sa, &len);
+	for (int i = 0; i < N; i++)
+		clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	base = next_fd();
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)base + 64;
+	CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &low), 0);
+	listener_fd_limit_reread();
+	ceiling = listener_fd_ceiling();
+	CHECK_EQ_INT(ceiling, (unsigned long)base + 64 - 16);
+	naccepted = 0;
+	emfiles = 0;
+	completions = 0;
+	listener_start(&ls, L, lfd, "test ceiling", on_accept, NULL, NULL);
+	real_accept_cb = ls.accept_op.cb;
+	ls.accept_op.cb = counting_accept;
+	for (int i = 0; i < N; i++)
+		CHECK_EQ_INT(connect(clients[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+	run_for(500);
+	for (unsigned i = 0; i < naccepted; i++)
+		if (accepted[i] > maxfd)
+			maxfd = accepted[i];
+	CHECK_EQ_INT(naccepted, ceiling - (unsigned long)base);
+	CHECK(maxfd >= 0 && (unsigned long)maxfd < ceiling);
+	CHECK(ls.refused >= 1);
+	CHECK(ls.paused >= 1);
+	CHECK_EQ_INT(emfiles, 0);
+	refused = ls.refused;
+	fprintf(stderr, "ceiling %lu: %u accepted, %lu reset, %lu pauses, %u completions\n",
+		ceiling, naccepted, refused, ls.paused, completions);
+
+	CHECK_EQ_INT(setrlimit(RLIMIT_NOFILE, &old), 0);
+	listener_fd_limit_reread();
+	run_for(LISTENER_BACKOFF_MAX_MS + 300);
+	CHECK_EQ_INT(naccepted + ls.refused, N);
+	CHECK_EQ_INT(emfiles, 0);
+	for (unsigned i = 0; i < naccepted; i++)
+		close(accepted[i]);
+	naccepted = 0;
+	closed_calls = 0;
+	listener_close(&ls);
+	run_for(1000);
+	CHECK_EQ_INT(closed_calls, 0);	/* on_closed is NULL here */
+	for (int i = 0; i < N; i++)
+		close(clients[i]);
+}
+
 static void ip4(struct sockaddr_in *sa, uint32_t ip, uint16_t port)
 {
 	memset(sa, 0, sizeof(*sa));
@@ -312,6 +383,7 @@ int main(void)
 		return 77;
 	test_emfile();
 	test_close_paused();
+	test_ceiling();
 	test_pending();
 	loop_free(L);
 	return check_done("listener");
