@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include <weft/h2conn.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
 
@@ -32,11 +33,9 @@ struct agent {
 /* One client connection as the gRPC handlers see it. */
 struct agent_conn {
 	struct agent *agent;
-	struct conn *conn;
-	struct grpc_session *grpc;
+	struct h2conn h2c;		/* the conn and grpc; frees us (lib/h2conn.h) */
+	struct grpc_session *grpc;	/* NULL once the conn closed */
 	struct loop_timer deadline;	/* earliest grpc-timeout of its calls */
-	struct loop_task flush;		/* push queued gRPC output to the socket */
-	int closed;
 	char peer[64];			/* "ip:port" */
 	char peer_id[SPIFFE_ID_MAX];	/* client certificate's SPIFFE ID, or "" */
 };

@@ -14,6 +14,7 @@
 
 #include <weft/conn.h>
 #include <weft/grpc.h>
+#include <weft/h2conn.h>
 #include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
@@ -39,20 +40,6 @@ struct server {
 	char addr[80];
 };
 
-static int server_send(void *io, const uint8_t *p, size_t n)
-{
-	struct agent_conn *ac = io;
-
-	return conn_write(ac->conn, p, n);
-}
-
-static size_t server_space(void *io)
-{
-	struct agent_conn *ac = io;
-
-	return conn_out_space(ac->conn);
-}
-
 static void server_arm_deadline(struct agent_conn *ac)
 {
 	struct loop *l = ac->agent->loop;
@@ -66,35 +53,9 @@ static void server_arm_deadline(struct agent_conn *ac)
 	}
 }
 
-static void server_flush(struct agent_conn *ac)
-{
-	if (ac->closed)
-		return;
-	if (grpc_session_flush(ac->grpc)) {
-		conn_abort(ac->conn, -EPIPE, "cannot write to client");
-		return;
-	}
-	if (grpc_session_done(ac->grpc))
-		conn_close(ac->conn, 0, "gRPC session finished");
-}
-
-static void server_on_flush_task(struct loop_task *t)
-{
-	struct agent_conn *ac = (struct agent_conn *)((char *)t - offsetof(struct agent_conn, flush));
-
-	if (ac->closed) {
-		free(ac);
-		return;
-	}
-	server_flush(ac);
-	if (!ac->closed)
-		server_arm_deadline(ac);
-}
-
 void server_conn_kick(struct agent_conn *ac)
 {
-	if (!ac->closed)
-		loop_task_queue(ac->agent->loop, &ac->flush);
+	h2conn_kick(&ac->h2c);
 }
 
 static void server_on_deadline(struct loop_timer *t)
@@ -102,73 +63,61 @@ static void server_on_deadline(struct loop_timer *t)
 	struct agent_conn *ac = (struct agent_conn *)((char *)t - offsetof(struct agent_conn, deadline));
 
 	server_arm_deadline(ac);
-	server_flush(ac);
+	h2conn_flush(&ac->h2c);
 }
 
-static void server_on_ready(struct conn *c)
+static void server_on_ready(struct h2conn *h)
 {
-	struct agent_conn *ac = conn_udata(c);
-	struct tls *t = conn_tls(c);
+	struct agent_conn *ac = h2conn_udata(h);
+	struct tls *t = conn_tls(h2conn_conn(h));
 
 	if (t && tls_peer_id(t, ac->peer_id, sizeof(ac->peer_id)))
 		ac->peer_id[0] = 0;
 	log_debug("connection from %s ready (%s, client identity %s)", ac->peer,
 		  t ? tls_cipher_name(t) : "plain", ac->peer_id[0] ? ac->peer_id : "none");
-	server_flush(ac);	/* our SETTINGS */
 }
 
-static size_t server_on_data(struct conn *c, const uint8_t *p, size_t n)
+/* After bytes were fed or a kick's flush: call deadlines follow the calls. */
+static void server_on_serviced(struct h2conn *h, int fed)
 {
-	struct agent_conn *ac = conn_udata(c);
-
-	if (grpc_session_feed(ac->grpc, p, n, loop_now_ms(ac->agent->loop))) {
-		const char *why = grpc_session_error(ac->grpc);
-		char esc[64];
-
-		why = why ? why : "HTTP/2 protocol error";
-		log_warn("connection from %s: %s (first bytes \"%s\"), closing",
-			 ac->peer, why, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
-		server_flush(ac);
-		if (!ac->closed)
-			conn_close(c, -EPROTO, why);
-		return n;
-	}
-	server_flush(ac);
-	if (!ac->closed)
-		server_arm_deadline(ac);
-	return n;
+	(void)fed;
+	server_arm_deadline(h2conn_udata(h));
 }
 
-static void server_on_writable(struct conn *c)
+static void server_on_proto_error(struct h2conn *h, const char *why, const uint8_t *p, size_t n)
 {
-	server_flush(conn_udata(c));
+	struct agent_conn *ac = h2conn_udata(h);
+	char esc[64];
+
+	log_warn("connection from %s: %s (first bytes \"%s\"), closing",
+		 ac->peer, why, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
 }
 
-static void server_on_close(struct conn *c, int err, const char *why)
+/* The session goes right after (it cancels held calls, Watch streams). */
+static void server_on_close(struct h2conn *h, int err, const char *why)
 {
-	struct agent_conn *ac = conn_udata(c);
-	struct server *s = ac->agent->server;
+	struct agent_conn *ac = h2conn_udata(h);
 
 	if (err)
 		log_info("connection from %s closed: %s", ac->peer, why ? why : strerror(-err));
 	else
 		log_debug("connection from %s closed", ac->peer);
-	ac->closed = 1;
 	loop_timer_disarm(ac->agent->loop, &ac->deadline);
-	/* Cancels held calls (Watch streams) before the memory goes. */
-	grpc_session_free(ac->grpc);
 	ac->grpc = NULL;
-	/* Free after the current dispatch: callers up the stack (on_data,
-	 * a flush) may still look at ac; the flush task sees closed and frees. */
-	loop_task_queue(ac->agent->loop, &ac->flush);
-	s->n_conns--;
+	ac->agent->server->n_conns--;
 }
 
-static const struct conn_handler server_conn_handler = {
+static void server_on_release(struct h2conn *h)
+{
+	free(h2conn_udata(h));
+}
+
+static const struct h2conn_hooks server_hooks = {
 	.on_ready = server_on_ready,
-	.on_data = server_on_data,
-	.on_writable = server_on_writable,
+	.on_serviced = server_on_serviced,
+	.on_proto_error = server_on_proto_error,
 	.on_close = server_on_close,
+	.on_release = server_on_release,
 };
 
 static void server_on_accept(struct listener *ls, int res)
@@ -182,6 +131,7 @@ static void server_on_accept(struct listener *ls, int res)
 		.pending = s->pending,
 	};
 	struct agent_conn *ac;
+	int err;
 
 	if (a->draining || s->n_conns >= a->cfg->max_connections) {
 		log_warn_rl(&rl_full, "connection refused: %u connections open (max_connections %u)",
@@ -196,16 +146,18 @@ static void server_on_accept(struct listener *ls, int res)
 	}
 	ac->agent = a;
 	ac->deadline.cb = server_on_deadline;
-	ac->flush.cb = server_on_flush_task;
-	ac->grpc = grpc_session_new(service_grpc(a->service), server_send, server_space, ac, ac);
+	h2conn_init(&ac->h2c, a->loop, &server_hooks, ac);
+	ac->grpc = grpc_session_new(service_grpc(a->service), h2conn_send, h2conn_space, &ac->h2c,
+				    ac);
 	if (!ac->grpc) {
 		free(ac);
 		close(res);
 		return;
 	}
-	ac->conn = conn_accept(a->loop, res, a->tls, &server_conn_handler, &o, ac);
-	if (!ac->conn) {
-		const char *why = listener_pending_refusal(errno);
+	h2conn_set_session(&ac->h2c, &grpc_session_engine, ac->grpc);
+	err = h2conn_accept(&ac->h2c, res, a->tls, &o);
+	if (err) {
+		const char *why = listener_pending_refusal(err);
 
 		if (why)
 			log_warn_rl(&rl_pending, "connection refused: TLS handshakes: %s (%u pending)",
@@ -214,7 +166,7 @@ static void server_on_accept(struct listener *ls, int res)
 		free(ac);
 		return;
 	}
-	snprintf(ac->peer, sizeof(ac->peer), "%s", conn_peer_str(ac->conn));
+	snprintf(ac->peer, sizeof(ac->peer), "%s", conn_peer_str(h2conn_conn(&ac->h2c)));
 	s->n_conns++;
 }
 

@@ -21,6 +21,7 @@
 
 #include <weft/conn.h>
 #include <weft/grpcc.h>
+#include <weft/h2conn.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
@@ -49,14 +50,13 @@
 /* One connection to the agent and its gRPC session. */
 struct agentc_conn {
 	struct agentc *a;
-	struct agentc_conn *next, **pprev;
-	struct conn *conn;
+	struct agentc_conn *next, **pprev;	/* in a->conns until the conn closes */
+	struct h2conn h2c;		/* the conn and grpc; frees us (lib/h2conn.h) */
 	struct grpcc_session *grpc;
 	struct grpcc_call *watch;	/* the Watch call on this connection */
 	unsigned n_unary;		/* CreateCertificate calls in flight */
 	bool mtls;			/* made with the node identity */
 	bool retiring;			/* close once n_unary reaches 0 */
-	bool closing;			/* conn_close/abort called */
 	bool watch_moving;		/* our own cancel of the Watch */
 	uint64_t rx_ms;			/* last bytes from the agent (or connect) */
 	char why[160];			/* why the connection ended */
@@ -121,40 +121,26 @@ static void agentc_watch_start(struct agentc *a);
 
 /* --- connections ------------------------------------------------------------------ */
 
-static int agentc_send(void *io, const uint8_t *p, size_t n)
+static bool agentc_closing(const struct agentc_conn *ac)
 {
-	struct agentc_conn *ac = io;
-
-	return conn_write(ac->conn, p, n);
-}
-
-static size_t agentc_space(void *io)
-{
-	struct agentc_conn *ac = io;
-
-	return ac->closing ? 0 : conn_out_space(ac->conn);
+	return h2conn_closing(&ac->h2c);
 }
 
 static void agentc_conn_close(struct agentc_conn *ac, int err, const char *why)
 {
-	if (ac->closing)
+	if (agentc_closing(ac))
 		return;
-	ac->closing = true;
 	if (ac->a->cur == ac)
 		ac->a->cur = NULL;
-	if (err)
-		conn_abort(ac->conn, err, why);
-	else
-		conn_close(ac->conn, 0, why);
+	h2conn_close(&ac->h2c, err, why);
 }
 
 /* Flush, close a finished session, retire a replaced connection. */
 static void agentc_conn_service(struct agentc_conn *ac)
 {
 	struct agentc *a = ac->a;
-	int rc;
 
-	if (ac->closing)
+	if (agentc_closing(ac))
 		return;
 	if (ac->retiring && ac->n_unary == 0) {
 		if (ac->watch) {
@@ -166,66 +152,56 @@ static void agentc_conn_service(struct agentc_conn *ac)
 			if (a->watching)
 				agentc_watch_start(a);
 		}
-		grpcc_session_flush(ac->grpc);
+		h2conn_flush(&ac->h2c);
 		log_debug("agent connection %s: replaced by an mTLS connection", a->addr);
 		agentc_conn_close(ac, 0, "replaced by an mTLS connection");
 		return;
 	}
-	rc = grpcc_session_flush(ac->grpc);
-	if (rc < 0) {
-		agentc_conn_close(ac, rc, "cannot write to the agent");
-		return;
-	}
-	if (grpcc_session_done(ac->grpc))
-		agentc_conn_close(ac, 0, "gRPC session finished");
+	h2conn_flush(&ac->h2c);		/* closes a finished or failed session */
+	if (agentc_closing(ac) && a->cur == ac)
+		a->cur = NULL;
 }
 
-static void agentc_on_ready(struct conn *c)
+static void agentc_on_ready(struct h2conn *h)
 {
-	struct agentc_conn *ac = conn_udata(c);
+	struct agentc_conn *ac = h2conn_udata(h);
 
-	if (!ac)
-		return;
 	log_debug("connected to agent %s (%s, %s)", ac->a->addr,
-		  tls_cipher_name(conn_tls(c)), ac->mtls ? "mTLS" : "token");
+		  tls_cipher_name(conn_tls(h2conn_conn(h))), ac->mtls ? "mTLS" : "token");
 	agentc_kick(ac->a);
 }
 
-static size_t agentc_on_data(struct conn *c, const uint8_t *p, size_t n)
+/* After the agent's bytes were fed: it is alive; calls may have ended. */
+static void agentc_on_serviced(struct h2conn *h, int fed)
 {
-	struct agentc_conn *ac = conn_udata(c);
+	struct agentc_conn *ac = h2conn_udata(h);
 
-	if (!ac || ac->closing)
-		return n;
+	if (!fed)
+		return;
 	ac->rx_ms = loop_now_ms(ac->a->loop);
-	if (grpcc_session_feed(ac->grpc, p, n, loop_now_ms(ac->a->loop))) {
-		log_warn("agent %s: HTTP/2 protocol error, closing the connection", ac->a->addr);
-		snprintf(ac->why, sizeof(ac->why), "HTTP/2 protocol error");
-		grpcc_session_flush(ac->grpc);
-		agentc_conn_close(ac, -EPROTO, "HTTP/2 protocol error");
-		return n;
-	}
 	agentc_conn_service(ac);
 	agentc_kick(ac->a);
-	return n;
 }
 
-static void agentc_on_writable(struct conn *c)
+static void agentc_on_proto_error(struct h2conn *h, const char *why, const uint8_t *p, size_t n)
 {
-	struct agentc_conn *ac = conn_udata(c);
+	struct agentc_conn *ac = h2conn_udata(h);
 
-	if (ac)
-		agentc_conn_service(ac);
+	(void)p;
+	(void)n;
+	log_warn("agent %s: %s, closing the connection", ac->a->addr, why);
+	snprintf(ac->why, sizeof(ac->why), "%s", why);
+	if (ac->a->cur == ac)
+		ac->a->cur = NULL;
 }
 
-static void agentc_on_close(struct conn *c, int err, const char *why)
+/* The session goes right after: every call on it ends (certificate
+ * requests fail, the Watch schedules its reconnect). */
+static void agentc_on_close(struct h2conn *h, int err, const char *why)
 {
-	struct agentc_conn *ac = conn_udata(c);
-	struct agentc *a;
+	struct agentc_conn *ac = h2conn_udata(h);
+	struct agentc *a = ac->a;
 
-	if (!ac)
-		return;		/* agentc_free detached it */
-	a = ac->a;
 	if (!ac->why[0])
 		snprintf(ac->why, sizeof(ac->why), "%s", why ? why : strerror(-err));
 	if (err)
@@ -235,19 +211,20 @@ static void agentc_on_close(struct conn *c, int err, const char *why)
 		ac->next->pprev = ac->pprev;
 	if (a->cur == ac)
 		a->cur = NULL;
-	ac->closing = true;
-	/* Ends every call on it: certificate requests fail, the Watch
-	 * schedules its reconnect. */
-	grpcc_session_free(ac->grpc);
-	free(ac);
 	agentc_kick(a);
 }
 
-static const struct conn_handler agentc_conn_handler = {
+static void agentc_on_release(struct h2conn *h)
+{
+	free(h2conn_udata(h));
+}
+
+static const struct h2conn_hooks agentc_hooks = {
 	.on_ready = agentc_on_ready,
-	.on_data = agentc_on_data,
-	.on_writable = agentc_on_writable,
+	.on_serviced = agentc_on_serviced,
+	.on_proto_error = agentc_on_proto_error,
 	.on_close = agentc_on_close,
+	.on_release = agentc_on_release,
 };
 
 /* The connection new calls go to, made now if there is none. NULL with
@@ -258,7 +235,7 @@ static struct agentc_conn *agentc_conn_get(struct agentc *a)
 	struct agentc_conn *ac;
 	int err;
 
-	if (a->cur && !a->cur->closing && !a->cur->retiring)
+	if (a->cur && !agentc_closing(a->cur) && !a->cur->retiring)
 		return a->cur;
 	ac = calloc(1, sizeof(*ac));
 	if (!ac) {
@@ -268,13 +245,17 @@ static struct agentc_conn *agentc_conn_get(struct agentc *a)
 	ac->a = a;
 	ac->mtls = a->have_identity;
 	ac->rx_ms = loop_now_ms(a->loop);
-	ac->grpc = grpcc_session_new(agentc_send, agentc_space, ac, a->server_name);
+	h2conn_init(&ac->h2c, a->loop, &agentc_hooks, ac);
+	ac->grpc = grpcc_session_new(h2conn_send, h2conn_space, &ac->h2c, a->server_name);
 	if (!ac->grpc)
 		goto fail_grpc;
-	ac->conn = conn_connect(a->loop, (struct sockaddr *)&a->sa, a->salen, WEFTD_MARK, a->tls,
-				a->server_name, a->expect_id, &agentc_conn_handler, &o, ac);
-	if (!ac->conn)
+	h2conn_set_session(&ac->h2c, &grpcc_session_engine, ac->grpc);
+	err = h2conn_connect(&ac->h2c, (struct sockaddr *)&a->sa, a->salen, WEFTD_MARK, a->tls,
+			     a->server_name, a->expect_id, &o);
+	if (err) {
+		errno = -err;
 		goto fail_conn;
+	}
 	ac->next = a->conns;
 	if (ac->next)
 		ac->next->pprev = &ac->next;
@@ -326,7 +307,7 @@ static void agentc_on_kick(struct loop_task *t)
 	now = loop_now_ms(a->loop);
 	for (ac = a->conns; ac; ac = next) {
 		next = ac->next;
-		if (ac->closing)
+		if (agentc_closing(ac))
 			continue;
 		uint64_t at = grpcc_session_expire(ac->grpc, now);
 
@@ -357,7 +338,7 @@ static void agentc_on_keepalive(struct loop_timer *t)
 	uint64_t now = loop_now_ms(a->loop);
 
 	for (struct agentc_conn *ac = a->conns; ac; ac = ac->next) {
-		if (ac->closing)
+		if (agentc_closing(ac))
 			continue;
 		if (now - ac->rx_ms > AGENTC_DEAD_MS) {
 			snprintf(ac->why, sizeof(ac->why), "no answer to keepalive PINGs for %u s",
@@ -812,12 +793,9 @@ void agentc_free(struct agentc *a)
 	 * and no longer call back into us. */
 	while ((ac = a->conns)) {
 		a->conns = ac->next;
-		conn_set_udata(ac->conn, NULL);
 		snprintf(ac->why, sizeof(ac->why), "agent client shutting down");
-		grpcc_session_free(ac->grpc);
-		if (!ac->closing)
-			conn_close(ac->conn, 0, "agent client shutting down");
-		free(ac);
+		if (h2conn_detach(&ac->h2c))	/* frees the session: its calls end */
+			free(ac);		/* else its queued task holds it */
 	}
 	if (a->kick) {
 		if (a->kick->task.queued)

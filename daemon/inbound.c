@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <weft/conn.h>
+#include <weft/h2conn.h>
 #include <weft/h2tun.h>
 #include <weft/listener.h>
 #include <weft/log.h>
@@ -59,24 +60,22 @@ struct inbound {
 	char addr[80];
 };
 
-/* One HBONE client connection. */
+/* One HBONE client connection; freed by h2c's on_release (lib/h2conn.h),
+ * once the conn has ended and no hstream holds a reference. */
 struct hconn {
 	struct hconn *next, *prev;	/* in->ready, once h2 is up */
 	struct inbound *in;
-	struct conn *conn;
-	struct h2tun *h2;
-	struct loop_task flush;
-	int closed;
+	struct h2conn h2c;
+	struct h2tun *h2;		/* NULL before on_ready and once closed */
 	int refused;			/* refusal already logged with its flag */
-	unsigned refs;			/* hstreams pointing here: hc outlives them */
 	char peer[64];
 	struct sockaddr_storage peer_addr;	/* the tunnel's TCP peer */
 	char peer_id[SPIFFE_ID_MAX];
 };
 
 /* One CONNECT stream, from request to the relay's end. It holds a
- * reference on its hconn (hconn_put): the relay may end a loop round after
- * the tunnel closed, and its hooks still read hs->hc. */
+ * reference on its hconn (h2conn_hold): the relay may end a loop round
+ * after the tunnel closed, and its hooks still read hs->hc. */
 struct hstream {
 	struct hconn *hc;
 	struct relay *relay;
@@ -95,20 +94,11 @@ struct hstream {
 
 /* --- HBONE streams --------------------------------------------------------- */
 
-/* Drop a stream's reference; the flush task frees a closed hconn once no
- * stream points at it (never here: we may be inside hc's own callbacks). */
-static void hconn_put(struct hconn *hc)
-{
-	if (!--hc->refs && hc->closed)
-		loop_task_queue(hc->in->d->loop, &hc->flush);
-}
-
 static void hconn_kick(struct h2tun *t)
 {
 	struct hconn *hc = h2tun_udata(t);
 
-	if (!hc->closed)
-		loop_task_queue(hc->in->d->loop, &hc->flush);
+	h2conn_kick(&hc->h2c);
 }
 
 static void hs_on_connected(struct relay *r, int side)
@@ -116,7 +106,7 @@ static void hs_on_connected(struct relay *r, int side)
 	struct hstream *hs = relay_udata(r);
 
 	(void)side;
-	if (hs->stream_gone || hs->hc->closed) {
+	if (hs->stream_gone || !hs->hc->h2 || h2conn_closing(&hs->hc->h2c)) {
 		relay_reset(r, "client went away while connecting");
 		return;
 	}
@@ -136,7 +126,7 @@ static void hs_on_connect_failed(struct relay *r, int side, int err, const char 
 	hs->hc->in->d->stats.failed++;
 	log_warn("inbound %s -> %s from %s: app connect failed: %s; answering 503", hs->src,
 		 hs->authority, hs->hc->peer_id, why ? why : "?");
-	if (!hs->stream_gone && !hs->hc->closed) {
+	if (!hs->stream_gone && hs->hc->h2) {
 		h2tun_respond(hs->hc->h2, hs->id, 503);
 		h2tun_stream_set_udata(hs->hc->h2, hs->id, NULL);
 		hs->stream_gone = 1;
@@ -156,7 +146,7 @@ static void hs_on_done(struct relay *r, const struct relay_stats *st)
 	d->live--;
 	if (hs->pod)
 		pods_conn_done(hs->pod);
-	hconn_put(hs->hc);
+	h2conn_put(&hs->hc->h2c);
 	free(hs);
 }
 
@@ -261,7 +251,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 		return;
 	}
 	hs->pod = pod;
-	hc->refs++;
+	h2conn_hold(&hc->h2c);
 	pod->conns++;
 	d->live++;
 	authz_track(&hs->az, hs->relay);
@@ -321,42 +311,6 @@ static const struct h2tun_callbacks hconn_h2_cb = {
 
 /* --- HBONE connections ------------------------------------------------------ */
 
-static int hconn_send(void *io, const uint8_t *p, size_t n)
-{
-	return conn_write(((struct hconn *)io)->conn, p, n);
-}
-
-static size_t hconn_space(void *io)
-{
-	struct hconn *hc = io;
-
-	return hc->closed ? 0 : conn_out_space(hc->conn);
-}
-
-static void hconn_flush(struct hconn *hc)
-{
-	if (hc->closed || !hc->h2)
-		return;
-	if (h2tun_flush(hc->h2) < 0) {
-		conn_abort(hc->conn, -EPIPE, "HTTP/2 session failed");
-		return;
-	}
-	if (h2tun_done(hc->h2))
-		conn_close(hc->conn, 0, "tunnel finished");
-}
-
-static void hconn_on_flush_task(struct loop_task *t)
-{
-	struct hconn *hc = (struct hconn *)((char *)t - offsetof(struct hconn, flush));
-
-	if (hc->closed) {
-		if (!hc->refs)
-			free(hc);	/* else the last hconn_put queues us again */
-		return;
-	}
-	hconn_flush(hc);
-}
-
 /* Connections of the peer identity id that are past their handshake. */
 static unsigned inbound_peer_conns(const struct inbound *in, const char *id)
 {
@@ -367,15 +321,17 @@ static unsigned inbound_peer_conns(const struct inbound *in, const char *id)
 	return n;
 }
 
-static void hconn_on_ready(struct conn *c)
+/* Who the client is must be a workload: then the HTTP/2 session starts. */
+static void hconn_on_ready(struct h2conn *h)
 {
-	struct hconn *hc = conn_udata(c);
+	struct hconn *hc = h2conn_udata(h);
+	struct tls *tls = conn_tls(h2conn_conn(h));
 	struct weftd *d = hc->in->d;
 	struct spiffe_id id;
 	const char *bad;
 	char ns[64], sa[64];
 
-	if (tls_peer_id(conn_tls(c), hc->peer_id, sizeof(hc->peer_id)) ||
+	if (tls_peer_id(tls, hc->peer_id, sizeof(hc->peer_id)) ||
 	    spiffe_id_parse(hc->peer_id, strlen(hc->peer_id), &id, &bad) ||
 	    spiffe_id_workload(&id, ns, sizeof(ns), sa, sizeof(sa))) {
 		log_warn("HBONE connection from %s refused [IDENTITY_ERROR]: client identity %s is "
@@ -383,7 +339,7 @@ static void hconn_on_ready(struct conn *c)
 			 hc->peer_id[0] ? hc->peer_id : "(none)");
 		d->stats.failed++;
 		hc->refused = 1;
-		conn_abort(c, -EACCES, "client is not a workload");
+		h2conn_close(h, -EACCES, "client is not a workload");
 		return;
 	}
 	if (inbound_peer_conns(hc->in, hc->peer_id) >= INBOUND_CONNS_PER_PEER) {
@@ -395,50 +351,38 @@ static void hconn_on_ready(struct conn *c)
 			    INBOUND_CONNS_PER_PEER, H2TUN_MAX_STREAMS);
 		d->stats.failed++;
 		hc->refused = 1;
-		conn_abort(c, -EUSERS, "too many connections from this identity");
+		h2conn_close(h, -EUSERS, "too many connections from this identity");
 		return;
 	}
-	hc->h2 = h2tun_new(H2TUN_SERVER, &hconn_h2_cb, hconn_send, hconn_space, hc, hc);
+	hc->h2 = h2tun_new(H2TUN_SERVER, &hconn_h2_cb, h2conn_send, h2conn_space, h, hc);
 	if (!hc->h2) {
-		conn_abort(c, -ENOMEM, "out of memory");
+		h2conn_close(h, -ENOMEM, "out of memory");
 		return;
 	}
+	h2conn_set_session(h, &h2tun_engine, hc->h2);
 	hc->next = hc->in->ready;
 	if (hc->next)
 		hc->next->prev = hc;
 	hc->in->ready = hc;
 	log_debug("HBONE connection from %s as %s (%s)", hc->peer, hc->peer_id,
-		  tls_cipher_name(conn_tls(c)));
-	hconn_flush(hc);
+		  tls_cipher_name(tls));
 }
 
-static size_t hconn_on_conn_data(struct conn *c, const uint8_t *p, size_t n)
+static void hconn_on_proto_error(struct h2conn *h, const char *why, const uint8_t *p, size_t n)
 {
-	struct hconn *hc = conn_udata(c);
+	struct hconn *hc = h2conn_udata(h);
+	char esc[64];
 
-	if (!hc->h2)
-		return n;
-	if (h2tun_feed(hc->h2, p, n) < 0) {
-		char esc[64];
-		log_warn("HBONE connection from %s (%s): HTTP/2 protocol error (\"%s\")", hc->peer,
-			 hc->peer_id, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
-		hconn_flush(hc);
-		if (!hc->closed)
-			conn_close(c, -EPROTO, "HTTP/2 protocol error");
-		return n;
-	}
-	hconn_flush(hc);
-	return n;
+	(void)why;
+	log_warn("HBONE connection from %s (%s): HTTP/2 protocol error (\"%s\")", hc->peer,
+		 hc->peer_id, log_escape(esc, sizeof(esc), p, n < 16 ? n : 16));
 }
 
-static void hconn_on_conn_writable(struct conn *c)
+/* The session goes right after: its streams end (on_close(TUNNEL) resets
+ * their relays, each hstream then drops its reference). */
+static void hconn_on_close(struct h2conn *h, int err, const char *why)
 {
-	hconn_flush(conn_udata(c));
-}
-
-static void hconn_on_close(struct conn *c, int err, const char *why)
-{
-	struct hconn *hc = conn_udata(c);
+	struct hconn *hc = h2conn_udata(h);
 
 	if (err && !hc->h2 && !hc->refused)
 		log_warn("HBONE connection from %s failed before HTTP/2 [%s]: %s", hc->peer,
@@ -447,7 +391,6 @@ static void hconn_on_close(struct conn *c, int err, const char *why)
 	else if (err && hc->h2)
 		log_info("HBONE connection from %s (%s) closed: %s", hc->peer, hc->peer_id,
 			 why ? why : strerror(-err));
-	hc->closed = 1;
 	if (hc->h2) {
 		if (hc->prev)
 			hc->prev->next = hc->next;
@@ -456,17 +399,20 @@ static void hconn_on_close(struct conn *c, int err, const char *why)
 		if (hc->next)
 			hc->next->prev = hc->prev;
 	}
-	h2tun_free(hc->h2);	/* streams: on_close(TUNNEL) -> relays reset */
 	hc->h2 = NULL;
 	hc->in->n_conns--;
-	loop_task_queue(hc->in->d->loop, &hc->flush);	/* frees hc once refs is 0 */
 }
 
-static const struct conn_handler hconn_handler = {
+static void hconn_on_release(struct h2conn *h)
+{
+	free(h2conn_udata(h));
+}
+
+static const struct h2conn_hooks hconn_hooks = {
 	.on_ready = hconn_on_ready,
-	.on_data = hconn_on_conn_data,
-	.on_writable = hconn_on_conn_writable,
+	.on_proto_error = hconn_on_proto_error,
 	.on_close = hconn_on_close,
+	.on_release = hconn_on_release,
 };
 
 static void inbound_on_accept(struct listener *ls, int fd)
@@ -481,6 +427,7 @@ static void inbound_on_accept(struct listener *ls, int fd)
 	};
 	struct tls_ctx *ctx;
 	struct hconn *hc;
+	int err;
 
 	ctx = d->node_ident ? ident_server_ctx(d->node_ident) : NULL;
 	if (!ctx || d->draining || in->n_conns >= INBOUND_MAX_CONNS) {
@@ -496,10 +443,10 @@ static void inbound_on_accept(struct listener *ls, int fd)
 		return;
 	}
 	hc->in = in;
-	hc->flush.cb = hconn_on_flush_task;
-	hc->conn = conn_accept(d->loop, fd, ctx, &hconn_handler, &o, hc);
-	if (!hc->conn) {
-		const char *why = listener_pending_refusal(errno);
+	h2conn_init(&hc->h2c, d->loop, &hconn_hooks, hc);
+	err = h2conn_accept(&hc->h2c, fd, ctx, &o);
+	if (err) {
+		const char *why = listener_pending_refusal(err);
 
 		if (why)
 			log_warn_rl(&rl_pending, "HBONE connection refused: TLS handshakes: %s "
@@ -507,8 +454,8 @@ static void inbound_on_accept(struct listener *ls, int fd)
 		free(hc);
 		return;
 	}
-	snprintf(hc->peer, sizeof(hc->peer), "%s", conn_peer_str(hc->conn));
-	hc->peer_addr = *conn_peer_addr(hc->conn);
+	snprintf(hc->peer, sizeof(hc->peer), "%s", conn_peer_str(h2conn_conn(&hc->h2c)));
+	hc->peer_addr = *conn_peer_addr(h2conn_conn(&hc->h2c));
 	in->n_conns++;
 }
 

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <weft/conn.h>
+#include <weft/h2conn.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/tls.h>
@@ -36,9 +37,10 @@ struct tunnel {
 	struct tunnel_key *key;
 	struct tunnels *pool;
 	enum tunnel_state state;
-	struct conn *conn;
-	struct h2tun *h2;
-	struct loop_task flush;
+	struct h2conn h2c;		/* the conn, its session h2; frees us */
+	struct h2tun *h2;		/* gone once state is TUNNEL_CLOSED */
+	char peer[64];			/* "ip:port" of the node */
+	const char *cipher;		/* "" until ready (a static name) */
 	struct loop_timer ping;
 	struct tunnel_req *inflight;	/* CONNECTs sent, not yet answered */
 	uint64_t opened_ms, idle_since_ms, ping_sent_ms;
@@ -87,7 +89,7 @@ struct tunnels {
 };
 
 static const struct h2tun_callbacks tunnel_h2_cb;
-static const struct conn_handler tunnel_conn_handler;
+static const struct h2conn_hooks tunnel_hooks;
 static void tunnel_dispatch(struct tunnel_key *k);
 static void key_check(struct tunnel_key *k);
 
@@ -161,45 +163,27 @@ static int tunnel_send(void *io, const uint8_t *p, size_t n)
 	struct tunnel *t = io;
 
 	t->bytes_out += n;
-	return conn_write(t->conn, p, n);
+	return h2conn_send(&t->h2c, p, n);
 }
 
 static size_t tunnel_space(void *io)
 {
 	struct tunnel *t = io;
 
-	return t->state == TUNNEL_CLOSED ? 0 : conn_out_space(t->conn);
+	return h2conn_space(&t->h2c);
 }
 
+/* Nothing before the TLS handshake is done (h2conn waits for on_ready). */
 static void tunnel_flush(struct tunnel *t)
 {
-	if (t->state == TUNNEL_CLOSED || t->state == TUNNEL_CONNECTING)
-		return;
-	if (h2tun_flush(t->h2) < 0) {
-		conn_abort(t->conn, -EPIPE, "HTTP/2 session failed");
-		return;
-	}
-	if (h2tun_done(t->h2))
-		conn_close(t->conn, 0, "tunnel finished");
-}
-
-static void tunnel_on_flush_task(struct loop_task *task)
-{
-	struct tunnel *t = (struct tunnel *)((char *)task - offsetof(struct tunnel, flush));
-
-	if (t->state == TUNNEL_CLOSED) {
-		free(t);
-		return;
-	}
-	tunnel_flush(t);
+	h2conn_flush(&t->h2c);
 }
 
 void tunnels_kick(struct h2tun *h2)
 {
 	struct tunnel *t = h2tun_udata(h2);
 
-	if (t->state != TUNNEL_CLOSED)
-		loop_task_queue(t->pool->loop, &t->flush);
+	h2conn_kick(&t->h2c);
 }
 
 static void tunnel_unlink(struct tunnel *t)
@@ -325,41 +309,32 @@ static uint64_t tunnel_clock_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void tunnel_on_ready(struct conn *c)
+static void tunnel_on_ready(struct h2conn *h)
 {
-	struct tunnel *t = conn_udata(c);
+	struct tunnel *t = h2conn_udata(h);
+	struct conn *c = h2conn_conn(h);
 	struct tls *tls = conn_tls(c);
 
 	t->state = TUNNEL_READY;
+	t->cipher = tls ? tls_cipher_name(tls) : "";
 	t->key->opening = 0;
 	t->idle_since_ms = loop_now_ms(t->pool->loop);
 	log_info("tunnel %s -> node %s (%s) up: %s, %llu us", ident_id(t->key->src),
 		 t->key->node, conn_peer_str(c), tls ? tls_cipher_name(tls) : "?",
 		 (unsigned long long)(tunnel_clock_us() - t->opened_us));
 	loop_timer_arm(t->pool->loop, &t->ping, t->pool->lim.ping_ms);
-	tunnel_flush(t);	/* SETTINGS */
-	tunnel_dispatch(t->key);
+	tunnel_dispatch(t->key);	/* h2conn flushes our SETTINGS and these */
 }
 
-static size_t tunnel_on_conn_data(struct conn *c, const uint8_t *p, size_t n)
+static void tunnel_on_proto_error(struct h2conn *h, const char *why, const uint8_t *p, size_t n)
 {
-	struct tunnel *t = conn_udata(c);
+	struct tunnel *t = h2conn_udata(h);
 
-	if (h2tun_feed(t->h2, p, n) < 0) {
-		log_warn("tunnel %s -> node %s: HTTP/2 protocol error from peer",
-			 ident_id(t->key->src), t->key->node);
-		tunnel_flush(t);
-		if (t->state != TUNNEL_CLOSED)
-			conn_close(c, -EPROTO, "HTTP/2 protocol error");
-		return n;
-	}
-	tunnel_flush(t);
-	return n;
-}
-
-static void tunnel_on_conn_writable(struct conn *c)
-{
-	tunnel_flush(conn_udata(c));
+	(void)why;
+	(void)p;
+	(void)n;
+	log_warn("tunnel %s -> node %s: HTTP/2 protocol error from peer", ident_id(t->key->src),
+		 t->key->node);
 }
 
 /* The response_flags word for a tunnel that failed to open. */
@@ -373,16 +348,16 @@ static const char *tunnel_flag(const char *why)
 	return "CONNECT";
 }
 
-static void tunnel_on_conn_close(struct conn *c, int err, const char *why)
+/* The conn ended; h2conn frees the session right after (live streams:
+ * on_close(TUNNEL) -> their relays reset), then releases us. */
+static void tunnel_on_conn_closed(struct h2conn *h, int err, const char *why)
 {
-	struct tunnel *t = conn_udata(c);
-	struct tunnel_key *k;
+	struct tunnel *t = h2conn_udata(h);
+	struct conn *c = h2conn_conn(h);
+	struct tunnel_key *k = t->key;
 	int was_connecting;
 	char msg[256];
 
-	if (!t)
-		return;		/* tunnels_free() already let go of it */
-	k = t->key;
 	was_connecting = t->state == TUNNEL_CONNECTING;
 
 	loop_timer_disarm(t->pool->loop, &t->ping);
@@ -398,19 +373,21 @@ static void tunnel_on_conn_close(struct conn *c, int err, const char *why)
 		log_info("tunnel %s -> node %s closed after %llu streams: %s", ident_id(k->src),
 			 k->node, (unsigned long long)t->streams_total, why ? why : "done");
 	}
-	h2tun_free(t->h2);	/* live streams: on_close(TUNNEL) -> relays reset */
-	t->h2 = NULL;
-	loop_task_queue(t->pool->loop, &t->flush);	/* frees t */
 	if (k->pending)
 		tunnel_dispatch(k);
 	key_check(k);
 }
 
-static const struct conn_handler tunnel_conn_handler = {
+static void tunnel_on_release(struct h2conn *h)
+{
+	free(h2conn_udata(h));
+}
+
+static const struct h2conn_hooks tunnel_hooks = {
 	.on_ready = tunnel_on_ready,
-	.on_data = tunnel_on_conn_data,
-	.on_writable = tunnel_on_conn_writable,
-	.on_close = tunnel_on_conn_close,
+	.on_proto_error = tunnel_on_proto_error,
+	.on_close = tunnel_on_conn_closed,
+	.on_release = tunnel_on_release,
 };
 
 static void tunnel_on_ping(struct loop_timer *tm)
@@ -422,14 +399,14 @@ static void tunnel_on_ping(struct loop_timer *tm)
 	if (t->state == TUNNEL_CLOSED)
 		return;
 	if (h2tun_ping_outstanding(t->h2) && now - t->ping_sent_ms >= lim->ping_timeout_ms) {
-		conn_abort(t->conn, -ETIMEDOUT, "PING not answered: peer gone");
+		h2conn_close(&t->h2c, -ETIMEDOUT, "PING not answered: peer gone");
 		return;
 	}
 	if (h2tun_stream_count(t->h2) == 0 && now - t->idle_since_ms >= lim->idle_ms) {
 		h2tun_goaway(t->h2);
 		t->state = TUNNEL_DRAINING;
 		tunnel_flush(t);
-		conn_close(t->conn, 0, "idle");
+		h2conn_close(&t->h2c, 0, "idle");
 		return;
 	}
 	if (!h2tun_ping_outstanding(t->h2)) {
@@ -459,7 +436,8 @@ static struct tunnel *tunnel_open(struct tunnel_key *k)
 	t->key = k;
 	t->pool = p;
 	t->state = TUNNEL_CONNECTING;
-	t->flush.cb = tunnel_on_flush_task;
+	h2conn_init(&t->h2c, p->loop, &tunnel_hooks, t);
+	t->cipher = "";
 	t->ping.cb = tunnel_on_ping;
 	t->opened_ms = loop_now_ms(p->loop);
 	t->opened_us = tunnel_clock_us();
@@ -468,13 +446,14 @@ static struct tunnel *tunnel_open(struct tunnel_key *k)
 		free(t);
 		return NULL;
 	}
-	t->conn = conn_connect(p->loop, (struct sockaddr *)&k->addr, k->addrlen, WEFTD_MARK, ctx, NULL,
-			       k->expect_id, &tunnel_conn_handler, &o, t);
-	if (!t->conn) {
+	h2conn_set_session(&t->h2c, &h2tun_engine, t->h2);
+	if (h2conn_connect(&t->h2c, (struct sockaddr *)&k->addr, k->addrlen, WEFTD_MARK, ctx,
+			   NULL, k->expect_id, &o)) {
 		h2tun_free(t->h2);
 		free(t);
 		return NULL;
 	}
+	snprintf(t->peer, sizeof(t->peer), "%s", conn_peer_str(h2conn_conn(&t->h2c)));
 	t->next = k->tunnels;
 	k->tunnels = t;
 	k->opening = 1;
@@ -565,7 +544,7 @@ static void key_close_unused(struct tunnel_key *k)
 		if (t->state == TUNNEL_CLOSED || (t->h2 && h2tun_stream_count(t->h2) > 0))
 			continue;
 		if (t->state == TUNNEL_CONNECTING) {
-			conn_abort(t->conn, -ECANCELED, "source identity no longer used");
+			h2conn_close(&t->h2c, -ECANCELED, "source identity no longer used");
 			continue;
 		}
 		if (t->state == TUNNEL_READY) {
@@ -574,7 +553,7 @@ static void key_close_unused(struct tunnel_key *k)
 			tunnel_flush(t);
 		}
 		if (t->state != TUNNEL_CLOSED)
-			conn_close(t->conn, 0, "source identity no longer used by any pod");
+			h2conn_close(&t->h2c, 0, "source identity no longer used by any pod");
 	}
 }
 
@@ -704,13 +683,9 @@ void tunnels_free(struct tunnels *p)
 			struct tunnel *t = k->tunnels;
 			k->tunnels = t->next;
 			loop_timer_disarm(p->loop, &t->ping);
-			h2tun_free(t->h2);
-			conn_set_udata(t->conn, NULL);
-			conn_abort(t->conn, -ESHUTDOWN, "weftd exiting");
-			if (!t->flush.queued)
-				free(t);
-			else
-				t->state = TUNNEL_CLOSED;	/* the task frees it */
+			t->state = TUNNEL_CLOSED;
+			if (h2conn_detach(&t->h2c))
+				free(t);	/* else its queued task holds it to the end */
 		}
 		ident_unhold(&k->hold);
 		free(k);
@@ -740,13 +715,12 @@ size_t tunnels_json(const struct tunnels *p, char *buf, size_t len)
 			PUT("%s{\"source\":\"%s\",\"node\":\"%s\",\"peer\":\"%s\",\"state\":\"%s\","
 			    "\"streams\":%u,\"streams_total\":%llu,\"bytes_sent\":%llu,"
 			    "\"bytes_received\":%llu,\"age_ms\":%llu,\"cipher\":\"%s\"}",
-			    first ? "" : ",", ident_id(k->src), k->node, conn_peer_str(t->conn),
+			    first ? "" : ",", ident_id(k->src), k->node, t->peer,
 			    st[t->state], t->h2 ? h2tun_stream_count(t->h2) : 0,
 			    (unsigned long long)t->streams_total, (unsigned long long)t->bytes_out,
 			    (unsigned long long)t->bytes_in,
 			    (unsigned long long)(now - t->opened_ms),
-			    conn_tls(t->conn) && t->state != TUNNEL_CONNECTING ?
-			    tls_cipher_name(conn_tls(t->conn)) : "");
+			    t->cipher);
 			first = 0;
 		}
 	}

@@ -12,6 +12,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <weft/h2conn.h>
 #include <weft/grpc.h>
 #include <weft/h2glue.h>
 
@@ -974,3 +975,38 @@ size_t grpc_call_pending(const struct grpc_call *c)
 {
 	return c ? c->pending : 0;
 }
+
+/* --- as an h2conn engine ----------------------------------------------------- */
+
+static int grpc_eng_feed(void *s, const uint8_t *p, size_t n, uint64_t now_ms)
+{
+	return grpc_session_feed(s, p, n, now_ms) ? -EPROTO : 0;
+}
+
+static int grpc_eng_flush(void *s)
+{
+	return grpc_session_flush(s) ? -EPIPE : 0;
+}
+
+static int grpc_eng_done(const void *s)
+{
+	return grpc_session_done(s);
+}
+
+static void grpc_eng_free(void *s)
+{
+	grpc_session_free(s);
+}
+
+static const char *grpc_eng_error(const void *s)
+{
+	return grpc_session_error(s);
+}
+
+const struct h2conn_engine grpc_session_engine = {
+	.feed = grpc_eng_feed,
+	.flush = grpc_eng_flush,
+	.done = grpc_eng_done,
+	.free = grpc_eng_free,
+	.error = grpc_eng_error,
+};

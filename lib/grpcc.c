@@ -20,6 +20,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <weft/grpc.h>
+#include <weft/h2conn.h>
 #include <weft/grpcc.h>
 #include <weft/h2glue.h>
 
@@ -632,3 +633,32 @@ void grpcc_call_cancel(struct grpcc_call *c)
 		return;
 	call_abort(c, GRPC_CANCELLED, "cancelled by the client");
 }
+
+/* --- as an h2conn engine ----------------------------------------------------- */
+
+static int grpcc_eng_feed(void *s, const uint8_t *p, size_t n, uint64_t now_ms)
+{
+	return grpcc_session_feed(s, p, n, now_ms) ? -EPROTO : 0;
+}
+
+static int grpcc_eng_flush(void *s)
+{
+	return grpcc_session_flush(s) < 0 ? -EPIPE : 0;
+}
+
+static int grpcc_eng_done(const void *s)
+{
+	return grpcc_session_done(s);
+}
+
+static void grpcc_eng_free(void *s)
+{
+	grpcc_session_free(s);
+}
+
+const struct h2conn_engine grpcc_session_engine = {
+	.feed = grpcc_eng_feed,
+	.flush = grpcc_eng_flush,
+	.done = grpcc_eng_done,
+	.free = grpcc_eng_free,
+};

@@ -41,6 +41,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <weft/h2conn.h>
 #include <weft/h2glue.h>
 #include <weft/h2tun.h>
 
@@ -1272,3 +1273,33 @@ uint64_t h2tun_send_cuts(const struct h2tun *t)
 {
 	return t->sq_cuts;
 }
+
+/* --- as an h2conn engine ----------------------------------------------------- */
+
+static int h2tun_eng_feed(void *t, const uint8_t *p, size_t n, uint64_t now_ms)
+{
+	(void)now_ms;
+	return h2tun_feed(t, p, n) < 0 ? -EPROTO : 0;
+}
+
+static int h2tun_eng_flush(void *t)
+{
+	return h2tun_flush(t);
+}
+
+static int h2tun_eng_done(const void *t)
+{
+	return h2tun_done(t);
+}
+
+static void h2tun_eng_free(void *t)
+{
+	h2tun_free(t);
+}
+
+const struct h2conn_engine h2tun_engine = {
+	.feed = h2tun_eng_feed,
+	.flush = h2tun_eng_flush,
+	.done = h2tun_eng_done,
+	.free = h2tun_eng_free,
+};

@@ -95,6 +95,14 @@ san_test() {
 	return 1
 }
 
+if [[ -n ${WEFT_SAN_UNIT:-} ]]; then
+	echo "unit tests (ASan+UBSan: $SAN_B)"
+	for t in $WEFT_SAN_UNIT; do
+		run "unit-asan/${t#tests/unit/}" san_test "$PWD/$LOGDIR/san/unit-$(basename "$t")" \
+			"$SAN_B/$t"
+	done
+fi
+
 echo "integration tests (ASan+UBSan: $SAN_B)"
 for t in $(find tests/integration -maxdepth 1 -name 'test_dp_*.py' | sort); do
 	n=$(basename "$t")

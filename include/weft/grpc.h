@@ -141,4 +141,8 @@ void grpc_frame_header(uint8_t out[5], uint32_t len);
 /* Parse a grpc-timeout value ("100m", "5S"...) into ms; -EINVAL if bad. */
 int grpc_timeout_parse(const char *v, uint64_t *ms);
 
+struct h2conn_engine;
+/* The session as an h2conn engine (lib/h2conn.h). */
+extern const struct h2conn_engine grpc_session_engine;
+
 #endif

@@ -47,4 +47,8 @@ struct grpcc_call *grpcc_call_start(struct grpcc_session *s, const char *path,
 /* Cancel (RST_STREAM); done() runs with CANCELLED. */
 void grpcc_call_cancel(struct grpcc_call *c);
 
+struct h2conn_engine;
+/* The session as an h2conn engine (lib/h2conn.h). */
+extern const struct h2conn_engine grpcc_session_engine;
+
 #endif

@@ -115,4 +115,8 @@ int h2tun_ping_outstanding(const struct h2tun *t);
 /* Send GOAWAY: no new streams, live ones finish. */
 void h2tun_goaway(struct h2tun *t);
 
+struct h2conn_engine;
+/* The session as an h2conn engine (lib/h2conn.h). */
+extern const struct h2conn_engine h2tun_engine;
+
 #endif
