@@ -45,10 +45,7 @@ static const char *boundary_port_name(const struct weftd *d, uint16_t port)
 static int boundary_addr_owner(const struct weftd *d, const struct sockaddr *ip, char *owner,
 			       size_t len)
 {
-	const struct registry *r = d->reg ? regcache_registry(d->reg) : NULL;
-	struct sockaddr_storage ss;
 	const char *special, *who = NULL;
-	socklen_t sl;
 
 	special = sockaddr_special(ip);
 	if (special) {
@@ -56,21 +53,29 @@ static int boundary_addr_owner(const struct weftd *d, const struct sockaddr *ip,
 			 special);
 		return 1;
 	}
-	if (d->cfg.node_ip && !sockaddr_from_ip(d->cfg.node_ip, 0, &ss, &sl) &&
-	    sockaddr_same_ip((struct sockaddr *)&ss, ip))
+	if (d->node_addr.ss_family != AF_UNSPEC &&
+	    sockaddr_same_ip((const struct sockaddr *)&d->node_addr, ip))
 		who = "this node's";
 	else if (d->pods && pods_by_ip(d->pods, ip))
 		who = "an enrolled pod's";
 	else if (d->reg && regcache_workload_by_ip(d->reg, ip))
 		who = "a workload's";
-	for (size_t i = 0; !who && r && i < r->n_nodes; i++)
-		if (!sockaddr_from_ip(r->nodes[i].address, 0, &ss, &sl) &&
-		    sockaddr_same_ip((struct sockaddr *)&ss, ip))
-			who = "a node's";
+	else if (d->reg && regcache_node_by_ip(d->reg, ip))
+		who = "a node's";
 	if (!who)
 		return 0;
 	snprintf(owner, len, "%s address", who);
 	return 1;
+}
+
+void boundary_node_ip_set(struct weftd *d)
+{
+	socklen_t len;
+
+	memset(&d->node_addr, 0, sizeof(d->node_addr));
+	d->node_addr.ss_family = AF_UNSPEC;
+	if (d->cfg.node_ip && sockaddr_from_ip(d->cfg.node_ip, 0, &d->node_addr, &len))
+		d->node_addr.ss_family = AF_UNSPEC;
 }
 
 int boundary_is_self(const struct weftd *d, const struct sockaddr *dst, char *why, size_t len)
@@ -197,8 +202,8 @@ int boundary_source_claim(const struct weftd *d, const char *forwarded, const ch
 	if (sockaddr_ip_in(dst_ips, n_dst_ips, (struct sockaddr *)&claim))
 		return boundary_refuse(why, len, forwarded, &claim, client_id,
 				       "it is the destination's own address");
-	if (d->cfg.node_ip && !sockaddr_from_ip(d->cfg.node_ip, 0, &na, &sl) &&
-	    sockaddr_same_ip((struct sockaddr *)&na, (struct sockaddr *)&claim))
+	if (d->node_addr.ss_family != AF_UNSPEC &&
+	    sockaddr_same_ip((const struct sockaddr *)&d->node_addr, (struct sockaddr *)&claim))
 		return boundary_refuse(why, len, forwarded, &claim, client_id,
 				       "it is this node's own address");
 	w = d->reg ? regcache_workload_by_ip(d->reg, (struct sockaddr *)&claim) : NULL;

@@ -21,6 +21,10 @@ struct weftd;
  * loopback, unspecified or other special address, this node's address, a
  * registry node, an enrolled pod or a registry workload. why says which.
  * 0 otherwise. */
+/* cfg.node_ip changed (start, a sidecar that learned its pod's IP): parse
+ * it once into d->node_addr for the checks below and delivery. */
+void boundary_node_ip_set(struct weftd *d);
+
 int boundary_is_self(const struct weftd *d, const struct sockaddr *dst, char *why, size_t len);
 
 /* Parse an RFC 7239 `forwarded` value that carries exactly one element with

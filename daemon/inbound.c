@@ -165,7 +165,6 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	socklen_t len;
 	struct pod *pod;
 	struct sockaddr_storage deliver_from;
-	socklen_t dlen;
 	char why[BOUNDARY_WHY_MAX];
 	int fd;
 
@@ -237,7 +236,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	/* From the verified source, else from this node's own address. */
 	deliver_from = hs->az.src;
 	if (deliver_from.ss_family == AF_UNSPEC)
-		sockaddr_from_ip(d->cfg.node_ip, 0, &deliver_from, &dlen);
+		deliver_from = d->node_addr;
 	fd = pods_deliver_socket(pod, &deliver_from, dst.ss_family);
 	if (fd < 0) {
 		free(hs);

@@ -24,6 +24,7 @@
 #include "admin.h"
 #include "agentc.h"
 #include "authz.h"
+#include "boundary.h"
 #include "certs.h"
 #include "cnisrv.h"
 #include "inbound.h"
@@ -305,6 +306,7 @@ int main(int argc, char **argv)
 	}
 	log_level_set(d->cfg.log_level);
 	listener_nofile_raise();
+	boundary_node_ip_set(d);
 	token = read_secret(d->cfg.token_file, err, sizeof(err));
 	if (!token)
 		goto fail;

@@ -332,23 +332,20 @@ static void pods_ip_ntop(const struct sockaddr_storage *ss, char *out, size_t le
 /* One enrollment per address (§5.1): pods_by_ip answers with the newest
  * pod, so a second pod claiming an enrolled pod's IP would silently take
  * its inbound traffic. -EADDRINUSE with the IP and the holder in err when
- * an IP of add belongs to an enrolled pod with another uid; the same uid
+ * one of ips (as pods_add_parse read them) belongs to an enrolled pod with
+ * another uid than uid_new; the same uid
  * is a re-enrollment and passes. */
-static int pods_add_check_ips(const struct pods *p, const Weft__Cni__V1__AddWorkload *add,
-			      char *err, size_t errlen)
+static int pods_add_check_ips(const struct pods *p, const char *uid_new,
+			      const struct sockaddr_storage *ips, size_t n, char *err,
+			      size_t errlen)
 {
-	struct sockaddr_storage ss;
-
-	for (size_t i = 0; i < add->n_ips; i++) {
-		const struct pod *holder;
+	for (size_t i = 0; i < n; i++) {
+		const struct pod *holder = pods_by_ip(p, (const struct sockaddr *)&ips[i]);
 		char ip[INET6_ADDRSTRLEN], uid[128];
 
-		if (!add->ips[i] || pods_parse_ip(add->ips[i], &ss))
+		if (!holder || !strcmp(holder->uid, uid_new))
 			continue;
-		holder = pods_by_ip(p, (const struct sockaddr *)&ss);
-		if (!holder || !strcmp(holder->uid, add->uid))
-			continue;
-		pods_ip_ntop(&ss, ip, sizeof(ip));
+		pods_ip_ntop(&ips[i], ip, sizeof(ip));
 		log_escape(uid, sizeof(uid), holder->uid, strlen(holder->uid));
 		snprintf(err, errlen, "IP %s is already enrolled by pod %s", ip, uid);
 		return -EADDRINUSE;
@@ -411,7 +408,7 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 	}
 	/* Before the re-enrollment below drops the old record: a refused
 	 * request leaves the node as it was. */
-	rc = pods_add_check_ips(p, add, err, errlen);
+	rc = pods_add_check_ips(p, add->uid, ips, (size_t)n_ips, err, errlen);
 	if (rc) {
 		close(netns_fd);
 		return rc;

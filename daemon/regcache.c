@@ -55,6 +55,8 @@ struct svc_rr {
 struct index {
 	struct ip_entry *ips;
 	size_t n_ips;
+	struct ip_entry *node_ips;		/* w: index into registry.nodes */
+	size_t n_node_ips;
 	struct vip_entry *vips;
 	size_t n_vips;
 	struct svc_rr *rr;			/* parallel to registry.services */
@@ -669,6 +671,7 @@ static size_t vip_entries_unique(struct vip_entry *v, size_t n)
 static void index_deinit(struct index *x)
 {
 	free(x->ips);
+	free(x->node_ips);
 	free(x->vips);
 	free(x->rr);
 	free(x->pool);
@@ -708,6 +711,7 @@ static int index_build(struct index *x, const struct registry *r,
 		n_pool += r->services[i].n_endpoints;
 	}
 	if ((n_ips && !(x->ips = malloc(n_ips * sizeof(*x->ips)))) ||
+	    (r->n_nodes && !(x->node_ips = malloc(r->n_nodes * sizeof(*x->node_ips)))) ||
 	    (n_vips && !(x->vips = malloc(n_vips * sizeof(*x->vips)))) ||
 	    (r->n_services && !(x->rr = calloc(r->n_services, sizeof(*x->rr)))) ||
 	    (n_pool && !(x->pool = malloc(n_pool * sizeof(*x->pool))))) {
@@ -729,6 +733,19 @@ static int index_build(struct index *x, const struct registry *r,
 	if (x->n_ips) {
 		qsort(x->ips, x->n_ips, sizeof(*x->ips), ip_entry_cmp);
 		x->n_ips = ip_entries_unique(x->ips, x->n_ips);
+	}
+	for (i = 0; i < r->n_nodes; i++) {
+		struct ip_entry *e = &x->node_ips[x->n_node_ips];
+
+		memset(e, 0, sizeof(*e));
+		e->len = ip_parse(r->nodes[i].address, e->addr);
+		e->w = i;
+		if (e->len)
+			x->n_node_ips++;
+	}
+	if (x->n_node_ips) {
+		qsort(x->node_ips, x->n_node_ips, sizeof(*x->node_ips), ip_entry_cmp);
+		x->n_node_ips = ip_entries_unique(x->node_ips, x->n_node_ips);
 	}
 
 	for (i = 0; i < r->n_services; i++) {
@@ -1088,18 +1105,33 @@ const struct registry *regcache_registry(const struct regcache *rc)
 
 /* ---- lookups ------------------------------------------------------------- */
 
-const struct reg_workload *regcache_workload_by_ip(const struct regcache *rc,
-						   const struct sockaddr *addr)
+/* addr's entry in a sorted IP index, or NULL. */
+static const struct ip_entry *ip_index_find(const struct ip_entry *v, size_t n,
+					    const struct sockaddr *addr)
 {
 	struct ip_entry key = { 0 };
-	const struct ip_entry *e;
 	uint16_t port;
 
 	key.len = sockaddr_parse(addr, key.addr, &port);
-	if (!key.len || !rc->idx.n_ips)
+	if (!key.len || !n)
 		return NULL;
-	e = bsearch(&key, rc->idx.ips, rc->idx.n_ips, sizeof(key), ip_key_cmp);
+	return bsearch(&key, v, n, sizeof(key), ip_key_cmp);
+}
+
+const struct reg_workload *regcache_workload_by_ip(const struct regcache *rc,
+						   const struct sockaddr *addr)
+{
+	const struct ip_entry *e = ip_index_find(rc->idx.ips, rc->idx.n_ips, addr);
+
 	return e ? &rc->reg->workloads[e->w] : NULL;
+}
+
+const struct reg_node *regcache_node_by_ip(const struct regcache *rc,
+					   const struct sockaddr *addr)
+{
+	const struct ip_entry *e = ip_index_find(rc->idx.node_ips, rc->idx.n_node_ips, addr);
+
+	return e ? &rc->reg->nodes[e->w] : NULL;
 }
 
 const struct reg_workload *regcache_workload(const struct regcache *rc, const char *uid)

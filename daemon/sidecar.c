@@ -16,6 +16,7 @@
 #include <weft/log.h>
 #include <weft/sockaddr.h>
 
+#include "boundary.h"
 #include "inbound.h"
 #include "pods.h"
 #include "sidecar.h"
@@ -79,6 +80,7 @@ int sidecar_listen(struct weftd *d, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
+		boundary_node_ip_set(d);
 	}
 	d->inbound = inbound_new(d, err, errlen);
 	if (!d->inbound)

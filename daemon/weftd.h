@@ -4,6 +4,7 @@
 #define DAEMON_WEFTD_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "settings.h"
 
@@ -40,6 +41,8 @@ struct weftd {
 	struct admin *admin;
 	struct weftd_stats stats;
 	unsigned long live;			/* proxied connections now */
+	struct sockaddr_storage node_addr;	/* cfg.node_ip parsed (boundary_node_ip_set);
+						 * AF_UNSPEC while there is none */
 	int draining;
 	char node_id[256];			/* spiffe://td/weft/node/<name> */
 };

@@ -442,6 +442,15 @@ static int conn_in_own(struct conn *c)
 	return c->in ? 0 : -ENOMEM;
 }
 
+/* The TLS plaintext buffer, made when there is ciphertext to decrypt. */
+static int conn_pt_own(struct conn *c)
+{
+	if (c->pt)
+		return 0;
+	c->pt = malloc(CONN_PT_CAP);
+	return c->pt ? 0 : -ENOMEM;
+}
+
 static void conn_recv_want(struct conn *c)
 {
 	uint8_t *buf;
@@ -526,6 +535,11 @@ static void conn_pump(struct conn *c)
 		if (c->state != CONN_OPEN || (c->flags & (CONN_F_PAUSED | CONN_F_READY_TASK)))
 			return;
 		if (c->tls) {
+			if (!(c->flags & CONN_F_TLS_DRAINED) && conn_pt_own(c) < 0) {
+				conn_why_set(c, -ENOMEM, "out of memory");
+				conn_finish(c, 1);
+				return;
+			}
 			while (!(c->flags & CONN_F_TLS_DRAINED) && c->pt_len < CONN_PT_CAP) {
 				ssize_t r = tls_read(c->tls, c->pt + c->pt_len,
 						     CONN_PT_CAP - c->pt_len);
@@ -548,6 +562,8 @@ static void conn_pump(struct conn *c)
 				return;
 			buf = c->pt;
 			len = &c->pt_len;
+			if (!buf)
+				break;		/* nothing decrypted, nothing kept */
 		} else if (c->fresh_len) {
 			/* A pool buffer, offered in place; what is left of it
 			 * moves to `in` once conn_on_recv is done with it. */
@@ -581,6 +597,11 @@ static void conn_pump(struct conn *c)
 		conn_eof_tell(c);
 		if (c->state != CONN_OPEN)
 			return;
+	}
+	/* All plaintext taken: an idle TLS conn holds no plaintext buffer. */
+	if (c->pt && !c->pt_len) {
+		free(c->pt);
+		c->pt = NULL;
 	}
 	conn_recv_want(c);
 }
@@ -971,21 +992,15 @@ void conn_abort(struct conn *c, int err, const char *why)
 
 /* --- construction --------------------------------------------------------- */
 
-static struct conn *conn_alloc(struct loop *l, struct tls_ctx *tls_ctx,
-			       const struct conn_handler *h, const struct conn_opts *o,
-			       void *udata)
+static struct conn *conn_alloc(struct loop *l, const struct conn_handler *h,
+			       const struct conn_opts *o, void *udata)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	/* The recv buffer comes on demand (conn_in_own): none while the
-	 * loop's pool serves the reads. */
-	if (tls_ctx) {
-		c->pt = malloc(CONN_PT_CAP);
-		if (!c->pt)
-			goto fail_pt;
-	}
+	 * loop's pool serves the reads; so does TLS plaintext (conn_pt_own). */
 	c->loop = l;
 	c->fd = -1;
 	c->h = h;
@@ -1005,10 +1020,6 @@ static struct conn *conn_alloc(struct loop *l, struct tls_ctx *tls_ctx,
 	c->active_ms = loop_now_ms(l);
 	__atomic_fetch_add(&conn_live, 1, __ATOMIC_RELAXED);
 	return c;
-
-fail_pt:
-	free(c);
-	return NULL;
 }
 
 /* Undo conn_alloc before any operation was queued. */
@@ -1035,7 +1046,7 @@ static void conn_nodelay(int fd)
 struct conn *conn_accept(struct loop *l, int fd, struct tls_ctx *tls_ctx,
 			 const struct conn_handler *h, const struct conn_opts *o, void *udata)
 {
-	struct conn *c = conn_alloc(l, tls_ctx, h, o, udata);
+	struct conn *c = conn_alloc(l, h, o, udata);
 	int err = ENOMEM;
 
 	if (!c)
@@ -1121,7 +1132,7 @@ struct conn *conn_connect_fd(struct loop *l, int fd, const struct sockaddr *sa,
 	}
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
 		conn_nodelay(fd);
-	c = conn_alloc(l, tls_ctx, h, o, udata);
+	c = conn_alloc(l, h, o, udata);
 	if (!c) {
 		errno = ENOMEM;
 		goto fail_sock;

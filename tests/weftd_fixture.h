@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../daemon/boundary.h"
 #include "../daemon/pods.h"
 #include "../daemon/weftd.h"
 
@@ -39,6 +40,7 @@ static int weftd_fixture_init(struct weftd *d)
 	memset(d, 0, sizeof(*d));
 	d->cfg.node_name = (char *)"node2";
 	d->cfg.node_ip = (char *)"10.10.0.2";
+	boundary_node_ip_set(d);
 	d->cfg.trust_domain = (char *)"cluster.local";
 	d->cfg.hbone_port = 15008;
 	d->cfg.outbound_port = 15001;
