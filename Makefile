@@ -180,7 +180,7 @@ DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-de
              libnftables-dev libjson-c-dev clang libclang-rt-14-dev
 DEB_TEST  := nftables iproute2 containernetworking-plugins openssl procps \
              python3 python3-grpcio python3-protobuf python3-cryptography \
-             python3-yaml protobuf-compiler socat curl python3-h2 tcpdump
+             python3-yaml protobuf-compiler socat curl python3-h2 tcpdump prometheus
 # Only `make bench` needs these (bench/run.py: charts, the HAProxy baselines,
 # bulk, the loadgen cross-check).
 DEB_BENCH := python3-matplotlib haproxy iperf3 wrk
@@ -197,7 +197,8 @@ SAN_CC ?= $(CLANG)
 # Unit tests that also run in that pass: the lifetimes of sessions, streams
 # and their children (tests/unit/lib/test_h2conn.c resets the TCP under
 # live streams 1,000 times; only ASan sees a use-after-free there).
-SAN_UNIT := tests/unit/lib/test_h2conn tests/unit/lib/test_h2tun tests/unit/lib/test_listener
+SAN_UNIT := tests/unit/lib/test_h2conn tests/unit/lib/test_h2tun tests/unit/lib/test_listener \
+            tests/unit/daemon/test_metrics tests/unit/lib/test_series
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all fuzz-bins

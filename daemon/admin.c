@@ -3,7 +3,8 @@
  * sidecar mode on the unix socket state_dir/admin.sock (mode 0600) outside
  * the pod's network namespace (JSON: /tunnels, /workloads, /certs, /stats,
  * /config_dump, /logging[?level=], /quitquitquit; the two that change
- * something need POST) and readiness on :15021 (/healthz/ready). One request
+ * something need POST), readiness on :15021 (/healthz/ready) and Prometheus
+ * metrics on :15020 (/metrics, /stats/prometheus; metrics.c). One request
  * per connection, bounded in size, in time (an absolute deadline, not an idle
  * timer a slow client can keep resetting) and in number (per source address
  * and in all), then close. */
@@ -27,6 +28,7 @@
 #include "adminreq.h"
 #include "certs.h"
 #include "inbound.h"
+#include "metrics.h"
 #include "pods.h"
 #include "regcache.h"
 #include "tunnel.h"
@@ -44,9 +46,15 @@
 #define ADMIN_API_CONNS 64
 #define ADMIN_SOCK_NAME "admin.sock"
 
+enum admin_kind {
+	ADMIN_READY = 0,		/* /healthz/ready only */
+	ADMIN_API,
+	ADMIN_METRICS,
+};
+
 struct admin_listener {
 	struct admin *a;
-	int is_admin;			/* 0: readiness only */
+	int kind;			/* enum admin_kind */
 	struct listener ls;
 	struct listener_pending *conns;	/* open connections per address */
 	char where[160];		/* "127.0.0.1:15000" or the socket path */
@@ -54,7 +62,7 @@ struct admin_listener {
 
 struct admin {
 	struct weftd *d;
-	struct admin_listener l[2];
+	struct admin_listener l[3];
 	void (*on_quit)(struct weftd *d);
 	char sock_path[128];		/* sidecar mode: the admin socket we made */
 };
@@ -65,6 +73,11 @@ struct admin_req {
 	struct loop_timer deadline;
 	size_t len;
 	int answered;
+	struct promtext out;		/* the piece of a scrape being written */
+	size_t out_off;
+	int scraping;			/* cur is live */
+	int scrape_done;		/* the last piece is in out */
+	struct metrics_cursor cur;
 	char buf[ADMIN_REQ_MAX];
 };
 
@@ -85,6 +98,66 @@ static void admin_reply(struct conn *c, int status, const char *ctype, const cha
 	conn_close(c, 0, NULL);
 }
 
+/* A scrape: pieces of ~64 KiB rendered as the client takes them, so a
+ * big exposition neither holds the loop nor a buffer of its whole size.
+ * The body ends when the connection closes (no Content-Length). */
+#define ADMIN_SCRAPE_PIECE (64u << 10)
+
+static void admin_scrape_more(struct admin_req *q)
+{
+	struct metrics *m = q->l->a->d->metrics;
+
+	for (;;) {
+		while (q->out_off < q->out.len) {
+			size_t n = conn_out_space(q->conn);
+
+			if (!n)
+				return;		/* on_writable brings us back */
+			if (n > q->out.len - q->out_off)
+				n = q->out.len - q->out_off;
+			if (conn_write(q->conn, q->out.p + q->out_off, n) < 0) {
+				conn_abort(q->conn, -EPIPE, "cannot write");
+				return;
+			}
+			q->out_off += n;
+		}
+		if (q->scrape_done || q->out.oom) {
+			conn_close(q->conn, 0, NULL);
+			return;
+		}
+		q->out.len = q->out_off = 0;
+		q->scrape_done = metrics_render_next(m, &q->cur, &q->out, ADMIN_SCRAPE_PIECE);
+		if (q->scrape_done)
+			q->scraping = 0;	/* the cursor holds nothing now */
+	}
+}
+
+static void admin_on_writable(struct conn *c)
+{
+	struct admin_req *q = conn_udata(c);
+
+	if (q->out.p)
+		admin_scrape_more(q);
+}
+
+static void admin_metrics(struct admin_req *q, struct weftd *d)
+{
+	char head[160];
+	int n;
+
+	if (!d->metrics) {
+		admin_reply(q->conn, 503, "text/plain", "no metrics\n", 11);
+		return;
+	}
+	n = snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
+		     "Connection: close\r\n\r\n", PROMTEXT_CONTENT_TYPE);
+	conn_write(q->conn, head, (size_t)n);
+	promtext_init(&q->out);
+	metrics_render_start(d->metrics, &q->cur);
+	q->scraping = 1;
+	admin_scrape_more(q);
+}
+
 static void admin_handle(struct admin_req *q, struct conn *c, const char *method,
 			 const char *path)
 {
@@ -101,7 +174,15 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 			admin_reply(c, 503, "text/plain", no, sizeof(no) - 1);
 		return;
 	}
-	if (!q->l->is_admin) {
+	if (q->l->kind == ADMIN_METRICS) {
+		if (strcmp(method, "GET") ||
+		    (strcmp(path, "/metrics") && strcmp(path, "/stats/prometheus")))
+			admin_reply(c, 404, "text/plain", "not found\n", 10);
+		else
+			admin_metrics(q, d);
+		return;
+	}
+	if (q->l->kind != ADMIN_API) {
 		admin_reply(c, 404, "text/plain", "not found\n", 10);
 		return;
 	}
@@ -203,11 +284,15 @@ static void admin_on_close(struct conn *c, int err, const char *why)
 	(void)err;
 	(void)why;
 	loop_timer_disarm(q->l->a->d->loop, &q->deadline);
+	if (q->scraping)
+		metrics_render_stop(&q->cur);
+	promtext_release(&q->out);
 	free(q);
 }
 
 static const struct conn_handler admin_conn_handler = {
 	.on_data = admin_on_data,
+	.on_writable = admin_on_writable,
 	.on_close = admin_on_close,
 };
 
@@ -248,11 +333,11 @@ static void admin_on_accept(struct listener *ls, int fd)
 	loop_timer_arm(loop, &q->deadline, ADMIN_DEADLINE_MS);
 }
 
-static int admin_start(struct admin *a, struct admin_listener *l, int fd, int is_admin,
+static int admin_start(struct admin *a, struct admin_listener *l, int fd, int kind,
 		       unsigned total, unsigned per_addr)
 {
 	l->a = a;
-	l->is_admin = is_admin;
+	l->kind = kind;
 	l->conns = listener_pending_new(total, per_addr);
 	if (!l->conns) {
 		close(fd);
@@ -264,18 +349,18 @@ static int admin_start(struct admin *a, struct admin_listener *l, int fd, int is
 }
 
 static int admin_listen_tcp(struct admin *a, struct admin_listener *l, const char *ip,
-			    uint16_t port, int is_admin, unsigned total, unsigned per_addr)
+			    uint16_t port, int kind, unsigned total, unsigned per_addr)
 {
+	static const char *const names[] = { "readiness", "admin", "metrics" };
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
 	int fd;
 
 	inet_pton(AF_INET, ip, &sa.sin_addr);
-	snprintf(l->where, sizeof(l->where), "%s %s:%u", is_admin ? "admin" : "readiness", ip,
-		 port);
+	snprintf(l->where, sizeof(l->where), "%s %s:%u", names[kind], ip, port);
 	fd = listener_socket((struct sockaddr *)&sa, sizeof(sa), 128);
 	if (fd < 0)
 		return fd;
-	return admin_start(a, l, fd, is_admin, total, per_addr);
+	return admin_start(a, l, fd, kind, total, per_addr);
 }
 
 /* Sidecar mode: the admin API on a unix socket in state_dir, which the
@@ -314,7 +399,7 @@ static int admin_listen_unix(struct admin *a, struct admin_listener *l)
 		close(fd);
 		return err;
 	}
-	return admin_start(a, l, fd, 1, ADMIN_API_CONNS, ADMIN_API_CONNS);
+	return admin_start(a, l, fd, ADMIN_API, ADMIN_API_CONNS, ADMIN_API_CONNS);
 }
 
 struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char *err,
@@ -332,17 +417,26 @@ struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char 
 	if (d->cfg.mode == SETTINGS_MODE_SIDECAR)
 		rc = admin_listen_unix(a, &a->l[0]);
 	else
-		rc = admin_listen_tcp(a, &a->l[0], "127.0.0.1", d->cfg.admin_port, 1,
+		rc = admin_listen_tcp(a, &a->l[0], "127.0.0.1", d->cfg.admin_port, ADMIN_API,
 				      ADMIN_API_CONNS, ADMIN_API_CONNS);
 	if (rc) {
 		snprintf(err, errlen, "%s: %s", a->l[0].where, strerror(-rc));
 		goto fail;
 	}
-	rc = admin_listen_tcp(a, &a->l[1], "0.0.0.0", d->cfg.ready_port, 0, ADMIN_READY_CONNS,
-			      ADMIN_READY_CONNS_PER_ADDR);
+	rc = admin_listen_tcp(a, &a->l[1], "0.0.0.0", d->cfg.ready_port, ADMIN_READY,
+			      ADMIN_READY_CONNS, ADMIN_READY_CONNS_PER_ADDR);
 	if (rc) {
 		snprintf(err, errlen, "%s: %s", a->l[1].where, strerror(-rc));
 		goto fail;
+	}
+	/* Sidecar mode is for benchmarks only: its pod's 15020 is the app's. */
+	if (d->cfg.mode != SETTINGS_MODE_SIDECAR) {
+		rc = admin_listen_tcp(a, &a->l[2], "0.0.0.0", d->cfg.metrics_port, ADMIN_METRICS,
+				      ADMIN_READY_CONNS, ADMIN_READY_CONNS_PER_ADDR);
+		if (rc) {
+			snprintf(err, errlen, "%s: %s", a->l[2].where, strerror(-rc));
+			goto fail;
+		}
 	}
 	return a;
 fail:
@@ -360,7 +454,7 @@ void admin_free(struct admin *a)
 {
 	if (!a)
 		return;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		listener_deinit(&a->l[i].ls);
 		listener_pending_free(a->l[i].conns);
 	}

@@ -18,10 +18,6 @@
 #include "regcache.h"
 #include "weftd.h"
 
-/* Prometheus /metrics (DESIGN §2); reserved before weftd serves it, so no
- * connection to it is ever relayed either. */
-#define BOUNDARY_METRICS_PORT 15020
-
 static const char *boundary_port_name(const struct weftd *d, uint16_t port)
 {
 	if (port == d->cfg.outbound_port)
@@ -34,7 +30,7 @@ static const char *boundary_port_name(const struct weftd *d, uint16_t port)
 		return "admin";
 	if (port == d->cfg.ready_port)
 		return "readiness";
-	if (port == BOUNDARY_METRICS_PORT)
+	if (port == d->cfg.metrics_port)
 		return "metrics";
 	return NULL;
 }

@@ -13,6 +13,7 @@
 
 #include <weft/grpc.h>
 #include <weft/log.h>
+#include <weft/promtext.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
 #include <weft/tls.h>
@@ -644,4 +645,27 @@ size_t certs_json(const struct certs *c, char *buf, size_t len)
 	n = snprintf(buf + o, o < len ? len - o : 0, "]");
 	o += n > 0 ? (size_t)n : 0;
 	return o < len ? o : len;
+}
+
+void certs_metrics(const struct certs *c, struct promtext *t)
+{
+	static const char *const k[] = { "identity" };
+
+	promtext_family(t, "weft_certificate_expiry_timestamp_seconds", "gauge",
+			"When each identity's certificate expires (unix time).");
+	for (const struct ident *id = c->idents; id; id = id->next) {
+		const char *v[] = { id->id };
+
+		if (id->issued)
+			promtext_sample_u64(t, "weft_certificate_expiry_timestamp_seconds", k, v,
+					    1, (uint64_t)id->not_after);
+	}
+	promtext_family(t, "weft_certificate_renewals_failed_total", "counter",
+			"Certificate requests to the agent that failed, per identity.");
+	for (const struct ident *id = c->idents; id; id = id->next) {
+		const char *v[] = { id->id };
+
+		promtext_sample_u64(t, "weft_certificate_renewals_failed_total", k, v, 1,
+				    id->failures);
+	}
 }

@@ -77,6 +77,9 @@ struct tls_ctx *ident_server_ctx(const struct ident *id);
 /* JSON array of every identity (admin /certs), with "pods" (certs_get
  * references), "holds" (tunnel keys) and "renewing". Bytes written. */
 size_t certs_json(const struct certs *c, char *buf, size_t len);
+struct promtext;
+/* weft_certificate_* for metrics.c. */
+void certs_metrics(const struct certs *c, struct promtext *t);
 /* Readable state for /certs and logs. */
 int ident_describe(const struct ident *id, char *buf, size_t len);
 

@@ -28,12 +28,15 @@
 #include <weft/tls.h>
 
 #include "authz.h"
+#include "accesslog.h"
 #include "boundary.h"
 #include "certs.h"
 #include "inbound.h"
+#include "metrics.h"
 #include "pods.h"
 #include "regcache.h"
 #include "relay.h"
+#include "trace.h"
 #include "weftd.h"
 
 #define INBOUND_MAX_CONNS 4096
@@ -87,9 +90,43 @@ struct hstream {
 	char src[96];			/* for logs: the verified claim, or the tunnel peer */
 	const char *flag;
 	struct authz_conn az;
+	struct metrics_conn mc;		/* istio_tcp_*, reporter="destination" */
+	char trace[TRACE_ID_LEN + 1];	/* the source's, from its traceparent */
 };
 
 /* --- shared helpers ---------------------------------------------------------- */
+
+/* Labels of a connection into pod: the pod's registry workload and
+ * identity; the source's workload when its address was proved (src, from
+ * a checked claim, else AF_UNSPEC), and the principal its TLS proved. */
+static void inbound_labels(struct weftd *d, struct metrics_labels *l, const struct pod *pod,
+			   const struct sockaddr_storage *src, const char *principal, int mtls)
+{
+	const struct reg_workload *dw = d->reg ? regcache_workload(d->reg, pod->uid) : NULL;
+	const struct reg_workload *sw = NULL;
+
+	if (d->reg && src && src->ss_family != AF_UNSPEC)
+		sw = regcache_workload_by_ip(d->reg, (const struct sockaddr *)src);
+	metrics_labels_init(l, 1, mtls);
+	metrics_labels_source(l, d, sw, principal);
+	metrics_labels_destination(l, d, dw, pod->ident ? ident_id(pod->ident) : NULL);
+	if (!dw) {
+		l->v[ML_DST_WORKLOAD] = pod->name;
+		l->v[ML_DST_NAMESPACE] = pod->ns;
+	}
+}
+
+/* A CONNECT or plaintext connection refused before it was relayed. */
+static void inbound_refused_metric(struct weftd *d, const struct pod *pod,
+				   const struct sockaddr_storage *src, const char *principal,
+				   int mtls, const char *flag)
+{
+	struct metrics_labels l;
+	struct metrics_conn mc = { 0 };
+
+	inbound_labels(d, &l, pod, src, principal, mtls);
+	metrics_conn_end(d->metrics, &mc, &l, flag, 0, 0);
+}
 
 
 /* --- HBONE streams --------------------------------------------------------- */
@@ -140,9 +177,12 @@ static void hs_on_done(struct relay *r, const struct relay_stats *st)
 	struct weftd *d = hs->hc->in->d;
 
 	authz_forget(&hs->az);
-	weftd_access_log(d, "inbound", hs->src, hs->authority, hs->hc->peer_id,
-			 hs->pod ? hs->pod->uid : "", st->b_to_a, st->a_to_b,
-			 st->end_ms - st->start_ms, hs->flag, st->why);
+	metrics_conn_end(d->metrics, &hs->mc, NULL, hs->flag, st->b_to_a, st->a_to_b);
+	access_log(d, &(struct access_entry){
+		.direction = "inbound", .trace = hs->trace, .src = hs->src, .dst = hs->authority,
+		.src_id = hs->hc->peer_id, .dst_workload = hs->pod ? hs->pod->uid : "",
+		.sent = st->b_to_a, .received = st->a_to_b, .ms = st->end_ms - st->start_ms,
+		.flag = hs->flag, .error = st->why });
 	d->live--;
 	if (hs->pod)
 		pods_conn_done(hs->pod);
@@ -202,6 +242,7 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	}
 	hs->hc = hc;
 	hs->id = id;
+	trace_from_parent(req->traceparent, hs->trace);
 	snprintf(hs->authority, sizeof(hs->authority), "%s", req->authority);
 	snprintf(hs->src, sizeof(hs->src), "%s", hc->peer);
 	/* The claimed source is believed only when the registry backs it
@@ -212,8 +253,11 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 		d->stats.failed++;
 		log_warn("inbound CONNECT %s from %s refused [IDENTITY_ERROR]: %s; answering 401",
 			 req->authority, hc->peer, why);
-		weftd_access_log(d, "inbound", hs->src, hs->authority, hc->peer_id, pod->uid,
-				 0, 0, 0, "IDENTITY_ERROR", why);
+		access_log(d, &(struct access_entry){
+			.direction = "inbound", .trace = hs->trace, .src = hs->src,
+			.dst = hs->authority, .src_id = hc->peer_id, .dst_workload = pod->uid,
+			.flag = "IDENTITY_ERROR", .error = why });
+		inbound_refused_metric(d, pod, NULL, hc->peer_id, 1, "IDENTITY_ERROR");
 		free(hs);
 		h2tun_respond(t, id, 401);
 		return;
@@ -227,8 +271,11 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	if (authz_check(d, &hs->az, why, sizeof(why))) {
 		log_warn("inbound CONNECT %s from %s (%s) denied [DENY]: %s; answering 401",
 			 req->authority, hs->src, hc->peer_id, why);
-		weftd_access_log(d, "inbound", hs->src, hs->authority, hc->peer_id, pod->uid,
-				 0, 0, 0, "DENY", why);
+		access_log(d, &(struct access_entry){
+			.direction = "inbound", .trace = hs->trace, .src = hs->src,
+			.dst = hs->authority, .src_id = hc->peer_id, .dst_workload = pod->uid,
+			.flag = "DENY", .error = why });
+		inbound_refused_metric(d, pod, &hs->az.src, hc->peer_id, 1, "DENY");
 		free(hs);
 		h2tun_respond(t, id, 401);
 		return;
@@ -253,6 +300,12 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	h2conn_hold(&hc->h2c);
 	pod->conns++;
 	d->live++;
+	{
+		struct metrics_labels l;
+
+		inbound_labels(d, &l, pod, &hs->az.src, hc->peer_id, 1);
+		metrics_conn_start(d->metrics, &hs->mc, &l);
+	}
 	authz_track(&hs->az, hs->relay);
 	h2tun_stream_set_udata(t, id, hs);
 }
@@ -526,6 +579,8 @@ struct plain {
 	char src[64], dst[64];
 	const char *flag;
 	struct authz_conn az;
+	struct metrics_conn mc;		/* counted at the end: no start to wait for */
+	char trace[TRACE_ID_LEN + 1];
 };
 
 static void plain_on_connect_failed(struct relay *r, int side, int err, const char *why)
@@ -546,8 +601,17 @@ static void plain_on_done(struct relay *r, const struct relay_stats *st)
 	struct plain *pl = relay_udata(r);
 
 	authz_forget(&pl->az);
-	weftd_access_log(pl->d, "inbound-plaintext", pl->src, pl->dst, "", pl->pod->uid,
-			 st->a_to_b, st->b_to_a, st->end_ms - st->start_ms, pl->flag, st->why);
+	{
+		struct metrics_labels l;
+
+		inbound_labels(pl->d, &l, pl->pod, NULL, NULL, 0);
+		metrics_conn_end(pl->d->metrics, &pl->mc, &l, pl->flag, st->a_to_b, st->b_to_a);
+	}
+	access_log(pl->d, &(struct access_entry){
+		.direction = "inbound-plaintext", .trace = pl->trace, .src = pl->src,
+		.dst = pl->dst, .src_id = "", .dst_workload = pl->pod->uid, .sent = st->a_to_b,
+		.received = st->b_to_a, .ms = st->end_ms - st->start_ms, .flag = pl->flag,
+		.error = st->why });
 	pl->d->live--;
 	pods_conn_done(pl->pod);
 	free(pl);
@@ -606,6 +670,7 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 		return;
 	}
 	pl->d = d;
+	trace_new(pl->trace);
 	pl->pod = pod;
 	getpeername(fd, (struct sockaddr *)&src, &slen);
 	sockaddr_str(&src, pl->src, sizeof(pl->src));

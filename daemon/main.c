@@ -28,6 +28,7 @@
 #include "certs.h"
 #include "cnisrv.h"
 #include "inbound.h"
+#include "metrics.h"
 #include "outbound.h"
 #include "pods.h"
 #include "regcache.h"
@@ -66,23 +67,6 @@ int weftd_ready(const struct weftd *d)
 	return d->node_ident && ident_ready(d->node_ident) && regcache_ready(d->reg);
 }
 
-void weftd_access_log(const struct weftd *d, const char *direction, const char *src,
-		      const char *dst, const char *src_id, const char *dst_workload,
-		      uint64_t sent, uint64_t received, uint64_t ms, const char *flag,
-		      const char *error)
-{
-	(void)d;
-	if (!flag && !error && log_level < LOG_INFO)
-		return;
-	log_msg(flag || error ? LOG_WARN : LOG_INFO,
-		"connection complete direction=%s src=%s dst=%s src_identity=%s "
-		"dst_workload=%s bytes_sent=%llu bytes_received=%llu duration_ms=%llu "
-		"response_flags=%s%s%s%s", direction, src, dst, src_id[0] ? src_id : "-",
-		dst_workload && dst_workload[0] ? dst_workload : "-",
-		(unsigned long long)sent, (unsigned long long)received,
-		(unsigned long long)ms, flag ? flag : "-", error ? " error=\"" : "",
-		error ? error : "", error ? "\"" : "");
-}
 
 /* --- registry ----------------------------------------------------------------- */
 
@@ -323,8 +307,9 @@ int main(int argc, char **argv)
 
 	d->loop = loop_new(WEFTD_RING);
 	d->reg = regcache_new();
+	d->metrics = metrics_new(d);
 	d->pods = pods_new(d);
-	if (!d->loop || !d->reg || !d->pods) {
+	if (!d->loop || !d->reg || !d->pods || !d->metrics) {
 		snprintf(err, sizeof(err), "out of memory or no io_uring");
 		goto fail;
 	}
@@ -431,6 +416,7 @@ out:
 	certs_free(d->certs);
 	agentc_free(d->agent);
 	regcache_free(d->reg);
+	metrics_free(d->metrics);
 	loop_free(d->loop);
 	sodium_free(token);	/* wipes; NULL is fine */
 	free(bundle);

@@ -17,12 +17,15 @@
 #include <weft/sockaddr.h>
 
 #include "authz.h"
+#include "accesslog.h"
 #include "boundary.h"
+#include "metrics.h"
 #include "certs.h"
 #include "outbound.h"
 #include "pods.h"
 #include "regcache.h"
 #include "relay.h"
+#include "trace.h"
 #include "tunnel.h"
 #include "weftd.h"
 
@@ -45,6 +48,8 @@ struct ob {
 	struct ob *wait_next, **wait_pprev;	/* waiting for the source identity */
 	struct loop_timer wait_timer;
 	struct authz_conn az;			/* same-node delivery: policy here */
+	struct metrics_conn mc;			/* istio_tcp_*, reporter="source" */
+	char trace[TRACE_ID_LEN + 1];		/* in the access log and traceparent */
 };
 
 /* Connections whose source pod has no certificate yet (a pod talks before
@@ -53,6 +58,20 @@ struct ob {
 static struct ob *ob_waiting;
 
 static void ob_route(struct ob *ob);
+
+/* Source labels: the pod's registry workload, or what enrollment said. */
+static void ob_labels(struct ob *ob, struct metrics_labels *l, int mtls)
+{
+	struct weftd *d = ob->d;
+	const struct reg_workload *w = d->reg ? regcache_workload(d->reg, ob->pod->uid) : NULL;
+
+	metrics_labels_init(l, 0, mtls);
+	metrics_labels_source(l, d, w, ob->pod->ident ? ident_id(ob->pod->ident) : NULL);
+	if (!w) {
+		l->v[ML_SRC_WORKLOAD] = ob->pod->name;
+		l->v[ML_SRC_NAMESPACE] = ob->pod->ns;
+	}
+}
 
 static void ob_unwait(struct ob *ob)
 {
@@ -75,10 +94,19 @@ static void ob_on_done(struct relay *r, const struct relay_stats *st)
 		tunnels_cancel(ob->treq);
 	ob_unwait(ob);
 	authz_forget(&ob->az);
-	weftd_access_log(d, "outbound", ob->src_str, ob->dst_str,
-			 ob->pod->ident ? ident_id(ob->pod->ident) : "",
-			 ob->dst_workload, st->a_to_b, st->b_to_a, st->end_ms - st->start_ms,
-			 ob->flag, st->why);
+	if (!ob->mc.s) {
+		struct metrics_labels l;
+
+		ob_labels(ob, &l, 0);
+		metrics_conn_end(d->metrics, &ob->mc, &l, ob->flag, st->a_to_b, st->b_to_a);
+	} else {
+		metrics_conn_end(d->metrics, &ob->mc, NULL, ob->flag, st->a_to_b, st->b_to_a);
+	}
+	access_log(d, &(struct access_entry){
+		.direction = "outbound", .trace = ob->trace, .src = ob->src_str,
+		.dst = ob->dst_str, .src_id = ob->pod->ident ? ident_id(ob->pod->ident) : "",
+		.dst_workload = ob->dst_workload, .sent = st->a_to_b, .received = st->b_to_a,
+		.ms = st->end_ms - st->start_ms, .flag = ob->flag, .error = st->why });
 	d->live--;
 	pods_conn_done(ob->pod);
 	free(ob);
@@ -147,42 +175,6 @@ static void ob_connect_direct(struct ob *ob, struct pod *dst)
 		ob_fail(ob, "CONNECT", "cannot start the delivery connect");
 }
 
-/* Trace ids come from a pool refilled 4 KiB at a time: randombytes_buf is
- * a getrandom() syscall per call, once per connection otherwise. */
-static void ob_random(unsigned char *out, size_t n)
-{
-	static unsigned char pool[4096];
-	static size_t left;
-
-	if (left < n) {
-		randombytes_buf(pool, sizeof(pool));
-		left = sizeof(pool);
-	}
-	memcpy(out, pool + sizeof(pool) - left, n);
-	sodium_memzero(pool + sizeof(pool) - left, n);	/* each id used once */
-	left -= n;
-}
-
-static void ob_traceparent(char out[56])
-{
-	unsigned char id[24];
-	static const char hex[] = "0123456789abcdef";
-	char *o = out;
-
-	ob_random(id, sizeof(id));
-	o += sprintf(o, "00-");
-	for (int i = 0; i < 16; i++) {
-		*o++ = hex[id[i] >> 4];
-		*o++ = hex[id[i] & 15];
-	}
-	*o++ = '-';
-	for (int i = 16; i < 24; i++) {
-		*o++ = hex[id[i] >> 4];
-		*o++ = hex[id[i] & 15];
-	}
-	strcpy(o, "-01");
-}
-
 static void ob_on_wait_timeout(struct loop_timer *t)
 {
 	struct ob *ob = (struct ob *)((char *)t - offsetof(struct ob, wait_timer));
@@ -229,7 +221,7 @@ static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 	struct weftd *d = ob->d;
 	struct sockaddr_storage na;
 	socklen_t nalen;
-	char expect[300], fwd[96], tp[56];
+	char expect[300], fwd[96], tp[TRACE_PARENT_LEN + 1];
 	struct h2tun_connect_req req;
 
 	if (!ob->pod->ident || !ident_ready(ob->pod->ident)) {
@@ -243,7 +235,7 @@ static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 	snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s", d->cfg.trust_domain,
 		 node->name);
 	snprintf(fwd, sizeof(fwd), "for=\"%s\"", ob->src_str);
-	ob_traceparent(tp);
+	trace_parent(tp, ob->trace);
 	req.authority = ob->dst_str;
 	req.forwarded = fwd;
 	req.traceparent = tp;
@@ -283,6 +275,16 @@ static void ob_route(struct ob *ob)
 	if (boundary_is_self(d, (struct sockaddr *)&ob->dst, why, sizeof(why))) {
 		ob_fail(ob, "NO_ROUTE", why);
 		return;
+	}
+	if (!ob->mc.s) {
+		struct metrics_labels l;
+		int mtls = w && w->tunnel != REG_TUNNEL_NONE &&
+			   !(!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path);
+
+		ob_labels(ob, &l, mtls);
+		metrics_labels_destination(&l, d, w, NULL);
+		metrics_labels_service(&l, d, svc);
+		metrics_conn_start(d->metrics, &ob->mc, &l);
 	}
 	if (!w || w->tunnel == REG_TUNNEL_NONE) {
 		if (!w && d->cfg.unknown_destination == SETTINGS_UNKNOWN_DENY) {
@@ -342,6 +344,7 @@ void outbound_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	ob->d = d;
 	ob->pod = pod;
+	trace_new(ob->trace);
 	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ob->orig, &len) < 0) {
 		log_warn("outbound from pod %s: no original destination (%m); not captured?",
 			 pod->uid);

@@ -15,6 +15,7 @@
 
 static const char *const mode_names[] = { "node", "gateway", "sidecar", NULL };
 static const char *const unknown_names[] = { "passthrough", "deny", NULL };
+static const char *const access_log_names[] = { "text", "json", NULL };
 
 #define F(k, t, field) { k, t, offsetof(struct settings, field), 0, 0, NULL, NULL }
 #define U(k, field, lo, hi) { k, CFGMAP_UINT, offsetof(struct settings, field), lo, hi, NULL, NULL }
@@ -33,11 +34,16 @@ static const struct cfgmap_field settings_fields[] = {
 	{ "unknown_destination", CFGMAP_ENUM, offsetof(struct settings, unknown_destination),
 	  0, 0, unknown_names, NULL },
 	F("same_node_fast_path", CFGMAP_BOOL, same_node_fast_path),
+	{ "access_log_format", CFGMAP_ENUM, offsetof(struct settings, access_log_format),
+	  0, 0, access_log_names, NULL },
 	U("hbone_port", hbone_port, 1, 65535),
 	U("outbound_port", outbound_port, 1, 65535),
 	U("inbound_plain_port", inbound_plain_port, 1, 65535),
 	U("admin_port", admin_port, 1, 65535),
 	U("ready_port", ready_port, 1, 65535),
+	U("metrics_port", metrics_port, 1, 65535),
+	U("metrics_max_series", metrics_max_series, 1, 10000000),
+	F("metrics_idle", CFGMAP_DURATION, metrics_idle_s),
 	U("max_tunnels", max_tunnels, 1, 100000),
 	U("max_streams_per_tunnel", max_streams_per_tunnel, 1, 1000),
 	U("max_connections", max_connections, 1, 10000000),
@@ -64,6 +70,9 @@ static int settings_defaults(struct settings *s)
 	s->inbound_plain_port = 15006;
 	s->admin_port = 15000;
 	s->ready_port = 15021;
+	s->metrics_port = 15020;
+	s->metrics_max_series = 20000;
+	s->metrics_idle_s = 3600;
 	s->max_tunnels = 256;
 	s->max_streams_per_tunnel = 1000;
 	s->max_connections = 65536;

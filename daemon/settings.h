@@ -14,6 +14,11 @@ enum settings_mode {
 	SETTINGS_MODE_SIDECAR,
 };
 
+enum settings_access_log {
+	SETTINGS_ACCESS_LOG_TEXT = 0,
+	SETTINGS_ACCESS_LOG_JSON,
+};
+
 enum settings_unknown {
 	SETTINGS_UNKNOWN_PASSTHROUGH = 0,
 	SETTINGS_UNKNOWN_DENY,
@@ -33,11 +38,15 @@ struct settings {
 	int mode;			/* enum settings_mode */
 	int unknown_destination;	/* enum settings_unknown */
 	int same_node_fast_path;	/* default true */
+	int access_log_format;		/* enum settings_access_log */
 	uint32_t hbone_port;		/* 15008 */
 	uint32_t outbound_port;		/* 15001 */
 	uint32_t inbound_plain_port;	/* 15006 */
 	uint32_t admin_port;		/* 15000, 127.0.0.1 only */
 	uint32_t ready_port;		/* 15021 */
+	uint32_t metrics_port;		/* 15020, all addresses of the node */
+	uint32_t metrics_max_series;	/* 20000 istio_tcp series */
+	uint32_t metrics_idle_s;	/* 3600: a series idle this long goes */
 	uint32_t max_tunnels;		/* 256 */
 	uint32_t max_streams_per_tunnel;/* 1000 */
 	uint32_t max_connections;	/* 65536 proxied connections */

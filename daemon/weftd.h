@@ -39,6 +39,7 @@ struct weftd {
 	struct inbound *inbound;
 	struct cnisrv *cni;
 	struct admin *admin;
+	struct metrics *metrics;
 	struct weftd_stats stats;
 	unsigned long live;			/* proxied connections now */
 	struct sockaddr_storage node_addr;	/* cfg.node_ip parsed (boundary_node_ip_set);
@@ -49,10 +50,5 @@ struct weftd {
 
 /* 1 when the node has its certificate and a registry snapshot. */
 int weftd_ready(const struct weftd *d);
-/* Append one access-log line ("connection complete ..."). */
-void weftd_access_log(const struct weftd *d, const char *direction, const char *src,
-		      const char *dst, const char *src_id, const char *dst_workload,
-		      uint64_t sent, uint64_t received, uint64_t ms, const char *flag,
-		      const char *error);
 
 #endif

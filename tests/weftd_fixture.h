@@ -47,6 +47,7 @@ static int weftd_fixture_init(struct weftd *d)
 	d->cfg.inbound_plain_port = 15006;
 	d->cfg.admin_port = 15000;
 	d->cfg.ready_port = 15021;
+	d->cfg.metrics_port = 15020;
 	r = registry_parse(weftd_fixture_yaml, sizeof(weftd_fixture_yaml) - 1, "fixture", err,
 			   sizeof(err));
 	if (!r || regproto_snapshot(r, 1, &msg, &len)) {
@@ -61,16 +62,6 @@ static int weftd_fixture_init(struct weftd *d)
 	return rc ? -1 : 0;
 }
 
-/* daemon/main.c's, which the fixture does not link: the connection paths
- * that pods.o pulls in are never run here. */
-void weftd_access_log(const struct weftd *d, const char *direction, const char *src,
-		      const char *dst, const char *src_id, const char *dst_workload,
-		      uint64_t sent, uint64_t received, uint64_t ms, const char *flag,
-		      const char *error)
-{
-	(void)d, (void)direction, (void)src, (void)dst, (void)src_id, (void)dst_workload;
-	(void)sent, (void)received, (void)ms, (void)flag, (void)error;
-}
 
 static void weftd_fixture_deinit(struct weftd *d)
 {

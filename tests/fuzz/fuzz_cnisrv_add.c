@@ -23,7 +23,6 @@
 
 #include "../../daemon/pods.h"
 #include "../../daemon/regcache.h"
-#include "../weftd_fixture.h"	/* main.c's weftd_access_log, which pods.o pulls in */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
