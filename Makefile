@@ -116,6 +116,15 @@ $(B)/weft-cni: $(B)/cni/main.o $(CNI_LIB) $(LIBWEFT)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lnftables -ljson-c
 
+# --- weftctl: the operator's CLI over the admin API (json-c for its JSON) ----
+CTL_SRC  := $(wildcard ctl/*.c)
+CTL_O    := $(CTL_SRC:%.c=$(B)/%.o)
+CTL_BIN  := $(if $(wildcard ctl/main.c),$(B)/weftctl)
+
+$(B)/weftctl: $(CTL_O) $(LIBWEFT)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ljson-c
+
 # --- unit tests: tests/unit/<dir>/test_*.c, one binary each -----------------
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null)
 UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
@@ -172,7 +181,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 .PHONY: all bins san-units deps test unit fuzz fuzz-bins fuzz-smoke demo demo-down bench clean
 .DEFAULT_GOAL := all
 
-all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(UNIT_BIN) $(BENCH_BIN)
+all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(CTL_BIN) $(UNIT_BIN) $(BENCH_BIN)
 
 # Debian packages: build, tests, demo. Installed only when missing.
 DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-dev \

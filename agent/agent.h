@@ -5,6 +5,7 @@
 #define AGENT_AGENT_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <weft/h2conn.h>
 #include <weft/loop.h>
@@ -37,11 +38,17 @@ struct agent_conn {
 	struct grpc_session *grpc;	/* NULL once the conn closed */
 	struct loop_timer deadline;	/* earliest grpc-timeout of its calls */
 	char peer[64];			/* "ip:port" */
+	struct sockaddr_storage peer_addr;
+	int unauth;			/* counted in the server's per-address
+					 * table until a call authenticates */
 	char peer_id[SPIFFE_ID_MAX];	/* client certificate's SPIFFE ID, or "" */
 };
 
 /* Ask for the connection's pending gRPC output to be written soon (after
  * the current dispatch); safe to call many times. */
 void server_conn_kick(struct agent_conn *ac);
+/* A call on ac authenticated its caller: the connection no longer counts
+ * against its address's unauthenticated ones. */
+void server_conn_authenticated(struct agent_conn *ac);
 
 #endif

@@ -31,11 +31,18 @@
  * from accept: idle connects from one address cannot lock out the nodes. */
 #define SERVER_PENDING_MAX 1024
 #define SERVER_PENDING_PER_ADDR 64
+/* Connections whose caller has not authenticated yet (no call passed the
+ * auth check): a node has one or two, so one address holding more is a
+ * stranger holding memory (TLS, HTTP/2 state, its window: ~150 KB each,
+ * §5.1). Past this it is refused at accept. */
+#define SERVER_UNAUTH_MAX 1024
+#define SERVER_UNAUTH_PER_ADDR 16
 
 struct server {
 	struct agent *agent;
 	struct listener ls;
 	struct listener_pending *pending;
+	struct listener_pending *unauth;	/* per address, SERVER_UNAUTH_* */
 	unsigned n_conns;
 	char addr[80];
 };
@@ -56,6 +63,15 @@ static void server_arm_deadline(struct agent_conn *ac)
 void server_conn_kick(struct agent_conn *ac)
 {
 	h2conn_kick(&ac->h2c);
+}
+
+void server_conn_authenticated(struct agent_conn *ac)
+{
+	if (!ac->unauth)
+		return;
+	ac->unauth = 0;
+	listener_pending_drop(ac->agent->server->unauth,
+			      (const struct sockaddr *)&ac->peer_addr);
 }
 
 static void server_on_deadline(struct loop_timer *t)
@@ -104,6 +120,7 @@ static void server_on_close(struct h2conn *h, int err, const char *why)
 		log_debug("connection from %s closed", ac->peer);
 	loop_timer_disarm(ac->agent->loop, &ac->deadline);
 	ac->grpc = NULL;
+	server_conn_authenticated(ac);		/* gives its unauthenticated slot back */
 	ac->agent->server->n_conns--;
 }
 
@@ -130,7 +147,11 @@ static void server_on_accept(struct listener *ls, int res)
 		.idle_timeout_ms = SERVER_IDLE_MS,
 		.pending = s->pending,
 	};
+	static struct log_rl rl_unauth = LOG_RL_INIT;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
 	struct agent_conn *ac;
+	char where[64];
 	int err;
 
 	if (a->draining || s->n_conns >= a->cfg->max_connections) {
@@ -139,17 +160,35 @@ static void server_on_accept(struct listener *ls, int res)
 		close(res);
 		return;
 	}
+	if (getpeername(res, (struct sockaddr *)&peer, &plen) < 0) {
+		close(res);
+		return;
+	}
+	err = listener_pending_take(s->unauth, (struct sockaddr *)&peer);
+	if (err) {
+		sockaddr_str(&peer, where, sizeof(where));
+		log_warn_rl(&rl_unauth, "connection from %s refused: %u of its address's "
+			    "connections have not authenticated yet (at most %u per address, %u "
+			    "in all)", where, listener_pending_of(s->unauth, (struct sockaddr *)&peer),
+			    SERVER_UNAUTH_PER_ADDR, SERVER_UNAUTH_MAX);
+		close(res);
+		return;
+	}
 	ac = calloc(1, sizeof(*ac));
 	if (!ac) {
+		listener_pending_drop(s->unauth, (struct sockaddr *)&peer);
 		close(res);
 		return;
 	}
 	ac->agent = a;
+	ac->peer_addr = peer;
+	ac->unauth = 1;
 	ac->deadline.cb = server_on_deadline;
 	h2conn_init(&ac->h2c, a->loop, &server_hooks, ac);
 	ac->grpc = grpc_session_new(service_grpc(a->service), h2conn_send, h2conn_space, &ac->h2c,
 				    ac);
 	if (!ac->grpc) {
+		listener_pending_drop(s->unauth, (struct sockaddr *)&peer);
 		free(ac);
 		close(res);
 		return;
@@ -163,6 +202,7 @@ static void server_on_accept(struct listener *ls, int res)
 			log_warn_rl(&rl_pending, "connection refused: TLS handshakes: %s (%u pending)",
 				    why, listener_pending_count(s->pending));
 		grpc_session_free(ac->grpc);
+		listener_pending_drop(s->unauth, (struct sockaddr *)&peer);
 		free(ac);
 		return;
 	}
@@ -191,7 +231,8 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 	}
 	s->agent = a;
 	s->pending = listener_pending_new(SERVER_PENDING_MAX, SERVER_PENDING_PER_ADDR);
-	if (!s->pending) {
+	s->unauth = listener_pending_new(SERVER_UNAUTH_MAX, SERVER_UNAUTH_PER_ADDR);
+	if (!s->pending || !s->unauth) {
 		fd = -ENOMEM;
 		goto fail;
 	}
@@ -208,6 +249,7 @@ struct server *server_new(struct agent *a, char *err, size_t errlen)
 fail:
 	snprintf(err, errlen, "listen %s: %s", a->cfg->listen, strerror(-fd));
 	listener_pending_free(s->pending);
+	listener_pending_free(s->unauth);
 	free(s);
 	return NULL;
 }
@@ -235,5 +277,6 @@ void server_free(struct server *s)
 		return;
 	listener_deinit(&s->ls);
 	listener_pending_free(s->pending);
+	listener_pending_free(s->unauth);
 	free(s);
 }

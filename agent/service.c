@@ -168,6 +168,7 @@ static enum grpc_status service_auth(struct grpc_call *call, void *arg, struct g
 			 out->who, nq->q.calls, SERVICE_NODE_CALLS);
 	} else {
 		out->quota = &nq->q;
+		server_conn_authenticated(ac);
 		return GRPC_OK;
 	}
 	log_warn("%s from %s refused: RESOURCE_EXHAUSTED: %s", what, ac->peer, out->why);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* weftd's small HTTP/1.1 endpoints: the admin API on 127.0.0.1:15000, or in
  * sidecar mode on the unix socket state_dir/admin.sock (mode 0600) outside
- * the pod's network namespace (JSON: /tunnels, /workloads, /certs, /stats,
+ * the pod's network namespace (JSON: /tunnels, /workloads, /services,
+ * /policy, /certs, /stats,
  * /config_dump, /logging[?level=], /quitquitquit; the two that change
  * something need POST), readiness on :15021 (/healthz/ready) and Prometheus
  * metrics on :15020 (/metrics, /stats/prometheus; metrics.c). One request
@@ -27,10 +28,12 @@
 #include "admin.h"
 #include "adminreq.h"
 #include "certs.h"
+#include "explain.h"
 #include "inbound.h"
 #include "metrics.h"
 #include "pods.h"
 #include "regcache.h"
+#include "regjson.h"
 #include "tunnel.h"
 #include "weftd.h"
 
@@ -206,6 +209,20 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 		n = pods_json(d->pods, body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/certs")) {
 		n = certs_json(d->certs, body, ADMIN_BODY_MAX);
+	} else if (!strncmp(path, "/explain?", 9)) {
+		char src[256], dst[128];
+
+		if (adminreq_query(path, "src", src, sizeof(src)) ||
+		    adminreq_query(path, "dst", dst, sizeof(dst))) {
+			free(body);
+			admin_reply(c, 400, "text/plain", "explain needs ?src=POD&dst=IP:PORT\n", 35);
+			return;
+		}
+		n = explain_json(d, src, dst, body, ADMIN_BODY_MAX);
+	} else if (!strcmp(path, "/services")) {
+		n = regjson_services(regcache_registry(d->reg), body, ADMIN_BODY_MAX);
+	} else if (!strcmp(path, "/policy")) {
+		n = regjson_policies(regcache_registry(d->reg), body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/stats") || !strcmp(path, "/config_dump")) {
 		n = snprintf(body, ADMIN_BODY_MAX,
 			     "{\"node\":\"%s\",\"node_ip\":\"%s\",\"trust_domain\":\"%s\","

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The admin API's request line (adminreq.h). */
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "adminreq.h"
@@ -52,4 +54,33 @@ enum adminreq adminreq_parse(const char *buf, size_t len, char method[ADMINREQ_M
 	memcpy(path, buf + p0, pl);
 	path[pl] = 0;
 	return ADMINREQ_OK;
+}
+
+/* The value of key in path's query ("?a=1&b=2"), %XX decoded; 0, or -1
+ * when absent, empty or too long. */
+int adminreq_query(const char *path, const char *key, char *out, size_t len)
+{
+	const char *q = strchr(path, '?');
+	size_t kl = strlen(key), o = 0;
+
+	for (q = q ? q + 1 : NULL; q && *q; q = strchr(q, '&') ? strchr(q, '&') + 1 : NULL) {
+		if (strncmp(q, key, kl) || q[kl] != '=')
+			continue;
+		for (const char *v = q + kl + 1; *v && *v != '&'; v++) {
+			unsigned x;
+
+			if (o + 1 >= len)
+				return -1;
+			if (*v == '%' && sscanf(v + 1, "%2x", &x) == 1 && isxdigit((unsigned char)v[1]) &&
+			    isxdigit((unsigned char)v[2])) {
+				out[o++] = (char)x;
+				v += 2;
+			} else {
+				out[o++] = *v == '+' ? ' ' : *v;
+			}
+		}
+		out[o] = 0;
+		return o && !memchr(out, 0, o) ? 0 : -1;
+	}
+	return -1;
 }

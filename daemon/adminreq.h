@@ -25,4 +25,9 @@ enum adminreq {
 enum adminreq adminreq_parse(const char *buf, size_t len, char method[ADMINREQ_METHOD_MAX],
 			     char path[ADMINREQ_PATH_MAX]);
 
+/* The value of key in path's query ("/x?a=1&b=2"), %XX and '+' decoded,
+ * into out (len bytes with the NUL). 0, or -1 when absent, empty, too long
+ * or decoding to a NUL. */
+int adminreq_query(const char *path, const char *key, char *out, size_t len);
+
 #endif

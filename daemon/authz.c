@@ -20,6 +20,15 @@ static struct authz_conn *authz_live;
 
 int authz_check(struct weftd *d, struct authz_conn *c, char *why, size_t whylen)
 {
+	int rc = authz_decide(d, c, why, whylen);
+
+	if (rc)
+		d->stats.denied++;
+	return rc;
+}
+
+int authz_decide(const struct weftd *d, const struct authz_conn *c, char *why, size_t whylen)
+{
 	const struct reg_workload *dst = regcache_workload(d->reg, c->dst_uid);
 	struct policy_decision dec;
 	struct policy_conn pc = {
@@ -34,17 +43,15 @@ int authz_check(struct weftd *d, struct authz_conn *c, char *why, size_t whylen)
 	if (!dst) {
 		/* Enrolled but not (yet) in the registry: no policy can name
 		 * it, so the default applies. */
+		snprintf(why, whylen, "the destination is not in the registry: no policy names it");
 		return 0;
 	}
 	if (pc.principal && !spiffe_id_parse(pc.principal, strlen(pc.principal), &id, &bad) &&
 	    !spiffe_id_workload(&id, ns, sizeof(ns), sa, sizeof(sa)))
 		pc.src_namespace = ns;
 	policy_decide(regcache_registry(d->reg), dst, &pc, &dec);
-	if (dec.verdict == POLICY_ALLOW)
-		return 0;
-	snprintf(why, whylen, "%s", dec.why);
-	d->stats.denied++;
-	return -EACCES;
+	snprintf(why, whylen, "%s", dec.why);	/* the allow's words too (explain) */
+	return dec.verdict == POLICY_ALLOW ? 0 : -EACCES;
 }
 
 void authz_track(struct authz_conn *c, struct relay *r)

@@ -29,6 +29,8 @@ struct authz_conn {
  * authz_track() is called), -EACCES denied with why (one sentence naming
  * the policy and rule). */
 int authz_check(struct weftd *d, struct authz_conn *c, char *why, size_t whylen);
+/* The same decision without counting it (explain): 0 allowed, -EACCES. */
+int authz_decide(const struct weftd *d, const struct authz_conn *c, char *why, size_t whylen);
 /* Track an allowed connection (its relay is known by now). */
 void authz_track(struct authz_conn *c, struct relay *r);
 /* The connection ended: forget it. Safe on untracked entries. */

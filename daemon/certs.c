@@ -565,6 +565,11 @@ int ident_ready(const struct ident *id)
 	return id && id->ready;
 }
 
+const char *ident_last_error(const struct ident *id)
+{
+	return id->last_error;
+}
+
 time_t ident_not_after(const struct ident *id)
 {
 	return id->ready ? id->not_after : 0;

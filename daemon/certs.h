@@ -67,6 +67,8 @@ int ident_in_use(const struct ident *id);
 const char *ident_id(const struct ident *id);
 int ident_ready(const struct ident *id);
 time_t ident_not_after(const struct ident *id);
+/* Why the last certificate request failed, or "". */
+const char *ident_last_error(const struct ident *id);
 /* TLS contexts with the current certificate (NULL until ready). Client:
  * for tunnels (verifies servers as SVIDs of trust_domains). Server: the
  * node identity's 15008 listener context (requires client SVIDs). A new

@@ -246,70 +246,105 @@ static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 		ob_fail(ob, "UPSTREAM_OVERFLOW", "too many connections waiting for a tunnel");
 }
 
-static void ob_route(struct ob *ob)
+static void ob_decide_fail(struct outbound_decision *out, const char *flag, const char *why)
 {
-	struct weftd *d = ob->d;
-	const struct reg_service *svc;
+	out->route = OUTBOUND_FAIL;
+	out->flag = flag;
+	snprintf(out->why, sizeof(out->why), "%s", why);
+}
+
+void outbound_decide(struct weftd *d, const struct sockaddr_storage *orig, int peek,
+		     struct outbound_decision *out)
+{
 	const struct reg_workload *w;
-	char why[BOUNDARY_WHY_MAX];
 	uint16_t port;
 
-	svc = regcache_service_by_vip(d->reg, (struct sockaddr *)&ob->orig, &port);
-	if (svc) {
-		w = regcache_service_pick(d->reg, svc);
+	memset(out, 0, sizeof(*out));
+	out->svc = regcache_service_by_vip(d->reg, (const struct sockaddr *)orig, &port);
+	if (out->svc) {
+		w = peek ? regcache_service_peek(d->reg, out->svc) :
+			   regcache_service_pick(d->reg, out->svc);
 		if (!w) {
-			ob_fail(ob, "NO_HEALTHY_UPSTREAM", "the service has no endpoints");
+			ob_decide_fail(out, "NO_HEALTHY_UPSTREAM", "the service has no endpoints");
 			return;
 		}
 		/* The endpoint's first IP, at the service's target port (the
 		 * registry validated it; a failure leaves dst unusable). */
 		socklen_t eplen;
-		sockaddr_from_ip(w->ips[0], port, &ob->dst, &eplen);
+		sockaddr_from_ip(w->ips[0], port, &out->dst, &eplen);
 	} else {
-		ob->dst = ob->orig;
-		w = regcache_workload_by_ip(d->reg, (struct sockaddr *)&ob->orig);
+		out->dst = *orig;
+		w = regcache_workload_by_ip(d->reg, (const struct sockaddr *)orig);
 	}
-	sockaddr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
+	out->w = w;
 	/* Before any route opens a socket: never into weftd itself (§5.1),
 	 * whether the app named the port or a service mapped to it. */
-	if (boundary_is_self(d, (struct sockaddr *)&ob->dst, why, sizeof(why))) {
-		ob_fail(ob, "NO_ROUTE", why);
+	if (boundary_is_self(d, (struct sockaddr *)&out->dst, out->why, sizeof(out->why))) {
+		out->route = OUTBOUND_FAIL;
+		out->flag = "NO_ROUTE";
 		return;
-	}
-	if (!ob->mc.s) {
-		struct metrics_labels l;
-		int mtls = w && w->tunnel != REG_TUNNEL_NONE &&
-			   !(!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path);
-
-		ob_labels(ob, &l, mtls);
-		metrics_labels_destination(&l, d, w, NULL);
-		metrics_labels_service(&l, d, svc);
-		metrics_conn_start(d->metrics, &ob->mc, &l);
 	}
 	if (!w || w->tunnel == REG_TUNNEL_NONE) {
 		if (!w && d->cfg.unknown_destination == SETTINGS_UNKNOWN_DENY) {
-			ob_fail(ob, "NO_ROUTE", "destination is not in the registry and "
-				"unknown_destination is deny");
+			ob_decide_fail(out, "NO_ROUTE", "destination is not in the registry and "
+				       "unknown_destination is deny");
 			return;
 		}
-		if (w)
-			snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
+		out->route = OUTBOUND_PASSTHROUGH;
+		return;
+	}
+	if (!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path) {
+		out->route = OUTBOUND_SAME_NODE;
+		return;
+	}
+	out->node = regcache_node(d->reg, w->node);
+	if (!out->node) {
+		ob_decide_fail(out, "NO_ROUTE",
+			       "the destination workload's node is not in the registry");
+		return;
+	}
+	out->route = OUTBOUND_TUNNEL;
+	out->mtls = 1;
+}
+
+static void ob_route(struct ob *ob)
+{
+	struct weftd *d = ob->d;
+	struct outbound_decision dec;
+	char why[BOUNDARY_WHY_MAX];
+
+	outbound_decide(d, &ob->orig, 0, &dec);
+	if (dec.dst.ss_family != AF_UNSPEC) {
+		ob->dst = dec.dst;
+		sockaddr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
+	}
+	if (!ob->mc.s) {
+		struct metrics_labels l;
+
+		ob_labels(ob, &l, dec.mtls);
+		metrics_labels_destination(&l, d, dec.w, NULL);
+		metrics_labels_service(&l, d, dec.svc);
+		metrics_conn_start(d->metrics, &ob->mc, &l);
+	}
+	if (dec.w)
+		snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", dec.w->uid);
+	switch (dec.route) {
+	case OUTBOUND_FAIL:
+		ob_fail(ob, dec.flag, dec.why);
+		return;
+	case OUTBOUND_PASSTHROUGH:
 		ob->route = OB_PASSTHROUGH;
 		d->stats.passthrough++;
 		ob_connect_direct(ob, NULL);
 		return;
-	}
-	snprintf(ob->dst_workload, sizeof(ob->dst_workload), "%s", w->uid);
-	if (!strcmp(w->node, d->cfg.node_name) && d->cfg.same_node_fast_path) {
-		struct pod *dst = pods_by_ip(d->pods, (struct sockaddr *)&ob->dst);
-
+	case OUTBOUND_SAME_NODE:
 		ob->route = OB_SAME_NODE;
 		d->stats.same_node++;
 		/* Both ends are ours: the destination's policy applies here. */
 		ob->az.src = ob->src;
 		ob->az.dst_port = sockaddr_port(&ob->dst);
 		ob->az.direction = "same-node";
-		snprintf(ob->az.dst_uid, sizeof(ob->az.dst_uid), "%s", w->uid);
+		snprintf(ob->az.dst_uid, sizeof(ob->az.dst_uid), "%s", dec.w->uid);
 		snprintf(ob->az.principal, sizeof(ob->az.principal), "%s",
 			 ob->pod->ident ? ident_id(ob->pod->ident) : "");
 		if (authz_check(d, &ob->az, why, sizeof(why))) {
@@ -319,15 +354,12 @@ static void ob_route(struct ob *ob)
 		authz_track(&ob->az, ob->relay);
 		/* Into the destination's namespace when it is enrolled here;
 		 * else out of the source's, like any local traffic. */
-		ob_connect_direct(ob, dst);
+		ob_connect_direct(ob, pods_by_ip(d->pods, (struct sockaddr *)&ob->dst));
+		return;
+	case OUTBOUND_TUNNEL:
+		ob_tunnel(ob, dec.node);
 		return;
 	}
-	const struct reg_node *node = regcache_node(d->reg, w->node);
-	if (!node) {
-		ob_fail(ob, "NO_ROUTE", "the destination workload's node is not in the registry");
-		return;
-	}
-	ob_tunnel(ob, node);
 }
 
 void outbound_accept(struct weftd *d, struct pod *pod, int fd)

@@ -1162,20 +1162,31 @@ const struct reg_service *regcache_service_by_vip(const struct regcache *rc,
 	return &rc->reg->services[e->s];
 }
 
+/* svc's round-robin state, or NULL when svc is not of the current registry. */
+static struct svc_rr *service_rr(const struct regcache *rc, const struct reg_service *svc)
+{
+	if (!svc || svc < rc->reg->services || svc >= rc->reg->services + rc->reg->n_services)
+		return NULL;	/* not ours, or from before the last apply */
+	return &rc->idx.rr[svc - rc->reg->services];
+}
+
 const struct reg_workload *regcache_service_pick(struct regcache *rc,
 						 const struct reg_service *svc)
 {
-	struct svc_rr *rr;
-	size_t i;
+	struct svc_rr *rr = service_rr(rc, svc);
 
-	if (!svc || svc < rc->reg->services || svc >= rc->reg->services + rc->reg->n_services)
-		return NULL;	/* not ours, or from before the last apply */
-	i = svc - rc->reg->services;
-	rr = &rc->idx.rr[i];
-	if (!rr->n_ready)
+	if (!rr || !rr->n_ready)
 		return NULL;
 	rr->cursor %= rr->n_ready;
 	return rr->ready[rr->cursor++];
+}
+
+const struct reg_workload *regcache_service_peek(const struct regcache *rc,
+						 const struct reg_service *svc)
+{
+	const struct svc_rr *rr = service_rr(rc, svc);
+
+	return rr && rr->n_ready ? rr->ready[rr->cursor % rr->n_ready] : NULL;
 }
 
 /* ---- persistence ------------------------------------------------------- */

@@ -50,6 +50,9 @@ const struct reg_service *regcache_service_by_vip(const struct regcache *rc,
  * an IP and whose node is known; NULL when none. */
 const struct reg_workload *regcache_service_pick(struct regcache *rc,
 						 const struct reg_service *svc);
+/* The endpoint the next pick would return, without taking it (explain). */
+const struct reg_workload *regcache_service_peek(const struct regcache *rc,
+						 const struct reg_service *svc);
 
 /* Persist the current state as a snapshot (atomic write, mode 0600;
  * -ENODATA before the first snapshot) / load one (0, or -errno with err). */

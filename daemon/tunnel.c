@@ -645,6 +645,21 @@ struct tunnel_req *tunnels_open_stream(struct tunnels *p, struct ident *src, con
 	return r;
 }
 
+const char *tunnels_state(const struct tunnels *p, const struct ident *src, const char *node)
+{
+	enum tunnel_state best = TUNNEL_CLOSED;
+
+	for (const struct tunnel_key *k = p ? p->keys : NULL; k; k = k->next) {
+		if (k->src != src || strcmp(k->node, node))
+			continue;
+		for (const struct tunnel *t = k->tunnels; t; t = t->next)
+			if (t->state == TUNNEL_READY || (t->state < best && best != TUNNEL_READY))
+				best = t->state;
+	}
+	return best == TUNNEL_READY ? "ready" : best == TUNNEL_CONNECTING ? "connecting" :
+	       best == TUNNEL_DRAINING ? "draining" : "none";
+}
+
 struct tunnels *tunnels_new(struct loop *l, const struct tunnel_limits *lim)
 {
 	struct tunnels *p = calloc(1, sizeof(*p));

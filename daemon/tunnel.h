@@ -51,6 +51,9 @@ void tunnels_kick(struct h2tun *t);
 /* GOAWAY on every tunnel; no new ones. */
 void tunnels_drain(struct tunnels *p);
 unsigned tunnels_count(const struct tunnels *p);
+/* The best state of the tunnels of (src, node): "ready", "connecting",
+ * "draining", or "none". */
+const char *tunnels_state(const struct tunnels *p, const struct ident *src, const char *node);
 /* JSON array describing every tunnel (key, state, streams, bytes, age).
  * Returns bytes written (truncated to len). */
 size_t tunnels_json(const struct tunnels *p, char *buf, size_t len);

@@ -14,19 +14,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration", "lib"))
-from clusterlib import Cluster  # noqa: E402
+from clusterlib import Cluster, deny_policy  # noqa: E402
 
 NAME = "demo"
+WEFTCTL = os.path.join(os.environ.get("WEFT_BUILD") or os.path.join(
+    os.path.dirname(__file__), "..", "build"), "weftctl")
 MARK = "weft-demo-plaintext-marker"
-POLICY = """policies:
-  - name: deny-n1p1-to-app-p2
-    namespace: default
-    scope: workload
-    selector: {app: app-p2}
-    action: DENY
-    rules:
-      - principals: ["spiffe://cluster.local/ns/default/sa/sa-n1-p1"]
-"""
+POLICY = "policies:\n" + deny_policy("deny-n1p1-to-app-p2", "app-p2",
+                                     "spiffe://cluster.local/ns/default/sa/sa-n1-p1")
 
 
 def short(spiffe):
@@ -132,6 +127,19 @@ def up():
     if fail:
         print("    node1 [CONNECT]: " + fail[-1].split("refused [CONNECT]: ", 1)[-1].strip()[:200])
     print()
+    print("weftctl explain %s %s:8080   (asked on node1, before or after the fact)" % (
+        ip["n1-p1"], ip["n2-p2"]))
+    ctl = subprocess.run(["ip", "netns", "exec", c.netns("n1"), WEFTCTL, "-o", "json",
+                          "explain", ip["n1-p1"], "%s:8080" % ip["n2-p2"]],
+                         capture_output=True, text=True)
+    try:
+        ex = json.loads(ctl.stdout)
+        for st in ex["steps"]:
+            print("  %-12s %-6s %s" % (st["step"], st["result"], st["says"][:110]))
+        print("  => %s" % ex["sentence"][:150])
+    except (ValueError, KeyError):
+        print("  (weftctl: %s)" % (ctl.stderr.strip() or "no answer")[:120])
+    print()
     print("tunnels (one mTLS HTTP/2 connection per source identity and destination node)")
     for k in (1, 2):
         for t in c.admin(k, "/tunnels"):
@@ -139,6 +147,21 @@ def up():
                   "sent %s, received %s" % (k, short(t["source"]), t["node"], t["peer"],
                                             t["cipher"], t["streams"], t["streams_total"],
                                             kb(t["bytes_sent"]), kb(t["bytes_received"])))
+    print()
+    print("metrics (a scrape of node2's :15020/metrics; Istio's names and labels)")
+    scrape = c.run("n2", ["curl", "-sS", "--max-time", "5", "http://172.30.0.2:15020/metrics"],
+                   check=False).stdout.decode()
+    for line in scrape.splitlines():
+        if ((line.startswith("istio_tcp_connections_opened_total") and
+             'response_flags="-"' in line) or
+            line.startswith("istio_tcp_connections_failed_total")) and \
+           'reporter="destination"' in line:
+            lab = dict(kv.split("=", 1) for kv in line.split("{", 1)[1].rsplit("}", 1)[0]
+                       .split('",') if "=" in kv)
+            print("  %-36s %s -> %s %s %s" % (
+                line.split("{", 1)[0], lab.get("source_workload", "?").strip('"'),
+                lab.get("destination_workload", "?").strip('"'),
+                lab.get("response_flags", "?").strip('"'), line.rsplit(" ", 1)[1]))
     print()
     ports = {}
     total = 0

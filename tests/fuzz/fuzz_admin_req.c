@@ -4,7 +4,8 @@
  * the bytes trickle in. An accepted request line must be an upper-case
  * method and an origin-form path of visible ASCII; a decision reached on a
  * prefix (accepted or refused) must be the decision on every longer input,
- * with the same method and path, so a split never changes the answer. */
+ * with the same method and path, so a split never changes the answer; the
+ * path's query parameters decode to bounded, NUL-free values. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (part == ADMINREQ_OK && (strcmp(m0, m1) || strcmp(p0, p1)))
 			abort();
 		break;
+	}
+	/* The query of an accepted path: what comes out is NUL-free and fits. */
+	if (whole == ADMINREQ_OK) {
+		char v[64];
+
+		for (int k = 0; k < 2; k++) {
+			if (adminreq_query(p0, k ? "dst" : "src", v, sizeof(v)) == 0 &&
+			    (!v[0] || strlen(v) >= sizeof(v)))
+				abort();
+		}
 	}
 	free(buf);
 	return 0;

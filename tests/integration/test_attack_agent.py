@@ -9,7 +9,10 @@ certificate; what the bodies add to the agent's RSS must stay within the
 64 KiB pre-authentication window per connection (+4 MiB slack); every
 attacker must have been answered UNAUTHENTICATED or cut. The DATA bytes
 the agent let the attackers send are printed (before the fix: everything
-flow control allowed, up to 64 MiB per connection; now: nothing)."""
+flow control allowed, up to 64 MiB per connection; now: nothing). The
+attackers come from an address of their own (127.0.0.9), of which the agent
+holds at most 16 connections that have not authenticated: the rest are
+refused at accept, and the whole attack costs the agent under 20 MiB."""
 import os
 import select
 import socket
@@ -32,6 +35,9 @@ import grpc  # noqa: E402
 from agentlib import CREATE, TD, TOKENS, Agent, Results, make_csr  # noqa: E402
 
 CONNS = int(os.environ.get("ATTACK_CONNS", "200"))
+ATTACKER_IP = "127.0.0.9"
+UNAUTH_PER_ADDR = 16           # agent/server.c SERVER_UNAUTH_PER_ADDR
+RSS_LIMIT_KIB = 20 * 1024      # the issue's bound on what the attack may cost
 STREAMS = 16                   # x 4 MiB messages = a 64 MiB body per connection
 MSG = 4 << 20                  # the agent's message cap: accepted by its size check
 ATTACK_S = 20.0                # the attack's own bound; each loop below has one
@@ -57,7 +63,9 @@ class Attacker:
     def __init__(self, agent):
         ctx = ssl.create_default_context(cadata=agent.root_pem.decode())
         ctx.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", agent.port), timeout=10)
+        # From an address of its own: the real node below is 127.0.0.1.
+        raw = socket.create_connection(("127.0.0.1", agent.port), timeout=10,
+                                       source_address=(ATTACKER_IP, 0))
         self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
         self.sock.setblocking(False)
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
@@ -221,15 +229,19 @@ def main():
         log0 = os.path.getsize(agent.log_path)
         print("  agent baseline RSS %d KiB" % base, flush=True)
 
-        attackers = []
+        attackers, refused_at_accept = [], 0
         t0 = time.time()
         for _ in range(CONNS):
             try:
                 attackers.append(Attacker(agent))
-            except (OSError, ssl.SSLError) as e:
-                print("  attacker connect failed: %s" % e)
-        res.check(len(attackers) == CONNS, "%d/%d attacker connections up (%.1f s)" %
-                  (len(attackers), CONNS, time.time() - t0))
+            except (OSError, ssl.SSLError):
+                refused_at_accept += 1
+        res.check(len(attackers) == UNAUTH_PER_ADDR and
+                  refused_at_accept == CONNS - UNAUTH_PER_ADDR,
+                  "of %d unauthenticated connections from %s the agent holds %d (its cap per "
+                  "address) and refuses the rest at once (%d up, %d refused, %.1f s)" %
+                  (CONNS, ATTACKER_IP, UNAUTH_PER_ADDR, len(attackers), refused_at_accept,
+                   time.time() - t0))
         time.sleep(0.3)
         # What the connections alone cost (TLS, buffers, HTTP/2 session),
         # before any attacker byte past the handshake: printed to tell it
@@ -261,14 +273,18 @@ def main():
         # themselves (TLS session, buffers, HTTP/2 session: ~100 KB each
         # here) are the listener caps' business and are reported, not hidden.
         body_kib = peak[0] - (base + conns_kib)
-        body_max = CONNS * 64 + 4096
+        body_max = len(attackers) * 64 + 4096
         print("  agent RSS peak %d KiB: %+d KiB over the baseline without connections, "
               "of which %+d KiB the idle connections" % (peak[0], growth, conns_kib),
               flush=True)
+        res.check(growth <= RSS_LIMIT_KIB,
+                  "the whole attack (%d connection attempts, %d held, their 64 MiB bodies) "
+                  "cost the agent %+d KiB of RSS (limit %d KiB)" %
+                  (CONNS, len(attackers), growth, RSS_LIMIT_KIB))
         res.check(body_kib <= body_max,
                   "the attackers' bodies cost the agent %+d KiB over its RSS with the %d "
                   "connections open (limit %d x 64 KiB + 4 MiB = %d KiB)" %
-                  (body_kib, CONNS, CONNS, body_max))
+                  (body_kib, len(attackers), len(attackers), body_max))
         refused = sum(1 for a in attackers
                       if a.cut or all(v == "16" for v in a.status.values()))
         answered = sum(1 for a in attackers if all(v is not None for v in a.status.values()))

@@ -28,8 +28,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from clusterlib import (ECHO_SERVER, Cluster, Results, netns_socket,  # noqa: E402
-                        require_root)
+from clusterlib import (ECHO_SERVER, Cluster, Results, deny_policy,  # noqa: E402
+                        netns_socket, require_root)
 
 NAME = "met"
 TD = "cluster.local"
@@ -98,15 +98,8 @@ def main():
                   "(%s)" % (CONNS, REQ, got))
         same = transfer(c, "n1-p1", c.ip("n1-p2"), n=100)
         res.check(same == 100, "same-node n1-p1 -> n1-p2 echoed (%d)" % same)
-        ok = c.set_policies("""policies:
-  - name: deny-n1p1
-    namespace: default
-    scope: workload
-    selector: {app: app-p2}
-    action: DENY
-    rules:
-      - principals: ["spiffe://%s/ns/default/sa/sa-n1-p1"]
-""" % TD)
+        ok = c.set_policies("policies:\n" + deny_policy(
+            "deny-n1p1", "app-p2", "spiffe://%s/ns/default/sa/sa-n1-p1" % TD))
         res.check(ok, "DENY policy reached both nodes")
         try:
             denied = transfer(c, "n1-p1", c.ip("n2-p2"), n=10)

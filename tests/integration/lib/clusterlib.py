@@ -340,6 +340,15 @@ def make_svid(uri, ca=None, not_before=None, not_after=None):
     return _pem_key(key), chain
 
 
+def deny_policy(name, app, principal):
+    """A workload DENY policy of namespace default for the pods labelled
+    app=<app>, against one principal (a registry YAML list entry, without
+    the "policies:" line)."""
+    return ("  - name: %s\n    namespace: default\n    scope: workload\n"
+            "    selector: {app: %s}\n    action: DENY\n    rules:\n"
+            "      - principals: [\"%s\"]\n" % (name, app, principal))
+
+
 def echo_probe(netns, ip, port, timeout=5.0):
     """One app connection to an echo server from a socket in netns: connect,
     send a token, read its echo. None when it worked, else the error in words."""
