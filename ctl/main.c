@@ -221,6 +221,18 @@ static int run_services(int argc, char **argv)
 	return list("/services", 5, head, keys);
 }
 
+static int run_connections(int argc, char **argv)
+{
+	static const char *const head[] = { "DIRECTION", "SRC", "DST", "DST-WORKLOAD",
+					    "SRC-IDENTITY", "AGE-MS", "TRACE" };
+	static const char *const keys[] = { "direction", "src", "dst", "dst_workload",
+					    "src_identity", "age_ms", "trace_id" };
+
+	(void)argc;
+	(void)argv;
+	return list("/connections", 7, head, keys);
+}
+
 static int run_policy(int argc, char **argv)
 {
 	static const char *const head[] = { "POLICY", "NAMESPACE", "SCOPE", "ACTION", "RULES" };
@@ -324,6 +336,60 @@ static int run_explain(int argc, char **argv)
 	return rc;
 }
 
+static int run_why(int argc, char **argv)
+{
+	static const char *const head[] = { "AGO", "FLAG", "DIRECTION", "SRC", "DST", "TRACE",
+					    "WHY" };
+	struct json_object *j;
+	char path[128];
+	struct table t;
+	size_t n;
+	int rc;
+
+	if (argc > 2) {
+		fprintf(stderr, "usage: weftctl why [TRACE_ID]\n");
+		return EXIT_USAGE;
+	}
+	if (argc == 2 && (strlen(argv[1]) != 32 || strspn(argv[1], "0123456789abcdef") != 32)) {
+		fprintf(stderr, "weftctl: %s: a trace id is 32 lower-case hex digits (the "
+			"access log's trace_id)\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), argc == 2 ? "/why?trace=%s" : "/why", argc == 2 ? argv[1] :
+		 "");
+	j = ask("GET", path, &rc);
+	if (!j)
+		return rc;
+	n = json_object_array_length(j);
+	if (json_out) {
+		print_json(j);
+	} else if (!n) {
+		printf(argc == 2 ? "no failed connection with trace id %s on this node\n" :
+		       "no failed connections kept on this node%s\n", argc == 2 ? argv[1] : "");
+	} else {
+		table_init(&t, 7, head);
+		for (size_t i = 0; i < n; i++) {
+			struct json_object *e = json_object_array_get_idx(j, i);
+			char ago[32];
+			const char *cells[7];
+
+			snprintf(ago, sizeof(ago), "%llds", (long long)time(NULL) - num(e, "at"));
+			cells[0] = ago;
+			cells[1] = str(e, "response_flags");
+			cells[2] = str(e, "direction");
+			cells[3] = str(e, "src");
+			cells[4] = str(e, "dst");
+			cells[5] = str(e, "trace_id");
+			cells[6] = str(e, "error");
+			table_row(&t, cells);
+		}
+		table_print(&t, stdout);
+		table_release(&t);
+	}
+	json_object_put(j);
+	return argc == 2 && !n ? EXIT_FAILED : 0;
+}
+
 static const struct verb verbs[] = {
 	{ "status", "", "is the node ready; pods, tunnels, connections", run_status },
 	{ "workloads", "", "pods enrolled on this node, their identities", run_workloads },
@@ -331,8 +397,10 @@ static const struct verb verbs[] = {
 	{ "tunnels", "", "HBONE tunnels to other nodes, by source identity", run_tunnels },
 	{ "certs", "", "certificates: state, expiry, renewal, last error", run_certs },
 	{ "policy", "", "the registry's authorization policies", run_policy },
+	{ "connections", "", "proxied connections open now (newest 1,000)", run_connections },
 	{ "log-level", "[LEVEL]", "show it, or set error|warn|info|debug", run_log_level },
 	{ "explain", "SRC DST", "would SRC reach DST:PORT, and if not, why", run_explain },
+	{ "why", "[TRACE]", "the last failed connections, or one, and why", run_why },
 	{ NULL, NULL, NULL, NULL },
 };
 

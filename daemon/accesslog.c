@@ -7,6 +7,7 @@
 #include <weft/log.h>
 
 #include "accesslog.h"
+#include "failures.h"
 #include "weftd.h"
 
 /* s as a JSON string body: quotes, backslashes and control bytes escaped. */
@@ -34,6 +35,8 @@ void access_log(const struct weftd *d, const struct access_entry *e)
 {
 	int level = e->flag || e->error ? LOG_WARN : LOG_INFO;
 
+	if (e->flag || e->error)
+		failures_record(e);
 	if (level < LOG_WARN && log_level < LOG_INFO)
 		return;
 	if (d->cfg.access_log_format == SETTINGS_ACCESS_LOG_JSON) {

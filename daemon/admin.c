@@ -29,7 +29,9 @@
 #include "adminreq.h"
 #include "certs.h"
 #include "explain.h"
+#include "failures.h"
 #include "inbound.h"
+#include "live.h"
 #include "metrics.h"
 #include "pods.h"
 #include "regcache.h"
@@ -219,6 +221,13 @@ static void admin_handle(struct admin_req *q, struct conn *c, const char *method
 			return;
 		}
 		n = explain_json(d, src, dst, body, ADMIN_BODY_MAX);
+	} else if (!strcmp(path, "/why") || !strncmp(path, "/why?", 5)) {
+		char trace[64];
+
+		n = failures_json(adminreq_query(path, "trace", trace, sizeof(trace)) ? NULL : trace,
+				  NULL, 20, body, ADMIN_BODY_MAX);
+	} else if (!strcmp(path, "/connections")) {
+		n = live_json(loop_now_ms(d->loop), 1000, body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/services")) {
 		n = regjson_services(regcache_registry(d->reg), body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/policy")) {

@@ -12,22 +12,37 @@
 #include <weft/spiffe.h>
 
 #include "authz.h"
+#include "metrics.h"
 #include "regcache.h"
 #include "relay.h"
 #include "weftd.h"
 
 static struct authz_conn *authz_live;
 
+static int authz_decision(const struct weftd *d, const struct authz_conn *c,
+			  struct policy_decision *out, char *why, size_t whylen);
+
 int authz_check(struct weftd *d, struct authz_conn *c, char *why, size_t whylen)
 {
-	int rc = authz_decide(d, c, why, whylen);
+	struct policy_decision dec;
+	int rc = authz_decision(d, c, &dec, why, whylen);
 
-	if (rc)
+	if (rc) {
 		d->stats.denied++;
+		metrics_policy_denied(d->metrics, dec.policy, dec.rule);
+	}
 	return rc;
 }
 
 int authz_decide(const struct weftd *d, const struct authz_conn *c, char *why, size_t whylen)
+{
+	struct policy_decision dec;
+
+	return authz_decision(d, c, &dec, why, whylen);
+}
+
+static int authz_decision(const struct weftd *d, const struct authz_conn *c,
+			  struct policy_decision *out, char *why, size_t whylen)
 {
 	const struct reg_workload *dst = regcache_workload(d->reg, c->dst_uid);
 	struct policy_decision dec;
@@ -40,6 +55,8 @@ int authz_decide(const struct weftd *d, const struct authz_conn *c, char *why, s
 	struct spiffe_id id;
 	const char *bad;
 
+	memset(out, 0, sizeof(*out));
+	out->rule = -1;
 	if (!dst) {
 		/* Enrolled but not (yet) in the registry: no policy can name
 		 * it, so the default applies. */
@@ -51,6 +68,7 @@ int authz_decide(const struct weftd *d, const struct authz_conn *c, char *why, s
 		pc.src_namespace = ns;
 	policy_decide(regcache_registry(d->reg), dst, &pc, &dec);
 	snprintf(why, whylen, "%s", dec.why);	/* the allow's words too (explain) */
+	*out = dec;
 	return dec.verdict == POLICY_ALLOW ? 0 : -EACCES;
 }
 

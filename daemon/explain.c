@@ -13,6 +13,7 @@
 #include "authz.h"
 #include "certs.h"
 #include "explain.h"
+#include "failures.h"
 #include "outbound.h"
 #include "pods.h"
 #include "regcache.h"
@@ -114,7 +115,7 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 	socklen_t olen;
 	struct pod *pod;
 	struct authz_conn az;
-	char why[BOUNDARY_WHY_MAX] = "", where[160] = "", until[32] = "?";
+	char why[BOUNDARY_WHY_MAX] = "", where[160] = "", until[32] = "?", last[600], ep[64];
 	const char *dname;
 	time_t na;
 
@@ -202,6 +203,13 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 		 pod->ident ? ident_id(pod->ident) : "");
 	az.src = pod->ips[0];
 	az.dst_port = sockaddr_port(&dec.dst);
+	/* What real connections toward it met (the endpoint, as the access
+	 * log names it): what only the destination knows. */
+	sockaddr_str(&dec.dst, ep, sizeof(ep));
+	if (!failures_last_toward(ep, dname, last, sizeof(last)))
+		last[0] = 0;
+	else
+		step(a, "history", "info", "%s", last);
 	if (authz_decide(d, &az, why, sizeof(why))) {
 		a->verdict = "deny";
 		a->flag = "DENY";
@@ -213,9 +221,10 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 	step(a, "policy", "allow", "%s", why[0] ? why : "allowed");
 	a->verdict = "allow";
 	snprintf(a->sentence, sizeof(a->sentence), "%s can reach %s (%s)%s%s; whether the app "
-		 "listens on port %u only %s knows", pod->name, dname, dst,
+		 "listens on port %u only %s knows%s%s", pod->name, dname, dst,
 		 dec.route == OUTBOUND_TUNNEL ? " over mutual TLS" : " on this node", where,
-		 az.dst_port, dec.route == OUTBOUND_TUNNEL ? dec.node->name : "the pod");
+		 az.dst_port, dec.route == OUTBOUND_TUNNEL ? dec.node->name : "the pod",
+		 last[0] ? " — " : "", last);
 }
 
 size_t explain_json(struct weftd *d, const char *src, const char *dst, char *buf, size_t len)

@@ -30,6 +30,7 @@
 #include "authz.h"
 #include "accesslog.h"
 #include "boundary.h"
+#include "live.h"
 #include "certs.h"
 #include "inbound.h"
 #include "metrics.h"
@@ -92,6 +93,7 @@ struct hstream {
 	struct authz_conn az;
 	struct metrics_conn mc;		/* istio_tcp_*, reporter="destination" */
 	char trace[TRACE_ID_LEN + 1];	/* the source's, from its traceparent */
+	struct live_conn lc;		/* weftctl connections */
 };
 
 /* --- shared helpers ---------------------------------------------------------- */
@@ -177,6 +179,7 @@ static void hs_on_done(struct relay *r, const struct relay_stats *st)
 	struct weftd *d = hs->hc->in->d;
 
 	authz_forget(&hs->az);
+	live_del(&hs->lc);
 	metrics_conn_end(d->metrics, &hs->mc, NULL, hs->flag, st->b_to_a, st->a_to_b);
 	access_log(d, &(struct access_entry){
 		.direction = "inbound", .trace = hs->trace, .src = hs->src, .dst = hs->authority,
@@ -300,6 +303,10 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	h2conn_hold(&hc->h2c);
 	pod->conns++;
 	d->live++;
+	hs->lc = (struct live_conn){ .direction = "inbound", .trace = hs->trace, .src = hs->src,
+				     .dst = hs->authority, .src_id = hc->peer_id,
+				     .dst_workload = pod->uid };
+	live_add(&hs->lc, loop_now_ms(d->loop));
 	{
 		struct metrics_labels l;
 
@@ -581,6 +588,7 @@ struct plain {
 	struct authz_conn az;
 	struct metrics_conn mc;		/* counted at the end: no start to wait for */
 	char trace[TRACE_ID_LEN + 1];
+	struct live_conn lc;
 };
 
 static void plain_on_connect_failed(struct relay *r, int side, int err, const char *why)
@@ -601,6 +609,7 @@ static void plain_on_done(struct relay *r, const struct relay_stats *st)
 	struct plain *pl = relay_udata(r);
 
 	authz_forget(&pl->az);
+	live_del(&pl->lc);
 	{
 		struct metrics_labels l;
 
@@ -682,6 +691,10 @@ void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	pod->conns++;
 	d->live++;
+	pl->lc = (struct live_conn){ .direction = "inbound-plaintext", .trace = pl->trace,
+				     .src = pl->src, .dst = pl->dst, .src_id = "",
+				     .dst_workload = pod->uid };
+	live_add(&pl->lc, loop_now_ms(d->loop));
 	if (d->draining || d->live > d->cfg.max_connections) {
 		plain_fail(pl, r, "OVERFLOW", d->draining ? "weftd is shutting down" :
 			   "max_connections reached");

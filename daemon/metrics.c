@@ -25,6 +25,8 @@
 /* The counters of one istio_tcp series. */
 enum { MV_OPENED = 0, MV_CLOSED, MV_FAILED, MV_SENT, MV_RECEIVED };
 
+static const char *const metrics_deny_keys[] = { "policy", "rule" };
+
 static const char *const metrics_keys[ML_COUNT] = {
 	"reporter",
 	"source_workload", "source_workload_namespace", "source_principal", "source_app",
@@ -38,6 +40,7 @@ static const char *const metrics_keys[ML_COUNT] = {
 struct metrics {
 	struct weftd *d;
 	struct series_table *tcp;
+	struct series_table *denies;		/* weft_policy_denies_total */
 	uint64_t last_expire_ms;
 };
 
@@ -50,7 +53,10 @@ struct metrics *metrics_new(struct weftd *d)
 	m->d = d;
 	m->tcp = series_table_new(metrics_keys, ML_COUNT, d->cfg.metrics_max_series,
 				  (uint64_t)d->cfg.metrics_idle_s * 1000u);
-	if (!m->tcp) {
+	m->denies = series_table_new(metrics_deny_keys, 2, 1000, 0);
+	if (!m->tcp || !m->denies) {
+		series_table_free(m->tcp);
+		series_table_free(m->denies);
 		free(m);
 		return NULL;
 	}
@@ -62,7 +68,25 @@ void metrics_free(struct metrics *m)
 	if (!m)
 		return;
 	series_table_free(m->tcp);
+	series_table_free(m->denies);
 	free(m);
+}
+
+void metrics_policy_denied(struct metrics *m, const char *policy, int rule)
+{
+	char r[16];
+	const char *v[] = { policy && policy[0] ? policy : "(no ALLOW policy matched)", r };
+	struct series *s;
+
+	if (!m)
+		return;
+	if (rule >= 0)
+		snprintf(r, sizeof(r), "%d", rule);
+	else
+		snprintf(r, sizeof(r), "none");
+	s = series_get(m->denies, v, loop_now_ms(m->d->loop));
+	if (s)
+		s->v[0]++;
 }
 
 /* --- labels ------------------------------------------------------------------ */
@@ -313,7 +337,16 @@ static void metrics_rest(struct metrics *m, struct promtext *t)
 	promtext_family(t, "weft_policy_denied_total", "counter",
 			"Connections denied by authorization policy.");
 	promtext_sample_u64(t, "weft_policy_denied_total", NULL, NULL, 0, d->stats.denied);
+	promtext_family(t, "weft_policy_denies_total", "counter",
+			"Connections denied, by the policy and rule that decided.");
+	for (const struct series *s = series_first(m->denies); s; s = s->next) {
+		promtext_put(t, "weft_policy_denies_total", 24);
+		promtext_put(t, s->labels, s->labels_len);
+		promtext_printf(t, " %llu\n", (unsigned long long)s->v[0]);
+	}
 	if (d->certs)
 		certs_metrics(d->certs, t);
+	if (d->tunnels)
+		tunnels_metrics(d->tunnels, t);
 	promtext_process(t);
 }

@@ -58,6 +58,10 @@ void metrics_conn_start(struct metrics *m, struct metrics_conn *mc, struct metri
 void metrics_conn_end(struct metrics *m, struct metrics_conn *mc, struct metrics_labels *l,
 		      const char *flag, uint64_t request_bytes, uint64_t response_bytes);
 
+/* A connection denied by policy (ns/name, rule index; "" and -1 when no
+ * ALLOW policy matched). */
+void metrics_policy_denied(struct metrics *m, const char *policy, int rule);
+
 /* The exposition (text format 0.0.4), rendered a piece at a time so a
  * scrape of many series neither stalls the loop nor needs a buffer the
  * size of the whole answer: start, then next until it returns 1. The

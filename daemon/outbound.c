@@ -19,6 +19,7 @@
 #include "authz.h"
 #include "accesslog.h"
 #include "boundary.h"
+#include "live.h"
 #include "metrics.h"
 #include "certs.h"
 #include "outbound.h"
@@ -50,6 +51,7 @@ struct ob {
 	struct authz_conn az;			/* same-node delivery: policy here */
 	struct metrics_conn mc;			/* istio_tcp_*, reporter="source" */
 	char trace[TRACE_ID_LEN + 1];		/* in the access log and traceparent */
+	struct live_conn lc;			/* weftctl connections */
 };
 
 /* Connections whose source pod has no certificate yet (a pod talks before
@@ -94,6 +96,7 @@ static void ob_on_done(struct relay *r, const struct relay_stats *st)
 		tunnels_cancel(ob->treq);
 	ob_unwait(ob);
 	authz_forget(&ob->az);
+	live_del(&ob->lc);
 	if (!ob->mc.s) {
 		struct metrics_labels l;
 
@@ -396,6 +399,11 @@ void outbound_accept(struct weftd *d, struct pod *pod, int fd)
 	}
 	pod->conns++;
 	d->live++;
+	ob->lc = (struct live_conn){ .direction = "outbound", .trace = ob->trace,
+				     .src = ob->src_str, .dst = ob->dst_str,
+				     .src_id = pod->ident ? ident_id(pod->ident) : "",
+				     .dst_workload = ob->dst_workload };
+	live_add(&ob->lc, loop_now_ms(d->loop));
 	if (d->draining) {
 		ob_fail(ob, "OVERFLOW", "weftd is shutting down");
 		return;

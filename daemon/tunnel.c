@@ -15,6 +15,7 @@
 #include <weft/conn.h>
 #include <weft/h2conn.h>
 #include <weft/log.h>
+#include <weft/promtext.h>
 #include <weft/loop.h>
 #include <weft/tls.h>
 
@@ -80,8 +81,16 @@ struct tunnel_key {
 	struct loop_task dispatch;
 };
 
+/* Handshake (TCP + TLS) times: upper bounds in ms, and the last bucket is
+ * +Inf. */
+static const double tunnel_hs_buckets[] = { 1, 2.5, 5, 10, 25, 50, 100, 250, 1000, 5000 };
+#define TUNNEL_HS_BUCKETS (sizeof(tunnel_hs_buckets) / sizeof(tunnel_hs_buckets[0]))
+
 struct tunnels {
 	struct loop *loop;
+	uint64_t opened_ok, opened_failed;	/* weft_tunnels_opened_total */
+	uint64_t hs_count[TUNNEL_HS_BUCKETS + 1];
+	double hs_sum_s;
 	struct tunnel_limits lim;
 	struct tunnel_key *keys;
 	unsigned n_tunnels;
@@ -323,6 +332,16 @@ static void tunnel_on_ready(struct h2conn *h)
 		 t->key->node, conn_peer_str(c), tls ? tls_cipher_name(tls) : "?",
 		 (unsigned long long)(tunnel_clock_us() - t->opened_us));
 	loop_timer_arm(t->pool->loop, &t->ping, t->pool->lim.ping_ms);
+	{
+		double ms = (double)(tunnel_clock_us() - t->opened_us) / 1000.0;
+		size_t b = 0;
+
+		while (b < TUNNEL_HS_BUCKETS && ms > tunnel_hs_buckets[b])
+			b++;
+		t->pool->hs_count[b]++;
+		t->pool->hs_sum_s += ms / 1000.0;
+		t->pool->opened_ok++;
+	}
 	tunnel_dispatch(t->key);	/* h2conn flushes our SETTINGS and these */
 }
 
@@ -369,6 +388,7 @@ static void tunnel_on_conn_closed(struct h2conn *h, int err, const char *why)
 			 conn_peer_str(c), ident_id(k->src), why ? why : strerror(-err));
 		log_warn("%s", msg);
 		key_fail_pending(k, msg, tunnel_flag(why));
+		t->pool->opened_failed++;
 	} else {
 		log_info("tunnel %s -> node %s closed after %llu streams: %s", ident_id(k->src),
 			 k->node, (unsigned long long)t->streams_total, why ? why : "done");
@@ -643,6 +663,44 @@ struct tunnel_req *tunnels_open_stream(struct tunnels *p, struct ident *src, con
 	/* Dispatch from a task: the caller gets r before any callback runs. */
 	loop_task_queue(p->loop, &k->dispatch);
 	return r;
+}
+
+void tunnels_metrics(const struct tunnels *p, struct promtext *t)
+{
+	static const char *const rk[] = { "result" };
+	static const char *const ok[] = { "ok" }, *const failed[] = { "failed" };
+	static const char *const lk[] = { "le" };
+	uint64_t cum = 0;
+
+	promtext_family(t, "weft_tunnels_opened_total", "counter",
+			"HBONE tunnels this node opened, by result (TCP + TLS to the peer).");
+	promtext_sample_u64(t, "weft_tunnels_opened_total", rk, ok, 1, p->opened_ok);
+	promtext_sample_u64(t, "weft_tunnels_opened_total", rk, failed, 1, p->opened_failed);
+	promtext_family(t, "weft_tunnel_handshake_seconds", "histogram",
+			"Time from connect to a verified TLS 1.3 session, per tunnel opened.");
+	for (size_t b = 0; b <= TUNNEL_HS_BUCKETS; b++) {
+		char le[32];
+		const char *lv[] = { le };
+
+		cum += p->hs_count[b];
+		if (b < TUNNEL_HS_BUCKETS)
+			snprintf(le, sizeof(le), "%g", tunnel_hs_buckets[b] / 1000.0);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		promtext_sample_u64(t, "weft_tunnel_handshake_seconds_bucket", lk, lv, 1, cum);
+	}
+	promtext_sample(t, "weft_tunnel_handshake_seconds_sum", NULL, NULL, 0, p->hs_sum_s);
+	promtext_sample_u64(t, "weft_tunnel_handshake_seconds_count", NULL, NULL, 0, cum);
+	promtext_family(t, "weft_tunnel_streams", "gauge", "Streams open on each tunnel now.");
+	for (const struct tunnel_key *k = p->keys; k; k = k->next)
+		for (const struct tunnel *x = k->tunnels; x; x = x->next) {
+			static const char *const sk[] = { "source", "node", "peer" };
+			const char *sv[] = { ident_id(k->src), k->node, x->peer };
+
+			if (x->state != TUNNEL_CLOSED && x->h2)
+				promtext_sample_u64(t, "weft_tunnel_streams", sk, sv, 3,
+						    h2tun_stream_count(x->h2));
+		}
 }
 
 const char *tunnels_state(const struct tunnels *p, const struct ident *src, const char *node)

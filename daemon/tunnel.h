@@ -51,6 +51,9 @@ void tunnels_kick(struct h2tun *t);
 /* GOAWAY on every tunnel; no new ones. */
 void tunnels_drain(struct tunnels *p);
 unsigned tunnels_count(const struct tunnels *p);
+struct promtext;
+/* weft_tunnels_opened_total, weft_tunnel_handshake_seconds, weft_tunnel_streams. */
+void tunnels_metrics(const struct tunnels *p, struct promtext *t);
 /* The best state of the tunnels of (src, node): "ready", "connecting",
  * "draining", or "none". */
 const char *tunnels_state(const struct tunnels *p, const struct ident *src, const char *node);

@@ -152,6 +152,9 @@ def main():
                      source_principal="spiffe://%s/ns/default/sa/sa-n1-p1" % TD)
         res.check(deny == 1, "node 2: the denied pair has a DENY series, failed_total 1 (%s)" %
                   deny)
+        res.check(value(s2, "weft_policy_denies_total", policy="default/deny-n1p1",
+                        rule="0") == 1,
+                  "node 2: weft_policy_denies_total names the policy and rule that decided")
         res.check(value(s2, "weft_policy_denied_total") >= 1,
                   "node 2: weft_policy_denied_total counts it (%s)" %
                   value(s2, "weft_policy_denied_total"))
@@ -160,6 +163,14 @@ def main():
                      "process_resident_memory_bytes", "process_open_fds"):
             res.check(any(n == name for n, _, _ in s1), "node 1 exports %s" % name)
         res.check(value(s1, "weft_tunnels_open") >= 1, "node 1: weft_tunnels_open >= 1")
+        ups = sum(1 for ln in c.weftd_log(1).splitlines()
+                  if " tunnel " in ln and ") up: TLS" in ln)
+        hs = value(s1, "weft_tunnel_handshake_seconds_count")
+        ok_ = value(s1, "weft_tunnels_opened_total", result="ok")
+        res.check(ups >= 1 and hs == ok_ == ups,
+                  "node 1: the handshake histogram counts every tunnel opened (%d), as "
+                  "weft_tunnels_opened_total{result=\"ok\"} (%d) and the log's 'up' lines (%d)" %
+                  (hs, ok_, ups))
         code, body = scrape(c, 1, "/stats/prometheus")
         res.check(code == "200" and "istio_tcp_sent_bytes_total" in body,
                   "/stats/prometheus answers the exposition too (%s)" % code)

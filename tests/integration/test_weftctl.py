@@ -4,17 +4,20 @@ both output forms (the JSON parsed and checked against the cluster), the
 exit codes (0 ok, 2 usage / unreachable daemon), --help for the tool and a
 verb, `log-level` really changing weftd's level, and `explain` for an
 allowed pair, a service VIP, a DENY policy (a real connection agrees), a pod
-of another node, an address outside the registry and weftd's own port.
+of another node, an address outside the registry and weftd's own port;
+`why` listing the denied connection on node 1 and finding it by trace id on
+both nodes, and explain's history of a port where nothing listens.
 weftctl runs in node
 1's netns, as an operator would run it on the node."""
 import json
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from clusterlib import (ECHO_SERVER, Cluster, Results, deny_policy,  # noqa: E402
-                        echo_probe, require_root)
+                        echo_probe, netns_socket, require_root)
 
 NAME = "ctl"
 BUILD = os.environ.get("WEFT_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..",
@@ -91,6 +94,8 @@ def main():
         res.check(any(t["node"] == "node2" and t["state"] == "ready" for t in tn),
                   "tunnels -o json: a ready tunnel to node2")
 
+        connections_checks(c)
+
         rc, out, _ = ctl(c, "certs")
         res.check(rc == 0 and "spiffe://cluster.local/weft/node/node1" in out and
                   "ready" in out, "certs: the node identity, ready")
@@ -134,6 +139,36 @@ def main():
         res.check(rc == 0 and "node node2" in out, "--admin in node 2's netns asks node 2")
 
 
+def connections_checks(c):
+    """connections: a connection held open shows on both nodes, one trace id."""
+    s = netns_socket(c.netns("n1-p1"))
+    s.settimeout(5)
+    s.connect((c.ip("n2-p1"), 8080))
+    s.sendall(b"hold")
+    s.recv(16)
+    try:
+        rc1, out1, _ = ctl(c, "-o", "json", "connections")
+        rc2, out2, _ = ctl(c, "-o", "json", "connections", node="n2")
+        mine = [x for x in (json.loads(out1) if rc1 == 0 else [])
+                if x["direction"] == "outbound" and x["dst"] == "%s:8080" % c.ip("n2-p1")]
+        theirs = [x for x in (json.loads(out2) if rc2 == 0 else [])
+                  if x["direction"] == "inbound"]
+        res.check(len(mine) == 1 and mine[0]["src_identity"].endswith("/sa/sa-n1-p1") and
+                  mine[0]["dst_workload"] == "default/n2-p1",
+                  "connections on node 1: the open connection, outbound to default/n2-p1 "
+                  "(%s)" % mine)
+        res.check(len(mine) == 1 and [x["trace_id"] for x in theirs] == [mine[0]["trace_id"]],
+                  "connections on node 2: the same connection inbound, same trace id")
+        rc, out, _ = ctl(c, "connections")
+        res.check(rc == 0 and "outbound" in out and c.ip("n2-p1") in out,
+                  "connections (table): lists it")
+    finally:
+        s.close()
+    time.sleep(0.5)
+    rc, out, _ = ctl(c, "-o", "json", "connections")
+    res.check(rc == 0 and json.loads(out) == [], "connections: gone once closed (%s)" % out.strip())
+
+
 def explain_checks(c):
     """explain answers with the decisions real connections use."""
     c2 = c.ip("n2-p1")
@@ -172,6 +207,37 @@ def explain_checks(c):
               out.strip().splitlines()[-1:])
     rc, _, err = ctl(c, "explain", c.ip("n1-p1"))
     res.check(rc == 2 and "usage" in err, "explain with one argument: exit 2")
+    why_checks(c)
+
+
+def why_checks(c):
+    """why: the failure ring, by trace id on both nodes; explain's history."""
+    rc, out, _ = ctl(c, "-o", "json", "why")
+    fails = json.loads(out) if rc == 0 else []
+    deny = [f for f in fails if f["response_flags"] == "DENY" and
+            f["dst"].startswith(c.ip("n2-p2") + ":")]
+    res.check(deny and "denied by policy" in deny[0]["error"],
+              "why on node 1: the denied connection, DENY, 'denied by policy' (%s)" %
+              (deny[0]["error"][:100] if deny else [f["response_flags"] for f in fails]))
+    if deny:
+        trace = deny[0]["trace_id"]
+        rc1, out1, _ = ctl(c, "why", trace)
+        rc2, out2, _ = ctl(c, "why", trace, node="n2")
+        res.check(rc1 == 0 and rc2 == 0 and trace in out1 and trace in out2 and
+                  "DENY" in out2 and "inbound" in out2 and "deny-n1p1" in out2,
+                  "why %s: node 1's outbound line, and on node 2 the inbound line of the same "
+                  "connection naming the policy" % trace[:8])
+    rc, out, _ = ctl(c, "why", "0" * 31 + "1")
+    res.check(rc == 1 and "no failed connection" in out, "why with an unknown trace id: exit 1")
+    rc, _, err = ctl(c, "why", "not-a-trace")
+    res.check(rc == 2 and "32 lower-case hex" in err, "why with a malformed trace id: exit 2")
+    # Nothing listens on n2-p1:9: explain's answer depends on the destination,
+    # and says what the last real connection there met.
+    err = echo_probe(c.netns("n1-p1"), c.ip("n2-p1"), 9)
+    rc, out, _ = ctl(c, "explain", c.ip("n1-p1"), "%s:9" % c.ip("n2-p1"))
+    res.check(rc == 0 and "history" in out and "[CONNECT]" in out and "only node2 knows" in out,
+              "explain n1-p1 -> n2-p1:9 after a real attempt (%s): allowed, only node2 knows "
+              "whether anything listens, and the last attempt there failed [CONNECT]" % err)
 
 
 res.run(main)
