@@ -206,10 +206,26 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 	/* What real connections toward it met (the endpoint, as the access
 	 * log names it): what only the destination knows. */
 	sockaddr_str(&dec.dst, ep, sizeof(ep));
-	if (!failures_last_toward(ep, dname, last, sizeof(last)))
+	if (!failures_last_toward(ep, last, sizeof(last)))
 		last[0] = 0;
 	else
 		step(a, "history", "info", "%s", last);
+	/* No tunnel up and the last one toward that node could not open:
+	 * that is what a connection meets now, whatever the policy says. */
+	if (dec.route == OUTBOUND_TUNNEL && strcmp(tunnels_state(d->tunnels, pod->ident,
+								 dec.node->name), "ready")) {
+		const char *e = strstr(last, "[CONNECT] ");
+
+		if (e && strstr(e, "tunnel")) {
+			a->flag = "CONNECT";
+			snprintf(a->sentence, sizeof(a->sentence), "%s cannot reach %s now: no "
+				 "tunnel to node %s is up and the last attempt failed: %s (is weftd "
+				 "running on %s, at %s:%u, and does it accept this identity?)",
+				 pod->name, dst, dec.node->name, e + 10, dec.node->name,
+				 dec.node->address, dec.node->hbone_port);
+			return;
+		}
+	}
 	if (authz_decide(d, &az, why, sizeof(why))) {
 		a->verdict = "deny";
 		a->flag = "DENY";

@@ -106,14 +106,13 @@ size_t failures_json(const char *trace, const char *dst, size_t max, char *buf, 
 	return o < len ? o : len;
 }
 
-int failures_last_toward(const char *dst, const char *workload, char *out, size_t len)
+int failures_last_toward(const char *dst, char *out, size_t len)
 {
 	for (unsigned i = 0; i < count; i++) {
 		const struct failure *f = nth(i);
 		long ago;
 
-		if (strcmp(f->dst, dst) && (!workload || !workload[0] ||
-					    strcmp(f->dst_workload, workload)))
+		if (strcmp(f->dst, dst))
 			continue;
 		ago = (long)(time(NULL) - f->at);
 		snprintf(out, len, "the last connection toward it that failed, %ld s ago (%s, trace "

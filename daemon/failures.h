@@ -17,8 +17,8 @@ void failures_record(const struct access_entry *e);
  * trace, or toward dst ("ip:port" or a workload uid), or all (both NULL),
  * at most max of them. */
 size_t failures_json(const char *trace, const char *dst, size_t max, char *buf, size_t len);
-/* The newest failure toward dst ("ip:port") or workload uid: 1 with a
- * sentence in out, or 0. */
-int failures_last_toward(const char *dst, const char *workload, char *out, size_t len);
+/* The newest failure toward dst ("ip:port", the endpoint as the access log
+ * names it): 1 with a sentence in out, or 0. */
+int failures_last_toward(const char *dst, char *out, size_t len);
 
 #endif

@@ -47,6 +47,7 @@ struct tunnel {
 	uint64_t opened_ms, idle_since_ms, ping_sent_ms;
 	uint64_t opened_us;		/* for the set-up time in the log */
 	uint64_t streams_total, bytes_out, bytes_in;
+	int answered;			/* a CONNECT on it got an answer */
 };
 
 struct tunnel_req {
@@ -215,6 +216,8 @@ static void tunnel_on_response(struct h2tun *h2, int32_t id, int status)
 	struct tunnel_req *r = req_find_inflight(h2tun_udata(h2), id);
 	char why[160];
 
+	((struct tunnel *)h2tun_udata(h2))->answered = 1;
+
 	if (!r)
 		return;
 	req_unlink_inflight(r);
@@ -277,8 +280,14 @@ static void tunnel_on_close(struct h2tun *h2, int32_t id, enum h2tun_end how, ui
 	if (r) {
 		/* No answer to the CONNECT before the stream ended. */
 		req_unlink_inflight(r);
-		req_fail(r, how == H2TUN_END_TUNNEL ? "tunnel failed before the CONNECT was answered"
-			 : "CONNECT refused by the destination node",
+		req_fail(r, how != H2TUN_END_TUNNEL ? "CONNECT refused by the destination node" :
+			 t->answered ? "tunnel failed before the CONNECT was answered" :
+			 /* TLS 1.3: the server judges our certificate after our
+			  * side of the handshake is done, so a refusal of this
+			  * identity shows as a tunnel that closes unanswered. */
+			 "the destination node closed the new tunnel without answering: it did not "
+			 "accept this source identity (trust domain or certificate) or is going "
+			 "down; its log says which",
 			 how == H2TUN_END_TUNNEL ? "CONNECT" : "NO_ROUTE");
 	} else if (u) {
 		relay_stream_closed(u, how, code);
