@@ -13,6 +13,7 @@
 #include "authz.h"
 #include "certs.h"
 #include "explain.h"
+#include "jsonw.h"
 #include "failures.h"
 #include "outbound.h"
 #include "pods.h"
@@ -51,51 +52,27 @@ static struct step *step(struct answer *a, const char *name, const char *result,
 	return s;
 }
 
-static void json_str(char *buf, size_t len, size_t *o, const char *s)
-{
-	int n = snprintf(buf + *o, *o < len ? len - *o : 0, "\"");
-
-	*o += n > 0 ? (size_t)n : 0;
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			n = snprintf(buf + *o, *o < len ? len - *o : 0, "\\%c", c);
-		else if (c < 0x20)
-			n = snprintf(buf + *o, *o < len ? len - *o : 0, "\\u%04x", c);
-		else
-			n = snprintf(buf + *o, *o < len ? len - *o : 0, "%c", c);
-		*o += n > 0 ? (size_t)n : 0;
-	}
-	n = snprintf(buf + *o, *o < len ? len - *o : 0, "\"");
-	*o += n > 0 ? (size_t)n : 0;
-}
-
 static size_t answer_json(const struct answer *a, const char *src, const char *dst, char *buf,
 			  size_t len)
 {
-	size_t o = 0;
-	int n;
+	struct jw w = { buf, len, 0 };
 
-#define PUT(...) do { n = snprintf(buf + o, o < len ? len - o : 0, __VA_ARGS__); \
-		      o += n > 0 ? (size_t)n : 0; } while (0)
-	PUT("{\"source\":");
-	json_str(buf, len, &o, src);
-	PUT(",\"destination\":");
-	json_str(buf, len, &o, dst);
-	PUT(",\"verdict\":\"%s\",\"response_flags\":\"%s\",\"steps\":[", a->verdict,
-	    a->flag ? a->flag : "-");
+	jw_put(&w, "{\"source\":");
+	jw_str(&w, src);
+	jw_put(&w, ",\"destination\":");
+	jw_str(&w, dst);
+	jw_put(&w, ",\"verdict\":\"%s\",\"response_flags\":\"%s\",\"steps\":[", a->verdict,
+	       a->flag ? a->flag : "-");
 	for (int i = 0; i < a->n; i++) {
-		PUT("%s{\"step\":\"%s\",\"result\":\"%s\",\"says\":", i ? "," : "", a->s[i].name,
-		    a->s[i].result);
-		json_str(buf, len, &o, a->s[i].says);
-		PUT("}");
+		jw_put(&w, "%s{\"step\":\"%s\",\"result\":\"%s\",\"says\":", i ? "," : "",
+		       a->s[i].name, a->s[i].result);
+		jw_str(&w, a->s[i].says);
+		jw_put(&w, "}");
 	}
-	PUT("],\"sentence\":");
-	json_str(buf, len, &o, a->sentence);
-	PUT("}");
-#undef PUT
-	return o < len ? o : len;
+	jw_put(&w, "],\"sentence\":");
+	jw_str(&w, a->sentence);
+	jw_put(&w, "}");
+	return jw_end(&w);
 }
 
 static struct pod *explain_pod(struct weftd *d, const char *src)

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "failures.h"
+#include "jsonw.h"
 
 struct failure {
 	time_t at;
@@ -54,30 +55,12 @@ static int matches(const struct failure *f, const char *trace, const char *dst)
 	return 1;
 }
 
-static void json_str(char *buf, size_t len, size_t *o, const char *s)
-{
-	int n = snprintf(buf + *o, *o < len ? len - *o : 0, "\"");
-
-	*o += n > 0 ? (size_t)n : 0;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		n = c == '"' || c == '\\' ? snprintf(buf + *o, *o < len ? len - *o : 0, "\\%c", c) :
-		    c < 0x20 ? snprintf(buf + *o, *o < len ? len - *o : 0, "\\u%04x", c) :
-		    snprintf(buf + *o, *o < len ? len - *o : 0, "%c", c);
-		*o += n > 0 ? (size_t)n : 0;
-	}
-	n = snprintf(buf + *o, *o < len ? len - *o : 0, "\"");
-	*o += n > 0 ? (size_t)n : 0;
-}
-
 size_t failures_json(const char *trace, const char *dst, size_t max, char *buf, size_t len)
 {
-	size_t o = 0, shown = 0;
-	int n;
+	struct jw w = { buf, len, 0 };
+	size_t shown = 0;
 
-	n = snprintf(buf, len, "[");
-	o += n > 0 ? (size_t)n : 0;
+	jw_put(&w, "[");
 	for (unsigned i = 0; i < count && shown < max; i++) {
 		const struct failure *f = nth(i);
 		const char *fields[][2] = {
@@ -89,21 +72,16 @@ size_t failures_json(const char *trace, const char *dst, size_t max, char *buf, 
 
 		if (!matches(f, trace, dst))
 			continue;
-		n = snprintf(buf + o, o < len ? len - o : 0, "%s{\"at\":%lld", shown ? "," : "",
-			     (long long)f->at);
-		o += n > 0 ? (size_t)n : 0;
+		jw_put(&w, "%s{\"at\":%lld", shown ? "," : "", (long long)f->at);
 		for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++) {
-			n = snprintf(buf + o, o < len ? len - o : 0, ",\"%s\":", fields[k][0]);
-			o += n > 0 ? (size_t)n : 0;
-			json_str(buf, len, &o, fields[k][1]);
+			jw_put(&w, ",\"%s\":", fields[k][0]);
+			jw_str(&w, fields[k][1]);
 		}
-		n = snprintf(buf + o, o < len ? len - o : 0, "}");
-		o += n > 0 ? (size_t)n : 0;
+		jw_put(&w, "}");
 		shown++;
 	}
-	n = snprintf(buf + o, o < len ? len - o : 0, "]");
-	o += n > 0 ? (size_t)n : 0;
-	return o < len ? o : len;
+	jw_put(&w, "]");
+	return jw_end(&w);
 }
 
 int failures_last_toward(const char *dst, char *out, size_t len)

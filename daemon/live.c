@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Live connections (live.h). */
-#include <stdio.h>
-
+#include "jsonw.h"
 #include "live.h"
 
 static struct live_conn *live_head;
@@ -27,44 +26,27 @@ void live_del(struct live_conn *c)
 	c->pprev = NULL;
 }
 
-static void live_str(char *buf, size_t len, size_t *o, const char *key, const char *s)
-{
-	int n = snprintf(buf + *o, *o < len ? len - *o : 0, ",\"%s\":\"", key);
-
-	*o += n > 0 ? (size_t)n : 0;
-	for (s = s ? s : ""; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		n = ch == '"' || ch == '\\' ? snprintf(buf + *o, *o < len ? len - *o : 0, "\\%c", ch) :
-		    ch < 0x20 ? snprintf(buf + *o, *o < len ? len - *o : 0, "\\u%04x", ch) :
-		    snprintf(buf + *o, *o < len ? len - *o : 0, "%c", ch);
-		*o += n > 0 ? (size_t)n : 0;
-	}
-	n = snprintf(buf + *o, *o < len ? len - *o : 0, "\"");
-	*o += n > 0 ? (size_t)n : 0;
-}
-
 size_t live_json(uint64_t now_ms, size_t max, char *buf, size_t len)
 {
-	size_t o = 0, shown = 0;
-	int n;
+	struct jw w = { buf, len, 0 };
+	size_t shown = 0;
 
-	n = snprintf(buf, len, "[");
-	o += n > 0 ? (size_t)n : 0;
+	jw_put(&w, "[");
 	for (const struct live_conn *c = live_head; c && shown < max; c = c->next, shown++) {
-		n = snprintf(buf + o, o < len ? len - o : 0, "%s{\"age_ms\":%llu", shown ? "," : "",
-			     (unsigned long long)(now_ms - c->start_ms));
-		o += n > 0 ? (size_t)n : 0;
-		live_str(buf, len, &o, "direction", c->direction);
-		live_str(buf, len, &o, "trace_id", c->trace);
-		live_str(buf, len, &o, "src", c->src);
-		live_str(buf, len, &o, "dst", c->dst);
-		live_str(buf, len, &o, "src_identity", c->src_id);
-		live_str(buf, len, &o, "dst_workload", c->dst_workload);
-		n = snprintf(buf + o, o < len ? len - o : 0, "}");
-		o += n > 0 ? (size_t)n : 0;
+		const char *f[][2] = {
+			{ "direction", c->direction }, { "trace_id", c->trace }, { "src", c->src },
+			{ "dst", c->dst }, { "src_identity", c->src_id },
+			{ "dst_workload", c->dst_workload },
+		};
+
+		jw_put(&w, "%s{\"age_ms\":%llu", shown ? "," : "",
+		       (unsigned long long)(now_ms - c->start_ms));
+		for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+			jw_put(&w, ",\"%s\":", f[k][0]);
+			jw_str(&w, f[k][1]);
+		}
+		jw_put(&w, "}");
 	}
-	n = snprintf(buf + o, o < len ? len - o : 0, "]");
-	o += n > 0 ? (size_t)n : 0;
-	return o < len ? o : len;
+	jw_put(&w, "]");
+	return jw_end(&w);
 }

@@ -1,46 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Registry views for the admin API (regjson.h). The registry validated its
  * names, but every string is escaped all the same. */
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
+#include "jsonw.h"
 #include "regjson.h"
-
-struct jw {
-	char *buf;
-	size_t len, o;
-};
-
-static void jw_put(struct jw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void jw_put(struct jw *w, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(w->buf + w->o, w->o < w->len ? w->len - w->o : 0, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		w->o += (size_t)n;
-}
-
-static void jw_str(struct jw *w, const char *s)
-{
-	jw_put(w, "\"");
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			jw_put(w, "\\%c", c);
-		else if (c < 0x20)
-			jw_put(w, "\\u%04x", c);
-		else
-			jw_put(w, "%c", c);
-	}
-	jw_put(w, "\"");
-}
 
 static void jw_strv(struct jw *w, char *const *v, size_t n)
 {
@@ -64,10 +28,6 @@ static void jw_labels(struct jw *w, const struct reg_label *l, size_t n)
 	jw_put(w, "}");
 }
 
-static size_t jw_end(struct jw *w)
-{
-	return w->o < w->len ? w->o : w->len;
-}
 
 size_t regjson_services(const struct registry *r, char *buf, size_t len)
 {
