@@ -7,8 +7,9 @@
 #   make test      deps + all + unit, fuzz-smoke and integration tests, then the
 #                  data-path tests again on an ASan+UBSan build (build-asan/)
 #   make demo      deps + all + a 2-node cluster with weft, traffic, a summary
-#   make bench     micro-benchmarks, then the data-plane benchmark (bench/run.py;
-#                  BENCH_ARGS=--quick for the short run)
+#   make bench     micro-benchmarks, the data-plane benchmark (bench/run.py;
+#                  BENCH_ARGS=--quick for the short run), then what a metrics
+#                  scrape costs weftd (bench/scrape.py)
 #   make fuzz      each libFuzzer target for FUZZ_SECONDS (default 60)
 #
 # Switches: V=1 (show commands), WERROR=1, SANITIZE=address,undefined
@@ -242,6 +243,7 @@ bench: deps
 	$(Q)$(B)/bench/tlsbench
 	$(Q)/usr/bin/python3 bench/agent_certs.py $(if $(findstring --quick,$(BENCH_ARGS)),2000,10000)
 	$(Q)/usr/bin/python3 bench/run.py $(BENCH_ARGS)
+	$(Q)/usr/bin/python3 bench/scrape.py $(if $(findstring --quick,$(BENCH_ARGS)),--reps 1 --dur 10,)
 
 clean:
 	rm -rf $(B)

@@ -18,6 +18,7 @@ struct regwatch;
 struct tls_ctx;
 struct server;
 struct service;
+struct httpsrv;
 
 struct agent {
 	struct loop *loop;
@@ -28,6 +29,7 @@ struct agent {
 	struct tls_ctx *tls;
 	struct server *server;
 	struct service *service;
+	struct httpsrv *metrics;	/* NULL with metrics_listen: off */
 	int draining;
 };
 

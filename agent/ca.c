@@ -762,3 +762,8 @@ const char *ca_bundle_path(const struct ca *ca)
 {
 	return ca ? ca->bundle_path : NULL;
 }
+
+time_t ca_not_after(const struct ca *ca)
+{
+	return ca->not_after;
+}

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct ca;
 struct csr;
@@ -36,5 +37,7 @@ void ca_chain_free(char **chain, size_t n);
 const char *ca_bundle_pem(const struct ca *ca, size_t *len);
 /* Path of the bundle file written into state_dir. */
 const char *ca_bundle_path(const struct ca *ca);
+/* When the signing certificate expires (no certificate outlives it). */
+time_t ca_not_after(const struct ca *ca);
 
 #endif

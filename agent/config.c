@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <weft/cfgmap.h>
+#include <weft/sockaddr.h>
 
 #include "config.h"
 
@@ -31,6 +32,7 @@ static const char *config_dns_check(const char *name)
 	{ .key = k, .type = t, .off = offsetof(struct agent_config, field), __VA_ARGS__ }
 static const struct cfgmap_field config_fields[] = {
 	F("listen", CFGMAP_STR, listen),
+	F("metrics_listen", CFGMAP_STR, metrics_listen),
 	F("trust_domain", CFGMAP_STR, trust_domain),
 	F("state_dir", CFGMAP_PATH, state_dir),
 	F("token_file", CFGMAP_PATH, token_file),
@@ -60,6 +62,7 @@ static int config_defaults(struct agent_config *c)
 	c->max_connections = 4096;
 	c->handshake_timeout_ms = 10000;
 	c->listen = strdup("0.0.0.0:15012");
+	c->metrics_listen = strdup("0.0.0.0:15014");
 	c->trust_domain = strdup("cluster.local");
 	c->state_dir = strdup("/var/lib/weft-agent");
 	c->log_level = strdup("info");
@@ -72,11 +75,13 @@ static int config_defaults(struct agent_config *c)
 			return -ENOMEM;
 		c->dns_names.n++;
 	}
-	return c->listen && c->trust_domain && c->state_dir && c->log_level ? 0 : -ENOMEM;
+	return c->listen && c->metrics_listen && c->trust_domain && c->state_dir && c->log_level ? 0 : -ENOMEM;
 }
 
 static int config_check(struct agent_config *c, const char *name, char *err, size_t errlen)
 {
+	struct sockaddr_storage ss;
+	socklen_t sslen;
 	char msg[160];
 
 	/* An unset default follows a lower cap; two explicit values that
@@ -98,6 +103,10 @@ static int config_check(struct agent_config *c, const char *name, char *err, siz
 		snprintf(msg, sizeof(msg), "log_level must be error, warn, info or debug");
 	else if (!strchr(c->listen, ':'))
 		snprintf(msg, sizeof(msg), "listen: expected host:port, got \"%.64s\"", c->listen);
+	else if (strcmp(c->metrics_listen, "off") &&
+		 sockaddr_parse(c->metrics_listen, &ss, &sslen))
+		snprintf(msg, sizeof(msg), "metrics_listen: expected a numeric host:port or off, "
+			 "got \"%.64s\"", c->metrics_listen);
 	else
 		return 0;
 	snprintf(err, errlen, "%s: %s", name, msg);

@@ -14,6 +14,7 @@
 
 struct agent_config {
 	char *listen;			/* "host:port", default "0.0.0.0:15012" */
+	char *metrics_listen;		/* "host:port" or "off", default "0.0.0.0:15014" */
 	char *trust_domain;		/* default "cluster.local" */
 	char *state_dir;		/* default "/var/lib/weft-agent" */
 	char *token_file;		/* required */

@@ -13,6 +13,7 @@
 #include <wolfssl/ssl.h>
 
 #include <weft/file.h>
+#include <weft/httpsrv.h>
 #include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/loop.h>
@@ -23,6 +24,7 @@
 #include "agent.h"
 #include "ca.h"
 #include "config.h"
+#include "metrics.h"
 #include <weft/registry.h>
 #include "regwatch.h"
 #include "server.h"
@@ -239,6 +241,9 @@ int main(int argc, char **argv)
 	a.server = server_new(&a, err, sizeof(err));
 	if (!a.server)
 		goto fail;
+	a.metrics = agent_metrics_listen(&a, err, sizeof(err));
+	if (!a.metrics && err[0])
+		goto fail;
 	the_agent = &a;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -251,14 +256,16 @@ int main(int argc, char **argv)
 	}
 	const struct registry *r = regwatch_current(a.reg, NULL);
 	log_info("serving gRPC on %s: trust domain %s, %zu node tokens, registry %zu nodes / "
-		 "%zu workloads, root bundle %s", server_addr(a.server), a.cfg->trust_domain,
-		 tokens_count(a.tokens), r->n_nodes, r->n_workloads, ca_bundle_path(a.ca));
+		 "%zu workloads, root bundle %s; metrics %s", server_addr(a.server),
+		 a.cfg->trust_domain, tokens_count(a.tokens), r->n_nodes, r->n_workloads,
+		 ca_bundle_path(a.ca), a.cfg->metrics_listen);
 	rc = loop_run(a.loop) ? 1 : 0;
 	log_info("stopped");
 	goto out;
 fail:
 	log_error("%s", err);
 out:
+	httpsrv_free(a.metrics);
 	server_free(a.server);
 	regwatch_free(a.reg);
 	service_free(a.service);

@@ -34,6 +34,7 @@ struct regwatch {
 	struct loop_timer debounce;
 	struct registry *reg;
 	uint64_t version;
+	uint64_t failures;		/* reloads refused */
 	unsigned char digest[crypto_generichash_BYTES];
 	regwatch_change_fn on_change;
 	void *arg;
@@ -67,6 +68,7 @@ int regwatch_reload(struct regwatch *rw)
 	struct registry *next, *prev;
 
 	if (regwatch_read_file(rw, &next, digest, err, sizeof(err))) {
+		rw->failures++;
 		log_error("registry not reloaded, keeping version %llu: %s",
 			  (unsigned long long)rw->version, err);
 		return -EINVAL;
@@ -222,4 +224,9 @@ const struct registry *regwatch_current(const struct regwatch *rw, uint64_t *ver
 	if (version)
 		*version = rw->version;
 	return rw->reg;
+}
+
+uint64_t regwatch_failures(const struct regwatch *rw)
+{
+	return rw->failures;
 }

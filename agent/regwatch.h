@@ -24,6 +24,8 @@ struct regwatch *regwatch_new(struct loop *l, const char *path,
 void regwatch_free(struct regwatch *rw);
 /* Current registry and its version (starts at 1). */
 const struct registry *regwatch_current(const struct regwatch *rw, uint64_t *version);
+/* Reloads refused because the file did not parse (or could not be read). */
+uint64_t regwatch_failures(const struct regwatch *rw);
 /* Reload now (also used by SIGHUP). 0 changed or unchanged, -EINVAL bad file. */
 int regwatch_reload(struct regwatch *rw);
 

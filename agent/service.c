@@ -63,21 +63,29 @@ struct watcher {
 
 struct service {
 	struct agent *agent;
-	struct grpc_method methods[2];
+	struct grpc_method methods[SERVICE_METHODS];
 	struct grpc_server grpc;
 	struct watcher *watchers;
 	struct node_quota *quotas;
 	size_t n_quotas;
-	uint64_t issued;
+	struct service_stats stats;
 };
 
-/* Answer a call with an error and log why, once, in words. */
-static void service_refuse(struct grpc_call *call, const char *what, enum grpc_status st,
-			   const char *why)
+static const char *const service_method_names[SERVICE_METHODS] = {
+	[SERVICE_CERT] = "CreateCertificate",
+	[SERVICE_WATCH] = "Registry/Watch",
+};
+
+/* Answer a call with an error, count it by reason and log why, once, in
+ * words. */
+static void service_refuse(struct service *svc, struct grpc_call *call, enum service_method m,
+			   enum service_refusal r, enum grpc_status st, const char *why)
 {
 	struct agent_conn *ac = grpc_call_conn_ctx(call);
 
-	log_warn("%s from %s refused: %s: %s", what, ac->peer, grpc_status_name(st), why);
+	svc->stats.refused[m][r]++;
+	log_warn("%s from %s refused: %s: %s", service_method_names[m], ac->peer,
+		 grpc_status_name(st), why);
 	grpc_call_finish(call, st, why);
 }
 
@@ -139,12 +147,15 @@ static struct node_quota *service_quota(struct service *svc, const char *node)
 	return nq;
 }
 
-static const char *service_method_name(const struct grpc_call *call)
+/* Which of our methods a call is for; grpc.c refuses unknown paths before
+ * the auth hook runs. */
+static enum service_method service_method_of(const struct service *svc,
+					     const struct grpc_call *call)
 {
-	const char *path = grpc_call_path(call), *slash;
+	const char *path = grpc_call_path(call);
 
-	slash = path ? strrchr(path, '/') : NULL;
-	return slash ? slash + 1 : "call";
+	return path && !strcmp(path, svc->methods[SERVICE_WATCH].path) ? SERVICE_WATCH
+									: SERVICE_CERT;
 }
 
 /* grpc.c's auth hook: the caller is a node, and that node has room for one
@@ -153,16 +164,20 @@ static enum grpc_status service_auth(struct grpc_call *call, void *arg, struct g
 {
 	struct service *svc = arg;
 	struct agent_conn *ac = grpc_call_conn_ctx(call);
-	const char *what = service_method_name(call);
+	enum service_method m = service_method_of(svc, call);
+	enum service_refusal r = SERVICE_REFUSED_QUOTA;
 	struct node_quota *nq;
 
 	if (service_caller(svc, call, out->who, sizeof(out->who), out->why, sizeof(out->why))) {
-		log_warn("%s from %s refused: UNAUTHENTICATED: %s", what, ac->peer, out->why);
+		svc->stats.refused[m][SERVICE_REFUSED_UNAUTHENTICATED]++;
+		log_warn("%s from %s refused: UNAUTHENTICATED: %s", service_method_names[m],
+			 ac->peer, out->why);
 		return GRPC_UNAUTHENTICATED;
 	}
 	nq = service_quota(svc, out->who);
 	if (!nq) {
 		snprintf(out->why, sizeof(out->why), "out of memory");
+		r = SERVICE_REFUSED_UNAVAILABLE;
 	} else if (nq->q.calls >= SERVICE_NODE_CALLS) {
 		snprintf(out->why, sizeof(out->why), "node %s has %u calls open (at most %u)",
 			 out->who, nq->q.calls, SERVICE_NODE_CALLS);
@@ -171,7 +186,9 @@ static enum grpc_status service_auth(struct grpc_call *call, void *arg, struct g
 		server_conn_authenticated(ac);
 		return GRPC_OK;
 	}
-	log_warn("%s from %s refused: RESOURCE_EXHAUSTED: %s", what, ac->peer, out->why);
+	svc->stats.refused[m][r]++;
+	log_warn("%s from %s refused: RESOURCE_EXHAUSTED: %s", service_method_names[m], ac->peer,
+		 out->why);
 	return GRPC_RESOURCE_EXHAUSTED;
 }
 
@@ -319,7 +336,6 @@ static int service_authorize(struct service *svc, const char *node, const char *
 static void service_create_certificate(struct grpc_call *call, const uint8_t *msg,
 				       size_t len, void *arg)
 {
-	static const char what[] = "CreateCertificate";
 	struct service *svc = arg;
 	struct agent *a = svc->agent;
 	Istio__V1__Auth__IstioCertificateRequest *req;
@@ -336,35 +352,36 @@ static void service_create_certificate(struct grpc_call *call, const uint8_t *ms
 	int err;
 
 	if (!service_request_depth_ok(msg, len, SERVICE_META_DEPTH))
-		return service_refuse(call, what, GRPC_INVALID_ARGUMENT,
+		return service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_MALFORMED,
+				      GRPC_INVALID_ARGUMENT,
 				      "malformed request (bad protobuf or metadata nested too deep)");
 	req = istio__v1__auth__istio_certificate_request__unpack(NULL, len, msg);
 	if (!req)
-		return service_refuse(call, what, GRPC_INVALID_ARGUMENT,
-				      "malformed IstioCertificateRequest");
+		return service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_MALFORMED,
+				      GRPC_INVALID_ARGUMENT, "malformed IstioCertificateRequest");
 	imp = service_impersonated(req, &bad);
 	if (bad) {
-		service_refuse(call, what, GRPC_INVALID_ARGUMENT, bad);
+		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_MALFORMED, GRPC_INVALID_ARGUMENT, bad);
 		goto out_req;
 	}
 	if (csr_parse(req->csr, strlen(req->csr), &csr, why, sizeof(why))) {
 		char m[1100];
 		snprintf(m, sizeof(m), "bad CSR: %s", why);
-		service_refuse(call, what, GRPC_INVALID_ARGUMENT, m);
+		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_BAD_CSR, GRPC_INVALID_ARGUMENT, m);
 		goto out_req;
 	}
 	spiffe_node_format(node_id, sizeof(node_id), a->cfg->trust_domain, node);
 	want = imp && imp[0] ? imp : node_id;
 	err = service_authorize(svc, node, want, imp && imp[0], why, sizeof(why));
 	if (err) {
-		service_refuse(call, what, err == -EINVAL ? GRPC_INVALID_ARGUMENT
-				: GRPC_PERMISSION_DENIED, why);
+		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_NOT_AUTHORIZED,
+			       err == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_PERMISSION_DENIED, why);
 		goto out_csr;
 	}
 	if (strcmp(csr.uri, want)) {
 		char m[SPIFFE_ID_MAX * 2 + 64];
 		snprintf(m, sizeof(m), "CSR is for %s but the request is for %s", csr.uri, want);
-		service_refuse(call, what, GRPC_PERMISSION_DENIED, m);
+		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_CSR_MISMATCH, GRPC_PERMISSION_DENIED, m);
 		goto out_csr;
 	}
 	ttl = a->cfg->ttl_default_s;
@@ -374,7 +391,7 @@ static void service_create_certificate(struct grpc_call *call, const uint8_t *ms
 	err = ca_sign(a->ca, csr.pubkey_der, csr.pubkey_len, want, NULL, 0, ttl, &chain, &n_chain);
 	if (err) {
 		snprintf(why, sizeof(why), "signing failed: %s", strerror(-err));
-		service_refuse(call, what, GRPC_INTERNAL, why);
+		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_UNAVAILABLE, GRPC_INTERNAL, why);
 		goto out_csr;
 	}
 	resp.cert_chain = chain;
@@ -382,11 +399,12 @@ static void service_create_certificate(struct grpc_call *call, const uint8_t *ms
 	len = istio__v1__auth__istio_certificate_response__get_packed_size(&resp);
 	out = malloc(len ? len : 1);
 	if (!out) {
-		service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED,
+			       "out of memory");
 		goto out_chain;
 	}
 	istio__v1__auth__istio_certificate_response__pack(&resp, out);
-	svc->issued++;
+	svc->stats.certs_issued++;
 	log_info("issued %s to node %s (%s) for %us", want, node,
 		 ((struct agent_conn *)grpc_call_conn_ctx(call))->peer, ttl);
 	if (grpc_call_send(call, out, len))
@@ -404,6 +422,7 @@ out_req:
 static void watcher_remove(struct watcher *w)
 {
 	w->nq->watches--;
+	w->svc->stats.watches--;
 	*w->pprev = w->next;
 	if (w->next)
 		w->next->pprev = w->pprev;
@@ -421,7 +440,6 @@ static void watcher_on_cancel(struct grpc_call *call, void *arg)
 
 static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len, void *arg)
 {
-	static const char what[] = "Registry/Watch";
 	struct service *svc = arg;
 	Weft__Registry__V1__WatchRequest *req;
 	const struct registry *reg;
@@ -435,23 +453,27 @@ static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len
 
 	req = weft__registry__v1__watch_request__unpack(NULL, len, msg);
 	if (!req)
-		return service_refuse(call, what, GRPC_INVALID_ARGUMENT, "malformed WatchRequest");
+		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_MALFORMED, GRPC_INVALID_ARGUMENT,
+				      "malformed WatchRequest");
 	weft__registry__v1__watch_request__free_unpacked(req, NULL);
 	if (svc->agent->draining)
-		return service_refuse(call, what, GRPC_UNAVAILABLE, "agent is shutting down");
+		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_UNAVAILABLE, GRPC_UNAVAILABLE,
+				      "agent is shutting down");
 	nq = service_quota(svc, node);
 	if (!nq)
-		return service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED,
+				      "out of memory");
 	if (nq->watches >= SERVICE_NODE_WATCHES) {
 		snprintf(why, sizeof(why), "node %s has %u registry watches open (at most %u)",
 			 node, nq->watches, SERVICE_NODE_WATCHES);
-		return service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, why);
+		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_QUOTA, GRPC_RESOURCE_EXHAUSTED, why);
 	}
 	reg = regwatch_current(svc->agent->reg, &version);
 	w = calloc(1, sizeof(*w));
 	if (!w || regproto_snapshot(reg, version, &snap, &snaplen)) {
 		free(w);
-		return service_refuse(call, what, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED,
+				      "out of memory");
 	}
 	if (grpc_call_send(call, snap, snaplen)) {
 		free(snap);
@@ -463,6 +485,8 @@ static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len
 	w->svc = svc;
 	w->nq = nq;
 	nq->watches++;
+	svc->stats.watches++;
+	svc->stats.watches_opened++;
 	w->call = call;
 	w->ac = grpc_call_conn_ctx(call);
 	snprintf(w->node, sizeof(w->node), "%s", node);
@@ -500,11 +524,13 @@ void service_registry_changed(void *arg, const struct registry *prev,
 				 w->node, w->ac->peer, grpc_call_pending(w->call));
 			grpc_call_finish(w->call, GRPC_UNAVAILABLE,
 					 "watcher too slow; reconnect for a fresh snapshot");
+			svc->stats.watches_dropped++;
 			server_conn_kick(w->ac);
 			watcher_remove(w);
 			continue;
 		}
 		grpc_call_send(w->call, delta, len);
+		svc->stats.updates_sent++;
 		server_conn_kick(w->ac);
 	}
 	free(delta);
@@ -527,18 +553,18 @@ struct service *service_new(struct agent *a)
 	if (!svc)
 		return NULL;
 	svc->agent = a;
-	svc->methods[0] = (struct grpc_method){
+	svc->methods[SERVICE_CERT] = (struct grpc_method){
 		.path = "/istio.v1.auth.IstioCertificateService/CreateCertificate",
 		.handler = service_create_certificate,
 		.arg = svc,
 	};
-	svc->methods[1] = (struct grpc_method){
+	svc->methods[SERVICE_WATCH] = (struct grpc_method){
 		.path = "/weft.registry.v1.Registry/Watch",
 		.handler = service_watch,
 		.arg = svc,
 	};
 	svc->grpc.methods = svc->methods;
-	svc->grpc.n_methods = 2;
+	svc->grpc.n_methods = SERVICE_METHODS;
 	svc->grpc.max_msg = GRPC_MSG_MAX;
 	svc->grpc.auth = service_auth;
 	svc->grpc.auth_arg = svc;
@@ -562,4 +588,9 @@ void service_free(struct service *svc)
 const struct grpc_server *service_grpc(const struct service *svc)
 {
 	return &svc->grpc;
+}
+
+const struct service_stats *service_stats(const struct service *svc)
+{
+	return &svc->stats;
 }

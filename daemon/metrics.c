@@ -9,6 +9,7 @@
 
 #include <weft/loop.h>
 #include <weft/series.h>
+#include <weft/version.h>
 
 #include "certs.h"
 #include "inbound.h"
@@ -18,9 +19,6 @@
 #include "tunnel.h"
 #include "weftd.h"
 
-#ifndef WEFT_VERSION
-#define WEFT_VERSION "dev"
-#endif
 
 /* The counters of one istio_tcp series. */
 enum { MV_OPENED = 0, MV_CLOSED, MV_FAILED, MV_SENT, MV_RECEIVED };

@@ -190,8 +190,7 @@ static int promtext_stat(double *cpu, double *start, double *vsize, double *rss)
 	return 0;
 }
 
-/* A family of one unlabelled sample. */
-static void promtext_one(struct promtext *t, const char *name, const char *type,
+void promtext_one(struct promtext *t, const char *name, const char *type,
 			 const char *help, double v)
 {
 	promtext_family(t, name, type, help);

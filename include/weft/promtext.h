@@ -33,6 +33,9 @@ void promtext_sample(struct promtext *t, const char *name, const char *const *ke
 		     const char *const *values, size_t n, double value);
 void promtext_sample_u64(struct promtext *t, const char *name, const char *const *keys,
 			 const char *const *values, size_t n, uint64_t value);
+/* A family of one unlabelled sample. */
+void promtext_one(struct promtext *t, const char *name, const char *type, const char *help,
+		  double v);
 /* process_cpu_seconds_total, process_resident_memory_bytes,
  * process_virtual_memory_bytes, process_open_fds, process_max_fds,
  * process_start_time_seconds (from /proc/self). */

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """weft-agent refuses bad callers and bad CSRs with the right gRPC status,
-and keeps serving good requests afterwards."""
+keeps serving good requests afterwards, and its metrics (15014) count
+each refusal under its reason."""
 import os
 import sys
 
@@ -117,5 +118,14 @@ with Agent() as agent:
     res.check("PERMISSION_DENIED" in log and "no workload with namespace default and service "
               "account echo on node node1" in log, "refusal logged with the reason in words")
     res.check(agent.alive(), "agent still running")
+
+    m = agent.metrics()
+    want = {"unauthenticated": 2, "not_authorized": 2, "csr_mismatch": 2, "bad_csr": 6,
+            "malformed": 2, "quota": 0, "unavailable": 0}
+    got = {r: m.get(("weft_agent_certificates_refused_total", r)) for r in want}
+    res.check(got == want, "weft_agent_certificates_refused_total by reason: %s" % got)
+    res.check(m.get(("weft_agent_certificates_issued_total", None)) == 2,
+              "weft_agent_certificates_issued_total is 2, the two good requests (%s)" %
+              m.get(("weft_agent_certificates_issued_total", None)))
 
 res.done()

@@ -9,10 +9,12 @@ cluster netns; none of weft's code.
      tunnel from node 1) still works while they are held, and every idle
      one is closed by its handshake deadline (connect_timeout, 10 s) plus a
      margin.
- (c) a slow-byte client on node 2's readiness port 15021 (one byte every
+ (c) on each small HTTP endpoint -- node 2's readiness 15021 and metrics
+     15020, the agent's metrics 15014 -- a slow-byte client (one byte every
      0.5 s, never finishing its request) is cut at the absolute request
-     deadline (5 s), while 15021 keeps answering others; 200 idle
-     connections from one address do not lock out a client from another.
+     deadline (5 s), while the endpoint keeps answering others; 200 idle
+     connections from one address do not lock out a client from another;
+     control bytes and an oversized request line get a 400 at once.
  (a) node 1's weftd starts with RLIMIT_NOFILE 96 (cluster.sh's
      WEFT_TEST_WEFTD_NOFILE), so its fd ceiling is 80 and a pod's share 20.
      (a1) a pod (n1-p2) opening 400 app connections gets its share, all
@@ -44,7 +46,7 @@ NAME = "atkx"
 ECHO_PORT = 8080
 IDLE_CONNECTS = 5000
 HS_DEADLINE_S = 10.0          # weftd's connect_timeout default bounds the TLS handshake
-REQ_DEADLINE_S = 5.0          # 15021 / 15000: absolute per-request deadline
+REQ_DEADLINE_S = 5.0          # lib/httpsrv.c: absolute per-request deadline
 WEFTD1_NOFILE = 96
 ATTACK_CONNS = 400
 TICK = os.sysconf("SC_CLK_TCK")
@@ -203,21 +205,37 @@ def case_idle_hbone(c):
     back_to_baseline(c, 2, pid, fds0, live0, tun0, "5,000 idle connects")
 
 
-def case_slow_ready(c):
-    """(c) slow-byte client on 15021 and a crowd of idle ones."""
-    pid = weftd_pid(c, 2)
-    fds0, (live0, tun0) = nfds(pid), live(c, 2)
+def agent_pid(c):
+    return int(open(os.path.join(c.dir, "agent", "agent.pid")).read().split()[0])
 
-    def ready(target, ip):
-        p = c.run(target, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
-                           "--max-time", "3", "http://%s:15021/healthz/ready" % ip],
-                  check=False)
+
+# The small HTTP endpoints (lib/httpsrv.c): (who, address, a good request's path).
+HTTP_ENDPOINTS = (
+    ("node 2's readiness", ("172.30.0.2", 15021), "/healthz/ready"),
+    ("node 2's metrics", ("172.30.0.2", 15020), "/metrics"),
+    ("the agent's metrics", ("172.30.0.250", 15014), "/metrics"),
+)
+
+
+def case_slow_http(c, who, addr, path):
+    """(c) a slow-byte client and a crowd of idle ones on one endpoint."""
+    agent = addr[1] == 15014
+    pid = agent_pid(c) if agent else weftd_pid(c, 2)
+    fds0 = nfds(pid)
+    live0, tun0 = (0, 0) if agent else live(c, 2)
+    where = "%s:%d" % addr
+
+    def answer():
+        # From node 2's netns: another address than the attacker's (node 1).
+        p = c.run("n2", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                         "--max-time", "3", "http://%s%s" % (where, path)], check=False)
         return p.stdout.decode().strip()
 
     s = netns_socket(c.netns("n1"))
     s.settimeout(2)
-    s.connect(("172.30.0.2", 15021))
-    req = b"GET /healthz/ready HTTP/1.1\r\nHost: 172.30.0.2\r\nUser-Agent: slow\r\n\r\n"
+    s.connect(addr)
+    req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: slow\r\n\r\n" %
+           (path, addr[0])).encode()
     t0 = time.time()
     cut, answers, i = None, [], 0
     next_probe = t0 + 1.0
@@ -239,33 +257,54 @@ def case_slow_ready(c):
                 cut = time.time() - t0
                 break
         if time.time() >= next_probe:
-            answers.append(ready("n2", "127.0.0.1"))
+            answers.append(answer())
             next_probe = time.time() + 1.0
     s.close()
     res.check(cut is not None and REQ_DEADLINE_S - 1.0 <= cut <= REQ_DEADLINE_S + 1.5,
-              "(c) a slow-byte client on 15021 (1 byte / 0.5 s) is cut at the absolute "
+              "(c) %s %s: a slow-byte client (1 byte / 0.5 s) is cut at the absolute "
               "request deadline of %.0f s (%s, %d bytes sent)" % (
-                  REQ_DEADLINE_S, "cut after %.1f s" % cut if cut is not None
+                  who, where, REQ_DEADLINE_S, "cut after %.1f s" % cut if cut is not None
                   else "still open after 12 s", i))
     res.check(answers and all(a == "200" for a in answers),
-              "(c) 15021 kept answering others meanwhile (%s)" % answers)
+              "(c) %s kept answering others meanwhile (%s)" % (who, answers))
 
-    crowd = open_many(c.netns("n1"), ("172.30.0.2", 15021), 200)
+    crowd = open_many(c.netns("n1"), addr, 200)
     try:
         time.sleep(0.5)
-        code = ready("n2", "127.0.0.1")
-        res.check(code == "200", "(c) with %d idle connections to 15021 from node 1, a client "
-                  "from another address is answered (%s)" % (len(crowd), code))
+        code = answer()
+        res.check(code == "200", "(c) with %d idle connections to %s from node 1, a client "
+                  "from another address is answered (%s)" % (len(crowd), who, code))
         held = sum(1 for x in crowd if not select.select([x], [], [], 0)[0])
-        res.check(held < len(crowd), "(c) 15021 caps the connections of one address: %d of "
-                  "%d idle ones kept open" % (held, len(crowd)))
+        res.check(held < len(crowd), "(c) %s caps the connections of one address: %d of "
+                  "%d idle ones kept open" % (who, held, len(crowd)))
         last, still = wait_closed(crowd, REQ_DEADLINE_S + 2.0)
-        res.check(last is not None, "(c) the idle crowd is closed by the request deadline "
-                  "(%s)" % ("%.1f s" % last if last is not None else "%d still open" % still))
+        res.check(last is not None, "(c) the idle crowd on %s is closed by the request "
+                  "deadline (%s)" % (who, "%.1f s" % last if last is not None
+                                     else "%d still open" % still))
     finally:
         for x in crowd:
             x.close()
-    back_to_baseline(c, 2, pid, fds0, live0, tun0, "the 15021 clients")
+    for junk, what in ((b"\x00\x01\x02 garbage\r\n\r\n", "control bytes"),
+                       (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n", "a 9 KB request line")):
+        x = netns_socket(c.netns("n1"))
+        x.settimeout(3)
+        x.connect(addr)
+        try:
+            x.sendall(junk)
+            got = x.recv(64)
+        except OSError as e:
+            got = ("%s" % e).encode()
+        x.close()
+        res.check(got.startswith(b"HTTP/1.1 400"),
+                  "(c) %s answers %s with 400 at once (%r)" % (who, what, got[:16]))
+    if agent:
+        deadline = time.time() + 2.0
+        while nfds(pid) > fds0 and time.time() < deadline:
+            time.sleep(0.1)
+        res.check(nfds(pid) <= fds0, "after the %s clients: the agent's fds back to baseline "
+                  "(%d, baseline %d)" % (who, nfds(pid), fds0))
+    else:
+        back_to_baseline(c, 2, pid, fds0, live0, tun0, "the %s clients" % who)
 
 
 def case_admin_methods(c):
@@ -447,7 +486,8 @@ def main():
             raise RuntimeError("echo server in n2-p1 did not listen")
         pids = (weftd_pid(c, 1), weftd_pid(c, 2))
         case_idle_hbone(c)      # first: node 1 has no tunnel to node 2 yet
-        case_slow_ready(c)
+        for who, addr, path in HTTP_ENDPOINTS:
+            case_slow_http(c, who, addr, path)
         case_admin_methods(c)
         case_fd_exhaust(c)
         res.check((weftd_pid(c, 1), weftd_pid(c, 2)) == pids and

@@ -66,6 +66,13 @@ def log_line(c, k, trace):
     return None
 
 
+def show(what, out):
+    """weftctl explain's answer in the test's output, as an operator sees it."""
+    print("  info %s: weftctl explain:" % what)
+    for ln in out.rstrip().splitlines():
+        print("  |   " + ln)
+
+
 def four_signals(c, what, k, flag, dst_prefix, words, explain_args, explain_words,
                  metric_labels):
     """The access-log line (words), its flag, the metric and explain agree."""
@@ -82,6 +89,7 @@ def four_signals(c, what, k, flag, dst_prefix, words, explain_args, explain_word
               "%d counts it (%d)" % (what, flag, k, n))
     if explain_args:
         rc, out, _ = ctl(c, "n1", "explain", *explain_args)
+        show(what, out)
         res.check(rc == 1 and explain_words in out,
                   "%s: weftctl explain says so, exit 1 (%r)" % (
                       what, out.strip().splitlines()[-1][:160] if out.strip() else ""))
@@ -123,6 +131,7 @@ def main():
         four_signals(c, "(c) nothing listens", 1, "CONNECT", "%s:9" % c.ip("n2-p1"),
                      "503", None, None, {"reporter": "source"})
         rc, out, _ = ctl(c, "n1", "explain", src, "%s:9" % c.ip("n2-p1"))
+        show("(c) nothing listens", out)
         res.check("only node2 knows" in out and "[CONNECT]" in out,
                   "(c) explain: only node2 knows whether anything listens, and the last "
                   "attempt there failed [CONNECT] (exit %d)" % rc)
@@ -194,6 +203,7 @@ def untrusted_domain():
             res.check(failed_metric(c, 1, f["response_flags"], reporter="source") >= 1,
                       "(f) node 1 counts it in istio_tcp_connections_failed_total")
             rc, out, _ = ctl(c, "n1", "explain", c.ip("n1-p1"), "%s:8080" % c.ip("n2-p1"))
+            show("(f) trust domain not accepted", out)
             res.check(rc == 1 and "did not accept this source identity" in out,
                       "(f) weftctl explain says the destination did not accept the identity "
                       "(%r)" %

@@ -8,6 +8,7 @@ when the test fails.
 """
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -98,6 +99,7 @@ class Agent:
     def __init__(self, registry=REGISTRY, ttl_max="24h", extra=""):
         self.dir = tempfile.mkdtemp(prefix="weft-agent-test-")
         self.port = free_port()
+        self.metrics_port = free_port()
         self.addr = "localhost:%d" % self.port
         self.registry_path = os.path.join(self.dir, "registry.yaml")
         self.log_path = os.path.join(self.dir, "agent.log")
@@ -111,6 +113,7 @@ class Agent:
         self.config_path = os.path.join(self.dir, "agent.yaml")
         with open(self.config_path, "w") as f:
             f.write("listen: 127.0.0.1:%d\n" % self.port)
+            f.write("metrics_listen: 127.0.0.1:%d\n" % self.metrics_port)
             f.write("trust_domain: %s\n" % TD)
             f.write("state_dir: state\n")
             f.write("token_file: tokens\n")
@@ -140,6 +143,18 @@ class Agent:
             raise RuntimeError("weft-agent did not listen:\n" + self.read_log())
         self.root_pem = open(os.path.join(self.dir, "state", "root-cert.pem"), "rb").read()
         return self
+
+    def metrics(self):
+        """{(name, reason label or None): value} from the agent's /metrics."""
+        import urllib.request
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port,
+                                      timeout=5).read().decode()
+        out = {}
+        for line in body.splitlines():
+            m = re.match(r'^([a-z_]+)(?:\{(?:reason="([a-z_]+)")?[^}]*\})? (\S+)$', line)
+            if m:
+                out[(m.group(1), m.group(2))] = float(m.group(3))
+        return out
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -5,6 +5,7 @@
 
 static const char good[] =
 	"listen: 127.0.0.1:15012\n"
+	"metrics_listen: 127.0.0.1:15014\n"
 	"trust_domain: example.org\n"
 	"state_dir: state\n"
 	"token_file: /etc/weft/tokens\n"
@@ -40,6 +41,7 @@ int main(void)
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_EQ_STR(c->listen, "127.0.0.1:15012");
+		CHECK_EQ_STR(c->metrics_listen, "127.0.0.1:15014");
 		CHECK_EQ_STR(c->trust_domain, "example.org");
 		CHECK_EQ_STR(c->state_dir, "/base/state");
 		CHECK_EQ_STR(c->token_file, "/etc/weft/tokens");
@@ -59,6 +61,7 @@ int main(void)
 	CHECK(c != NULL);
 	if (c) {
 		CHECK_EQ_STR(c->listen, "0.0.0.0:15012");
+		CHECK_EQ_STR(c->metrics_listen, "0.0.0.0:15014");
 		CHECK_EQ_STR(c->trust_domain, "cluster.local");
 		CHECK_EQ_INT(c->ttl_default_s, 86400);
 		CHECK_EQ_INT(c->dns_names.n, 3);
@@ -92,6 +95,12 @@ int main(void)
 	    "dns_names: [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q]\n", "at most 16");
 	bad("token_file: t\nregistry_file: r\nlog_level: loud\n", "log_level must be");
 	bad("token_file: t\nregistry_file: r\nlisten: 15012\n", "expected host:port");
+	bad("token_file: t\nregistry_file: r\nmetrics_listen: localhost:15014\n",
+	    "metrics_listen: expected a numeric host:port or off");
+	c = config_parse("token_file: t\nregistry_file: r\nmetrics_listen: off\n", 51, "a.yaml",
+			 "/b", err, sizeof(err));
+	CHECK(c != NULL);
+	config_free(c);
 	bad("token_file: [t\n", "a.yaml:2: YAML syntax");
 	bad("- a\n- b\n", "expected a mapping");
 	bad("token_file: t\nregistry_file: r\nca_cert_file: c\n", "go together");

@@ -447,7 +447,8 @@ int main(void)
 	agent_port = free_port();
 	CHECK(agent_port > 0);
 	snprintf(path, sizeof(path),
-		 "listen: 127.0.0.1:%d\ntrust_domain: " TD "\nstate_dir: state\n"
+		 "listen: 127.0.0.1:%d\nmetrics_listen: off\ntrust_domain: " TD
+		 "\nstate_dir: state\n"
 		 "token_file: tokens\nregistry_file: registry.yaml\nttl_max: 1h\n"
 		 "handshake_timeout_ms: 1000\nlog_level: debug\n", agent_port);
 	if (write_file("agent.yaml", path, 0600) || write_file("registry.yaml", registry_yaml, 0600) ||

@@ -1,21 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The admin API's request line (adminreq.h). */
+/* The request line of weft's small HTTP/1.1 endpoints (httpreq.h). */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "adminreq.h"
+#include <weft/httpreq.h>
 
 /* "METHOD /path HTTP/1.x" at its longest. */
-#define ADMINREQ_LINE_MAX (ADMINREQ_METHOD_MAX - 1 + 1 + ADMINREQ_PATH_MAX - 1 + 9)
+#define HTTPREQ_LINE_MAX (HTTPREQ_METHOD_MAX - 1 + 1 + HTTPREQ_PATH_MAX - 1 + 9)
 
-static int adminreq_ctl(unsigned char c)
+static int httpreq_ctl(unsigned char c)
 {
 	return c < 0x20 || c == 0x7f;
 }
 
-enum adminreq adminreq_parse(const char *buf, size_t len, char method[ADMINREQ_METHOD_MAX],
-			     char path[ADMINREQ_PATH_MAX])
+enum httpreq httpreq_parse(const char *buf, size_t len, char method[HTTPREQ_METHOD_MAX],
+			     char path[HTTPREQ_PATH_MAX])
 {
 	const char *eol = memchr(buf, '\n', len);
 	size_t line = eol ? (size_t)(eol - buf) : len, i = 0, m, p0, pl;
@@ -24,41 +24,41 @@ enum adminreq adminreq_parse(const char *buf, size_t len, char method[ADMINREQ_M
 	if (line && buf[line - 1] == '\r' && (eol || line == len))
 		line--;
 	for (size_t k = 0; k < line; k++)
-		if (adminreq_ctl((unsigned char)buf[k]))
-			return ADMINREQ_BAD;
-	if (line > ADMINREQ_LINE_MAX)
-		return ADMINREQ_BAD;
+		if (httpreq_ctl((unsigned char)buf[k]))
+			return HTTPREQ_BAD;
+	if (line > HTTPREQ_LINE_MAX)
+		return HTTPREQ_BAD;
 	if (!eol)
-		return ADMINREQ_MORE;
+		return HTTPREQ_MORE;
 	if (!memmem(buf, len, "\r\n\r\n", 4) && !memmem(buf, len, "\n\n", 2))
-		return ADMINREQ_MORE;
+		return HTTPREQ_MORE;
 	while (i < line && buf[i] >= 'A' && buf[i] <= 'Z')
 		i++;
 	m = i;
-	if (!m || m >= ADMINREQ_METHOD_MAX || i >= line || buf[i] != ' ')
-		return ADMINREQ_BAD;
+	if (!m || m >= HTTPREQ_METHOD_MAX || i >= line || buf[i] != ' ')
+		return HTTPREQ_BAD;
 	p0 = ++i;
 	while (i < line && buf[i] != ' ')
 		i++;
 	pl = i - p0;
-	if (!pl || pl >= ADMINREQ_PATH_MAX || buf[p0] != '/')
-		return ADMINREQ_BAD;
+	if (!pl || pl >= HTTPREQ_PATH_MAX || buf[p0] != '/')
+		return HTTPREQ_BAD;
 	for (size_t k = p0; k < p0 + pl; k++)
 		if ((unsigned char)buf[k] > 0x7e)
-			return ADMINREQ_BAD;
+			return HTTPREQ_BAD;
 	if (line - i != 9 || memcmp(buf + i, " HTTP/1.", 8) || buf[i + 8] < '0' ||
 	    buf[i + 8] > '9')
-		return ADMINREQ_BAD;
+		return HTTPREQ_BAD;
 	memcpy(method, buf, m);
 	method[m] = 0;
 	memcpy(path, buf + p0, pl);
 	path[pl] = 0;
-	return ADMINREQ_OK;
+	return HTTPREQ_OK;
 }
 
 /* The value of key in path's query ("?a=1&b=2"), %XX decoded; 0, or -1
  * when absent, empty or too long. */
-int adminreq_query(const char *path, const char *key, char *out, size_t len)
+int httpreq_query(const char *path, const char *key, char *out, size_t len)
 {
 	const char *q = strchr(path, '?');
 	size_t kl = strlen(key), o = 0;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target for the admin/readiness request parser (adminreq_parse):
+/* libFuzzer target for the request parser of the small HTTP endpoints (httpreq_parse):
  * bytes as what a client sent, fed whole and then as every prefix, the way
  * the bytes trickle in. An accepted request line must be an upper-case
  * method and an origin-form path of visible ASCII; a decision reached on a
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../daemon/adminreq.h"
+#include <weft/httpreq.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -18,7 +18,7 @@ static void check_ok(const char *method, const char *path)
 {
 	size_t m = strlen(method), p = strlen(path);
 
-	if (!m || m >= ADMINREQ_METHOD_MAX || !p || p >= ADMINREQ_PATH_MAX || path[0] != '/')
+	if (!m || m >= HTTPREQ_METHOD_MAX || !p || p >= HTTPREQ_PATH_MAX || path[0] != '/')
 		abort();
 	for (size_t i = 0; i < m; i++)
 		if (method[i] < 'A' || method[i] > 'Z')
@@ -30,9 +30,9 @@ static void check_ok(const char *method, const char *path)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char m0[ADMINREQ_METHOD_MAX], p0[ADMINREQ_PATH_MAX];
-	char m1[ADMINREQ_METHOD_MAX], p1[ADMINREQ_PATH_MAX];
-	enum adminreq whole, part;
+	char m0[HTTPREQ_METHOD_MAX], p0[HTTPREQ_PATH_MAX];
+	char m1[HTTPREQ_METHOD_MAX], p1[HTTPREQ_PATH_MAX];
+	enum httpreq whole, part;
 	char *buf;
 
 	if (size > 8192)
@@ -42,25 +42,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!buf)
 		return 0;
 	memcpy(buf, data, size);
-	whole = adminreq_parse(buf, size, m0, p0);
-	if (whole == ADMINREQ_OK)
+	whole = httpreq_parse(buf, size, m0, p0);
+	if (whole == HTTPREQ_OK)
 		check_ok(m0, p0);
 	for (size_t k = 0; k < size; k++) {
-		part = adminreq_parse(buf, k, m1, p1);
-		if (part == ADMINREQ_MORE)
+		part = httpreq_parse(buf, k, m1, p1);
+		if (part == HTTPREQ_MORE)
 			continue;
 		if (part != whole)
 			abort();
-		if (part == ADMINREQ_OK && (strcmp(m0, m1) || strcmp(p0, p1)))
+		if (part == HTTPREQ_OK && (strcmp(m0, m1) || strcmp(p0, p1)))
 			abort();
 		break;
 	}
 	/* The query of an accepted path: what comes out is NUL-free and fits. */
-	if (whole == ADMINREQ_OK) {
+	if (whole == HTTPREQ_OK) {
 		char v[64];
 
 		for (int k = 0; k < 2; k++) {
-			if (adminreq_query(p0, k ? "dst" : "src", v, sizeof(v)) == 0 &&
+			if (httpreq_query(p0, k ? "dst" : "src", v, sizeof(v)) == 0 &&
 			    (!v[0] || strlen(v) >= sizeof(v)))
 				abort();
 		}
