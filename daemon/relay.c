@@ -49,7 +49,7 @@ struct relay {
 	struct relay_stats st;
 	struct loop_task free_task;
 	int done;
-	char why[160];
+	char why[320];		/* the first error, whole: the access log, why and explain quote it */
 };
 
 static unsigned long relay_live;

@@ -6,11 +6,12 @@
 # traffic never leaves them and a test cannot break the host's network.
 #
 #   cluster.sh up     --name NAME --nodes N --pods M [--no-weft] [--agent]
-#                     [--weftd | --weftd-sidecar] [--ttl DUR]
+#                     [--weftd | --weftd-sidecar] [--ttl DUR] [--td TRUST_DOMAIN]
 #                     [--weftd-conf 'key: value']... [--no-wait-ready] [--keep-on-failure]
+#                     [--clusters C1,C2,...]
 #   cluster.sh down   --name NAME            idempotent; also after a failed up
 #   cluster.sh status --name NAME
-#   cluster.sh exec   --name NAME TARGET -- cmd...    TARGET: nK-pJ | nK | nodeK | ctl | ul
+#   cluster.sh exec   --name NAME TARGET -- cmd...    TARGET: nK-pJ | nK | nodeK | ctl | ul | gw
 #   cluster.sh ip     --name NAME POD        the pod's IPv4 address
 #   cluster.sh start  --name NAME agent | weftd [--node K] [--pod nK-pJ]   (all without them)
 #   cluster.sh stop   --name NAME agent | weftd [--node K] [--pod nK-pJ] [--signal SIG]
@@ -36,6 +37,25 @@
 # placed on it; NAME-ctl gets routes to the pod CIDRs so sidecars reach the
 # agent.
 #
+# --clusters west,east (multi-cluster, DESIGN §8.1): one WAN and N clusters,
+# each a network of its own (its own underlay, agent, CA and registry) with
+# the same addresses as the others: the same 172.30.0.0/24 underlay and the
+# same 10.244.K.0/24 pod CIDRs (overlapping pod IPs are what multi-network
+# means). Cluster C is named NAME-C, its trust domain is C.local and its
+# registry network C; every other option applies to each. Each cluster also
+# gets a gateway node:
+#   NAME-wan      the WAN: bridge br0, 192.168.50.0/24, nothing else
+#   NAME-C-gw     eth0 172.30.0.249/24 on C's underlay, wan0 192.168.50.I/24
+#                 (I = C's position in the list, from 1); the cluster's nodes
+#                 route 192.168.50.0/24 through it. It forwards from its
+#                 underlay to the WAN (masqueraded, as a cloud NAT would)
+#                 and from the WAN into the underlay only the agent's port
+#                 (WAN:15012 -> 172.30.0.250:15012, as a LoadBalancer would
+#                 publish it for federation): otherwise the one way into a
+#                 cluster from outside is what listens on its gateway's WAN
+#                 address.
+# `down --name NAME` removes every cluster and the WAN.
+#
 # State: /run/weft-test/NAME (see the report in tests/cluster/README.md).
 set -uo pipefail
 
@@ -48,11 +68,17 @@ PY=/usr/bin/python3
 CNI_EXEC=$HERE/cni_exec.py
 TD=cluster.local
 CTL_IP=172.30.0.250
+GW_IP=172.30.0.249
+WAN_NET=192.168.50
 AGENT_PORT=15012
 READY_TIMEOUT=${WEFT_TEST_READY_TIMEOUT:-20}
 
 NAME="" STATE="" NODES=0 PODS=0 WEFT=1 AGENT=0 WEFTD=0 SIDECAR=0 TTL="" WAIT_READY=1 KEEP=0
+# Multi-cluster: the clusters to make (top level), and for one of them its
+# WAN (the multi-cluster's name), its place on it and its network name.
+CLUSTERS="" WAN="" WAN_INDEX=0 NETWORK=""
 WEFTD_CONF=()
+ARGS=("$@")
 UP_DONE=0
 
 say() { printf 'cluster %s: %s\n' "$NAME" "$*" >&2; }
@@ -83,13 +109,16 @@ ns_ul() { echo "$NAME-ul"; }
 ns_ctl() { echo "$NAME-ctl"; }
 ns_node() { echo "$NAME-n$1"; }
 ns_pod() { echo "$NAME-n$1-p$2"; }
+ns_gw() { echo "$NAME-gw"; }
+ns_wan() { echo "$1-wan"; }
 
 # Every netns of this cluster, pods first (the order they are deleted in).
 # Anchored so that cluster "a" never matches the namespaces of cluster "a-b".
 cluster_netns() {
 	ip netns list 2>/dev/null | awk '{print $1}' |
-		grep -E "^${NAME//./\\.}-(ul|ctl|n[0-9]+(-p[0-9]+)?)\$" |
-		awk '{ o = /-p[0-9]+$/ ? 0 : /-n[0-9]+$/ ? 1 : /-ctl$/ ? 2 : 3; print o, $0 }' |
+		grep -E "^${NAME//./\\.}-(ul|ctl|gw|wan|n[0-9]+(-p[0-9]+)?)\$" |
+		awk '{ o = /-p[0-9]+$/ ? 0 : /-n[0-9]+$/ ? 1 : /-(ctl|gw)$/ ? 2 : /-ul$/ ? 3 : 4
+		       print o, $0 }' |
 		sort -n | cut -d' ' -f2
 }
 
@@ -366,6 +395,10 @@ write_registry() {
 		for ((k = 1; k <= NODES; k++)); do
 			echo "  - name: node$k"
 			echo "    address: 172.30.0.$k"
+			if [[ -n $NETWORK ]]; then
+				echo "    cluster: $NETWORK"
+				echo "    network: $NETWORK"
+			fi
 			((SIDECAR)) || continue
 			# A sidecar is a node whose address is its pod's: known
 			# once CNI ADD has given the pod one.
@@ -415,6 +448,10 @@ write_env() {
 	WEFTD=$WEFTD
 	SIDECAR=$SIDECAR
 	BUILD=$BUILD
+	TD=$TD
+	NETWORK=$NETWORK
+	WAN=$WAN
+	WAN_INDEX=$WAN_INDEX
 	PHASE=$1
 	EOF
 }
@@ -429,6 +466,7 @@ load_env() {
 		NODES) NODES=$v ;; PODS) PODS=$v ;; WEFT) WEFT=$v ;;
 		AGENT) AGENT=$v ;; WEFTD) WEFTD=$v ;; SIDECAR) SIDECAR=$v ;;
 		BUILD) [[ -z ${WEFT_BUILD:-} ]] && BUILD=$v ;;
+		TD) TD=$v ;; NETWORK) NETWORK=$v ;; WAN) WAN=$v ;; WAN_INDEX) WAN_INDEX=$v ;;
 		esac
 	done <"$STATE/cluster.env"
 }
@@ -443,6 +481,16 @@ pod_ip() {
 
 # Veth from netns $1 (eth0, address $2/24) to port $3 of the underlay bridge.
 # Created inside the namespaces: nothing ever appears in the root netns.
+# A netns that is one bridge, br0, IPv4 only: an underlay or the WAN.
+add_bridge_netns() {
+	must ip netns add "$1"
+	must ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+		net.ipv6.conf.default.disable_ipv6=1
+	must ip -n "$1" link set lo up
+	must ip -n "$1" link add br0 type bridge
+	must ip -n "$1" link set br0 up
+}
+
 attach_underlay() {
 	local ns=$1 addr=$2 port=$3 ul
 	ul=$(ns_ul)
@@ -504,6 +552,93 @@ add_pod() {
 	fi
 }
 
+# The gateway node of a cluster of a multi-cluster: on the underlay and on
+# the WAN, the nodes' route to the WAN, forwarding only outward.
+add_gateway() {
+	local gw k wan
+	gw=$(ns_gw) wan=$(ns_wan "$WAN")
+	netns_exists "$wan" || die "no WAN netns $wan (the multi-cluster's)"
+	must ip netns add "$gw"
+	attach_underlay "$gw" "$GW_IP" gw
+	# The WAN side: a veth whose peer is port w<I> of the WAN's bridge.
+	must ip -n "$gw" link add wan0 type veth peer name "w$WAN_INDEX" netns "$wan"
+	must ip netns exec "$gw" sysctl -qw net.ipv6.conf.wan0.disable_ipv6=1
+	must ip -n "$wan" link set "w$WAN_INDEX" master br0 up
+	must ip -n "$gw" addr add "$WAN_NET.$WAN_INDEX/24" dev wan0
+	must ip -n "$gw" link set wan0 up
+	must ip netns exec "$gw" sysctl -qw net.ipv4.ip_forward=1
+	must ip netns exec "$gw" nft -f - <<-EOF
+	table ip weft_gateway {
+		chain forward {
+			type filter hook forward priority 0; policy drop;
+			iifname "eth0" oifname "wan0" accept
+			iifname "wan0" oifname "eth0" ct state established,related accept
+			iifname "wan0" oifname "eth0" ct status dnat accept
+		}
+		# The agent is published on the WAN address (as a LoadBalancer
+		# Service would be), for the agents it federates with.
+		chain prerouting {
+			type nat hook prerouting priority -100;
+			iifname "wan0" tcp dport $AGENT_PORT dnat to $CTL_IP
+		}
+		chain postrouting {
+			type nat hook postrouting priority 100;
+			oifname "wan0" masquerade
+		}
+	}
+	EOF
+	for ((k = 1; k <= NODES; k++)); do
+		must ip -n "$(ns_node "$k")" route add "$WAN_NET.0/24" via "$GW_IP" dev eth0
+		must ip -n "$gw" route add "10.244.$k.0/24" via "172.30.0.$k" dev eth0
+	done
+	must ip -n "$(ns_ctl)" route add "$WAN_NET.0/24" via "$GW_IP" dev eth0
+}
+
+# --- multi-cluster: the WAN and one cluster per name, each by a call of
+# this script with the options it was given ------------------------------------
+
+multi_clusters() { tr ',' ' ' <"$STATE/multi.clusters"; }
+
+cmd_multi_up() {
+	local c i=0 wan
+	[[ $CLUSTERS =~ ^[a-z][a-z0-9]*(,[a-z][a-z0-9]*)+$ ]] ||
+		die "--clusters: two or more names (a-z, 0-9), comma-separated"
+	((EUID == 0)) || die "must run as root (network namespaces)"
+	wan=$(ns_wan "$NAME")
+	if [[ -e $STATE ]] || netns_exists "$wan"; then
+		die "multi-cluster $NAME exists already (remove it with: $0 down --name $NAME)"
+	fi
+	trap 'do_multi_down >/dev/null 2>&1; exit 1' EXIT
+	must mkdir -p "$STATE"
+	echo "$CLUSTERS" >"$STATE/multi.clusters"
+	add_bridge_netns "$wan"
+	for c in $(multi_clusters); do
+		i=$((i + 1))
+		# Every option of ours but --name and --clusters goes to each.
+		"${BASH_SOURCE[0]}" up --name "$NAME-$c" --td "$c.local" --network "$c" \
+			--wan "$NAME" --wan-index "$i" "${SUB_ARGS[@]}" >/dev/null ||
+			die "cluster $NAME-$c did not come up"
+	done
+	UP_DONE=1
+	trap - EXIT
+	for c in $(multi_clusters); do
+		"${BASH_SOURCE[0]}" status --name "$NAME-$c"
+		echo
+	done
+}
+
+do_multi_down() {
+	local c rc=0
+	for c in $(multi_clusters 2>/dev/null); do
+		"${BASH_SOURCE[0]}" down --name "$NAME-$c" >/dev/null || rc=1
+	done
+	ip netns del "$(ns_wan "$NAME")" 2>/dev/null
+	netns_exists "$(ns_wan "$NAME")" && rc=1
+	[[ -n $STATE && $STATE == "$BASE"/* ]] && rm -rf -- "$STATE"
+	rmdir "$BASE" 2>/dev/null
+	return $rc
+}
+
 on_up_exit() {
 	((UP_DONE)) && return
 	trap - EXIT
@@ -551,12 +686,7 @@ cmd_up() {
 	: >"$STATE/pods.tsv"
 
 	stage underlay
-	must ip netns add "$(ns_ul)"
-	must ip netns exec "$(ns_ul)" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-		net.ipv6.conf.default.disable_ipv6=1
-	must ip -n "$(ns_ul)" link set lo up
-	must ip -n "$(ns_ul)" link add br0 type bridge
-	must ip -n "$(ns_ul)" link set br0 up
+	add_bridge_netns "$(ns_ul)"
 	must ip netns add "$(ns_ctl)"
 	attach_underlay "$(ns_ctl)" "$CTL_IP" ctl
 
@@ -576,6 +706,10 @@ cmd_up() {
 		write_conflist "$k"
 		write_weftd_conf "$k"
 	done
+	if [[ -n $WAN ]]; then
+		stage gateway
+		add_gateway
+	fi
 	write_agent_files
 	write_registry
 
@@ -685,6 +819,10 @@ do_down() {
 }
 
 cmd_down() {
+	if [[ -f $STATE/multi.clusters ]]; then
+		do_multi_down && echo "multi-cluster $NAME: down"
+		return
+	fi
 	do_down && echo "cluster $NAME: down"
 }
 
@@ -705,6 +843,8 @@ cmd_status() {
 	printf '%-8s %-16s %-14s %-15s %s\n' "" netns address pod-cidr process
 	printf '%-8s %-16s %-14s %-15s agent %s\n' ctl "$(ns_ctl)" "$CTL_IP:$AGENT_PORT" - \
 		"$(proc_state "$STATE/agent/agent.pid" "not running")"
+	[[ -n $WAN ]] && printf '%-8s %-16s %-14s %-15s %s\n' gw "$(ns_gw)" "$GW_IP" - \
+		"gateway node; WAN $WAN_NET.$WAN_INDEX on $(ns_wan "$WAN"), network $NETWORK, trust domain $TD"
 	for ((k = 1; k <= NODES; k++)); do
 		if ((SIDECAR)); then
 			printf '%-8s %-16s %-14s %-15s %s\n' "node$k" "$(ns_node "$k")" "172.30.0.$k" \
@@ -745,7 +885,7 @@ target_netns() {
 	n[0-9]*-p[0-9]*) echo "$NAME-$1" ;;
 	n[0-9]*) echo "$NAME-$1" ;;
 	node[0-9]*) echo "$NAME-n${1#node}" ;;
-	ctl | ul) echo "$NAME-$1" ;;
+	ctl | ul | gw) echo "$NAME-$1" ;;
 	*) return 1 ;;
 	esac
 }
@@ -753,7 +893,7 @@ target_netns() {
 cmd_exec() {
 	local ns
 	[[ $# -ge 1 ]] || die "exec: which pod or node?"
-	ns=$(target_netns "$1") || die "exec: bad target '$1' (nK-pJ, nK, nodeK, ctl or ul)"
+	ns=$(target_netns "$1") || die "exec: bad target '$1' (nK-pJ, nK, nodeK, ctl, ul or gw)"
 	netns_exists "$ns" || die "exec: no netns $ns (is cluster $NAME up?)"
 	shift
 	[[ ${1:-} == -- ]] && shift
@@ -816,7 +956,14 @@ cmd_startstop() {
 # --- main ------------------------------------------------------------------------
 
 main() {
-	local cmd=${1:-}
+	local cmd=${1:-} i
+	SUB_ARGS=()
+	for ((i = 1; i < ${#ARGS[@]}; i++)); do
+		case ${ARGS[i]} in
+		--name | --clusters) i=$((i + 1)) ;;
+		*) SUB_ARGS+=("${ARGS[i]}") ;;
+		esac
+	done
 	(($#)) && shift
 	local rest=()
 	while (($#)); do
@@ -832,6 +979,11 @@ main() {
 		--weftd-conf) WEFTD_CONF+=("${2:-}"); shift 2 || shift ;;
 		--no-wait-ready) WAIT_READY=0; shift ;;
 		--keep-on-failure) KEEP=1; shift ;;
+		--td) TD=${2:-}; shift 2 || shift ;;
+		--clusters) CLUSTERS=${2:-}; shift 2 || shift ;;
+		--network) NETWORK=${2:-}; shift 2 || shift ;;
+		--wan) WAN=${2:-}; shift 2 || shift ;;
+		--wan-index) WAN_INDEX=${2:-}; shift 2 || shift ;;
 		--) rest+=("$@"); break ;;
 		*) rest+=("$1"); shift ;;
 		esac
@@ -842,8 +994,15 @@ main() {
 	# in regular expressions.
 	[[ $NAME =~ ^[a-z][a-z0-9-]{0,23}$ ]] || die "bad --name '$NAME' (a-z, 0-9, '-'; up to 24; starts with a letter)"
 	STATE=$BASE/$NAME
+	[[ $TD =~ ^[a-z0-9._-]+$ ]] || die "bad --td '$TD'"
+	if [[ -n $WAN ]] && ! { [[ $WAN_INDEX =~ ^[0-9]+$ ]] && ((WAN_INDEX >= 1 && WAN_INDEX <= 200)); }; then
+		die "--wan-index must be 1..200"
+	fi
 	case $cmd in
-	up) ((${#rest[@]} == 0)) || die "up: unexpected ${rest[*]}"; cmd_up ;;
+	up)
+		((${#rest[@]} == 0)) || die "up: unexpected ${rest[*]}"
+		if [[ -n $CLUSTERS ]]; then cmd_multi_up; else cmd_up; fi
+		;;
 	down) ((EUID == 0)) || die "must run as root"; cmd_down ;;
 	status) cmd_status ;;
 	exec) cmd_exec "${rest[@]}" ;;

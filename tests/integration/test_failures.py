@@ -204,7 +204,8 @@ def untrusted_domain():
                       "(f) node 1 counts it in istio_tcp_connections_failed_total")
             rc, out, _ = ctl(c, "n1", "explain", c.ip("n1-p1"), "%s:8080" % c.ip("n2-p1"))
             show("(f) trust domain not accepted", out)
-            res.check(rc == 1 and "did not accept this source identity" in out,
+            res.check(rc == 1 and "did not accept this source identity" in out and
+                      "its log says which" in out,
                       "(f) weftctl explain says the destination did not accept the identity "
                       "(%r)" %
                       (out.strip().splitlines()[-1][:160] if out.strip() else ""))
