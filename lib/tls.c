@@ -52,8 +52,16 @@
 static unsigned long tls_ecc_uses;
 static int tls_cache_trimmed;
 
+/* With federation: the roots of one trust domain, apart from the others. */
+struct tls_td_roots {
+	char *td;			/* NULL: our own bundle, for every other domain */
+	WOLFSSL_CERT_MANAGER *cm;
+};
+
 struct tls_ctx {
 	WOLFSSL_CTX *wctx;
+	struct tls_td_roots *roots;	/* federation only: [0] is our own bundle */
+	size_t n_roots;
 	enum tls_role role;
 	enum tls_peer_auth peer_auth;
 	char **trust_domains;	/* NULL-terminated copies */
@@ -79,6 +87,8 @@ struct tls {
 	unsigned failed : 1;	/* fatal error; only tls_out_* still work */
 	unsigned leaf_checked : 1; /* verify callback accepted the leaf */
 	unsigned alpn_ok : 1;	/* ctx->alpn was negotiated */
+	uint8_t *top;		/* federation: the peer's certificate nearest a root */
+	size_t top_len;
 	char err[TLS_ERR_MAX];
 };
 
@@ -407,6 +417,49 @@ static const char *tls_verify_reason(long err)
 	return unknown;
 }
 
+static int tls_keep_top(struct tls *t, const unsigned char *der, int len)
+{
+	t->top = malloc((size_t)len);
+	if (!t->top) {
+		tls_seterr(t, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(t->top, der, (size_t)len);
+	t->top_len = (size_t)len;
+	return 0;
+}
+
+/* Federation: the verified peer's chain, whose top certificate is top,
+ * must reach a root of its own trust domain's bundle. wolfSSL verified the
+ * chain against all the bundles together; this makes sure the root it
+ * found is one of the peer's domain (top is signed by a root of that
+ * bundle, or is one). */
+static int tls_td_roots_check(struct tls *t, const uint8_t *top, size_t len)
+{
+	const struct tls_ctx *c = t->ctx;
+	const struct tls_td_roots *r = c->n_roots ? &c->roots[0] : NULL;
+	const char *td, *slash;
+	size_t tdl;
+
+	if (!c->n_roots || !t->peer)
+		return 0;
+	td = t->peer + strlen("spiffe://");
+	slash = strchr(td, '/');
+	tdl = slash ? (size_t)(slash - td) : strlen(td);
+	for (size_t i = 1; i < c->n_roots; i++)
+		if (strlen(c->roots[i].td) == tdl && !memcmp(c->roots[i].td, td, tdl))
+			r = &c->roots[i];
+	if (wolfSSL_CertManagerVerifyBuffer(r->cm, top, (long)len, WOLFSSL_FILETYPE_ASN1) ==
+	    WOLFSSL_SUCCESS) {
+		free(t->top);
+		t->top = NULL;
+		return 0;
+	}
+	tls_seterr(t, "peer %s does not chain to the bundle of trust domain %.*s%s", t->peer,
+		   (int)tdl, td, r->td ? "" : " (ours; a federated CA may not vouch for it)");
+	return -EPROTO;
+}
+
 /* wolfSSL calls this for every certificate of the peer's chain (it is built
  * with WOLFSSL_ALWAYS_VERIFY_CB), the leaf last at depth 0. Rejecting here,
  * rather than after the handshake, makes wolfSSL send the peer an alert. */
@@ -423,9 +476,14 @@ static int tls_on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
 			   tls_verify_reason(store->error));
 		return 0;
 	}
-	if (store->error_depth != 0)
-		return 1;
 	der = store->current_cert ? wolfSSL_X509_get_der(store->current_cert, &len) : NULL;
+	if (store->error_depth != 0) {
+		/* Called from the top of the chain down: the first is the one a
+		 * root signed. */
+		if (t->ctx->n_roots && !t->top && der && len > 0 && tls_keep_top(t, der, len))
+			return 0;
+		return 1;
+	}
 	if (!der || len <= 0) {
 		/* Also called when the peer sent an empty Certificate. */
 		if (t->ctx->peer_auth == TLS_PEER_OPTIONAL && t->ctx->role == TLS_SERVER)
@@ -433,7 +491,10 @@ static int tls_on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
 		tls_seterr(t, "peer presented no certificate");
 		return 0;
 	}
-	return tls_leaf_check(t, der, (size_t)len, 1) == 0;
+	if (tls_leaf_check(t, der, (size_t)len, 1))
+		return 0;
+	return tls_td_roots_check(t, t->top ? t->top : der, t->top ? t->top_len : (size_t)len)
+		== 0;
 }
 
 /* After the handshake: make sure the SPIFFE checks really ran on the leaf
@@ -464,7 +525,10 @@ static int tls_peer_finish(struct tls *t)
 		tls_seterr(t, "peer presented no certificate");
 		return -EPROTO;
 	}
-	return tls_leaf_check(t, der, (size_t)len, 1);
+	if (tls_leaf_check(t, der, (size_t)len, 1))
+		return -EPROTO;
+	return tls_td_roots_check(t, wolfSSL_get_chain_cert(chain, n - 1),
+				  (size_t)wolfSSL_get_chain_length(chain, n - 1));
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -655,6 +719,57 @@ static int tls_ctx_load_identity(struct tls_ctx *c, const struct tls_ctx_opts *o
 	return 0;
 }
 
+static WOLFSSL_CERT_MANAGER *tls_cm_new(const char *pem, size_t len)
+{
+	WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+
+	if (cm && wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)pem, (long)len,
+						  WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+		wolfSSL_CertManagerFree(cm);
+		cm = NULL;
+	}
+	return cm;
+}
+
+/* Every federated bundle goes into wolfSSL's store too (so it can build
+ * the chain), and each, with ours, into a manager of its own. */
+static int tls_ctx_federate(struct tls_ctx *c, const struct tls_ctx_opts *o, char *err,
+			    size_t errlen)
+{
+	c->roots = calloc(o->n_federated + 1, sizeof(*c->roots));
+	if (!c->roots)
+		return ctx_seterr(err, errlen, "out of memory");
+	c->roots[0].cm = tls_cm_new(o->bundle_pem, o->bundle_len);
+	c->n_roots = 1;
+	if (!c->roots[0].cm)
+		return ctx_seterr(err, errlen, "cannot load the trust bundle");
+	for (size_t i = 0; i < o->n_federated; i++) {
+		const struct tls_bundle *b = &o->federated[i];
+		struct tls_td_roots *r = &c->roots[c->n_roots];
+
+		if (!b->trust_domain || !b->trust_domain[0] || strchr(b->trust_domain, '/') ||
+		    !b->pem || !b->len)
+			return ctx_seterr(err, errlen, "federated bundle %zu: a trust domain and "
+					  "its roots are needed", i);
+		for (size_t j = 1; j < c->n_roots; j++)
+			if (!strcmp(c->roots[j].td, b->trust_domain))
+				return ctx_seterr(err, errlen, "trust domain %s has two federated "
+						  "bundles", b->trust_domain);
+		r->td = strdup(b->trust_domain);
+		r->cm = tls_cm_new(b->pem, b->len);
+		c->n_roots++;
+		if (!r->td || !r->cm)
+			return ctx_seterr(err, errlen, "cannot load the bundle of trust domain %s",
+					  b->trust_domain);
+		if (wolfSSL_CTX_load_verify_buffer(c->wctx, (const unsigned char *)b->pem,
+						   (long)b->len, WOLFSSL_FILETYPE_PEM) !=
+		    WOLFSSL_SUCCESS)
+			return ctx_seterr(err, errlen, "cannot load the bundle of trust domain %s",
+					  b->trust_domain);
+	}
+	return 0;
+}
+
 static int tls_ctx_setup_peer_auth(struct tls_ctx *c, const struct tls_ctx_opts *o,
 				   char *err, size_t errlen)
 {
@@ -672,6 +787,8 @@ static int tls_ctx_setup_peer_auth(struct tls_ctx *c, const struct tls_ctx_opts 
 					     (long)o->bundle_len, WOLFSSL_FILETYPE_PEM);
 	if (ret != WOLFSSL_SUCCESS)
 		return ctx_wolf_fail(err, errlen, "cannot load the trust bundle", ret);
+	if (o->n_federated && tls_ctx_federate(c, o, err, errlen))
+		return -EINVAL;
 	mode = WOLFSSL_VERIFY_PEER;
 	if (o->peer_auth == TLS_PEER_REQUIRE || o->role == TLS_CLIENT)
 		mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -766,6 +883,12 @@ void tls_ctx_free(struct tls_ctx *ctx)
 	if (ctx->wctx)
 		wolfSSL_CTX_free(ctx->wctx);
 	tls_strv_free(ctx->trust_domains);
+	for (size_t i = 0; i < ctx->n_roots; i++) {
+		free(ctx->roots[i].td);
+		if (ctx->roots[i].cm)
+			wolfSSL_CertManagerFree(ctx->roots[i].cm);
+	}
+	free(ctx->roots);
 	free(ctx->alpn);
 	free(ctx);
 }
@@ -823,6 +946,7 @@ void tls_free(struct tls *t)
 	free(t->out.p);
 	free(t->expect);
 	free(t->peer);
+	free(t->top);
 	free(t);
 }
 

@@ -26,6 +26,13 @@ enum tls_peer_auth {
 	TLS_PEER_NONE,		/* no peer certificate checks (tests, benches) */
 };
 
+/* The trust bundle of a federated trust domain (DESIGN §8.1). */
+struct tls_bundle {
+	const char *trust_domain;
+	const char *pem;		/* its roots (PEM, one or more) */
+	size_t len;
+};
+
 struct tls_ctx_opts {
 	enum tls_role role;
 	enum tls_peer_auth peer_auth;
@@ -36,6 +43,13 @@ struct tls_ctx_opts {
 	const char *bundle_pem;		/* trust roots (PEM, one or more) */
 	size_t bundle_len;
 	const char *const *trust_domains; /* NULL-terminated; peer's SPIFFE ID must be in one */
+	/* Federation: a peer whose SPIFFE ID is of one of these trust
+	 * domains must chain to that domain's bundle, and any other peer to
+	 * bundle_pem: bundles are never merged, so no CA can vouch for a
+	 * trust domain not its own. (Which domains are accepted at all is
+	 * still trust_domains.) */
+	const struct tls_bundle *federated;
+	size_t n_federated;
 	const char *alpn;		/* e.g. "h2"; NULL for none */
 	const char *ciphers;		/* NULL: TLS_AES_256_GCM_SHA384 first, then CHACHA20, then AES_128 */
 	int no_aesgcm_device;		/* 1: do not route AES-256-GCM to libsodium */

@@ -20,6 +20,7 @@
 #define TD "cluster.local"
 #define ID_A "spiffe://cluster.local/ns/default/sa/a"
 #define ID_B "spiffe://cluster.local/ns/default/sa/b"
+#define ID_EAST "spiffe://east.local/ns/default/sa/b"
 
 static char dir[64];
 
@@ -28,7 +29,8 @@ static char dir[64];
  * key is also kept as SEC1, and whose chain includes inter); root CA 2
  * signs other (same ID as b). */
 static struct pki_pem ca1, ca2, a_crt, a_key, b_crt, b_key, evil_crt, evil_key, two_crt, two_key,
-	other_crt, other_key, c_chain, c_sec1;
+	other_crt, other_key, c_chain, c_sec1, east_crt, east_key, forged_crt, forged_key,
+	east_rooted;
 
 static int certs_make(void)
 {
@@ -41,6 +43,9 @@ static int certs_make(void)
 		{ "two", "ca1", "URI:" ID_B ",URI:spiffe://cluster.local/ns/default/sa/c" },
 		{ "other", "ca2", "URI:" ID_B },
 		{ "c", "inter", "URI:" ID_B },
+		/* Federation: ca2 is the root of east.local. */
+		{ "east", "ca2", "URI:" ID_EAST },
+		{ "forged", "ca1", "URI:" ID_EAST },	/* our CA, their domain */
 	};
 	static const struct {
 		struct pki_pem *pem;
@@ -50,7 +55,9 @@ static int certs_make(void)
 		{ &b_crt, "b.pem" }, { &b_key, "b.key" }, { &evil_crt, "evil.pem" },
 		{ &evil_key, "evil.key" }, { &two_crt, "two.pem" }, { &two_key, "two.key" },
 		{ &other_crt, "other.pem" }, { &other_key, "other.key" }, { &c_chain, "c.chain" },
-		{ &c_sec1, "c.sec1" },
+		{ &c_sec1, "c.sec1" }, { &east_crt, "east.pem" }, { &east_key, "east.key" },
+		{ &forged_crt, "forged.pem" }, { &forged_key, "forged.key" },
+		{ &east_rooted, "east.rooted" },
 	};
 
 	if (pki_ca_make(dir, "ca1", NULL, NULL, 2) != 0 ||
@@ -61,7 +68,7 @@ static int certs_make(void)
 		if (pki_leaf_make(dir, leaves[i].name, leaves[i].ca, leaves[i].sans, NULL, 1) != 0)
 			return -1;
 	if (pki_sh(NULL, 0, "cd %s && openssl ec -in c.key -out c.sec1 && "
-		   "cat c.pem inter.pem >c.chain", dir) != 0)
+		   "cat c.pem inter.pem >c.chain && cat east.pem ca2.pem >east.rooted", dir) != 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (pki_pem_load(files[i].pem, dir, files[i].file) != 0 || !files[i].pem->n)
@@ -547,6 +554,141 @@ static void test_bounds_and_config(void)
 	tls_ctx_free(NULL);
 }
 
+/* A context of cluster.local that federates with east.local (ca2). */
+static struct tls_ctx *fed_ctx(enum tls_role role, const struct pki_pem *crt,
+			       const struct pki_pem *key)
+{
+	static const char *const both[] = { TD, "east.local", NULL };
+	const struct tls_bundle east = { "east.local", ca2.p, ca2.n };
+	struct tls_ctx_opts o = {
+		.role = role, .peer_auth = TLS_PEER_REQUIRE,
+		.chain_pem = crt->p, .chain_len = crt->n, .key_pem = key->p, .key_len = key->n,
+		.bundle_pem = ca1.p, .bundle_len = ca1.n, .trust_domains = both, .alpn = "h2",
+		.federated = &east, .n_federated = 1,
+	};
+	char err[TLS_ERR_MAX];
+	struct tls_ctx *c = tls_ctx_new(&o, err, sizeof(err));
+
+	if (!c)
+		fprintf(stderr, "tls_ctx_new (federated): %s\n", err);
+	return c;
+}
+
+/* Federated trust domains (DESIGN §8.1): each peer chains to its own
+ * domain's bundle; neither CA vouches for the other's domain. */
+static void test_federation(void)
+{
+	static const struct {
+		const struct pki_pem *crt, *key;
+		const char *want;		/* NULL: accepted */
+	} clients[] = {
+		{ &b_crt, &b_key, NULL },		/* ours, by our CA */
+		{ &c_chain, &c_sec1, NULL },		/* ours, through an intermediate */
+		{ &east_crt, &east_key, NULL },		/* theirs, by their CA */
+		{ &east_rooted, &east_key, NULL },	/* the same, the root sent along */
+		{ &other_crt, &other_key, "does not chain to the bundle of trust domain "
+		  "cluster.local (ours; a federated CA may not vouch for it)" },
+		{ &forged_crt, &forged_key, "does not chain to the bundle of trust domain "
+		  "east.local" },
+	};
+	char id[256];
+
+	for (size_t i = 0; i < sizeof(clients) / sizeof(clients[0]); i++) {
+		struct pair p;
+
+		pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, clients[i].crt,
+					  clients[i].key, &ca1, 0, NULL),
+			  fed_ctx(TLS_SERVER, &a_crt, &a_key), NULL);
+		CHECK(p.c && p.s);
+		if (!p.c || !p.s) {
+			pair_free(&p);
+			continue;
+		}
+		if (!clients[i].want) {
+			CHECK_EQ_INT(p.rs, 0);
+			CHECK_EQ_INT(tls_peer_id(p.s, id, sizeof(id)), 0);
+			fprintf(stderr, "  federated server accepts %s\n", id);
+		} else {
+			CHECK_EQ_INT(p.rs, -EPROTO);
+			CHECK(strstr(tls_error(p.s), clients[i].want) != NULL);
+			fprintf(stderr, "  federated server: %s\n", tls_error(p.s));
+		}
+		pair_free(&p);
+	}
+	/* The client side: a server of east.local, and one our CA forged. */
+	for (int forged = 0; forged < 2; forged++) {
+		static const char *const east_td[] = { "east.local", NULL };
+		struct tls_ctx_opts o = {
+			.role = TLS_SERVER, .peer_auth = TLS_PEER_REQUIRE,
+			.chain_pem = forged ? forged_crt.p : east_crt.p,
+			.chain_len = forged ? forged_crt.n : east_crt.n,
+			.key_pem = forged ? forged_key.p : east_key.p,
+			.key_len = forged ? forged_key.n : east_key.n,
+			.bundle_pem = ca2.p, .bundle_len = ca2.n, .trust_domains = east_td,
+			.alpn = "h2",
+		};
+		char err[TLS_ERR_MAX];
+		struct pair p;
+
+		pair_open(&p, fed_ctx(TLS_CLIENT, &b_crt, &b_key), tls_ctx_new(&o, err, sizeof(err)),
+			  ID_EAST);
+		CHECK(p.c && p.s);
+		if (p.c && p.s) {
+			CHECK_EQ_INT(p.rc, forged ? -EPROTO : 0);
+			if (forged)
+				CHECK(strstr(tls_error(p.c), "trust domain east.local") != NULL);
+		}
+		pair_free(&p);
+	}
+	/* Why: one merged bundle (ca1 + ca2) lets our CA vouch for east.local. */
+	{
+		static const char *const both[] = { TD, "east.local", NULL };
+		char *merged = malloc(ca1.n + ca2.n + 1);
+		struct tls_ctx_opts o = {
+			.role = TLS_SERVER, .peer_auth = TLS_PEER_REQUIRE, .chain_pem = a_crt.p,
+			.chain_len = a_crt.n, .key_pem = a_key.p, .key_len = a_key.n,
+			.bundle_pem = merged, .bundle_len = ca1.n + ca2.n, .trust_domains = both,
+			.alpn = "h2",
+		};
+		char err[TLS_ERR_MAX];
+		struct pair p;
+
+		CHECK(merged != NULL);
+		if (merged) {
+			memcpy(merged, ca1.p, ca1.n);
+			memcpy(merged + ca1.n, ca2.p, ca2.n + 1);
+			pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &forged_crt,
+						  &forged_key, &ca1, 0, NULL),
+				  tls_ctx_new(&o, err, sizeof(err)), NULL);
+			CHECK(p.c && p.s && p.rs == 0);
+			fprintf(stderr, "  merged bundle (no federation) accepts the forged %s\n",
+				ID_EAST);
+			pair_free(&p);
+			free(merged);
+		}
+	}
+	/* Bad federation options. */
+	{
+		const struct tls_bundle twice[2] = { { "east.local", ca2.p, ca2.n },
+						     { "east.local", ca2.p, ca2.n } };
+		const struct tls_bundle junk = { "east.local", "not a pem", 9 };
+		static const char *const t1[] = { TD, NULL };
+		struct tls_ctx_opts o = {
+			.role = TLS_CLIENT, .peer_auth = TLS_PEER_REQUIRE, .bundle_pem = ca1.p,
+			.bundle_len = ca1.n, .trust_domains = t1, .federated = twice,
+			.n_federated = 2,
+		};
+		char err[TLS_ERR_MAX];
+
+		CHECK(tls_ctx_new(&o, err, sizeof(err)) == NULL);
+		CHECK(strstr(err, "two federated bundles") != NULL);
+		o.federated = &junk;
+		o.n_federated = 1;
+		CHECK(tls_ctx_new(&o, err, sizeof(err)) == NULL);
+		CHECK(strstr(err, "cannot load the bundle of trust domain east.local") != NULL);
+	}
+}
+
 int main(void)
 {
 	int rc = pki_test_begin(dir, sizeof(dir), "tls-test");
@@ -565,6 +707,7 @@ int main(void)
 	test_interop_software();
 	test_ciphers();
 	test_bounds_and_config();
+	test_federation();
 	pki_dir_remove(dir);
 	return check_done("test_tls");
 }
