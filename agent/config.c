@@ -40,6 +40,7 @@ static const struct cfgmap_field config_fields[] = {
 	F("ca_cert_file", CFGMAP_PATH, ca_cert_file),
 	F("ca_key_file", CFGMAP_PATH, ca_key_file),
 	F("ca_chain_file", CFGMAP_PATH, ca_chain_file),
+	F("federation_dir", CFGMAP_PATH, federation_dir),
 	F("log_level", CFGMAP_STR, log_level),
 	F("ttl_default", CFGMAP_DURATION, ttl_default_s, .min = 1, .max = UINT32_MAX),
 	F("ttl_max", CFGMAP_DURATION, ttl_max_s, .min = 1, .max = UINT32_MAX),

@@ -27,6 +27,7 @@ struct agent_config {
 	char *ca_cert_file;		/* optional: given root or intermediate */
 	char *ca_key_file;
 	char *ca_chain_file;
+	char *federation_dir;		/* optional: <trust-domain>.pem per federated domain */
 	char *log_level;		/* default "info" */
 	uint32_t max_connections;	/* default 4096 */
 	uint32_t handshake_timeout_ms;	/* default 10000 */

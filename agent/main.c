@@ -24,6 +24,7 @@
 #include "agent.h"
 #include "ca.h"
 #include "config.h"
+#include "federation.h"
 #include "metrics.h"
 #include <weft/registry.h>
 #include "regwatch.h"
@@ -112,6 +113,9 @@ static void on_signal(struct loop *l, int signo)
 
 	if (signo == SIGHUP) {
 		struct tokens *t = tokens_load(a->cfg->token_file, err, sizeof(err));
+		struct reg_bundle *b;
+		size_t n;
+
 		if (!t) {
 			log_error("SIGHUP: tokens not reloaded: %s", err);
 		} else {
@@ -119,6 +123,11 @@ static void on_signal(struct loop *l, int signo)
 			a->tokens = t;
 			log_info("SIGHUP: %zu node tokens loaded", tokens_count(t));
 		}
+		if (federation_load(a->cfg->federation_dir, a->cfg->trust_domain, &b, &n, err,
+				    sizeof(err)))
+			log_error("SIGHUP: federated bundles not reloaded: %s", err);
+		else if (!regwatch_set_bundles(a->reg, b, n))
+			return;		/* reloaded the registry too */
 		regwatch_reload(a->reg);
 		return;
 	}
@@ -160,8 +169,14 @@ static int agent_check(const char *path)
 	free(buf);
 	if (!r)
 		goto fail_cfg;
-	printf("weft-agent: %s is valid (%zu nodes, %zu workloads, %zu services, %zu policies)\n",
-	       path, r->n_nodes, r->n_workloads, r->n_services, r->n_policies);
+	if (federation_load(cfg->federation_dir, cfg->trust_domain, &r->bundles, &r->n_bundles,
+			    err, sizeof(err))) {
+		registry_free(r);
+		goto fail_cfg;
+	}
+	printf("weft-agent: %s is valid (%zu nodes, %zu workloads, %zu services, %zu policies, "
+	       "%zu federated trust domains)\n", path, r->n_nodes, r->n_workloads, r->n_services,
+	       r->n_policies, r->n_bundles);
 	registry_free(r);
 	config_free(cfg);
 	return 0;
@@ -235,6 +250,21 @@ int main(int argc, char **argv)
 			     a.service, err, sizeof(err));
 	if (!a.reg)
 		goto fail;
+	{
+		struct reg_bundle *b;
+		size_t n;
+
+		if (federation_load(a.cfg->federation_dir, a.cfg->trust_domain, &b, &n, err,
+				    sizeof(err)))
+			goto fail;
+		if (regwatch_set_bundles(a.reg, b, n)) {
+			snprintf(err, sizeof(err), "cannot attach the federated bundles");
+			goto fail;
+		}
+		if (n)
+			log_info("federates with %zu trust domain(s) from %s", n,
+				 a.cfg->federation_dir);
+	}
 	a.tls = agent_tls_new(&a, err, sizeof(err));
 	if (!a.tls)
 		goto fail;

@@ -5,6 +5,7 @@
  * and handed to the change callback. A bad edit is logged with file:line
  * and the last good registry stays in service. */
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -35,6 +36,8 @@ struct regwatch {
 	struct registry *reg;
 	uint64_t version;
 	uint64_t failures;		/* reloads refused */
+	struct registry fed;		/* only its bundles: copied into each registry */
+	bool fed_dirty;			/* changed since the last registry was made */
 	unsigned char digest[crypto_generichash_BYTES];
 	regwatch_change_fn on_change;
 	void *arg;
@@ -61,6 +64,37 @@ static int regwatch_read_file(struct regwatch *rw, struct registry **out,
 	return *out ? 0 : -EINVAL;
 }
 
+/* A copy of the federated bundles into r (which has none). */
+static int regwatch_attach(const struct regwatch *rw, struct registry *r)
+{
+	if (!rw->fed.n_bundles)
+		return 0;
+	r->bundles = calloc(rw->fed.n_bundles, sizeof(*r->bundles));
+	if (!r->bundles)
+		return -ENOMEM;
+	for (size_t i = 0; i < rw->fed.n_bundles; i++) {
+		r->bundles[i].trust_domain = strdup(rw->fed.bundles[i].trust_domain);
+		r->bundles[i].pem = strdup(rw->fed.bundles[i].pem);
+		r->n_bundles = i + 1;
+		if (!r->bundles[i].trust_domain || !r->bundles[i].pem)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n)
+{
+	if (!n && !rw->fed.n_bundles) {
+		free(b);
+		return regwatch_reload(rw);	/* as SIGHUP expects */
+	}
+	registry_bundles_free(&rw->fed);
+	rw->fed.bundles = b;
+	rw->fed.n_bundles = n;
+	rw->fed_dirty = true;
+	return regwatch_reload(rw);
+}
+
 int regwatch_reload(struct regwatch *rw)
 {
 	unsigned char digest[crypto_generichash_BYTES];
@@ -73,17 +107,25 @@ int regwatch_reload(struct regwatch *rw)
 			  (unsigned long long)rw->version, err);
 		return -EINVAL;
 	}
-	if (!memcmp(digest, rw->digest, sizeof(digest))) {
+	if (!memcmp(digest, rw->digest, sizeof(digest)) && !rw->fed_dirty) {
 		registry_free(next);
 		return 0;
 	}
+	if (regwatch_attach(rw, next)) {
+		registry_free(next);
+		log_error("registry not reloaded, keeping version %llu: out of memory",
+			  (unsigned long long)rw->version);
+		return -ENOMEM;
+	}
+	rw->fed_dirty = false;
 	memcpy(rw->digest, digest, sizeof(digest));
 	prev = rw->reg;
 	rw->reg = next;
 	rw->version++;
-	log_info("registry %s reloaded: version %llu, %zu nodes, %zu workloads, %zu services, %zu policies",
-		 rw->path, (unsigned long long)rw->version, next->n_nodes,
-		 next->n_workloads, next->n_services, next->n_policies);
+	log_info("registry %s reloaded: version %llu, %zu nodes, %zu workloads, %zu services, "
+		 "%zu policies, %zu federated trust domains", rw->path,
+		 (unsigned long long)rw->version, next->n_nodes, next->n_workloads,
+		 next->n_services, next->n_policies, next->n_bundles);
 	if (rw->on_change)
 		rw->on_change(rw->arg, prev, next, rw->version);
 	registry_free(prev);
@@ -204,6 +246,7 @@ void regwatch_free(struct regwatch *rw)
 	loop_timer_disarm(rw->loop, &rw->debounce);
 	registry_free(rw->reg);
 	rw->reg = NULL;
+	registry_bundles_free(&rw->fed);
 	free(rw->path);
 	free(rw->dir);
 	rw->path = rw->dir = NULL;

@@ -24,6 +24,10 @@ struct regwatch *regwatch_new(struct loop *l, const char *path,
 void regwatch_free(struct regwatch *rw);
 /* Current registry and its version (starts at 1). */
 const struct registry *regwatch_current(const struct regwatch *rw, uint64_t *version);
+/* Replace the federated bundles (taking b, n entries, sorted) that every
+ * registry carries from now on; the nodes get them as a change. */
+struct reg_bundle;
+int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n);
 /* Reloads refused because the file did not parse (or could not be read). */
 uint64_t regwatch_failures(const struct regwatch *rw);
 /* Reload now (also used by SIGHUP). 0 changed or unchanged, -EINVAL bad file. */

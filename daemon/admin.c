@@ -19,6 +19,7 @@
 #include <weft/httpsrv.h>
 #include <weft/log.h>
 #include <weft/loop.h>
+#include <weft/registry.h>
 #include <weft/sockaddr.h>
 
 #include "admin.h"
@@ -130,6 +131,23 @@ static void admin_metrics_handle(struct httpsrv_req *q, const char *method, cons
 	httpsrv_stream(q, PROMTEXT_CONTENT_TYPE, &admin_scrape_stream, sc);
 }
 
+/* /stats: append "federated_trust_domains":[...] before the closing brace. */
+static size_t admin_federated(struct weftd *d, char *body, size_t n, size_t cap)
+{
+	const struct registry *r = regcache_registry(d->reg);
+
+	if (!n || n >= cap - 1)
+		return n;
+	n--;			/* the closing '}' */
+	n += (size_t)snprintf(body + n, cap - n, ",\"federated_trust_domains\":[");
+	for (size_t i = 0; i < r->n_bundles && n < cap; i++)
+		n += (size_t)snprintf(body + n, cap - n, "%s\"%s\"", i ? "," : "",
+				      r->bundles[i].trust_domain);
+	if (n < cap)
+		n += (size_t)snprintf(body + n, cap - n, "]}");
+	return n < cap ? n : cap;
+}
+
 static void admin_api_handle(struct httpsrv_req *q, const char *method, const char *path,
 			     void *udata)
 {
@@ -201,6 +219,7 @@ static void admin_api_handle(struct httpsrv_req *q, const char *method, const ch
 			     (unsigned long long)d->stats.failed,
 			     d->cfg.same_node_fast_path ? "true" : "false",
 			     d->cfg.unknown_destination ? "deny" : "passthrough");
+		n = admin_federated(d, body, n, ADMIN_BODY_MAX);
 	} else if (!strncmp(path, "/logging", 8)) {
 		const char *lv = strstr(path, "level=");
 		if (lv && log_level_set(lv + 6) == 0)

@@ -16,6 +16,7 @@
 #include <weft/promtext.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
+#include <weft/registry.h>
 #include <weft/tls.h>
 #include <weft/x509.h>
 
@@ -57,7 +58,11 @@ struct certs {
 	struct agentc *ac;
 	char *bundle;
 	size_t bundle_len;
-	char *tds[CERTS_TD_MAX + 1];	/* NULL-terminated */
+	/* NULL-terminated: the configured ones, then the federated ones */
+	char *tds[CERTS_TD_MAX + REG_BUNDLES_MAX + 1];
+	size_t n_own_tds;		/* the configured ones; then the federated */
+	struct tls_bundle *fed;		/* federated bundles (owned strings) */
+	size_t n_fed;
 	uint32_t ttl_s;
 	certs_change_fn on_change;
 	void *arg;
@@ -68,6 +73,17 @@ struct certs {
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 static void ident_request(struct ident *id);
+
+static void certs_fed_free(struct certs *c)
+{
+	for (size_t i = 0; i < c->n_fed; i++) {
+		free((char *)c->fed[i].trust_domain);
+		free((char *)c->fed[i].pem);
+	}
+	free(c->fed);
+	c->fed = NULL;
+	c->n_fed = 0;
+}
 
 /* Certificates are valid in wall-clock time. */
 static int64_t certs_wall_ms(void)
@@ -162,6 +178,8 @@ static struct tls_ctx *certs_ctx_new(struct certs *c, enum tls_role role, const 
 		.bundle_len = c->bundle_len,
 		.trust_domains = (const char *const *)c->tds,
 		.alpn = "h2",
+		.federated = c->fed,
+		.n_federated = c->n_fed,
 	};
 
 	return tls_ctx_new(&o, err, errlen);
@@ -457,7 +475,9 @@ struct certs *certs_new(struct loop *l, struct agentc *ac, const struct certs_op
 		c->tds[0] = strdup(o->trust_domain);
 		if (!c->tds[0])
 			goto fail_free;
+		i = 1;
 	}
+	c->n_own_tds = i;
 	c->node = ident_new(c, node_id, true);
 	if (!c->node)
 		goto fail_free;
@@ -478,8 +498,64 @@ void certs_free(struct certs *c)
 		ident_detach(c->idents);
 	for (size_t i = 0; c->tds[i]; i++)
 		free(c->tds[i]);
+	certs_fed_free(c);
 	free(c->bundle);
 	free(c);
+}
+
+/* Federation changed (the registry's bundles): the accepted trust domains
+ * are the configured ones and the federated ones, each federated domain
+ * verified against its bundle alone (tls.h). Every identity asks for a new
+ * certificate now, so its contexts are made with the new bundles; the old
+ * ones serve until then. 1 when something changed, 0 when not, -ENOMEM. */
+int certs_set_federation(struct certs *c, const struct reg_bundle *b, size_t n)
+{
+	struct tls_bundle *fed = NULL;
+	size_t k, i;
+
+	if (n == c->n_fed) {
+		for (i = 0; i < n; i++)
+			if (strcmp(b[i].trust_domain, c->fed[i].trust_domain) ||
+			    strcmp(b[i].pem, c->fed[i].pem))
+				break;
+		if (i == n)
+			return 0;
+	}
+	if (n && !(fed = calloc(n, sizeof(*fed))))
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		fed[i].trust_domain = strdup(b[i].trust_domain);
+		fed[i].pem = strdup(b[i].pem);
+		fed[i].len = strlen(b[i].pem);
+		if (!fed[i].trust_domain || !fed[i].pem) {
+			for (k = 0; k <= i; k++) {
+				free((char *)fed[k].trust_domain);
+				free((char *)fed[k].pem);
+			}
+			free(fed);
+			return -ENOMEM;	/* the old federation stays */
+		}
+	}
+	for (k = c->n_own_tds; c->tds[k]; k++) {
+		free(c->tds[k]);
+		c->tds[k] = NULL;
+	}
+	certs_fed_free(c);
+	c->fed = fed;
+	c->n_fed = n;
+	for (i = 0, k = c->n_own_tds; i < n && k < CERTS_TD_MAX + REG_BUNDLES_MAX; i++) {
+		bool have = false;
+
+		for (size_t j = 0; j < c->n_own_tds; j++)
+			have |= !strcmp(c->tds[j], fed[i].trust_domain);
+		if (!have && (c->tds[k] = strdup(fed[i].trust_domain)))
+			k++;
+	}
+	/* One not ready yet gets the new bundles with its first certificate. */
+	for (struct ident *id = c->idents; id; id = id->next)
+		if (id->ready && (id->is_node || id->users))
+			ident_request(id);
+	return 1;
 }
 
 struct ident *certs_node(struct certs *c)

@@ -35,6 +35,12 @@ struct certs *certs_new(struct loop *l, struct agentc *ac, const struct certs_op
 			certs_change_fn on_change, void *arg);
 void certs_free(struct certs *c);
 
+/* Federated trust domains from the registry (sorted): accepted as peers,
+ * each verified against its own bundle; every identity renews now so its
+ * contexts carry them. 1 changed, 0 unchanged, -ENOMEM. */
+struct reg_bundle;
+int certs_set_federation(struct certs *c, const struct reg_bundle *b, size_t n);
+
 /* The node identity (spiffe://td/weft/node/<node>); requested at once. */
 struct ident *certs_node(struct certs *c);
 /* A workload identity for an enrolled pod, created and requested on first

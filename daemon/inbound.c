@@ -445,7 +445,8 @@ static void hconn_on_close(struct h2conn *h, int err, const char *why)
 
 	if (err && !hc->h2 && !hc->refused)
 		log_warn("HBONE connection from %s failed before HTTP/2 [%s]: %s", hc->peer,
-			 why && strstr(why, "SPIFFE") ? "IDENTITY_ERROR" : "TLS_FAILURE",
+			 why && (strstr(why, "SPIFFE") || strstr(why, "trust domain"))
+			 ? "IDENTITY_ERROR" : "TLS_FAILURE",
 			 why ? why : strerror(-err));
 	else if (err && hc->h2)
 		log_info("HBONE connection from %s (%s) closed: %s", hc->peer, hc->peer_id,

@@ -83,6 +83,26 @@ static void on_save_timer(struct loop_timer *t)
 		log_warn("cannot save the registry to %s: %s", path, strerror(-err));
 }
 
+/* The registry's federated bundles into the certificates' TLS contexts. */
+static void weftd_federation_changed(struct weftd *d)
+{
+	const struct registry *r = regcache_registry(d->reg);
+	int rc = certs_set_federation(d->certs, r->bundles, r->n_bundles);
+
+	if (rc < 0) {
+		log_error("federated trust domains not applied: out of memory");
+	} else if (rc > 0) {
+		char tds[512] = "";
+		size_t o = 0;
+
+		for (size_t i = 0; i < r->n_bundles && o < sizeof(tds); i++)
+			o += (size_t)snprintf(tds + o, sizeof(tds) - o, "%s%s", i ? ", " : "",
+					      r->bundles[i].trust_domain);
+		log_info("federated trust domains: %s; renewing certificates to use their bundles",
+			 r->n_bundles ? tds : "none");
+	}
+}
+
 static void on_watch(void *arg, const uint8_t *msg, size_t len)
 {
 	struct weftd *d = arg;
@@ -93,6 +113,7 @@ static void on_watch(void *arg, const uint8_t *msg, size_t len)
 		return;
 	}
 	log_debug("registry version %llu applied", (unsigned long long)regcache_version(d->reg));
+	weftd_federation_changed(d);
 	pods_registry_changed(d->pods);
 	outbound_identities_changed(d);
 	authz_recheck(d);
@@ -354,6 +375,7 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	d->node_ident = certs_node(d->certs);
+	weftd_federation_changed(d);	/* from the snapshot on disk */
 	agentc_watch(d->agent, on_watch, on_watch_state, d);
 
 	struct tunnel_limits tl = {

@@ -943,12 +943,48 @@ static void kind_merge(const struct kind *k, struct registry *old, struct regist
 /* A snapshot replaces everything and is taken whatever its version: the
  * agent numbers versions from 1 each time it starts, and the snapshot that
  * opens a new stream is the truth. Deltas must move strictly forward. */
+/* The federated bundles of a response, checked: at most REG_BUNDLES_MAX,
+ * each a trust domain (lowercase letters, digits, '.', '-', '_') once, in
+ * order, and PEM certificates of bounded size. Into bt's bundles. */
+static int bundles_decode(const Weft__Registry__V1__WatchResponse *m, struct registry *bt,
+			  char *err, size_t errlen)
+{
+	if (m->n_federated > REG_BUNDLES_MAX)
+		return fail(-EINVAL, err, errlen, "%zu federated bundles (at most %d)",
+			    m->n_federated, REG_BUNDLES_MAX);
+	if (!m->n_federated)
+		return 0;
+	bt->bundles = calloc(m->n_federated, sizeof(*bt->bundles));
+	if (!bt->bundles)
+		return fail(-ENOMEM, err, errlen, "out of memory");
+	for (size_t i = 0; i < m->n_federated; i++) {
+		const Weft__Registry__V1__TrustBundle *b = m->federated[i];
+		const char *td = b->trust_domain ? b->trust_domain : "";
+		size_t tl = strlen(td), pl = b->pem ? strlen(b->pem) : 0;
+
+		if (!tl || tl > 255 || strspn(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != tl)
+			return fail(-EINVAL, err, errlen, "federated bundle %zu: bad trust domain", i);
+		if (i && strcmp(bt->bundles[i - 1].trust_domain, td) >= 0)
+			return fail(-EINVAL, err, errlen, "federated bundles not sorted or repeated "
+				    "(%s)", td);
+		if (!pl || pl > REG_BUNDLE_PEM_MAX || !strstr(b->pem, "-----BEGIN CERTIFICATE-----"))
+			return fail(-EINVAL, err, errlen, "federated bundle of %s: not PEM "
+				    "certificates of at most %u bytes", td, REG_BUNDLE_PEM_MAX);
+		bt->bundles[i].trust_domain = strdup(td);
+		bt->bundles[i].pem = strdup(b->pem);
+		bt->n_bundles = i + 1;
+		if (!bt->bundles[i].trust_domain || !bt->bundles[i].pem)
+			return fail(-ENOMEM, err, errlen, "out of memory");
+	}
+	return 0;
+}
+
 static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool need_snapshot,
 		     char *err, size_t errlen)
 {
 	Weft__Registry__V1__WatchResponse *m;
 	struct registry *up = NULL, *probes = NULL, *next = NULL, *grave = NULL, *dups = NULL;
-	struct registry empty = { 0 }, *old;
+	struct registry empty = { 0 }, *old, bt = { 0 };
 	size_t n_up[REGCACHE_KINDS] = { 0 }, n_rm[REGCACHE_KINDS] = { 0 };
 	size_t n_next[REGCACHE_KINDS], n_old[REGCACHE_KINDS];
 	struct index idx;
@@ -980,6 +1016,9 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 		ret = fail(-EINVAL, err, errlen, "snapshot with removals");
 		goto fail_msg;
 	}
+	ret = bundles_decode(m, &bt, err, errlen);
+	if (ret)
+		goto fail_msg;
 
 	for (i = 0; i < m->n_upserts; i++) {
 		int kc = m->upserts[i]->kind_case;
@@ -1044,6 +1083,8 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 		}
 	}
 	next->trust_domain = td;
+	next->bundles = bt.bundles;
+	next->n_bundles = bt.n_bundles;
 	ret = index_build(&idx, next, rc->reg, &rc->idx);
 	if (ret) {
 		fail(ret, err, errlen, "out of memory");
@@ -1052,6 +1093,8 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 
 	/* commit: nothing below can fail */
 	grave->trust_domain = rc->reg->trust_domain;
+	grave->bundles = rc->reg->bundles;
+	grave->n_bundles = rc->reg->n_bundles;
 	registry_shallow_free(rc->reg);
 	registry_free(grave);
 	registry_shallow_free(up);
@@ -1073,6 +1116,7 @@ fail_up:
 	registry_shallow_free(probes);
 	registry_free(up);
 fail_msg:
+	registry_bundles_free(&bt);
 	weft__registry__v1__watch_response__free_unpacked(m, NULL);
 	return ret;
 }

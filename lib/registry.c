@@ -1137,6 +1137,7 @@ void registry_free(struct registry *r)
 	}
 	free(r->policies);
 	free(r->trust_domain);
+	registry_bundles_free(r);
 	free(r);
 }
 
@@ -1173,4 +1174,15 @@ int registry_node_has_identity(const struct registry *r, const char *node,
 			return 1;
 	}
 	return 0;
+}
+
+void registry_bundles_free(struct registry *r)
+{
+	for (size_t i = 0; i < r->n_bundles; i++) {
+		free(r->bundles[i].trust_domain);
+		free(r->bundles[i].pem);
+	}
+	free(r->bundles);
+	r->bundles = NULL;
+	r->n_bundles = 0;
 }

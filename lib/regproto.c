@@ -424,6 +424,38 @@ static int response_pack(const Weft__Registry__V1__WatchResponse *resp, uint8_t 
 	return 0;
 }
 
+/* resp->federated from r's bundles (pointers into r). */
+static void bundles_put(struct arena *a, const struct registry *r,
+			Weft__Registry__V1__WatchResponse *resp)
+{
+	Weft__Registry__V1__TrustBundle *b;
+
+	if (!r->n_bundles)
+		return;
+	resp->federated = arena_alloc(a, r->n_bundles * sizeof(*resp->federated));
+	b = arena_alloc(a, r->n_bundles * sizeof(*b));
+	if (!resp->federated || !b)
+		return;
+	for (size_t i = 0; i < r->n_bundles; i++) {
+		weft__registry__v1__trust_bundle__init(&b[i]);
+		b[i].trust_domain = s_(r->bundles[i].trust_domain);
+		b[i].pem = s_(r->bundles[i].pem);
+		resp->federated[i] = &b[i];
+	}
+	resp->n_federated = r->n_bundles;
+}
+
+static bool bundles_differ(const struct registry *a, const struct registry *b)
+{
+	if (a->n_bundles != b->n_bundles)
+		return true;
+	for (size_t i = 0; i < a->n_bundles; i++)
+		if (strcmp(a->bundles[i].trust_domain, b->bundles[i].trust_domain) ||
+		    strcmp(a->bundles[i].pem, b->bundles[i].pem))
+			return true;
+	return false;
+}
+
 int regproto_snapshot(const struct registry *r, uint64_t version,
 		      uint8_t **out, size_t *len)
 {
@@ -437,6 +469,7 @@ int regproto_snapshot(const struct registry *r, uint64_t version,
 	resp.version = version;
 	resp.snapshot = 1;
 	resp.trust_domain = s_(r->trust_domain);
+	bundles_put(&a, r, &resp);
 	resp.upserts = arena_alloc(&a, total(r) * sizeof(*resp.upserts));
 	for (ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]) && !a.failed; ki++) {
 		const struct kind *k = &kinds[ki];
@@ -549,7 +582,9 @@ int regproto_delta(const struct registry *prev, const struct registry *next,
 	resp.snapshot = 0;
 	/* Always the full value, so a consumer can simply take it. */
 	resp.trust_domain = s_(next->trust_domain);
-	td_changed = strcmp(s_(prev->trust_domain), s_(next->trust_domain)) != 0;
+	td_changed = strcmp(s_(prev->trust_domain), s_(next->trust_domain)) != 0 ||
+		     bundles_differ(prev, next);
+	bundles_put(&a, next, &resp);
 	resp.upserts = arena_alloc(&a, total(next) * sizeof(*resp.upserts));
 	resp.removals = arena_alloc(&a, total(prev) * sizeof(*resp.removals));
 	for (ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]) && !a.failed; ki++)

@@ -98,8 +98,19 @@ struct reg_policy {
 	size_t n_rules;
 };
 
+/* A federated trust domain's roots: not in the registry file, the agent
+ * adds them from its federation_dir. */
+struct reg_bundle {
+	char *trust_domain;
+	char *pem;
+};
+#define REG_BUNDLES_MAX 16
+#define REG_BUNDLE_PEM_MAX (64u << 10)
+
 struct registry {
 	char *trust_domain;	/* optional; NULL when the file does not set it */
+	struct reg_bundle *bundles;	/* sorted by trust domain */
+	size_t n_bundles;
 	struct reg_node *nodes;
 	size_t n_nodes;
 	struct reg_workload *workloads;
@@ -115,6 +126,8 @@ struct registry {
 struct registry *registry_parse(const char *buf, size_t len, const char *name,
 				char *err, size_t errlen);
 void registry_free(struct registry *r);
+/* Free a registry's bundles (and set none). */
+void registry_bundles_free(struct registry *r);
 
 /* Lookups (linear or indexed; NULL if absent). */
 const struct reg_node *registry_node(const struct registry *r, const char *name);

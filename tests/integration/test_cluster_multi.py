@@ -14,6 +14,12 @@ gateway node on the WAN.
     west's gateway node, masqueraded), and east's agent on the same address
     (the one port published inward); nothing else of east is reachable from
     the WAN: a listener on an east node is not, even with a route to it;
+  - federation (item 2): with east's root in west's agent's federation_dir
+    (east.local.pem) and a SIGHUP, west's weftds get east.local's bundle in
+    the registry stream and accept a client holding an SVID east's agent
+    issued (a CONNECT into a west pod answers 200 and echoes), where before
+    they refused it; a west.local SVID forged by east's CA is refused
+    before and after; removing the file takes east.local away again;
   - nothing of the multi-cluster is in the root netns, and `down` removes
     every namespace and the state of all of it."""
 import os
@@ -22,8 +28,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
-from clusterlib import (CLUSTER, ECHO_SERVER, RUN, Cluster, Results,  # noqa: E402
-                        echo_probe, netns_socket, require_root)
+from clusterlib import (CLUSTER, ECHO_SERVER, RUN, Cluster, HboneClient,  # noqa: E402
+                        HboneError, Results, agent_svid, echo_probe, load_ca, make_svid,
+                        netns_socket, require_root)
+import signal  # noqa: E402
+import ssl  # noqa: E402
 
 NAME = "mcl"
 res = Results("multi-cluster topology")
@@ -101,6 +110,98 @@ def netns_of(prefix):
                   if ln.split() and ln.split()[0].startswith(prefix + "-"))
 
 
+def hbone_try(cl, key, chain):
+    """A CONNECT into west's pod n2-p1 from node 1's netns, with key/chain:
+    "200 echoed" or what went wrong."""
+    h = HboneClient(cl.netns("n1"), ("172.30.0.2", 15008), key_pem=key, chain_pem=chain,
+                    timeout=5)
+    try:
+        h.connect()
+        status, data = h.roundtrip("%s:8080" % cl.ip("n2-p1"), b"federated", timeout=5)
+        if status == 200 and data == b"federated":
+            return "200 echoed"
+        return "status %s, %r, %s" % (status, data[:20], h.closed)
+    except (ssl.SSLError, OSError, HboneError) as ex:
+        return "refused: %s" % ex
+    finally:
+        h.close()
+
+
+def wait_federated(cl, want, timeout=10):
+    deadline = time.time() + timeout
+    got = None
+    while time.time() < deadline:
+        got = [cl.admin(k, "/stats").get("federated_trust_domains") for k in (1, 2)]
+        if all(g == want for g in got):
+            return True, got
+        time.sleep(0.2)
+    return False, got
+
+
+def federation(m, w, e):
+    east_id = "spiffe://east.local/ns/default/sa/sa-n1-p1"
+    key, chain = agent_svid(e, 1, east_id)
+    fkey, fchain = make_svid("spiffe://west.local/ns/default/sa/sa-n1-p1", ca=load_ca(e))
+    got = hbone_try(w, key, chain)
+    res.check(got.startswith("refused") or "status None" in got,
+              "before federation, west node 2 refuses a client of east.local (%s)" % got)
+    fed = os.path.join(RUN, w.name, "agent", "federation")
+    os.makedirs(fed, exist_ok=True)
+    with open(os.path.join(RUN, w.name, "agent", "agent.yaml"), "a") as f:
+        f.write("federation_dir: %s\n" % fed)
+    root = open(os.path.join(RUN, e.name, "agent", "ca", "root-cert.pem")).read()
+    with open(os.path.join(fed, "east.local.pem"), "w") as f:
+        f.write(root)
+    # The agent reads federation_dir at start and on SIGHUP; it was started
+    # without the key, so restart it with the new config.
+    subprocess.run([CLUSTER, "stop", "--name", w.name, "agent"], check=True,
+                   capture_output=True)
+    subprocess.run([CLUSTER, "start", "--name", w.name, "agent"], check=True,
+                   capture_output=True)
+    ok, got = wait_federated(w, ["east.local"])
+    res.check(ok, "west's weftds learn east.local's bundle from the registry stream (%s)" %
+              (got,))
+    log = open(os.path.join(RUN, w.name, "n2", "weftd.log")).read()
+    res.check("federated trust domains: east.local" in log,
+              "west node 2 logs the federated trust domains it now accepts")
+    got = "?"
+    deadline = time.time() + 10
+    while time.time() < deadline:   # its new server context comes with a new certificate
+        got = hbone_try(w, key, chain)
+        if got == "200 echoed":
+            break
+        time.sleep(0.3)
+    res.check(got == "200 echoed", "federated: west node 2 accepts the east.local client and "
+              "carries its CONNECT into a west pod (%s)" % got)
+    got = hbone_try(w, fkey, fchain)
+    res.check(got.startswith("refused") or "status None" in got,
+              "a west.local SVID signed by east's CA is refused: east may not vouch for west "
+              "(%s)" % got)
+    line = None
+    deadline = time.time() + 3
+    while line is None and time.time() < deadline:
+        line = next((ln for ln in open(os.path.join(RUN, w.name, "n2", "weftd.log"))
+                     if "does not chain to the bundle of trust domain west.local" in ln), None)
+        time.sleep(0.1)
+    res.check(line is not None and "IDENTITY_ERROR" in line,
+              "west node 2 says why: %s" % (line.split("weftd: ", 1)[-1].strip()[:200]
+                                             if line else "no line"))
+    os.unlink(os.path.join(fed, "east.local.pem"))
+    pid = int(open(os.path.join(RUN, w.name, "agent", "agent.pid")).read().split()[0])
+    os.kill(pid, signal.SIGHUP)
+    ok, got = wait_federated(w, [])
+    res.check(ok, "SIGHUP after removing east.local.pem: the nodes drop east.local (%s)" %
+              (got,))
+    got = "?"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        got = hbone_try(w, key, chain)
+        if got != "200 echoed":
+            break
+        time.sleep(0.3)
+    res.check(got != "200 echoed", "and refuse the east.local client again (%s)" % got)
+
+
 def main():
     require_root()
     root_links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
@@ -161,6 +262,7 @@ def main():
         got = reach("%s-wan" % NAME, "192.168.50.2", 15008)
         res.check(got == "192.168.50.2 saw 192.168.50.254",
                   "while east's gateway address itself answers the WAN (%s)" % got)
+        federation(m, w, e)
         now = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
         res.check(now == root_links, "nothing of the multi-cluster is in the root netns")
     left = netns_of(NAME)

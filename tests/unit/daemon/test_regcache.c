@@ -782,8 +782,59 @@ static void test_big(void)
 	registry_free(r);
 }
 
+/* Federated bundles ride along in every response; a delta that changes
+ * only them is still a delta; malformed ones refuse the message. */
+static void test_bundles(void)
+{
+	static const char pem[] = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+	struct registry *r = parse_edit("trust_domain:", "trust_domain:"), *r2;
+	struct regcache *rc = regcache_new();
+	struct reg_bundle *b;
+	char err[256];
+
+	CHECK(r && rc);
+	if (!r || !rc)
+		return;
+	b = calloc(2, sizeof(*b));
+	b[0].trust_domain = strdup("east.local");
+	b[0].pem = strdup(pem);
+	r->bundles = b;
+	r->n_bundles = 1;
+	CHECK_EQ_INT(apply_snapshot(rc, r, 1), 0);
+	CHECK_EQ_INT(regcache_registry(rc)->n_bundles, 1);
+	if (regcache_registry(rc)->n_bundles == 1)
+		CHECK_EQ_STR(regcache_registry(rc)->bundles[0].trust_domain, "east.local");
+	/* Only the bundles change: a delta, and the cache takes the new set. */
+	r2 = parse_edit("trust_domain:", "trust_domain:");
+	CHECK(r2 != NULL);
+	if (r2) {
+		CHECK_EQ_INT(apply_delta(rc, r, r2, 2, err, sizeof(err)), 0);
+		CHECK_EQ_INT(regcache_registry(rc)->n_bundles, 0);
+		registry_free(r2);
+	}
+	/* Out of order, a bad trust domain, not PEM: refused, cache unchanged. */
+	b[1].trust_domain = strdup("alpha.local");
+	b[1].pem = strdup(pem);
+	r->n_bundles = 2;
+	CHECK_EQ_INT(apply_snapshot(rc, r, 3), -EINVAL);
+	r->n_bundles = 1;
+	free(b[0].trust_domain);
+	b[0].trust_domain = strdup("East Local");
+	CHECK_EQ_INT(apply_snapshot(rc, r, 3), -EINVAL);
+	free(b[0].trust_domain);
+	b[0].trust_domain = strdup("east.local");
+	free(b[0].pem);
+	b[0].pem = strdup("hello");
+	CHECK_EQ_INT(apply_snapshot(rc, r, 3), -EINVAL);
+	CHECK_EQ_INT(regcache_version(rc), 2);
+	r->n_bundles = 2;
+	registry_free(r);
+	regcache_free(rc);
+}
+
 int main(void)
 {
+	test_bundles();
 	test_snapshot_lookups();
 	test_round_robin();
 	test_deltas();

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The trust domains an agent federates with (DESIGN §8.1): federation_dir
+ * holds one file per domain, <trust-domain>.pem, that domain's X.509 roots.
+ * The agent streams them to its nodes with the registry; they are never
+ * merged with its own bundle. */
+#ifndef AGENT_FEDERATION_H
+#define AGENT_FEDERATION_H
+
+#include <stddef.h>
+
+struct reg_bundle;
+
+/* Read dir's bundles, sorted by trust domain, into *out (n entries; free
+ * with federation_free). Files not ending in .pem are ignored; a .pem whose
+ * name is not a trust domain, is our own trust domain, is over 64 KiB or
+ * holds anything but parseable CA certificates fails the whole load, with
+ * err. A missing dir is an error too; NULL dir is no federation. */
+int federation_load(const char *dir, const char *own_td, struct reg_bundle **out, size_t *n,
+		    char *err, size_t errlen);
+void federation_free(struct reg_bundle *b, size_t n);
+
+#endif

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* federation_dir: one <trust-domain>.pem of CA roots per federated domain,
+ * sorted; every malformed file refuses the whole directory, in words. The
+ * certificates come from the openssl CLI (tests/pki.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <weft/registry.h>
+
+#include "../check.h"
+#include "../../pki.h"
+#include "../../../agent/federation.h"
+
+static char dir[64];
+
+static int put(const char *name, const char *from)
+{
+	char *p;
+	size_t n;
+	int rc;
+
+	p = pki_file_read(dir, from, &n);
+	if (!p)
+		return -1;
+	rc = pki_file_write(dir, name, p, n);
+	free(p);
+	return rc;
+}
+
+static void expect_fail(const char *sub, const char *want)
+{
+	struct reg_bundle *b;
+	char path[128], err[512];
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	CHECK(federation_load(path, "west.local", &b, &n, err, sizeof(err)) < 0);
+	if (!strstr(err, want))
+		fprintf(stderr, "error \"%s\" lacks \"%s\"\n", err, want);
+	CHECK(strstr(err, want) != NULL);
+}
+
+int main(void)
+{
+	struct reg_bundle *b;
+	char err[512], path[128];
+	size_t n;
+	int rc = pki_test_begin(dir, sizeof(dir), "fed-test");
+
+	if (rc)
+		return rc;
+	if (pki_ca_make(dir, "east", NULL, NULL, 2) || pki_ca_make(dir, "south", NULL, NULL, 2) ||
+	    pki_leaf_make(dir, "leaf", "east", "URI:spiffe://east.local/ns/a/sa/b", NULL, 1) ||
+	    pki_sh(NULL, 0, "cd %s && mkdir good bad1 bad2 bad3 bad4 bad5", dir)) {
+		pki_dir_remove(dir);
+		return 1;
+	}
+	CHECK(put("good/east.local.pem", "east.pem") == 0);
+	CHECK(put("good/south.example.pem", "south.pem") == 0);
+	CHECK(put("good/README", "east.key") == 0);		/* not .pem: ignored */
+	snprintf(path, sizeof(path), "%s/good", dir);
+	CHECK_EQ_INT(federation_load(path, "west.local", &b, &n, err, sizeof(err)), 0);
+	CHECK_EQ_INT(n, 2);
+	if (n == 2) {
+		CHECK_EQ_STR(b[0].trust_domain, "east.local");
+		CHECK_EQ_STR(b[1].trust_domain, "south.example");
+		CHECK(strstr(b[0].pem, "BEGIN CERTIFICATE") != NULL);
+		federation_free(b, n);
+	}
+	CHECK_EQ_INT(federation_load(NULL, "west.local", &b, &n, err, sizeof(err)), 0);
+	CHECK_EQ_INT(n, 0);
+
+	CHECK(put("bad1/East.pem", "east.pem") == 0);
+	expect_fail("bad1", "East.pem: the name is not <trust-domain>.pem");
+	CHECK(put("bad2/west.local.pem", "east.pem") == 0);
+	expect_fail("bad2", "west.local.pem is this agent's own trust domain");
+	CHECK(put("bad3/east.local.pem", "leaf.pem") == 0);
+	expect_fail("bad3", "certificate 1 is not a CA");
+	CHECK(pki_file_write(dir, "bad4/east.local.pem", "hello\n", 6) == 0);
+	expect_fail("bad4", "no CERTIFICATE in it");
+	CHECK(pki_sh(NULL, 0, "head -c 70000 /dev/zero > %s/bad5/east.local.pem", dir) == 0);
+	expect_fail("bad5", "over 64 KiB");
+	expect_fail("nothere", "No such file or directory");
+	pki_dir_remove(dir);
+	return check_done("federation");
+}
