@@ -86,7 +86,7 @@ $(AGENT_LIB): $(AGENT_O)
 
 $(AGENT_BIN): $(B)/agent/main.o $(AGENT_LIB) $(LIBWEFT)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ljson-c
 
 # --- weftd and weft-cni ----------------------------------------------------
 # Global symbols are unique across agent/, daemon/ and cni/ (module prefix =

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <weft/registry.h>
@@ -83,6 +84,57 @@ int main(void)
 	CHECK(pki_sh(NULL, 0, "head -c 70000 /dev/zero > %s/bad5/east.local.pem", dir) == 0);
 	expect_fail("bad5", "over 64 KiB");
 	expect_fail("nothere", "No such file or directory");
+
+	/* SPIFFE bundle documents. */
+	{
+		char b64[4096], doc[8192], *pem = NULL, why[256];
+
+		CHECK(pki_sh(b64, sizeof(b64), "openssl x509 -in %s/east.pem -outform DER | "
+			     "base64 -w0", dir) == 0);
+		snprintf(doc, sizeof(doc), "{\"spiffe_sequence\": 3, \"keys\": [{\"use\": "
+			 "\"jwt-svid\", \"kid\": \"k\"}, {\"use\": \"x509-svid\", \"kty\": \"EC\", "
+			 "\"x5c\": [\"%s\"]}]}\n", b64);
+		CHECK_EQ_INT(federation_spiffe_to_pem(doc, strlen(doc), &pem, why, sizeof(why)), 0);
+		CHECK(pem && strstr(pem, "BEGIN CERTIFICATE"));
+		free(pem);
+		CHECK(pki_sh(NULL, 0, "mkdir %s/json %s/both", dir, dir) == 0);
+		CHECK(pki_file_write(dir, "json/east.local.json", doc, strlen(doc)) == 0);
+		snprintf(path, sizeof(path), "%s/json", dir);
+		CHECK_EQ_INT(federation_load(path, "west.local", &b, &n, err, sizeof(err)), 0);
+		CHECK_EQ_INT(n, 1);
+		if (n == 1) {
+			char *want = pki_file_read(dir, "east.pem", &n);
+
+			/* The same root as the PEM file, whatever the line breaks. */
+			CHECK(want && strstr(b[0].pem, "BEGIN CERTIFICATE") != NULL);
+			free(want);
+			federation_free(b, 1);
+		}
+		CHECK(pki_file_write(dir, "both/east.local.json", doc, strlen(doc)) == 0);
+		CHECK(put("both/east.local.pem", "east.pem") == 0);
+		expect_fail("both", "trust domain east.local has two bundles");
+		static const struct {
+			const char *doc, *want;
+		} bad[] = {
+			{ "[]", "no \"keys\" array" },
+			{ "{\"keys\": [{\"use\": \"jwt-svid\"}]}", "no key of use x509-svid" },
+			{ "{\"keys\": [{\"use\": \"x509-svid\", \"x5c\": []}]}", "exactly one x5c" },
+			{ "{\"keys\": [{\"use\": \"x509-svid\", \"x5c\": [\"@@@\"]}]}", "not base64" },
+			{ "{\"keys\": [{\"use\": \"x509-svid\", \"x5c\": [\"AAAA\"]}]}", "does not parse" },
+			{ "{\"keys\": [{}]}", "has no \"use\"" },
+			{ "{\"keys\": [[[[[[[[[[1]]]]]]]]]]}", "nested deeper" },
+			{ "{\"keys\": []} x", "not JSON" },
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			CHECK(federation_spiffe_to_pem(bad[i].doc, strlen(bad[i].doc), &pem, why,
+						       sizeof(why)) < 0);
+			CHECK(pem == NULL);
+			if (!strstr(why, bad[i].want))
+				fprintf(stderr, "\"%s\": \"%s\" lacks \"%s\"\n", bad[i].doc, why,
+					bad[i].want);
+			CHECK(strstr(why, bad[i].want) != NULL);
+		}
+	}
 	pki_dir_remove(dir);
 	return check_done("federation");
 }
