@@ -55,8 +55,13 @@ static int tls_cache_trimmed;
 /* With federation: the roots of one trust domain, apart from the others. */
 struct tls_td_roots {
 	char *td;			/* NULL: our own bundle, for every other domain */
-	WOLFSSL_CERT_MANAGER *cm;
+	char *pem;			/* its roots */
+	size_t len;
 };
+
+/* Federation: at most this many certificates above the leaf (SVID chains
+ * are a leaf, an intermediate or two and perhaps the root). */
+#define TLS_CHAIN_MAX 8
 
 struct tls_ctx {
 	WOLFSSL_CTX *wctx;
@@ -87,8 +92,9 @@ struct tls {
 	unsigned failed : 1;	/* fatal error; only tls_out_* still work */
 	unsigned leaf_checked : 1; /* verify callback accepted the leaf */
 	unsigned alpn_ok : 1;	/* ctx->alpn was negotiated */
-	uint8_t *top;		/* federation: the peer's certificate nearest a root */
-	size_t top_len;
+	uint8_t *chain[TLS_CHAIN_MAX];	/* federation: the peer's certificates above */
+	size_t chain_len[TLS_CHAIN_MAX];	/* the leaf, as it sent them */
+	size_t n_chain;
 	char err[TLS_ERR_MAX];
 };
 
@@ -417,24 +423,83 @@ static const char *tls_verify_reason(long err)
 	return unknown;
 }
 
-static int tls_keep_top(struct tls *t, const unsigned char *der, int len)
+static int tls_keep_chain(struct tls *t, const unsigned char *der, size_t len)
 {
-	t->top = malloc((size_t)len);
-	if (!t->top) {
+	if (t->n_chain == TLS_CHAIN_MAX) {
+		tls_seterr(t, "peer certificate chain longer than %d certificates", TLS_CHAIN_MAX + 1);
+		return -E2BIG;
+	}
+	t->chain[t->n_chain] = malloc(len);
+	if (!t->chain[t->n_chain]) {
 		tls_seterr(t, "out of memory");
 		return -ENOMEM;
 	}
-	memcpy(t->top, der, (size_t)len);
-	t->top_len = (size_t)len;
+	memcpy(t->chain[t->n_chain], der, len);
+	t->chain_len[t->n_chain++] = len;
 	return 0;
 }
 
-/* Federation: the verified peer's chain, whose top certificate is top,
- * must reach a root of its own trust domain's bundle. wolfSSL verified the
- * chain against all the bundles together; this makes sure the root it
- * found is one of the peer's domain (top is signed by a root of that
- * bundle, or is one). */
-static int tls_td_roots_check(struct tls *t, const uint8_t *top, size_t len)
+/* May this certificate issue others: cA=true, and keyCertSign if it has a
+ * key usage. (wolfSSL_CertManagerLoadCABuffer would take a leaf as a CA.) */
+static int tls_der_is_issuer(const uint8_t *der, size_t len)
+{
+	struct DecodedCert *dc = malloc(sizeof(*dc));
+	int ok;
+
+	if (!dc)
+		return 0;
+	wc_InitDecodedCert(dc, der, (word32)len, NULL);
+	ok = wc_ParseCert(dc, CERT_TYPE, NO_VERIFY, NULL) == 0 && dc->isCA &&
+	     (!dc->extKeyUsageSet || (dc->extKeyUsage & KEYUSE_KEY_CERT_SIGN));
+	wc_FreeDecodedCert(dc);
+	free(dc);
+	return ok;
+}
+
+/* Does the leaf reach roots through the certificates the peer sent? A
+ * fresh manager holds only those roots; each sent certificate that
+ * verifies under it and may issue joins it, in any order, until none
+ * does; then the leaf must verify. At most TLS_CHAIN_MAX passes. */
+static int tls_chain_reaches(const struct tls *t, const struct tls_td_roots *r,
+			     const uint8_t *leaf, size_t len)
+{
+	WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+	unsigned char in[TLS_CHAIN_MAX] = { 0 };
+	int grew = 1, ok = 0;
+
+	if (!cm)
+		return 0;
+	if (wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)r->pem, (long)r->len,
+					    WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+		goto out;
+	while (grew) {
+		grew = 0;
+		for (size_t i = 0; i < t->n_chain; i++) {
+			if (in[i] || wolfSSL_CertManagerVerifyBuffer(cm, t->chain[i],
+					(long)t->chain_len[i], WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+				continue;
+			in[i] = 1;
+			if (tls_der_is_issuer(t->chain[i], t->chain_len[i]) &&
+			    wolfSSL_CertManagerLoadCABuffer(cm, t->chain[i], (long)t->chain_len[i],
+							    WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS)
+				grew = 1;
+		}
+	}
+	ok = wolfSSL_CertManagerVerifyBuffer(cm, leaf, (long)len, WOLFSSL_FILETYPE_ASN1) ==
+	     WOLFSSL_SUCCESS;
+out:
+	wolfSSL_CertManagerFree(cm);
+	return ok;
+}
+
+/* Federation: the verified peer's leaf must reach a root of its own trust
+ * domain's bundle through the certificates it sent. wolfSSL verified the
+ * chain against all the bundles together, but checks each certificate
+ * against its whole store, not that each was issued by the next: a CA of
+ * one domain could sign a leaf of another and append any certificate of
+ * that domain. So the path is built again here from that domain's roots
+ * alone. */
+static int tls_td_roots_check(struct tls *t, const uint8_t *leaf, size_t len)
 {
 	const struct tls_ctx *c = t->ctx;
 	const struct tls_td_roots *r = c->n_roots ? &c->roots[0] : NULL;
@@ -449,12 +514,8 @@ static int tls_td_roots_check(struct tls *t, const uint8_t *top, size_t len)
 	for (size_t i = 1; i < c->n_roots; i++)
 		if (strlen(c->roots[i].td) == tdl && !memcmp(c->roots[i].td, td, tdl))
 			r = &c->roots[i];
-	if (wolfSSL_CertManagerVerifyBuffer(r->cm, top, (long)len, WOLFSSL_FILETYPE_ASN1) ==
-	    WOLFSSL_SUCCESS) {
-		free(t->top);
-		t->top = NULL;
+	if (tls_chain_reaches(t, r, leaf, len))
 		return 0;
-	}
 	tls_seterr(t, "peer %s does not chain to the bundle of trust domain %.*s%s", t->peer,
 		   (int)tdl, td, r->td ? "" : " (ours; a federated CA may not vouch for it)");
 	return -EPROTO;
@@ -478,9 +539,7 @@ static int tls_on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	}
 	der = store->current_cert ? wolfSSL_X509_get_der(store->current_cert, &len) : NULL;
 	if (store->error_depth != 0) {
-		/* Called from the top of the chain down: the first is the one a
-		 * root signed. */
-		if (t->ctx->n_roots && !t->top && der && len > 0 && tls_keep_top(t, der, len))
+		if (t->ctx->n_roots && der && len > 0 && tls_keep_chain(t, der, (size_t)len))
 			return 0;
 		return 1;
 	}
@@ -493,8 +552,7 @@ static int tls_on_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
 	}
 	if (tls_leaf_check(t, der, (size_t)len, 1))
 		return 0;
-	return tls_td_roots_check(t, t->top ? t->top : der, t->top ? t->top_len : (size_t)len)
-		== 0;
+	return tls_td_roots_check(t, der, (size_t)len) == 0;
 }
 
 /* After the handshake: make sure the SPIFFE checks really ran on the leaf
@@ -527,8 +585,12 @@ static int tls_peer_finish(struct tls *t)
 	}
 	if (tls_leaf_check(t, der, (size_t)len, 1))
 		return -EPROTO;
-	return tls_td_roots_check(t, wolfSSL_get_chain_cert(chain, n - 1),
-				  (size_t)wolfSSL_get_chain_length(chain, n - 1));
+	for (int i = t->n_chain ? n : 1; t->ctx->n_roots && i < n; i++)
+		if (wolfSSL_get_chain_length(chain, i) > 0 &&
+		    tls_keep_chain(t, wolfSSL_get_chain_cert(chain, i),
+				   (size_t)wolfSSL_get_chain_length(chain, i)))
+			return -EPROTO;
+	return tls_td_roots_check(t, der, (size_t)len);
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -719,29 +781,32 @@ static int tls_ctx_load_identity(struct tls_ctx *c, const struct tls_ctx_opts *o
 	return 0;
 }
 
-static WOLFSSL_CERT_MANAGER *tls_cm_new(const char *pem, size_t len)
+/* A copy of a bundle's roots, which must load. */
+static int tls_roots_keep(struct tls_td_roots *r, const char *pem, size_t len)
 {
 	WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
+	int ok = cm && wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)pem, (long)len,
+						       WOLFSSL_FILETYPE_PEM) == WOLFSSL_SUCCESS;
 
-	if (cm && wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)pem, (long)len,
-						  WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+	if (cm)
 		wolfSSL_CertManagerFree(cm);
-		cm = NULL;
-	}
-	return cm;
+	if (!ok || !(r->pem = malloc(len)))
+		return -1;
+	memcpy(r->pem, pem, len);
+	r->len = len;
+	return 0;
 }
 
 /* Every federated bundle goes into wolfSSL's store too (so it can build
- * the chain), and each, with ours, into a manager of its own. */
+ * the chain), and each, with ours, is kept apart for tls_td_roots_check. */
 static int tls_ctx_federate(struct tls_ctx *c, const struct tls_ctx_opts *o, char *err,
 			    size_t errlen)
 {
 	c->roots = calloc(o->n_federated + 1, sizeof(*c->roots));
 	if (!c->roots)
 		return ctx_seterr(err, errlen, "out of memory");
-	c->roots[0].cm = tls_cm_new(o->bundle_pem, o->bundle_len);
 	c->n_roots = 1;
-	if (!c->roots[0].cm)
+	if (tls_roots_keep(&c->roots[0], o->bundle_pem, o->bundle_len))
 		return ctx_seterr(err, errlen, "cannot load the trust bundle");
 	for (size_t i = 0; i < o->n_federated; i++) {
 		const struct tls_bundle *b = &o->federated[i];
@@ -756,9 +821,8 @@ static int tls_ctx_federate(struct tls_ctx *c, const struct tls_ctx_opts *o, cha
 				return ctx_seterr(err, errlen, "trust domain %s has two federated "
 						  "bundles", b->trust_domain);
 		r->td = strdup(b->trust_domain);
-		r->cm = tls_cm_new(b->pem, b->len);
 		c->n_roots++;
-		if (!r->td || !r->cm)
+		if (!r->td || tls_roots_keep(r, b->pem, b->len))
 			return ctx_seterr(err, errlen, "cannot load the bundle of trust domain %s",
 					  b->trust_domain);
 		if (wolfSSL_CTX_load_verify_buffer(c->wctx, (const unsigned char *)b->pem,
@@ -885,8 +949,7 @@ void tls_ctx_free(struct tls_ctx *ctx)
 	tls_strv_free(ctx->trust_domains);
 	for (size_t i = 0; i < ctx->n_roots; i++) {
 		free(ctx->roots[i].td);
-		if (ctx->roots[i].cm)
-			wolfSSL_CertManagerFree(ctx->roots[i].cm);
+		free(ctx->roots[i].pem);
 	}
 	free(ctx->roots);
 	free(ctx->alpn);
@@ -946,7 +1009,8 @@ void tls_free(struct tls *t)
 	free(t->out.p);
 	free(t->expect);
 	free(t->peer);
-	free(t->top);
+	for (size_t i = 0; i < t->n_chain; i++)
+		free(t->chain[i]);
 	free(t);
 }
 

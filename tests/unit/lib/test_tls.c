@@ -30,7 +30,8 @@ static char dir[64];
  * signs other (same ID as b). */
 static struct pki_pem ca1, ca2, a_crt, a_key, b_crt, b_key, evil_crt, evil_key, two_crt, two_key,
 	other_crt, other_key, c_chain, c_sec1, east_crt, east_key, forged_crt, forged_key,
-	east_rooted;
+	east_rooted, other_ca1root, other_aleaf, forged_ca2root, east_junk, eleaf_crt, eleaf_key,
+	eleaf_chain;
 
 static int certs_make(void)
 {
@@ -46,6 +47,7 @@ static int certs_make(void)
 		/* Federation: ca2 is the root of east.local. */
 		{ "east", "ca2", "URI:" ID_EAST },
 		{ "forged", "ca1", "URI:" ID_EAST },	/* our CA, their domain */
+		{ "eleaf", "einter", "URI:" ID_EAST },	/* theirs, through their intermediate */
 	};
 	static const struct {
 		struct pki_pem *pem;
@@ -57,18 +59,26 @@ static int certs_make(void)
 		{ &other_crt, "other.pem" }, { &other_key, "other.key" }, { &c_chain, "c.chain" },
 		{ &c_sec1, "c.sec1" }, { &east_crt, "east.pem" }, { &east_key, "east.key" },
 		{ &forged_crt, "forged.pem" }, { &forged_key, "forged.key" },
-		{ &east_rooted, "east.rooted" },
+		{ &east_rooted, "east.rooted" }, { &other_ca1root, "other.ca1root" },
+		{ &other_aleaf, "other.aleaf" }, { &forged_ca2root, "forged.ca2root" },
+		{ &east_junk, "east.junk" }, { &eleaf_crt, "eleaf.pem" }, { &eleaf_key, "eleaf.key" },
+		{ &eleaf_chain, "eleaf.chain" },
 	};
 
 	if (pki_ca_make(dir, "ca1", NULL, NULL, 2) != 0 ||
 	    pki_ca_make(dir, "ca2", NULL, NULL, 2) != 0 ||
-	    pki_ca_make(dir, "inter", "ca1", NULL, 1) != 0)
+	    pki_ca_make(dir, "inter", "ca1", NULL, 1) != 0 ||
+	    pki_ca_make(dir, "junk", NULL, NULL, 1) != 0 ||
+	    pki_ca_make(dir, "einter", "ca2", NULL, 1) != 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++)
 		if (pki_leaf_make(dir, leaves[i].name, leaves[i].ca, leaves[i].sans, NULL, 1) != 0)
 			return -1;
 	if (pki_sh(NULL, 0, "cd %s && openssl ec -in c.key -out c.sec1 && "
-		   "cat c.pem inter.pem >c.chain && cat east.pem ca2.pem >east.rooted", dir) != 0)
+		   "cat c.pem inter.pem >c.chain && cat east.pem ca2.pem >east.rooted && "
+		   "cat other.pem ca1.pem >other.ca1root && cat other.pem a.pem >other.aleaf && "
+		   "cat forged.pem ca2.pem >forged.ca2root && cat east.pem junk.pem >east.junk && "
+		   "cat eleaf.pem einter.pem >eleaf.chain", dir) != 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		if (pki_pem_load(files[i].pem, dir, files[i].file) != 0 || !files[i].pem->n)
@@ -590,6 +600,16 @@ static void test_federation(void)
 		  "cluster.local (ours; a federated CA may not vouch for it)" },
 		{ &forged_crt, &forged_key, "does not chain to the bundle of trust domain "
 		  "east.local" },
+		/* The forger appends a certificate of the victim's domain: a
+		 * root, a leaf; none makes the forgery chain to it. */
+		{ &other_ca1root, &other_key, "does not chain to the bundle of trust domain "
+		  "cluster.local (ours; a federated CA may not vouch for it)" },
+		{ &other_aleaf, &other_key, "does not chain to the bundle of trust domain "
+		  "cluster.local (ours; a federated CA may not vouch for it)" },
+		{ &forged_ca2root, &forged_key, "does not chain to the bundle of trust domain "
+		  "east.local" },
+		{ &east_junk, &east_key, NULL },	/* a stray CA sent along is ignored */
+		{ &eleaf_chain, &eleaf_key, NULL },	/* their intermediate */
 	};
 	char id[256];
 
@@ -639,6 +659,34 @@ static void test_federation(void)
 				CHECK(strstr(tls_error(p.c), "trust domain east.local") != NULL);
 		}
 		pair_free(&p);
+	}
+	/* wolfSSL keeps the intermediates peers send in the context's store;
+	 * on a shared context, a leaf sent without its intermediate is still
+	 * refused after another peer sent that intermediate along. */
+	{
+		static const struct {
+			const struct pki_pem *crt;
+			int ok;
+		} seq[] = { { &eleaf_crt, 0 }, { &eleaf_chain, 1 }, { &eleaf_crt, 0 } };
+		struct tls_ctx *shared = fed_ctx(TLS_SERVER, &a_crt, &a_key);
+
+		CHECK(shared != NULL);
+		for (size_t i = 0; shared && i < sizeof(seq) / sizeof(seq[0]); i++) {
+			struct pair p;
+
+			pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, seq[i].crt,
+						  &eleaf_key, &ca1, 0, NULL),
+				  tls_ctx_ref(shared), NULL);
+			CHECK(p.c && p.s);
+			if (p.c && p.s) {
+				CHECK_EQ_INT(p.rs, seq[i].ok ? 0 : -EPROTO);
+				fprintf(stderr, "  shared context, %s: %s\n",
+					seq[i].crt == &eleaf_crt ? "leaf alone" : "with intermediate",
+					seq[i].ok ? "accepted" : tls_error(p.s));
+			}
+			pair_free(&p);
+		}
+		tls_ctx_free(shared);
 	}
 	/* Why: one merged bundle (ca1 + ca2) lets our CA vouch for east.local. */
 	{
