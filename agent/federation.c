@@ -3,7 +3,6 @@
  * bundle document (federation.h). */
 
 #define FEDERATION_JSON_DEPTH 8		/* {keys: [{x5c: [..]}]} is 4 deep */
-#define FEDERATION_ROOTS_MAX 32
 #include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -24,80 +23,28 @@ static int td_cmp(const void *a, const void *b)
 		      ((const struct reg_bundle *)b)->trust_domain);
 }
 
-/* Every block of pem is a CA certificate, and there is at least one. */
-static int federation_check_pem(const char *pem, size_t len, char *why, size_t whylen)
-{
-	struct x509_summary *sum = malloc(sizeof(*sum));
-	size_t pos = 0, derlen;
-	uint8_t *der;
-	int n = 0, rc;
-
-	if (!sum) {
-		snprintf(why, whylen, "out of memory");
-		return -ENOMEM;
-	}
-	while ((rc = x509_pem_next(pem, len, &pos, &der, &derlen)) == 0) {
-		rc = x509_cert_summary(der, derlen, sum);
-		free(der);
-		if (rc < 0 || !sum->is_ca) {
-			snprintf(why, whylen, "certificate %d %s", n + 1,
-				 rc < 0 ? "does not parse" : "is not a CA");
-			free(sum);
-			return -EINVAL;
-		}
-		n++;
-	}
-	free(sum);
-	if (rc != -ENOENT || !n) {
-		snprintf(why, whylen, "%s", n ? "a PEM block does not parse"
-					       : "no CERTIFICATE in it");
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* Append one x5c entry (base64 DER) to *pem as a PEM block, if a CA. */
 static int spiffe_root(const char *b64, size_t b64len, char **pem, size_t *len, char *why,
 		       size_t whylen)
 {
-	struct x509_summary *sum = NULL;
 	uint8_t *der = malloc(b64len);
-	char *block = NULL, *grown;
-	size_t derlen = 0, blen = 0;
-	int rc = -EINVAL;
+	size_t derlen = 0;
+	char inner[64];
+	int rc;
 
-	if (!der)
-		goto oom;
+	if (!der) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
 	if (sodium_base642bin(der, b64len, b64, b64len, NULL, &derlen, NULL,
 			      sodium_base64_VARIANT_ORIGINAL)) {
 		snprintf(why, whylen, "an x5c entry is not base64");
-		goto out;
+		free(der);
+		return -EINVAL;
 	}
-	sum = malloc(sizeof(*sum));
-	if (!sum)
-		goto oom;
-	if (x509_cert_summary(der, derlen, sum) < 0 || !sum->is_ca) {
-		snprintf(why, whylen, "an x5c certificate %s",
-			 x509_cert_summary(der, derlen, sum) < 0 ? "does not parse" : "is not a CA");
-		goto out;
-	}
-	if (x509_der_to_pem(der, derlen, "CERTIFICATE", &block, &blen) < 0)
-		goto oom;
-	grown = realloc(*pem, *len + blen + 1);
-	if (!grown)
-		goto oom;
-	*pem = grown;
-	memcpy(*pem + *len, block, blen);
-	*len += blen;
-	(*pem)[*len] = '\0';
-	rc = 0;
-	goto out;
-oom:
-	snprintf(why, whylen, "out of memory");
-	rc = -ENOMEM;
-out:
-	free(block);
-	free(sum);
+	rc = x509_ca_append(pem, len, der, derlen, inner, sizeof(inner));
+	if (rc)
+		snprintf(why, whylen, rc == -ENOMEM ? "%s" : "an x5c certificate %s", inner);
 	free(der);
 	return rc;
 }
@@ -162,8 +109,8 @@ int federation_spiffe_to_pem(const char *json, size_t len, char **pem, char *why
 				 "certificate", i);
 			goto out;
 		}
-		if (++roots > FEDERATION_ROOTS_MAX) {
-			snprintf(why, whylen, "more than %d roots", FEDERATION_ROOTS_MAX);
+		if (++roots > REG_BUNDLE_ROOTS_MAX) {
+			snprintf(why, whylen, "more than %d roots", REG_BUNDLE_ROOTS_MAX);
 			goto out;
 		}
 		rc = spiffe_root(json_object_get_string(cert),
@@ -185,6 +132,21 @@ out:
 	}
 	json_object_put(root);
 	json_tokener_free(tok);
+	return rc;
+}
+
+/* A .pem file's text replaced by its CA certificates, encoded afresh:
+ * nothing else of the file (a key, comments, a NUL) reaches the nodes. */
+static int federation_pem(char **text, size_t len, char *why, size_t whylen)
+{
+	char *pem;
+	size_t pemlen;
+	int rc = x509_ca_bundle(*text, len, REG_BUNDLE_ROOTS_MAX, REG_BUNDLE_PEM_MAX, &pem,
+				&pemlen, why, whylen);
+
+	sodium_memzero(*text, len);	/* it may have held a key */
+	free(*text);
+	*text = rc ? NULL : pem;
 	return rc;
 }
 
@@ -265,9 +227,8 @@ int federation_load(const char *dir, const char *own_td, struct reg_bundle **out
 			rc = rc ? rc : -ENAMETOOLONG;
 		} else if (json && (rc = federation_json(&pem, len, why, sizeof(why)))) {
 			snprintf(err, errlen, "%s: %s", path, why);
-		} else if (!json && (rc = federation_check_pem(pem, len, why, sizeof(why)))) {
+		} else if (!json && (rc = federation_pem(&pem, len, why, sizeof(why)))) {
 			snprintf(err, errlen, "%s: %s", path, why);
-			free(pem);
 		} else {
 			b[nb].trust_domain = strndup(e->d_name, tl);
 			b[nb].pem = pem;

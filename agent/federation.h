@@ -13,10 +13,12 @@
 struct reg_bundle;
 
 /* Read dir's bundles, sorted by trust domain, into *out (n entries; free
- * with federation_free). Files not ending in .pem are ignored; a .pem whose
- * name is not a trust domain, is our own trust domain, is over 64 KiB or
- * holds anything but parseable CA certificates fails the whole load, with
- * err. A missing dir is an error too; NULL dir is no federation. */
+ * with federation_free). Files not ending in .pem or .json are ignored; one
+ * whose name is not a trust domain, is our own trust domain, is over 64 KiB,
+ * holds a private key, a certificate that does not parse or is not a CA,
+ * or no certificate fails the whole load, with err. Only the certificates
+ * pass, encoded afresh (x509_ca_bundle). A missing dir is an error too;
+ * NULL dir is no federation. */
 int federation_load(const char *dir, const char *own_td, struct reg_bundle **out, size_t *n,
 		    char *err, size_t errlen);
 void federation_free(struct reg_bundle *b, size_t n);

@@ -18,6 +18,7 @@
 #include <weft/log.h>
 #include <weft/registry.h>
 #include <weft/regproto.h>
+#include <weft/x509.h>
 
 #include "registry.pb-c.h"
 #include "regcache.h"
@@ -961,20 +962,25 @@ static int bundles_decode(const Weft__Registry__V1__WatchResponse *m, struct reg
 		const Weft__Registry__V1__TrustBundle *b = m->federated[i];
 		const char *td = b->trust_domain ? b->trust_domain : "";
 		size_t tl = strlen(td), pl = b->pem ? strlen(b->pem) : 0;
+		char why[128];
+		int rc;
 
 		if (!tl || tl > 255 || strspn(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != tl)
 			return fail(-EINVAL, err, errlen, "federated bundle %zu: bad trust domain", i);
 		if (i && strcmp(bt->bundles[i - 1].trust_domain, td) >= 0)
 			return fail(-EINVAL, err, errlen, "federated bundles not sorted or repeated "
 				    "(%s)", td);
-		if (!pl || pl > REG_BUNDLE_PEM_MAX || !strstr(b->pem, "-----BEGIN CERTIFICATE-----"))
-			return fail(-EINVAL, err, errlen, "federated bundle of %s: not PEM "
-				    "certificates of at most %u bytes", td, REG_BUNDLE_PEM_MAX);
 		bt->bundles[i].trust_domain = strdup(td);
-		bt->bundles[i].pem = strdup(b->pem);
 		bt->n_bundles = i + 1;
-		if (!bt->bundles[i].trust_domain || !bt->bundles[i].pem)
+		if (!bt->bundles[i].trust_domain)
 			return fail(-ENOMEM, err, errlen, "out of memory");
+		if (pl > REG_BUNDLE_PEM_MAX)
+			return fail(-EINVAL, err, errlen, "federated bundle of %s: over %u bytes",
+				    td, REG_BUNDLE_PEM_MAX);
+		rc = x509_ca_bundle(b->pem ? b->pem : "", pl, REG_BUNDLE_ROOTS_MAX,
+				    REG_BUNDLE_PEM_MAX, &bt->bundles[i].pem, &pl, why, sizeof(why));
+		if (rc)
+			return fail(rc, err, errlen, "federated bundle of %s: %s", td, why);
 	}
 	return 0;
 }

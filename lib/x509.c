@@ -475,3 +475,82 @@ int x509_cert_summary(const uint8_t *der, size_t len, struct x509_summary *out)
 	wc_FreeDecodedCert(&dc);
 	return 0;
 }
+
+int x509_ca_append(char **pem, size_t *len, const uint8_t *der, size_t derlen, char *why,
+		   size_t whylen)
+{
+	DecodedCert dc;
+	char *block = NULL, *grown;
+	size_t blen = 0;
+	int ok;
+
+	wc_InitDecodedCert(&dc, der, (word32)derlen, NULL);
+	ok = wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL);
+	if (ok == 0 && !dc.isCA)
+		ok = 1;
+	wc_FreeDecodedCert(&dc);
+	if (ok) {
+		snprintf(why, whylen, "%s", ok < 0 ? "does not parse" : "is not a CA");
+		return -EINVAL;
+	}
+	if (x509_der_to_pem(der, derlen, "CERTIFICATE", &block, &blen) < 0)
+		goto oom;
+	grown = realloc(*pem, *len + blen + 1);
+	if (!grown)
+		goto oom;
+	*pem = grown;
+	memcpy(*pem + *len, block, blen);
+	*len += blen;
+	(*pem)[*len] = '\0';
+	free(block);
+	return 0;
+oom:
+	free(block);
+	snprintf(why, whylen, "out of memory");
+	return -ENOMEM;
+}
+
+int x509_ca_bundle(const char *pem, size_t len, size_t max, size_t cap, char **out,
+		   size_t *outlen, char *why, size_t whylen)
+{
+	size_t pos = 0, derlen, n = 0;
+	uint8_t *der;
+	int rc;
+
+	*out = NULL;
+	*outlen = 0;
+	if (memmem(pem, len, "PRIVATE KEY-----", 16)) {
+		snprintf(why, whylen, "it holds a private key; a bundle holds CA certificates only");
+		return -EINVAL;
+	}
+	while ((rc = x509_pem_next(pem, len, &pos, &der, &derlen)) == 0) {
+		char inner[96];
+
+		rc = ++n > max ? -E2BIG : x509_ca_append(out, outlen, der, derlen, inner,
+							sizeof(inner));
+		free(der);
+		if (!rc && *outlen > cap)
+			rc = -EFBIG;
+		if (rc) {
+			if (rc == -E2BIG)
+				snprintf(why, whylen, "more than %zu certificates", max);
+			else if (rc == -EFBIG)
+				snprintf(why, whylen, "its certificates come to over %zu bytes of PEM",
+					 cap);
+			else if (rc == -ENOMEM)
+				snprintf(why, whylen, "out of memory");
+			else
+				snprintf(why, whylen, "certificate %zu %s", n, inner);
+			goto fail;
+		}
+	}
+	if (rc == -ENOENT && n)
+		return 0;
+	snprintf(why, whylen, "%s", rc == -ENOMEM ? "out of memory" : n ?
+		 "a PEM block does not parse" : "no CERTIFICATE in it");
+fail:
+	free(*out);
+	*out = NULL;
+	*outlen = 0;
+	return rc == -ENOMEM ? -ENOMEM : -EINVAL;
+}

@@ -106,6 +106,7 @@ struct reg_bundle {
 };
 #define REG_BUNDLES_MAX 16
 #define REG_BUNDLE_PEM_MAX (64u << 10)
+#define REG_BUNDLE_ROOTS_MAX 32	/* CA certificates in one bundle */
 
 struct registry {
 	char *trust_domain;	/* optional; NULL when the file does not set it */

@@ -57,4 +57,18 @@ struct x509_summary {
 };
 int x509_cert_summary(const uint8_t *der, size_t len, struct x509_summary *out);
 
+/* Trust bundles, re-encoded so that nothing but CA certificates passes
+ * (no key, no text, no NUL). x509_ca_append checks that der is a CA
+ * certificate (cA=true) and appends it to *pem (malloc'd, NUL-terminated,
+ * *pem NULL to start) as a PEM block. x509_ca_bundle makes *out of pem's
+ * CERTIFICATE blocks that way: it refuses a bundle holding a private key,
+ * a block that does not parse or is not a CA, none, more than max
+ * certificates, or more than cap bytes of output. Both return 0, or
+ * -EINVAL / -ENOMEM with the reason in why (x509_ca_append's: "does not
+ * parse", "is not a CA", "out of memory"). */
+int x509_ca_append(char **pem, size_t *len, const uint8_t *der, size_t derlen, char *why,
+		   size_t whylen);
+int x509_ca_bundle(const char *pem, size_t len, size_t max, size_t cap, char **out,
+		   size_t *outlen, char *why, size_t whylen);
+
 #endif

@@ -54,7 +54,7 @@ int main(void)
 		return rc;
 	if (pki_ca_make(dir, "east", NULL, NULL, 2) || pki_ca_make(dir, "south", NULL, NULL, 2) ||
 	    pki_leaf_make(dir, "leaf", "east", "URI:spiffe://east.local/ns/a/sa/b", NULL, 1) ||
-	    pki_sh(NULL, 0, "cd %s && mkdir good bad1 bad2 bad3 bad4 bad5", dir)) {
+	    pki_sh(NULL, 0, "cd %s && mkdir good good2 bad1 bad2 bad3 bad4 bad5 bad6 bad7", dir)) {
 		pki_dir_remove(dir);
 		return 1;
 	}
@@ -84,6 +84,26 @@ int main(void)
 	CHECK(pki_sh(NULL, 0, "head -c 70000 /dev/zero > %s/bad5/east.local.pem", dir) == 0);
 	expect_fail("bad5", "over 64 KiB");
 	expect_fail("nothere", "No such file or directory");
+	/* A key in a bundle file is refused, never forwarded to the nodes. */
+	CHECK(pki_sh(NULL, 0, "cd %s && cat east.pem east.key > bad6/east.local.pem", dir) == 0);
+	expect_fail("bad6", "holds a private key");
+	CHECK(pki_sh(NULL, 0, "cd %s && for i in $(seq 33); do cat east.pem; done > "
+		     "bad7/east.local.pem", dir) == 0);
+	expect_fail("bad7", "more than 32 certificates");
+	/* Only the certificates pass, encoded afresh: no comment, no NUL, no
+	 * trailing text reaches the registry stream. */
+	CHECK(pki_sh(NULL, 0, "cd %s && { echo '# east, rotated 2026'; cat east.pem; "
+		     "printf 'x\\000secret-tail'; } > good2/east.local.pem", dir) == 0);
+	snprintf(path, sizeof(path), "%s/good2", dir);
+	CHECK_EQ_INT(federation_load(path, "west.local", &b, &n, err, sizeof(err)), 0);
+	CHECK_EQ_INT(n, 1);
+	if (n == 1) {
+		CHECK(strncmp(b[0].pem, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+		CHECK(strstr(b[0].pem, "rotated") == NULL);
+		CHECK(strstr(b[0].pem, "secret") == NULL);
+		CHECK_EQ_STR(b[0].pem + strlen(b[0].pem) - 26, "-----END CERTIFICATE-----\n");
+		federation_free(b, n);
+	}
 
 	/* SPIFFE bundle documents. */
 	{

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../check.h"
+#include "../../pki.h"
 #include <weft/registry.h>
 #include <weft/regproto.h>
 #include "../regyaml.h"
@@ -786,15 +787,24 @@ static void test_big(void)
  * only them is still a delta; malformed ones refuse the message. */
 static void test_bundles(void)
 {
-	static const char pem[] = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
 	struct registry *r = parse_edit("trust_domain:", "trust_domain:"), *r2;
 	struct regcache *rc = regcache_new();
+	struct pki_pem ca = { 0 }, leaf = { 0 }, key = { 0 };
 	struct reg_bundle *b;
-	char err[256];
+	char err[256], dir[64];
+	const char *pem;
 
 	CHECK(r && rc);
-	if (!r || !rc)
-		return;
+	CHECK(pki_test_begin(dir, sizeof(dir), "regcache-test") == 0);
+	CHECK(pki_ca_make(dir, "east", NULL, NULL, 1) == 0 &&
+	      pki_leaf_make(dir, "leaf", "east", "URI:spiffe://east.local/a", NULL, 1) == 0 &&
+	      pki_pem_load(&ca, dir, "east.pem") == 0 && pki_pem_load(&leaf, dir, "leaf.pem") == 0 &&
+	      pki_sh(NULL, 0, "cd %s && cat east.pem east.key > keyed", dir) == 0 &&
+	      pki_pem_load(&key, dir, "keyed") == 0);
+	pki_dir_remove(dir);
+	if (!r || !rc || !ca.n || !leaf.n || !key.n)
+		goto out;
+	pem = ca.p;
 	b = calloc(2, sizeof(*b));
 	b[0].trust_domain = strdup("east.local");
 	b[0].pem = strdup(pem);
@@ -823,11 +833,26 @@ static void test_bundles(void)
 	CHECK_EQ_INT(apply_snapshot(rc, r, 3), -EINVAL);
 	free(b[0].trust_domain);
 	b[0].trust_domain = strdup("east.local");
+	/* Not PEM, a leaf, a key along (the agent never sends one): refused. */
+	for (int i = 0; i < 3; i++) {
+		free(b[0].pem);
+		b[0].pem = strdup(i == 0 ? "hello" : i == 1 ? leaf.p : key.p);
+		CHECK_EQ_INT(apply_snapshot(rc, r, 3), -EINVAL);
+		CHECK_EQ_INT(regcache_version(rc), 2);
+	}
+	/* Text around the certificate is not kept. */
 	free(b[0].pem);
-	b[0].pem = strdup("hello");
-	CHECK_EQ_INT(apply_snapshot(rc, r, 3), -EINVAL);
-	CHECK_EQ_INT(regcache_version(rc), 2);
+	b[0].pem = malloc(ca.n + 16);
+	if (b[0].pem)
+		snprintf(b[0].pem, ca.n + 16, "# note\n%s", ca.p);
+	CHECK_EQ_INT(apply_snapshot(rc, r, 4), 0);
+	if (regcache_registry(rc)->n_bundles == 1)
+		CHECK(strncmp(regcache_registry(rc)->bundles[0].pem, "-----BEGIN", 10) == 0);
 	r->n_bundles = 2;
+out:
+	free(ca.p);
+	free(leaf.p);
+	free(key.p);
 	registry_free(r);
 	regcache_free(rc);
 }
