@@ -123,12 +123,14 @@ static void on_signal(struct loop *l, int signo)
 			a->tokens = t;
 			log_info("SIGHUP: %zu node tokens loaded", tokens_count(t));
 		}
+		/* Either reloads the registry file too. */
 		if (federation_load(a->cfg->federation_dir, a->cfg->trust_domain, &b, &n, err,
-				    sizeof(err)))
+				    sizeof(err))) {
 			log_error("SIGHUP: federated bundles not reloaded: %s", err);
-		else if (!regwatch_set_bundles(a->reg, b, n))
-			return;		/* reloaded the registry too */
-		regwatch_reload(a->reg);
+			regwatch_reload(a->reg);
+		} else {
+			regwatch_set_bundles(a->reg, b, n);
+		}
 		return;
 	}
 	if (a->draining) {

@@ -82,17 +82,59 @@ static int regwatch_attach(const struct regwatch *rw, struct registry *r)
 	return 0;
 }
 
+static int bundles_same(const struct registry *r, const struct reg_bundle *b, size_t n)
+{
+	if (r->n_bundles != n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(r->bundles[i].trust_domain, b[i].trust_domain) ||
+		    strcmp(r->bundles[i].pem, b[i].pem))
+			return 0;
+	return 1;
+}
+
+/* The registry file does not load, but the bundles changed: they go out
+ * on the last good registry, so that a domain taken away is taken away
+ * now, whatever the state of the file. */
+static int regwatch_publish_bundles(struct regwatch *rw)
+{
+	struct registry prev = *rw->reg, fresh = { 0 };
+
+	if (regwatch_attach(rw, &fresh)) {
+		registry_bundles_free(&fresh);
+		log_error("federated bundles not published: out of memory");
+		return -ENOMEM;
+	}
+	rw->reg->bundles = fresh.bundles;
+	rw->reg->n_bundles = fresh.n_bundles;
+	rw->fed_dirty = false;
+	rw->version++;
+	log_info("federated bundles published on the last good registry: version %llu, %zu "
+		 "federated trust domains", (unsigned long long)rw->version, fresh.n_bundles);
+	if (rw->on_change)
+		rw->on_change(rw->arg, &prev, rw->reg, rw->version);
+	registry_bundles_free(&prev);
+	return 0;
+}
+
 int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n)
 {
-	if (!n && !rw->fed.n_bundles) {
-		free(b);
+	int rc;
+
+	if (bundles_same(&rw->fed, b, n)) {
+		struct registry same = { .bundles = b, .n_bundles = n };
+
+		registry_bundles_free(&same);
 		return regwatch_reload(rw);	/* as SIGHUP expects */
 	}
 	registry_bundles_free(&rw->fed);
 	rw->fed.bundles = b;
 	rw->fed.n_bundles = n;
 	rw->fed_dirty = true;
-	return regwatch_reload(rw);
+	rc = regwatch_reload(rw);
+	if (rc == -EINVAL && rw->reg)
+		return regwatch_publish_bundles(rw);
+	return rc;
 }
 
 int regwatch_reload(struct regwatch *rw)

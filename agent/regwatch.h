@@ -25,7 +25,9 @@ void regwatch_free(struct regwatch *rw);
 /* Current registry and its version (starts at 1). */
 const struct registry *regwatch_current(const struct regwatch *rw, uint64_t *version);
 /* Replace the federated bundles (taking b, n entries, sorted) that every
- * registry carries from now on; the nodes get them as a change. */
+ * registry carries from now on, and reload the file; the nodes get them as
+ * a change (none when they are the same and the file is too). If the file
+ * does not load, new bundles still go out, on the last good registry. */
 struct reg_bundle;
 int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n);
 /* Reloads refused because the file did not parse (or could not be read). */

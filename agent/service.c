@@ -89,8 +89,9 @@ static void service_refuse(struct service *svc, struct grpc_call *call, enum ser
 	grpc_call_finish(call, st, why);
 }
 
-/* Identify the calling node: its client certificate (a node SVID of our
- * trust domain), else its bootstrap token. 0 with node filled, or
+/* Identify the calling node: its client certificate (a node or gateway
+ * SVID of our trust domain; a gateway is the node of its name), else its
+ * bootstrap token. 0 with node filled, or
  * -EACCES with why. */
 static int service_caller(struct service *svc, struct grpc_call *call,
 			  char *node, size_t len, char *why, size_t whylen)
@@ -103,9 +104,9 @@ static int service_caller(struct service *svc, struct grpc_call *call,
 	if (ac->peer_id[0]) {
 		if (!spiffe_id_parse(ac->peer_id, strlen(ac->peer_id), &id, &bad) &&
 		    !strcmp(id.td, svc->agent->cfg->trust_domain) &&
-		    !spiffe_id_node(&id, node, len))
+		    (!spiffe_id_node(&id, node, len) || !spiffe_id_gateway(&id, node, len)))
 			return 0;
-		snprintf(why, whylen, "client certificate %s is not a node identity of %s",
+		snprintf(why, whylen, "client certificate %s is not a node or gateway identity of %s",
 			 ac->peer_id, svc->agent->cfg->trust_domain);
 		if (!grpc_call_header(call, "authorization"))
 			return -EACCES;
@@ -315,9 +316,24 @@ static int service_authorize(struct service *svc, const char *node, const char *
 		}
 		return 0;
 	}
+	if (!spiffe_id_gateway(&id, wnode, sizeof(wnode))) {
+		const struct reg_node *n = registry_node(reg, node);
+
+		if (strcmp(wnode, node)) {
+			snprintf(why, whylen, "node %s may not have the identity of gateway %s",
+				 node, wnode);
+			return -EPERM;
+		}
+		if (!n || !n->gateway_address) {
+			snprintf(why, whylen, "node %s is not a gateway in the registry (no "
+				 "gateway_address)", node);
+			return -EPERM;
+		}
+		return 0;
+	}
 	if (spiffe_id_workload(&id, ns, sizeof(ns), sa, sizeof(sa))) {
 		snprintf(why, whylen, "%s is neither a workload (/ns/<ns>/sa/<sa>) nor a node "
-			 "identity", want);
+			 "or gateway identity", want);
 		return -EPERM;
 	}
 	if (!impersonating) {

@@ -41,6 +41,8 @@ struct ident {
 	struct x509_key *pending;	/* key of the CSR in flight */
 	struct tls_ctx *client;
 	struct tls_ctx *server;		/* node identity only */
+	char *chain_pem, *key_pem;	/* what client and server were made from */
+	size_t chain_len, key_len;
 	struct loop_timer renew;	/* renewal, or retry after a failure */
 	struct loop_timer expire;
 	uint32_t backoff_ms;
@@ -100,10 +102,19 @@ static void ident_changed(struct ident *id)
 		id->c->on_change(id->c->arg, id, id->ready);
 }
 
+static void ident_cred_free(struct ident *id)
+{
+	free(id->chain_pem);
+	if (id->key_pem)
+		x509_secret_free(id->key_pem, id->key_len);
+	id->chain_pem = id->key_pem = NULL;
+}
+
 static void ident_destroy(struct ident *id)
 {
 	tls_ctx_free(id->client);
 	tls_ctx_free(id->server);
+	ident_cred_free(id);
 	x509_key_free(id->pending);
 	free(id);
 }
@@ -185,6 +196,48 @@ static struct tls_ctx *certs_ctx_new(struct certs *c, enum tls_role role, const 
 	return tls_ctx_new(&o, err, errlen);
 }
 
+/* The client context, and the server one for the node identity, from a
+ * credential and the current bundles. 0, or -1 with err. */
+static int ident_ctxs_new(struct ident *id, const char *chain, size_t chain_len,
+			  const char *key, size_t key_len, struct tls_ctx **client,
+			  struct tls_ctx **server, char *err, size_t errlen)
+{
+	*server = NULL;
+	*client = certs_ctx_new(id->c, TLS_CLIENT, chain, chain_len, key, key_len, err, errlen);
+	if (*client && id->is_node)
+		*server = certs_ctx_new(id->c, TLS_SERVER, chain, chain_len, key, key_len, err,
+					errlen);
+	if (*client && (!id->is_node || *server))
+		return 0;
+	tls_ctx_free(*client);
+	*client = NULL;
+	return -1;
+}
+
+/* The bundles changed: the same certificate, new contexts, at once and
+ * without asking the agent. New handshakes use them; live connections
+ * are the caller's to check (certs_td_accepted). If the contexts cannot
+ * be made, the identity asks for a new certificate. */
+static void ident_rebuild(struct ident *id)
+{
+	struct tls_ctx *client, *server;
+	char err[TLS_ERR_MAX];
+
+	if (!id->chain_pem || ident_ctxs_new(id, id->chain_pem, id->chain_len, id->key_pem,
+					     id->key_len, &client, &server, err, sizeof(err))) {
+		if (id->chain_pem)
+			log_warn("certificate for %s: cannot rebuild its TLS contexts with the new "
+				 "bundles (%s); renewing", id->id, err);
+		if (id->is_node || id->users)
+			ident_request(id);
+		return;
+	}
+	tls_ctx_free(id->client);
+	tls_ctx_free(id->server);
+	id->client = client;
+	id->server = server;
+}
+
 /* Check the new certificate, build contexts, swap them in. 0 or -errno
  * with why. The key is the caller's. */
 static int ident_install(struct ident *id, struct x509_key *key, char *const *chain, size_t n,
@@ -231,12 +284,8 @@ static int ident_install(struct ident *id, struct x509_key *key, char *const *ch
 	}
 	rc = -EINVAL;
 	/* tls_ctx_new also checks that the key matches the leaf. */
-	client = certs_ctx_new(c, TLS_CLIENT, chain_pem, chain_len, key_pem, key_len,
-			       err, sizeof(err));
-	if (client && id->is_node)
-		server = certs_ctx_new(c, TLS_SERVER, chain_pem, chain_len, key_pem, key_len,
-				       err, sizeof(err));
-	if (!client || (id->is_node && !server)) {
+	if (ident_ctxs_new(id, chain_pem, chain_len, key_pem, key_len, &client, &server, err,
+			   sizeof(err))) {
 		snprintf(why, whylen, "cannot use the certificate: %s", err);
 		goto out;
 	}
@@ -250,6 +299,12 @@ static int ident_install(struct ident *id, struct x509_key *key, char *const *ch
 	id->client = client;
 	id->server = server;
 	client = server = NULL;
+	ident_cred_free(id);
+	id->chain_pem = chain_pem;
+	id->chain_len = chain_len;
+	id->key_pem = key_pem;
+	id->key_len = key_len;
+	chain_pem = key_pem = NULL;
 	id->ready = true;
 	id->issued++;
 	id->failures = 0;
@@ -446,7 +501,8 @@ struct certs *certs_new(struct loop *l, struct agentc *ac, const struct certs_op
 	size_t i = 0;
 
 	if (!l || !ac || !o || !o->trust_domain || !o->node || !o->bundle_pem ||
-	    spiffe_node_format(node_id, sizeof(node_id), o->trust_domain, o->node) < 0) {
+	    (o->gateway ? spiffe_gateway_format : spiffe_node_format)(node_id, sizeof(node_id),
+								      o->trust_domain, o->node) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -505,9 +561,9 @@ void certs_free(struct certs *c)
 
 /* Federation changed (the registry's bundles): the accepted trust domains
  * are the configured ones and the federated ones, each federated domain
- * verified against its bundle alone (tls.h). Every identity asks for a new
- * certificate now, so its contexts are made with the new bundles; the old
- * ones serve until then. 1 when something changed, 0 when not, -ENOMEM. */
+ * verified against its bundle alone (tls.h). Every identity with a
+ * certificate gets new contexts from it at once (ident_rebuild). 1 when
+ * something changed, 0 when not, -ENOMEM. */
 int certs_set_federation(struct certs *c, const struct reg_bundle *b, size_t n)
 {
 	struct tls_bundle *fed = NULL;
@@ -553,9 +609,17 @@ int certs_set_federation(struct certs *c, const struct reg_bundle *b, size_t n)
 	}
 	/* One not ready yet gets the new bundles with its first certificate. */
 	for (struct ident *id = c->idents; id; id = id->next)
-		if (id->ready && (id->is_node || id->users))
-			ident_request(id);
+		if (id->ready)
+			ident_rebuild(id);
 	return 1;
+}
+
+int certs_td_accepted(const struct certs *c, const char *td, size_t len)
+{
+	for (size_t i = 0; c->tds[i]; i++)
+		if (strlen(c->tds[i]) == len && !memcmp(c->tds[i], td, len))
+			return 1;
+	return 0;
 }
 
 struct ident *certs_node(struct certs *c)

@@ -21,6 +21,7 @@ struct ident;
 struct certs_opts {
 	const char *trust_domain;
 	const char *node;
+	int gateway;			/* the node identity is spiffe://td/weft/gateway/<node> */
 	const char *bundle_pem;		/* roots of the trust domain(s) we accept */
 	size_t bundle_len;
 	const char *const *trust_domains;	/* accepted peer trust domains, NULL-terminated */
@@ -36,12 +37,17 @@ struct certs *certs_new(struct loop *l, struct agentc *ac, const struct certs_op
 void certs_free(struct certs *c);
 
 /* Federated trust domains from the registry (sorted): accepted as peers,
- * each verified against its own bundle; every identity renews now so its
- * contexts carry them. 1 changed, 0 unchanged, -ENOMEM. */
+ * each verified against its own bundle; every identity's contexts are made
+ * again from its current certificate at once, without the agent.
+ * 1 changed, 0 unchanged, -ENOMEM. */
 struct reg_bundle;
 int certs_set_federation(struct certs *c, const struct reg_bundle *b, size_t n);
+/* 1 if peers of trust domain td (len bytes) are accepted now: a configured
+ * one or a federated one. Connections that outlive a change ask this. */
+int certs_td_accepted(const struct certs *c, const char *td, size_t len);
 
-/* The node identity (spiffe://td/weft/node/<node>); requested at once. */
+/* The node identity (spiffe://td/weft/node/<node>, or weft/gateway/<node>
+ * for a gateway); requested at once. */
 struct ident *certs_node(struct certs *c);
 /* A workload identity for an enrolled pod, created and requested on first
  * use; counted: each certs_get needs one certs_put. The pods' references

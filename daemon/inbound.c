@@ -32,6 +32,7 @@
 #include "boundary.h"
 #include "live.h"
 #include "certs.h"
+#include "gateway.h"
 #include "inbound.h"
 #include "metrics.h"
 #include "pods.h"
@@ -75,6 +76,7 @@ struct hconn {
 	char peer[64];
 	struct sockaddr_storage peer_addr;	/* the tunnel's TCP peer */
 	char peer_id[SPIFFE_ID_MAX];
+	char peer_td[SPIFFE_TD_MAX + 1];
 };
 
 /* One CONNECT stream, from request to the relay's end. It holds a
@@ -163,8 +165,9 @@ static void hs_on_connect_failed(struct relay *r, int side, int err, const char 
 	(void)err;
 	hs->flag = "CONNECT";
 	hs->hc->in->d->stats.failed++;
-	log_warn("inbound %s -> %s from %s: app connect failed: %s; answering 503", hs->src,
-		 hs->authority, hs->hc->peer_id, why ? why : "?");
+	log_warn("%s %s -> %s from %s: %s connect failed: %s; answering 503",
+		 hs->pod ? "inbound" : "gateway", hs->src, hs->authority, hs->hc->peer_id,
+		 hs->pod ? "app" : "node", why ? why : "?");
 	if (!hs->stream_gone && hs->hc->h2) {
 		h2tun_respond(hs->hc->h2, hs->id, 503);
 		h2tun_stream_set_udata(hs->hc->h2, hs->id, NULL);
@@ -182,8 +185,9 @@ static void hs_on_done(struct relay *r, const struct relay_stats *st)
 	live_del(&hs->lc);
 	metrics_conn_end(d->metrics, &hs->mc, NULL, hs->flag, st->b_to_a, st->a_to_b);
 	access_log(d, &(struct access_entry){
-		.direction = "inbound", .trace = hs->trace, .src = hs->src, .dst = hs->authority,
-		.src_id = hs->hc->peer_id, .dst_workload = hs->pod ? hs->pod->uid : "",
+		.direction = hs->pod ? "inbound" : "gateway", .trace = hs->trace, .src = hs->src,
+		.dst = hs->authority, .src_id = hs->hc->peer_id,
+		.dst_workload = hs->pod ? hs->pod->uid : "",
 		.sent = st->b_to_a, .received = st->a_to_b, .ms = st->end_ms - st->start_ms,
 		.flag = hs->flag, .error = st->why });
 	d->live--;
@@ -199,6 +203,64 @@ static const struct relay_hooks hs_hooks = {
 	.on_done = hs_on_done,
 };
 
+/* Gateway mode: an outer CONNECT from another network becomes a byte
+ * path to a node's HBONE port here; the inner TLS passes unread. */
+static void gateway_on_connect(struct h2tun *t, int32_t id, const struct h2tun_connect_req *req)
+{
+	struct hconn *hc = h2tun_udata(t);
+	struct weftd *d = hc->in->d;
+	struct sockaddr_storage to;
+	socklen_t len;
+	struct hstream *hs;
+	char why[GATEWAY_WHY_MAX], dst[80];
+	int rc, fd;
+
+	d->stats.inbound++;
+	rc = gateway_route(&d->gateway, d->reg, req->authority, &to, &len, why, sizeof(why));
+	if (rc) {
+		d->stats.failed++;
+		log_warn("gateway CONNECT from %s (%s) refused [%s]: %s; answering %d", hc->peer,
+			 hc->peer_id, rc == -EHOSTUNREACH ? "NO_HEALTHY_UPSTREAM" : "NO_ROUTE", why,
+			 rc == -EHOSTUNREACH ? 503 : 400);
+		h2tun_respond(t, id, rc == -EHOSTUNREACH ? 503 : 400);
+		return;
+	}
+	if (d->draining || d->live >= d->cfg.max_connections) {
+		log_warn("gateway CONNECT %s from %s: %s; answering 503", req->authority,
+			 hc->peer_id, d->draining ? "shutting down" : "max_connections reached");
+		h2tun_respond(t, id, 503);
+		return;
+	}
+	hs = calloc(1, sizeof(*hs));
+	fd = hs ? socket(to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+	if (fd < 0) {
+		free(hs);
+		h2tun_respond(t, id, 503);
+		return;
+	}
+	hs->hc = hc;
+	hs->id = id;
+	trace_from_parent(req->traceparent, hs->trace);
+	snprintf(hs->authority, sizeof(hs->authority), "%s", sockaddr_str(&to, dst, sizeof(dst)));
+	snprintf(hs->src, sizeof(hs->src), "%s", hc->peer);
+	hs->relay = relay_connect(d->loop, fd, (struct sockaddr *)&to, len, &hs_hooks, hs);
+	if (!hs->relay) {
+		free(hs);
+		h2tun_respond(t, id, 503);
+		return;
+	}
+	h2conn_hold(&hc->h2c);
+	d->live++;
+	d->stats.gateway_streams++;
+	hs->lc = (struct live_conn){ .direction = "gateway", .trace = hs->trace, .src = hs->src,
+				     .dst = hs->authority, .src_id = hc->peer_id,
+				     .dst_workload = "" };
+	live_add(&hs->lc, loop_now_ms(d->loop));
+	h2tun_stream_set_udata(t, id, hs);
+	log_debug("gateway CONNECT %s from %s (%s) -> %s", req->authority, hc->peer, hc->peer_id,
+		  hs->authority);
+}
+
 static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_connect_req *req)
 {
 	struct hconn *hc = h2tun_udata(t);
@@ -211,6 +273,10 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 	char why[BOUNDARY_WHY_MAX];
 	int fd;
 
+	if (d->cfg.mode == SETTINGS_MODE_GATEWAY) {
+		gateway_on_connect(t, id, req);
+		return;
+	}
 	d->stats.inbound++;
 	if (sockaddr_parse(req->authority, &dst, &len) || !sockaddr_port(&dst)) {
 		log_warn("inbound CONNECT from %s (%s): bad authority; answering 400", hc->peer,
@@ -401,6 +467,29 @@ static void hconn_on_ready(struct h2conn *h)
 		h2conn_close(h, -EACCES, "client is not a workload");
 		return;
 	}
+	/* Verified by a context made before the federation changed. */
+	if (!certs_td_accepted(d->certs, id.td, strlen(id.td))) {
+		log_warn("HBONE connection from %s refused [IDENTITY_ERROR]: trust domain %s of %s "
+			 "is no longer accepted (federation changed during the handshake)",
+			 hc->peer, id.td, hc->peer_id);
+		d->stats.failed++;
+		hc->refused = 1;
+		h2conn_close(h, -EACCES, "trust domain no longer accepted");
+		return;
+	}
+	snprintf(hc->peer_td, sizeof(hc->peer_td), "%s", id.td);
+	if (d->cfg.mode == SETTINGS_MODE_GATEWAY) {
+		char why[GATEWAY_WHY_MAX];
+
+		if (gateway_peer_allowed(&d->gateway, id.td, why, sizeof(why))) {
+			log_warn("gateway connection from %s refused [IDENTITY_ERROR]: %s: %s",
+				 hc->peer, hc->peer_id, why);
+			d->stats.failed++;
+			hc->refused = 1;
+			h2conn_close(h, -EACCES, "trust domain not served by this gateway");
+			return;
+		}
+	}
 	if (inbound_peer_conns(hc->in, hc->peer_id) >= INBOUND_CONNS_PER_PEER) {
 		static struct log_rl rl = LOG_RL_INIT;
 
@@ -572,6 +661,21 @@ void inbound_free(struct inbound *in)
 	listener_deinit(&in->ls);
 	listener_pending_free(in->pending);
 	free(in);
+}
+
+void inbound_trust_changed(struct inbound *in)
+{
+	struct hconn *hc, *next;
+
+	for (hc = in ? in->ready : NULL; hc; hc = next) {
+		next = hc->next;
+		if (certs_td_accepted(in->d->certs, hc->peer_td, strlen(hc->peer_td)))
+			continue;
+		log_warn("HBONE connection from %s (%s) closed [IDENTITY_ERROR]: trust domain %s is "
+			 "no longer federated", hc->peer, hc->peer_id, hc->peer_td);
+		in->d->stats.failed++;
+		h2conn_close(&hc->h2c, -EACCES, "trust domain no longer federated");
+	}
 }
 
 unsigned inbound_conn_count(const struct inbound *in)

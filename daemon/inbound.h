@@ -17,6 +17,9 @@ struct inbound *inbound_new(struct weftd *d, char *err, size_t errlen);
 void inbound_drain(struct inbound *in);
 void inbound_free(struct inbound *in);
 unsigned inbound_conn_count(const struct inbound *in);
+/* The accepted trust domains changed: close the HBONE connections whose
+ * client's trust domain is no longer one (their streams are reset). */
+void inbound_trust_changed(struct inbound *in);
 
 /* fd: a connection captured on the pod's 15006; taken. */
 void inbound_plain_accept(struct weftd *d, struct pod *pod, int fd);

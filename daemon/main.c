@@ -98,8 +98,9 @@ static void weftd_federation_changed(struct weftd *d)
 		for (size_t i = 0; i < r->n_bundles && o < sizeof(tds); i++)
 			o += (size_t)snprintf(tds + o, sizeof(tds) - o, "%s%s", i ? ", " : "",
 					      r->bundles[i].trust_domain);
-		log_info("federated trust domains: %s; renewing certificates to use their bundles",
+		log_info("federated trust domains: %s; TLS contexts rebuilt with their bundles",
 			 r->n_bundles ? tds : "none");
+		inbound_trust_changed(d->inbound);
 	}
 }
 
@@ -261,10 +262,10 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	struct weftd *d = &the_weftd;
-	const char *config = NULL, *tds[17] = { 0 };
+	const char *config = NULL, *tds[17] = { 0 }, *gw_tds[17] = { 0 };
 	char err[1024], path[512], *token = NULL, *bundle = NULL;
 	size_t bundle_len = 0;
-	int check = 0, mode = -1, opt, rc = 1;
+	int check = 0, mode = -1, opt, rc = 1, gateway;
 	sigset_t sigs;
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -298,6 +299,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "weftd: %s\n", err);
 		return 1;
 	}
+	gateway = d->cfg.mode == SETTINGS_MODE_GATEWAY;
 	if (check) {
 		printf("weftd: %s is valid (%s %s at %s, agent %s)\n", config,
 		       settings_mode_name(d->cfg.mode), d->cfg.node_name,
@@ -321,10 +323,15 @@ int main(int argc, char **argv)
 		goto fail;
 	}
 	mkdir(d->cfg.state_dir, 0700);
-	snprintf(d->node_id, sizeof(d->node_id), "spiffe://%s/weft/node/%s", d->cfg.trust_domain,
-		 d->cfg.node_name);
+	snprintf(d->node_id, sizeof(d->node_id), "spiffe://%s/weft/%s/%s", d->cfg.trust_domain,
+		 gateway ? "gateway" : "node", d->cfg.node_name);
 	for (size_t i = 0; i < d->cfg.trust_domains.n && i < 16; i++)
 		tds[i] = d->cfg.trust_domains.v[i];
+	for (size_t i = 0; i < d->cfg.gateway_trust_domains.n && i < 16; i++)
+		gw_tds[i] = d->cfg.gateway_trust_domains.v[i];
+	d->gateway = (struct gateway_self){ .node = d->cfg.node_name,
+					    .trust_domain = d->cfg.trust_domain,
+					    .allowed = gw_tds };
 
 	d->loop = loop_new(WEFTD_RING);
 	d->reg = regcache_new();
@@ -364,6 +371,7 @@ int main(int argc, char **argv)
 	struct certs_opts co = {
 		.trust_domain = d->cfg.trust_domain,
 		.node = d->cfg.node_name,
+		.gateway = gateway,
 		.bundle_pem = bundle,
 		.bundle_len = bundle_len,
 		.trust_domains = tds,
@@ -401,13 +409,17 @@ int main(int argc, char **argv)
 	d->admin = admin_new(d, weftd_drain, err, sizeof(err));
 	if (!d->admin)
 		goto fail;
-	pods_restore(d->pods);
-	if (d->cfg.mode == SETTINGS_MODE_SIDECAR && pods_count(d->pods) &&
-	    sidecar_listen(d, err, sizeof(err)))
-		goto fail;
-	d->cni = cnisrv_new(d->loop, d->cfg.cni_socket, &cni_handler, d, err, sizeof(err));
-	if (!d->cni)
-		goto fail;
+	/* A gateway enrolls no pod: it holds no workload key. */
+	if (!gateway) {
+		pods_restore(d->pods);
+		if (d->cfg.mode == SETTINGS_MODE_SIDECAR && pods_count(d->pods) &&
+		    sidecar_listen(d, err, sizeof(err)))
+			goto fail;
+		d->cni = cnisrv_new(d->loop, d->cfg.cni_socket, &cni_handler, d, err,
+				    sizeof(err));
+		if (!d->cni)
+			goto fail;
+	}
 
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -418,10 +430,19 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "cannot set up signal handling");
 		goto fail;
 	}
-	log_info("%s %s: HBONE on %s:%u, enrollment on %s, %s, agent %s",
-		 d->cfg.mode == SETTINGS_MODE_SIDECAR ? "sidecar" : "node", d->cfg.node_name,
-		 d->cfg.node_ip ? d->cfg.node_ip : "(the pod's IP, once enrolled)",
-		 d->cfg.hbone_port, d->cfg.cni_socket, admin_where(d->admin), d->cfg.agent_address);
+	if (gateway)
+		log_info("gateway %s (%s): outer tunnels on %s:%u for %s, %s, agent %s",
+			 d->cfg.node_name, d->node_id, d->cfg.node_ip, d->cfg.hbone_port,
+			 gw_tds[0] ? "the trust domains of gateway_trust_domains"
+				   : "every federated trust domain", admin_where(d->admin),
+			 d->cfg.agent_address);
+	else
+		log_info("%s %s: HBONE on %s:%u, enrollment on %s, %s, agent %s",
+			 d->cfg.mode == SETTINGS_MODE_SIDECAR ? "sidecar" : "node",
+			 d->cfg.node_name,
+			 d->cfg.node_ip ? d->cfg.node_ip : "(the pod's IP, once enrolled)",
+			 d->cfg.hbone_port, d->cfg.cni_socket, admin_where(d->admin),
+			 d->cfg.agent_address);
 	log_buffered(1);
 	rc = loop_run(d->loop) ? 1 : 0;
 	log_buffered(0);

@@ -262,9 +262,14 @@ static int node_from_msg(const Weft__Registry__V1__Node *m, struct reg_node *n,
 		return fail(-EINVAL, err, errlen, "node %s: bad address", esc(&e, m->name));
 	if (m->hbone_port > 65535)
 		return fail(-EINVAL, err, errlen, "node %s: bad hbone_port", esc(&e, m->name));
+	if (m->gateway_address && m->gateway_address[0] && !ip_parse(m->gateway_address, addr))
+		return fail(-EINVAL, err, errlen, "node %s: bad gateway_address", esc(&e, m->name));
 	n->hbone_port = m->hbone_port ? m->hbone_port : REGCACHE_HBONE_PORT;
 	if (str_copy(m->name, &n->name) || str_copy(m->address, &n->address) ||
 	    str_copy(m->cluster, &n->cluster) || str_copy(m->network, &n->network))
+		return -ENOMEM;
+	if (m->gateway_address && m->gateway_address[0] &&
+	    str_copy(m->gateway_address, &n->gateway_address))
 		return -ENOMEM;
 	return 0;
 }

@@ -24,6 +24,7 @@ static const struct cfgmap_field settings_fields[] = {
 	F("node_ip", CFGMAP_STR, node_ip),
 	F("trust_domain", CFGMAP_STR, trust_domain),
 	F("trust_domains", CFGMAP_STRLIST, trust_domains),
+	F("gateway_trust_domains", CFGMAP_STRLIST, gateway_trust_domains),
 	F("agent_address", CFGMAP_STR, agent_address),
 	F("agent_server_name", CFGMAP_STR, agent_server_name),
 	F("agent_bundle", CFGMAP_PATH, agent_bundle),
@@ -107,12 +108,16 @@ static int settings_check(struct settings *s, const char *name, char *err, size_
 			       s->token_file };
 	unsigned char ip[16];
 
-	if (s->mode == SETTINGS_MODE_GATEWAY) {
-		/* Named by DESIGN §8, not built yet: refuse rather than run
-		 * as a node daemon under the wrong name. */
-		snprintf(err, errlen, "%s: mode gateway is not implemented yet", name);
-		return -ENOTSUP;
+	if (s->mode != SETTINGS_MODE_GATEWAY && s->gateway_trust_domains.n) {
+		snprintf(err, errlen, "%s: gateway_trust_domains is for mode gateway", name);
+		return -EINVAL;
 	}
+	for (size_t i = 0; i < s->gateway_trust_domains.n; i++)
+		if (!spiffe_td_valid(s->gateway_trust_domains.v[i])) {
+			snprintf(err, errlen, "%s: gateway_trust_domains: \"%s\" is not a trust "
+				 "domain", name, s->gateway_trust_domains.v[i]);
+			return -EINVAL;
+		}
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
 		/* A sidecar starts before its pod has an address (the CNI
 		 * allocates it): it learns node_ip from the pod's enrollment. */

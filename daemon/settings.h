@@ -56,6 +56,8 @@ struct settings {
 	uint32_t connect_timeout_ms;	/* 10000 */
 	char *log_level;		/* info */
 	struct cfgmap_strlist trust_domains;	/* peers accepted; default: trust_domain */
+	struct cfgmap_strlist gateway_trust_domains;	/* mode gateway: whose workloads may
+							 * use it; default every federated */
 };
 
 /* Defaults, then the file. 0, or -EINVAL with err. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "gateway.h"
 #include "settings.h"
 
 #define WEFTD_MARK 0x539	/* SO_MARK of every socket weftd opens in a pod netns */
@@ -25,6 +26,7 @@ struct weftd_stats {
 	uint64_t outbound, inbound, inbound_plain;	/* connections accepted */
 	uint64_t failed, denied;
 	uint64_t passthrough, same_node;
+	uint64_t gateway_streams;	/* --mode gateway: outer CONNECTs carried */
 };
 
 struct weftd {
@@ -40,6 +42,7 @@ struct weftd {
 	struct cnisrv *cni;
 	struct admin *admin;
 	struct metrics *metrics;
+	struct gateway_self gateway;		/* --mode gateway: who it serves */
 	struct weftd_stats stats;
 	unsigned long live;			/* proxied connections now */
 	struct sockaddr_storage node_addr;	/* cfg.node_ip parsed (boundary_node_ip_set);

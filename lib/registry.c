@@ -537,8 +537,9 @@ static int parse_node(struct parse *p, const yaml_node_t *m, void *arr, size_t i
 		      const struct list_spec *s)
 {
 	struct reg_node *nd = (struct reg_node *)arr + i;
-	static const char *const keys[] = { "name", "address", "hbone_port", "cluster", "network" };
-	enum { K_NAME, K_ADDR, K_PORT, K_CLUSTER, K_NETWORK, K_N };
+	static const char *const keys[] = { "name", "address", "hbone_port", "cluster", "network",
+					    "gateway_address" };
+	enum { K_NAME, K_ADDR, K_PORT, K_CLUSTER, K_NETWORK, K_GATEWAY, K_N };
 	yaml_node_t *v[K_N];
 	int rc;
 
@@ -558,6 +559,8 @@ static int parse_node(struct parse *p, const yaml_node_t *m, void *arr, size_t i
 	if (!rc)
 		rc = get_str_or(p, v[K_NETWORK], "node", "network", STR_TOKEN, REG_MAX_NAME, "",
 				&nd->network);
+	if (!rc && v[K_GATEWAY])
+		rc = get_ip(p, v[K_GATEWAY], "node", "gateway_address", &nd->gateway_address);
 	return rc;
 }
 
@@ -1090,6 +1093,7 @@ void registry_free(struct registry *r)
 		free(r->nodes[i].address);
 		free(r->nodes[i].cluster);
 		free(r->nodes[i].network);
+		free(r->nodes[i].gateway_address);
 	}
 	free(r->nodes);
 	for (i = 0; i < r->n_workloads; i++) {

@@ -133,6 +133,7 @@ static bool node_fill(struct arena *a, const struct registry *r, size_t i, void 
 	m->hbone_port = n->hbone_port;
 	m->cluster = s_(n->cluster);
 	m->network = s_(n->network);
+	m->gateway_address = s_(n->gateway_address);
 	return true;
 }
 

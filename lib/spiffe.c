@@ -197,15 +197,26 @@ int spiffe_id_workload(const struct spiffe_id *id, char *ns, size_t nslen,
 	return rc;
 }
 
-int spiffe_id_node(const struct spiffe_id *id, char *node, size_t len)
+/* spiffe://td/weft/<kind>/<name> -> name */
+static int spiffe_id_weft(const struct spiffe_id *id, const char *kind, char *name, size_t len)
 {
 	const char *segs[3];
 	size_t lens[3];
 
 	if (!id || path_split(id->path, segs, lens, 3) < 0 ||
-	    !seg_is(segs[0], lens[0], "weft") || !seg_is(segs[1], lens[1], "node"))
+	    !seg_is(segs[0], lens[0], "weft") || !seg_is(segs[1], lens[1], kind))
 		return -EINVAL;
-	return seg_copy(node, len, segs[2], lens[2]);
+	return seg_copy(name, len, segs[2], lens[2]);
+}
+
+int spiffe_id_node(const struct spiffe_id *id, char *node, size_t len)
+{
+	return spiffe_id_weft(id, "node", node, len);
+}
+
+int spiffe_id_gateway(const struct spiffe_id *id, char *name, size_t len)
+{
+	return spiffe_id_weft(id, "gateway", name, len);
 }
 
 static int format_checked(char *out, size_t len, int n)
@@ -230,4 +241,12 @@ int spiffe_node_format(char *out, size_t len, const char *td, const char *node)
 	if (!spiffe_td_valid(td) || !spiffe_segment_valid(node))
 		return -EINVAL;
 	return format_checked(out, len, snprintf(out, len, "spiffe://%s/weft/node/%s", td, node));
+}
+
+int spiffe_gateway_format(char *out, size_t len, const char *td, const char *name)
+{
+	if (!spiffe_td_valid(td) || !spiffe_segment_valid(name))
+		return -EINVAL;
+	return format_checked(out, len, snprintf(out, len, "spiffe://%s/weft/gateway/%s", td,
+						 name));
 }

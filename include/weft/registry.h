@@ -21,6 +21,7 @@ struct reg_node {
 	uint16_t hbone_port;	/* default 15008 */
 	char *cluster;		/* default "" */
 	char *network;		/* default "" */
+	char *gateway_address;	/* the network's gateway: its WAN address; else NULL */
 };
 
 enum reg_tunnel {

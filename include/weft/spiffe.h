@@ -24,9 +24,12 @@ int spiffe_id_workload(const struct spiffe_id *id, char *ns, size_t nslen,
 		       char *sa, size_t salen);
 /* Node ID -> node name; -EINVAL if not that shape. */
 int spiffe_id_node(const struct spiffe_id *id, char *node, size_t len);
+/* Gateway ID (spiffe://td/weft/gateway/<name>) -> name; -EINVAL if not. */
+int spiffe_id_gateway(const struct spiffe_id *id, char *name, size_t len);
 /* Format; return the length, or -ENOSPC. Inputs must be valid segments. */
 int spiffe_workload_format(char *out, size_t len, const char *td, const char *ns, const char *sa);
 int spiffe_node_format(char *out, size_t len, const char *td, const char *node);
+int spiffe_gateway_format(char *out, size_t len, const char *td, const char *name);
 /* 1 if s is a valid path segment (non-empty, [A-Za-z0-9._-], not . or ..). */
 int spiffe_segment_valid(const char *s);
 
