@@ -388,6 +388,15 @@ static void service_create_certificate(struct grpc_call *call, const uint8_t *ms
 	}
 	spiffe_node_format(node_id, sizeof(node_id), a->cfg->trust_domain, node);
 	want = imp && imp[0] ? imp : node_id;
+	/* A gateway asks for its own identity as a node asks for its own:
+	 * service_authorize checks the registry names it a gateway. */
+	if (!(imp && imp[0])) {
+		char gw[SPIFFE_ID_MAX];
+
+		if (spiffe_gateway_format(gw, sizeof(gw), a->cfg->trust_domain, node) > 0 &&
+		    !strcmp(csr.uri, gw))
+			want = csr.uri;
+	}
 	err = service_authorize(svc, node, want, imp && imp[0], why, sizeof(why));
 	if (err) {
 		service_refuse(svc, call, SERVICE_CERT, SERVICE_REFUSED_NOT_AUTHORIZED,

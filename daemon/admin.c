@@ -324,6 +324,7 @@ struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char 
 			size_t errlen)
 {
 	struct admin *a = calloc(1, sizeof(*a));
+	const char *any = "0.0.0.0";
 
 	if (!a) {
 		snprintf(err, errlen, "out of memory");
@@ -339,14 +340,17 @@ struct admin *admin_new(struct weftd *d, void (*on_quit)(struct weftd *d), char 
 					  err, errlen);
 	if (!a->api)
 		goto fail;
-	a->ready = admin_listen_tcp(a, "readiness", "0.0.0.0", d->cfg.ready_port,
+	/* A gateway's node_ip faces the WAN: only 15008 listens there. */
+	if (d->cfg.mode == SETTINGS_MODE_GATEWAY)
+		any = d->cfg.internal_ip;
+	a->ready = admin_listen_tcp(a, "readiness", any, d->cfg.ready_port,
 				    ADMIN_READY_CONNS, ADMIN_READY_CONNS_PER_ADDR,
 				    admin_ready_handle, err, errlen);
 	if (!a->ready)
 		goto fail;
 	/* Sidecar mode is for benchmarks only: its pod's 15020 is the app's. */
 	if (d->cfg.mode != SETTINGS_MODE_SIDECAR) {
-		a->metrics = admin_listen_tcp(a, "metrics", "0.0.0.0", d->cfg.metrics_port,
+		a->metrics = admin_listen_tcp(a, "metrics", any, d->cfg.metrics_port,
 					      ADMIN_READY_CONNS, ADMIN_READY_CONNS_PER_ADDR,
 					      admin_metrics_handle, err, errlen);
 		if (!a->metrics)

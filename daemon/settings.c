@@ -22,6 +22,7 @@ static const char *const access_log_names[] = { "text", "json", NULL };
 static const struct cfgmap_field settings_fields[] = {
 	F("node_name", CFGMAP_STR, node_name),
 	F("node_ip", CFGMAP_STR, node_ip),
+	F("internal_ip", CFGMAP_STR, internal_ip),
 	F("trust_domain", CFGMAP_STR, trust_domain),
 	F("trust_domains", CFGMAP_STRLIST, trust_domains),
 	F("gateway_trust_domains", CFGMAP_STRLIST, gateway_trust_domains),
@@ -108,8 +109,16 @@ static int settings_check(struct settings *s, const char *name, char *err, size_
 			       s->token_file };
 	unsigned char ip[16];
 
-	if (s->mode != SETTINGS_MODE_GATEWAY && s->gateway_trust_domains.n) {
-		snprintf(err, errlen, "%s: gateway_trust_domains is for mode gateway", name);
+	if (s->mode != SETTINGS_MODE_GATEWAY && (s->gateway_trust_domains.n || s->internal_ip)) {
+		snprintf(err, errlen, "%s: %s is for mode gateway", name,
+			 s->internal_ip ? "internal_ip" : "gateway_trust_domains");
+		return -EINVAL;
+	}
+	if (s->mode == SETTINGS_MODE_GATEWAY && (!s->internal_ip ||
+	    (inet_pton(AF_INET, s->internal_ip, ip) != 1 &&
+	     inet_pton(AF_INET6, s->internal_ip, ip) != 1))) {
+		snprintf(err, errlen, "%s: mode gateway needs internal_ip, its address in its "
+			 "own network (readiness and metrics listen there, not on the WAN)", name);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < s->gateway_trust_domains.n; i++)

@@ -27,7 +27,10 @@ enum settings_unknown {
 struct settings {
 	char *node_name;		/* required */
 	char *node_ip;			/* HBONE listener address; required, except in
-					 * sidecar mode (then: the pod's IP) */
+					 * sidecar mode (then: the pod's IP); a
+					 * gateway's: on the WAN */
+	char *internal_ip;		/* mode gateway, required: its address in its
+					 * own network (readiness and metrics) */
 	char *trust_domain;		/* default cluster.local */
 	char *agent_address;		/* required: "ip:port" */
 	char *agent_server_name;	/* SNI, default weft-agent */

@@ -262,14 +262,14 @@ def main():
                   "each cluster's agent has its own root certificate")
 
         # The WAN: east's gateway address, from a node and a pod of west.
-        m.spawn("%s-east-gw" % NAME, LISTEN, ["192.168.50.2", "15008"])
+        m.spawn("%s-east-gw" % NAME, LISTEN, ["192.168.50.2", "17008"])
         m.spawn("%s-east-n1" % NAME, LISTEN, ["172.30.0.1", "7777"])
         time.sleep(0.5)
-        got = reach(w.netns("n1"), "192.168.50.2", 15008)
+        got = reach(w.netns("n1"), "192.168.50.2", 17008)
         res.check(got == "192.168.50.2 saw 192.168.50.1",
                   "west node 1 reaches east's gateway on the WAN, masqueraded by west's "
                   "gateway node (%s)" % got)
-        got = reach(w.netns("n1-p1"), "192.168.50.2", 15008)
+        got = reach(w.netns("n1-p1"), "192.168.50.2", 17008)
         res.check(got == "192.168.50.2 saw 192.168.50.1",
                   "and so does a pod of west, whose reply comes back to it (%s)" % got)
         got = connects(w.netns("n1"), "192.168.50.2", 15012)
@@ -284,7 +284,7 @@ def main():
         res.check(got.startswith("error") and "refused" not in got,
                   "the WAN cannot reach an east node through east's gateway node, even with a "
                   "route to it: dropped (%s)" % got)
-        got = reach("%s-wan" % NAME, "192.168.50.2", 15008)
+        got = reach("%s-wan" % NAME, "192.168.50.2", 17008)
         res.check(got == "192.168.50.2 saw 192.168.50.254",
                   "while east's gateway address itself answers the WAN (%s)" % got)
         federation(m, w, e)

@@ -375,6 +375,52 @@ class HboneError(Exception):
     pass
 
 
+def stream_event(conn, streams, ev):
+    """A python3-h2 stream event into streams[id] ({"status", "data", "ended",
+    "reset"}); received data is acknowledged. True when ev was one."""
+    import h2.events
+    st = streams.get(getattr(ev, "stream_id", None))
+    if isinstance(ev, h2.events.ResponseReceived):
+        if st is not None:
+            st["status"] = int(dict(ev.headers)[":status"])
+    elif isinstance(ev, h2.events.DataReceived):
+        if st is not None:
+            st["data"] += ev.data
+        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+    elif isinstance(ev, h2.events.StreamEnded):
+        if st is not None:
+            st["ended"] = True
+    elif isinstance(ev, h2.events.StreamReset):
+        if st is not None:
+            st["reset"] = ev.error_code
+    else:
+        return False
+    return True
+
+
+def client_context(bundle, chain_pem=None, key_pem=None):
+    """A TLS 1.3 client context offering h2: verifies against bundle (PEM
+    bytes; no verification when empty) and presents chain_pem/key_pem."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    if bundle:
+        ctx.load_verify_locations(cadata=bundle.decode())
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    if chain_pem:
+        with tempfile.TemporaryDirectory(prefix="weft-hbone-") as d:
+            cf, kf = os.path.join(d, "chain.pem"), os.path.join(d, "key.pem")
+            with open(cf, "wb") as f:
+                f.write(chain_pem)
+            with open(os.open(kf, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+                f.write(key_pem)
+            ctx.load_cert_chain(cf, kf)
+    return ctx
+
+
 class HboneClient:
     """TLS 1.3 (ALPN h2, optional client certificate) to an HBONE listener from a
     socket in netns, then HTTP/2 CONNECT streams with python3-h2.
@@ -411,23 +457,7 @@ class HboneClient:
         import h2.settings
         if self.sock is None:
             self.tcp()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.check_hostname = False
-        if self.bundle:
-            ctx.load_verify_locations(cadata=self.bundle.decode())
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        else:
-            ctx.verify_mode = ssl.CERT_NONE
-        ctx.set_alpn_protocols(["h2"])
-        if self.chain_pem:
-            with tempfile.TemporaryDirectory(prefix="weft-hbone-") as d:
-                cf, kf = os.path.join(d, "chain.pem"), os.path.join(d, "key.pem")
-                with open(cf, "wb") as f:
-                    f.write(self.chain_pem)
-                with open(os.open(kf, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-                    f.write(self.key_pem)
-                ctx.load_cert_chain(cf, kf)
+        ctx = client_context(self.bundle, self.chain_pem, self.key_pem)
         self.tls = ctx.wrap_socket(self.sock, server_side=False)
         if self.tls.selected_alpn_protocol() != "h2":
             raise HboneError("ALPN: server chose %r" % self.tls.selected_alpn_protocol())
@@ -493,19 +523,9 @@ class HboneClient:
                 self.closed = "HTTP/2 error: %s" % e
                 break
             for ev in events:
-                st = self.streams.get(getattr(ev, "stream_id", None))
-                if isinstance(ev, h2.events.ResponseReceived) and st is not None:
-                    st["status"] = int(dict(ev.headers)[":status"])
-                elif isinstance(ev, h2.events.DataReceived):
-                    if st is not None:
-                        st["data"] += ev.data
-                    self.h2.acknowledge_received_data(ev.flow_controlled_length,
-                                                      ev.stream_id)
-                elif isinstance(ev, h2.events.StreamEnded) and st is not None:
-                    st["ended"] = True
-                elif isinstance(ev, h2.events.StreamReset) and st is not None:
-                    st["reset"] = ev.error_code
-                elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                if stream_event(self.h2, self.streams, ev):
+                    continue
+                if isinstance(ev, h2.events.RemoteSettingsChanged):
                     m = ev.changed_settings.get(
                         h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
                     if m is not None:
@@ -614,3 +634,91 @@ class SidecarCluster(Cluster):
             raise RuntimeError("admin %s %s of sidecar %s: %s" % (
                 method, path, pod, p.stderr.decode(errors="replace")[-500:]))
         return json.loads(p.stdout)
+
+
+class InnerHbone:
+    """Double HBONE from Python (DESIGN §8.1): TLS 1.3 mTLS (ALPN h2) and HTTP/2
+    inside stream sid of an outer HboneClient, as a source weftd runs it
+    through a gateway; an independent implementation (ssl.MemoryBIO +
+    python3-h2). connect() raises ssl.SSLError/HboneError; roundtrip() as
+    HboneClient's."""
+
+    def __init__(self, outer, sid, key_pem, chain_pem, bundle, timeout=5.0):
+        self.outer, self.sid, self.timeout = outer, sid, timeout
+        self.key_pem, self.chain_pem, self.bundle = key_pem, chain_pem, bundle
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = None
+        self.h2 = None
+        self.streams = {}
+
+    def _shuttle(self, wait):
+        """Send what TLS wrote; when wait, read more of the outer stream."""
+        data = self.out.read()
+        if data:
+            self.outer.send(self.sid, data)
+        if not wait:
+            return True
+        st = self.outer.streams[self.sid]
+        self.outer.pump(lambda: st["data"] or st["ended"] or st["reset"] is not None,
+                        self.timeout)
+        if not st["data"]:
+            raise HboneError("outer stream ended (%s)" % (
+                "reset %s" % st["reset"] if st["reset"] is not None else
+                self.outer.closed or "no data"))
+        self.inc.write(st["data"])
+        st["data"] = b""
+        return True
+
+    def connect(self):
+        import h2.config
+        import h2.connection
+        ctx = client_context(self.bundle, self.chain_pem, self.key_pem)
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_side=False)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._shuttle(True)
+        self._shuttle(False)
+        self.h2 = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+        self.h2.initiate_connection()
+        self._flush()
+        return self
+
+    def peer_cert(self):
+        return self.tls.getpeercert(binary_form=True)
+
+    def _flush(self):
+        data = self.h2.data_to_send()
+        if data:
+            self.tls.write(data)
+        self._shuttle(False)
+
+    def roundtrip(self, authority, payload, headers=()):
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, [(":method", "CONNECT"), (":authority", authority)] +
+                             list(headers))
+        st = self.streams[sid] = {"status": None, "data": b"", "ended": False, "reset": None}
+        self._flush()
+        sent = False
+        deadline = time.time() + self.timeout
+        while not st["ended"] and st["reset"] is None and time.time() < deadline:
+            if st["status"] == 200 and not sent:
+                self.h2.send_data(sid, payload, end_stream=True)
+                self._flush()
+                sent = True
+            elif st["status"] is not None and st["status"] != 200:
+                break
+            try:
+                data = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._shuttle(True)
+                continue
+            if not data:
+                break
+            for ev in self.h2.receive_data(data):
+                stream_event(self.h2, self.streams, ev)
+            self._flush()
+        return st["status"], st["data"]

@@ -1,0 +1,260 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The multi-cluster gateway (issue 10 item 3, DESIGN §8.1): `cluster.sh up
+--clusters west,east --weftd` runs `weftd --mode gateway` on each cluster's
+gateway node, with 15008 on its WAN address.
+
+  - its identity is spiffe://<td>/weft/gateway/gw from its own agent; a node
+    that is not the registry's gateway cannot get that identity;
+  - only 15008 answers on the WAN: its readiness and metrics listen on its
+    internal address, which the WAN cannot reach even with a route;
+  - before east federates west.local it refuses a west client in the
+    handshake; afterwards an independent client (Python ssl + h2) holding a
+    west SVID opens the outer tunnel to east's gateway, CONNECTs east node
+    2's HBONE address and runs the inner mTLS and HTTP/2 CONNECT inside it
+    to east's pod: the bytes echo, the inner peer is east's node identity,
+    the destination logs the remote principal; the service-hostname form
+    reaches an endpoint's node as well;
+  - refused in words, each with a log line: the gateway itself, loopback,
+    a pod directly, a port that is not HBONE, another network's node, an
+    unknown service; a client of east.local itself (the gateway serves other
+    networks); a west client once gateway_trust_domains leaves it out;
+  - SIGTERM drains: it stops accepting and exits."""
+import os
+import re
+import ssl
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
+from clusterlib import (CLUSTER, ECHO_SERVER, RUN, Cluster, HboneClient,  # noqa: E402
+                        HboneError, InnerHbone, Results, agent_svid, require_root, wait_log)
+from cryptography import x509  # noqa: E402
+
+NAME = "mgw"
+GW_WAN = ("192.168.50.2", 15008)
+res = Results("multi-cluster gateway")
+
+
+def uri_of(der):
+    c = x509.load_der_x509_certificate(der)
+    return c.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier)[0]
+
+
+def gw_log(cl):
+    return open(os.path.join(RUN, cl.name, "gw", "weftd.log"), errors="replace").read()
+
+
+def gw_admin(cl, path):
+    p = cl.run("gw", ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000" + path])
+    import json
+    return json.loads(p.stdout)
+
+
+def outer(w, key, chain, ebundle):
+    h = HboneClient(w.netns("n1"), GW_WAN, key_pem=key, chain_pem=chain, bundle=ebundle,
+                    timeout=5)
+    h.connect()
+    return h
+
+
+def federate(e, w):
+    """east's agent federates west.local (west's root in its federation_dir)."""
+    fed = os.path.join(RUN, e.name, "agent", "federation")
+    os.makedirs(fed, exist_ok=True)
+    with open(os.path.join(RUN, e.name, "agent", "agent.yaml"), "a") as f:
+        f.write("federation_dir: %s\n" % fed)
+    with open(os.path.join(fed, "west.local.pem"), "w") as f:
+        f.write(open(os.path.join(RUN, w.name, "agent", "ca", "root-cert.pem")).read())
+    for op in ("stop", "start"):
+        subprocess.run([CLUSTER, op, "--name", e.name, "agent"], check=True,
+                       capture_output=True)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        got = [gw_admin(e, "/stats").get("federated_trust_domains")] + \
+              [e.admin(k, "/stats").get("federated_trust_domains") for k in (1, 2)]
+        if all(g == ["west.local"] for g in got):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def refused(h, authority):
+    sid = h.open(authority)
+    return h.status(sid)
+
+
+def main():
+    require_root()
+    subprocess.run([CLUSTER, "down", "--name", NAME], capture_output=True)
+    try:
+        p = subprocess.run([CLUSTER, "up", "--name", NAME, "--clusters", "west,east",
+                            "--nodes", "2", "--pods", "1", "--weftd"],
+                           capture_output=True, text=True, timeout=300)
+        res.check(p.returncode == 0, "two clusters with their gateways up%s" % (
+            "" if p.returncode == 0 else ": " + (p.stdout + p.stderr)[-1500:]))
+        if p.returncode:
+            return
+        w, e = Cluster(NAME + "-west"), Cluster(NAME + "-east")
+        w.nodes = e.nodes = 2
+        run(w, e)
+    finally:
+        subprocess.run([CLUSTER, "down", "--name", NAME], capture_output=True, timeout=180)
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                              text=True).stdout
+        res.check(NAME + "-" not in left, "down removed every namespace")
+
+
+def run(w, e):
+    st = gw_admin(e, "/stats")
+    log = gw_log(e)
+    res.check("gateway gw (spiffe://east.local/weft/gateway/gw): outer tunnels on "
+              "192.168.50.2:15008" in log, "east's gateway runs --mode gateway on its WAN "
+              "address, as spiffe://east.local/weft/gateway/gw")
+    res.check(st.get("pods", 0) in (0, [], None), "it enrolls no pods (%s)" % st.get("pods"))
+    res.check(not os.path.exists(os.path.join(RUN, e.name, "gw", "cni.sock")),
+              "and has no CNI socket: it holds no workload key")
+    # A node that is not the gateway cannot get the gateway identity.
+    try:
+        agent_svid(e, 1, "spiffe://east.local/weft/gateway/node1", impersonate=False)
+        res.check(False, "node1 of east got a gateway identity")
+    except Exception as ex:  # noqa: BLE001 (the helper raises what the agent said)
+        res.check("not a gateway" in str(ex) or "PERMISSION_DENIED" in str(ex),
+                  "east's agent refuses node1 a gateway identity (%s)" %
+                  str(ex).strip().splitlines()[-1][:120])
+    # Only 15008 on the WAN.
+    wan = "%s-wan" % NAME
+    subprocess.run(["ip", "-n", wan, "addr", "add", "192.168.50.254/24", "dev", "br0"],
+                   check=True)
+    subprocess.run(["ip", "-n", wan, "route", "add", "172.30.0.0/24", "via", "192.168.50.2"],
+                   check=True)
+    for port in (15021, 15020, 15000):
+        r = subprocess.run(["ip", "netns", "exec", wan, "curl", "-s", "-m", "2", "-o",
+                            "/dev/null", "-w", "%{http_code}",
+                            "http://192.168.50.2:%d/healthz/ready" % port],
+                           capture_output=True, text=True)
+        res.check(r.stdout in ("000", ""), "the WAN gets nothing from the gateway's WAN "
+                  "address on %d (curl %s)" % (port, r.stdout or r.returncode))
+    r = subprocess.run(["ip", "netns", "exec", wan, "curl", "-s", "-m", "2", "-o", "/dev/null",
+                        "-w", "%{http_code}", "http://172.30.0.249:15021/healthz/ready"],
+                       capture_output=True, text=True)
+    res.check(r.stdout in ("000", ""), "nor from its internal address, with a route to it "
+              "(curl %s)" % r.stdout)
+
+    wid = "spiffe://west.local/ns/default/sa/sa-n1-p1"
+    key, chain = agent_svid(w, 1, wid)
+    ebundle = open(os.path.join(RUN, e.name, "agent", "ca", "root-cert.pem"), "rb").read()
+    try:
+        h = outer(w, key, chain, ebundle)
+        status, _ = h.roundtrip("172.30.0.2:15008", b"x", timeout=3)
+        got = "status %s, %s" % (status, h.closed)
+    except (ssl.SSLError, OSError, HboneError) as ex:
+        status, got = None, str(ex)[:80]
+    res.check(status is None and "unknown ca" in got.lower(),
+              "before federation, east's gateway refuses a west.local client (%s)" % got)
+    res.check(federate(e, w), "east's agent federates west.local: its gateway and nodes "
+              "accept it")
+
+    e.py("n2-p1", ECHO_SERVER, ["8080"])
+    e.py("n1-p1", ECHO_SERVER, ["8080"])
+    e.wait_port("n2-p1", "127.0.0.1", 8080)
+    e.wait_port("n1-p1", "127.0.0.1", 8080)
+    epod2, epod1 = e.ip("n2-p1"), e.ip("n1-p1")
+
+    # Double HBONE to east node 2, weft's form.
+    h = outer(w, key, chain, ebundle)
+    res.check(uri_of(h.peer_cert()) == "spiffe://east.local/weft/gateway/gw",
+              "the outer tunnel's server is east's gateway identity")
+    sid = h.open("172.30.0.2:15008")
+    res.check(h.status(sid) == 200, "CONNECT 172.30.0.2:15008 on the outer tunnel: 200")
+    start = os.path.getsize(os.path.join(RUN, e.name, "n2", "weftd.log"))
+    marker = b"weft-cross-cluster-%d" % os.getpid()
+    try:
+        inner = InnerHbone(h, sid, key, chain, ebundle).connect()
+        res.check(uri_of(inner.peer_cert()) == "spiffe://east.local/weft/node/node2",
+                  "the inner mTLS, end to end through the gateway, is with east node 2's "
+                  "identity")
+        status, data = inner.roundtrip("%s:8080" % epod2, marker)
+        res.check(status == 200 and data == marker, "the inner CONNECT into east's pod "
+                  "n2-p1 echoes (%s, %r)" % (status, data[:40]))
+    except (ssl.SSLError, OSError, HboneError) as ex:
+        res.check(False, "double HBONE through east's gateway: %s" % ex)
+    line = wait_log(e, 2, re.escape(wid), start=start)
+    res.check(line is not None, "east node 2 saw the remote principal %s (%s)" % (
+        wid, (line or "no line").split("weftd: ", 1)[-1].strip()[:140]))
+    h.close()
+
+    # Istio's form: a service hostname; the gateway picks an endpoint's node.
+    seen = set()
+    for i in range(4):
+        h = outer(w, key, chain, ebundle)
+        sid = h.open("svc-p1.default.svc.cluster.local:80")
+        if h.status(sid) != 200:
+            res.check(False, "service-hostname CONNECT: %s" % h.streams[sid])
+            break
+        try:
+            inner = InnerHbone(h, sid, key, chain, ebundle).connect()
+            node = uri_of(inner.peer_cert()).rsplit("/", 1)[-1]
+            pod = epod1 if node == "node1" else epod2
+            status, data = inner.roundtrip("%s:8080" % pod, b"svc %d" % i)
+            if status == 200 and data == b"svc %d" % i:
+                seen.add(node)
+        except (ssl.SSLError, OSError, HboneError) as ex:
+            res.check(False, "service-hostname double HBONE: %s" % ex)
+        h.close()
+    res.check(seen == {"node1", "node2"}, "svc-p1.default.svc.cluster.local:80 reaches both "
+              "endpoints' nodes in turn (%s)" % sorted(seen))
+
+    # Refusals, each in words.
+    h = outer(w, key, chain, ebundle)
+    for authority, why in (("172.30.0.249:15008", "is a gateway"),
+                           ("127.0.0.1:15000", "not a node of network east"),
+                           ("%s:8080" % epod2, "not a node of network east"),
+                           ("172.30.0.1:22", "takes HBONE on port 15008 only"),
+                           ("172.30.0.250:15012", "not a node of network east"),
+                           ("nope.default.svc.cluster.local:80", "no service default/nope"),
+                           ("svc-p1.default.svc:81", "with port 81"),
+                           ("evil:80", "neither")):
+        off = len(gw_log(e))
+        status = refused(h, authority)
+        time.sleep(0.1)
+        new = gw_log(e)[off:]
+        res.check(status == 400 and why in new, "CONNECT %s: %s, logged: %s" % (
+            authority, status, next((ln.split("weftd: ", 1)[-1][:150]
+                                     for ln in new.splitlines() if "refused" in ln), "none")))
+    h.close()
+    # East's own workloads do not use their own gateway.
+    ekey, echain = agent_svid(e, 1, "spiffe://east.local/ns/default/sa/sa-n1-p1")
+    off = len(gw_log(e))
+    h = HboneClient(w.netns("n1"), GW_WAN, key_pem=ekey, chain_pem=echain, timeout=5)
+    try:
+        h.connect()
+        sid = h.open("172.30.0.2:15008")
+        status = h.status(sid)
+    except (ssl.SSLError, OSError, HboneError) as ex:
+        status = str(ex)
+    h.close()
+    time.sleep(0.2)
+    res.check(status != 200 and "the gateway's own" in gw_log(e)[off:],
+              "a client of east.local itself is refused by its own gateway (%s)" % status)
+
+    # SIGTERM: it drains and exits; new tunnels are refused.
+    pid = int(open(os.path.join(RUN, e.name, "gw", "weftd.pid")).read().split()[0])
+    os.kill(pid, 15)
+    deadline = time.time() + 15
+    while time.time() < deadline and os.path.exists("/proc/%d" % pid):
+        time.sleep(0.1)
+    res.check(not os.path.exists("/proc/%d" % pid), "SIGTERM: the gateway drains and exits")
+    try:
+        status, _ = outer(w, key, chain, ebundle).roundtrip("172.30.0.2:15008", b"x",
+                                                            timeout=2)
+    except (ssl.SSLError, OSError, HboneError):
+        status = None
+    res.check(status is None, "and nothing takes new outer tunnels on the WAN address")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(res.done())
