@@ -30,7 +30,7 @@
 #include "live.h"
 #include "metrics.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "regjson.h"
 #include "tunnel.h"
 #include "weftd.h"

@@ -13,7 +13,7 @@
 
 #include "authz.h"
 #include "metrics.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "relay.h"
 #include "weftd.h"
 

@@ -15,7 +15,7 @@
 
 #include "boundary.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "weftd.h"
 
 static const char *boundary_port_name(const struct weftd *d, uint16_t port)

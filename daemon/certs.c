@@ -20,7 +20,7 @@
 #include <weft/tls.h>
 #include <weft/x509.h>
 
-#include "agentc.h"
+#include <weft/agentc.h>
 #include "certs.h"
 
 #define CERTS_BACKOFF_MIN_MS	500

@@ -17,7 +17,7 @@
 #include "failures.h"
 #include "outbound.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "tunnel.h"
 #include "weftd.h"
 

@@ -9,7 +9,7 @@
 #include <weft/sockaddr.h>
 
 #include "gateway.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 
 #define GATEWAY_AUTHORITY_MAX (253 + 6)	/* a DNS name and ":65535" */
 

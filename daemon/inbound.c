@@ -36,7 +36,7 @@
 #include "inbound.h"
 #include "metrics.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "relay.h"
 #include "trace.h"
 #include "weftd.h"

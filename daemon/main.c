@@ -22,7 +22,7 @@
 #include <weft/tls.h>
 
 #include "admin.h"
-#include "agentc.h"
+#include <weft/agentc.h>
 #include "authz.h"
 #include "boundary.h"
 #include "certs.h"
@@ -31,7 +31,7 @@
 #include "metrics.h"
 #include "outbound.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "sidecar.h"
 #include "tunnel.h"
 #include "weftd.h"
@@ -361,6 +361,7 @@ int main(int argc, char **argv)
 		.bundle_len = bundle_len,
 		.token = token,
 		.node = d->cfg.node_name,
+		.mark = WEFTD_MARK,
 	};
 	d->agent = agentc_new(d->loop, &ao, err, sizeof(err));
 	/* agentc keeps its own copy in sodium memory; no second one stays. */

@@ -15,7 +15,7 @@
 #include "inbound.h"
 #include "metrics.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "tunnel.h"
 #include "weftd.h"
 

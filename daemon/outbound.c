@@ -24,7 +24,7 @@
 #include "certs.h"
 #include "outbound.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "relay.h"
 #include "trace.h"
 #include "tunnel.h"

@@ -25,7 +25,7 @@
 #include "inbound.h"
 #include "outbound.h"
 #include "pods.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 #include "weftd.h"
 
 #define PODS_FILE_MAX (64u << 10)

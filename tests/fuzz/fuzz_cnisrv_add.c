@@ -22,7 +22,7 @@
 #include <weft/spiffe.h>
 
 #include "../../daemon/pods.h"
-#include "../../daemon/regcache.h"
+#include <weft/regcache.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
 #include <weft/regproto.h>
 #include <weft/sockaddr.h>
 
-#include "../../daemon/regcache.h"
+#include <weft/regcache.h>
 #include "../gateway_fixture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -16,7 +16,7 @@
 #include <weft/spiffe.h>
 
 #include "../../daemon/boundary.h"
-#include "../../daemon/regcache.h"
+#include <weft/regcache.h>
 #include "../weftd_fixture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -14,7 +14,7 @@
 #include <weft/sockaddr.h>
 #include <weft/regproto.h>
 
-#include "../../daemon/regcache.h"
+#include <weft/regcache.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

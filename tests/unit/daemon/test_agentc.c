@@ -31,7 +31,7 @@
 
 #include "registry.pb-c.h"
 
-#include "../../../daemon/agentc.h"
+#include <weft/agentc.h>
 #include "../../../daemon/certs.h"
 
 #include "../check.h"

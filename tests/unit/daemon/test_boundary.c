@@ -10,7 +10,7 @@
 #include <weft/sockaddr.h>
 
 #include "../../../daemon/boundary.h"
-#include "../../../daemon/regcache.h"
+#include <weft/regcache.h>
 #include "../../weftd_fixture.h"
 
 static struct weftd d;

@@ -13,7 +13,7 @@
 #include <weft/sockaddr.h>
 
 #include "../check.h"
-#include "../../../daemon/regcache.h"
+#include <weft/regcache.h>
 #include "../../gateway_fixture.h"
 
 static void test_peers(void)

@@ -15,7 +15,7 @@
 #include <weft/regproto.h>
 
 #include "../../../daemon/metrics.h"
-#include "../../../daemon/regcache.h"
+#include <weft/regcache.h>
 #include "../../weftd_fixture.h"
 
 static struct weftd d;

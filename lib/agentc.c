@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftd's client of weft-agent: a lazily made TLS connection (the agent's
+/* A client of weft-agent (weftd's, and weft-agent's for remote
+ * registries): a lazily made TLS connection (the agent's
  * SPIFFE ID verified) carrying gRPC calls through grpcc, CreateCertificate
  * requests, and a Registry/Watch stream that is re-opened with exponential
  * backoff whenever it ends. Until the node has its own SVID every call
@@ -31,8 +32,7 @@
 #include "google/protobuf/struct.pb-c.h"
 #include "registry.pb-c.h"
 
-#include "agentc.h"
-#include "weftd.h"
+#include <weft/agentc.h>
 
 #define AGENTC_CREATE_PATH	"/istio.v1.auth.IstioCertificateService/CreateCertificate"
 #define AGENTC_WATCH_PATH	"/weft.registry.v1.Registry/Watch"
@@ -83,6 +83,7 @@ struct agentc {
 	char *auth;			/* "Bearer <token>", sodium memory */
 	size_t auth_cap;
 	struct tls_ctx *tls;		/* for new connections */
+	uint32_t mark;
 	bool have_identity;
 	bool freeing;
 
@@ -250,7 +251,7 @@ static struct agentc_conn *agentc_conn_get(struct agentc *a)
 	if (!ac->grpc)
 		goto fail_grpc;
 	h2conn_set_session(&ac->h2c, &grpcc_session_engine, ac->grpc);
-	err = h2conn_connect(&ac->h2c, (struct sockaddr *)&a->sa, a->salen, WEFTD_MARK, a->tls,
+	err = h2conn_connect(&ac->h2c, (struct sockaddr *)&a->sa, a->salen, a->mark, a->tls,
 			     a->server_name, a->expect_id, &o);
 	if (err) {
 		errno = -err;
@@ -725,6 +726,7 @@ struct agentc *agentc_new(struct loop *l, const struct agentc_opts *o, char *err
 		goto fail_nomem;
 	a->loop = l;
 	a->backoff_ms = AGENTC_BACKOFF_MIN_MS;
+	a->mark = o->mark;
 	a->deadline.cb = agentc_on_deadline;
 	a->reconnect.cb = agentc_on_reconnect;
 	a->keepalive.cb = agentc_on_keepalive;

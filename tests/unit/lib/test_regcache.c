@@ -22,7 +22,7 @@
 #include "../regyaml.h"
 
 #include "registry.pb-c.h"
-#include "../../../daemon/regcache.h"
+#include <weft/regcache.h>
 
 static const char base_yaml[] =
 	"trust_domain: cluster.local\n"

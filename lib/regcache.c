@@ -21,7 +21,7 @@
 #include <weft/x509.h>
 
 #include "registry.pb-c.h"
-#include "regcache.h"
+#include <weft/regcache.h>
 
 /* Bound on one WatchResponse (and on the snapshot file): far above a large
  * cluster's registry, far below what would hurt the node. */

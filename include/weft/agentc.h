@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftd's client of weft-agent: one TLS connection (the agent's SPIFFE ID
+/* A client of weft-agent: one TLS connection (the agent's SPIFFE ID
  * verified) carrying gRPC calls: CreateCertificate, and a Registry/Watch
- * stream kept open across agent restarts (reconnect with backoff). The
- * node authenticates with its bootstrap token until it has its own SVID,
- * then with mTLS. */
-#ifndef DAEMON_AGENTC_H
-#define DAEMON_AGENTC_H
+ * stream kept open across agent restarts (reconnect with backoff). weftd
+ * authenticates with its bootstrap token until it has its own SVID, then
+ * with mTLS; weft-agent uses it with its own SVID to import a federated
+ * agent's registry (agent/remote.c). */
+#ifndef WEFT_AGENTC_H
+#define WEFT_AGENTC_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@ struct agentc_opts {
 	size_t bundle_len;
 	const char *token;		/* bootstrap token (copied into secure memory) */
 	const char *node;		/* this node's name (WatchRequest.node) */
+	uint32_t mark;			/* SO_MARK of its sockets; 0 none */
 };
 
 /* A CreateCertificate result: chain (PEM strings, leaf first) is valid

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftd's copy of the cluster registry: applies the agent's Watch stream
+/* A copy of a cluster registry received over Registry/Watch (weftd's, and
+ * weft-agent's of a remote agent's): applies the agent's Watch stream
  * (snapshot, then deltas), answers the data path's lookups (pod IP ->
  * workload, service VIP:port -> endpoint, node name -> address), and keeps
  * the last state on disk so weftd can restart while the agent is down. */
-#ifndef DAEMON_REGCACHE_H
-#define DAEMON_REGCACHE_H
+#ifndef WEFT_REGCACHE_H
+#define WEFT_REGCACHE_H
 
 #include <netinet/in.h>
 #include <stddef.h>
