@@ -952,6 +952,13 @@ static void kind_merge(const struct kind *k, struct registry *old, struct regist
 /* The federated bundles of a response, checked: at most REG_BUNDLES_MAX,
  * each a trust domain (lowercase letters, digits, '.', '-', '_') once, in
  * order, and PEM certificates of bounded size. Into bt's bundles. */
+static bool td_ok(const char *td)
+{
+	size_t tl = td ? strlen(td) : 0;
+
+	return tl && tl <= 255 && strspn(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") == tl;
+}
+
 static int bundles_decode(const Weft__Registry__V1__WatchResponse *m, struct registry *bt,
 			  char *err, size_t errlen)
 {
@@ -966,11 +973,11 @@ static int bundles_decode(const Weft__Registry__V1__WatchResponse *m, struct reg
 	for (size_t i = 0; i < m->n_federated; i++) {
 		const Weft__Registry__V1__TrustBundle *b = m->federated[i];
 		const char *td = b->trust_domain ? b->trust_domain : "";
-		size_t tl = strlen(td), pl = b->pem ? strlen(b->pem) : 0;
+		size_t pl = b->pem ? strlen(b->pem) : 0;
 		char why[128];
 		int rc;
 
-		if (!tl || tl > 255 || strspn(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != tl)
+		if (!td_ok(td))
 			return fail(-EINVAL, err, errlen, "federated bundle %zu: bad trust domain", i);
 		if (i && strcmp(bt->bundles[i - 1].trust_domain, td) >= 0)
 			return fail(-EINVAL, err, errlen, "federated bundles not sorted or repeated "
@@ -990,12 +997,113 @@ static int bundles_decode(const Weft__Registry__V1__WatchResponse *m, struct reg
 	return 0;
 }
 
+/* Printable ASCII without spaces, 1..max bytes. */
+static bool token_ok(const char *s, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (!n || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] > '~')
+			return false;
+	return true;
+}
+
+/* One remote network of a response into rm: its nodes, workloads and
+ * services (no policies travel), each checked as an upsert is, unique by
+ * key, every node of this network, every workload on one of its nodes. */
+static int remote_decode(const Weft__Registry__V1__RemoteNetwork *m, struct reg_remote *rm,
+			 char *err, size_t errlen)
+{
+	size_t n[REGCACHE_KINDS] = { m->n_nodes, m->n_workloads, m->n_services, 0 };
+	struct registry *r;
+	struct esc e;
+	size_t i;
+	int rc = 0;
+
+	if (!(rm->network = strdup(m->network)) || !(rm->trust_domain = strdup(m->trust_domain)) ||
+	    !(rm->reg = r = registry_alloc(n)))
+		return fail(-ENOMEM, err, errlen, "out of memory");
+	for (i = 0; !rc && i < m->n_nodes; i++)
+		rc = node_from_msg(m->nodes[i], &r->nodes[r->n_nodes++], err, errlen);
+	for (i = 0; !rc && i < m->n_workloads; i++)
+		rc = workload_from_msg(m->workloads[i], &r->workloads[r->n_workloads++], err, errlen);
+	for (i = 0; !rc && i < m->n_services; i++)
+		rc = service_from_msg(m->services[i], &r->services[r->n_services++], err, errlen);
+	if (rc == -ENOMEM)
+		return fail(rc, err, errlen, "out of memory");
+	if (rc)
+		return rc;
+	for (size_t k = 0; k < 3; k++) {
+		size_t cnt = *kind_n(r, &kinds[k]);
+
+		if (cnt < 2)
+			continue;
+		qsort(*kind_arr(r, &kinds[k]), cnt, kinds[k].size, kinds[k].cmp);
+		for (i = 1; i < cnt; i++)
+			if (!kinds[k].cmp(kind_elem(r, &kinds[k], i - 1), kind_elem(r, &kinds[k], i)))
+				return fail(-EINVAL, err, errlen, "%s: %s listed twice", rm->network,
+					    kinds[k].what);
+	}
+	for (i = 0; i < r->n_nodes; i++)
+		if (strcmp(r->nodes[i].network, rm->network))
+			return fail(-EINVAL, err, errlen, "%s: node %s is of network %s",
+				    rm->network, esc(&e, r->nodes[i].name), r->nodes[i].network);
+	for (i = 0; i < r->n_workloads; i++)
+		if (!node_find(r, r->workloads[i].node))
+			return fail(-EINVAL, err, errlen, "%s: workload %s is on no node of it",
+				    rm->network, esc(&e, r->workloads[i].uid));
+	return 0;
+}
+
+/* The remote networks of a response (at most REG_REMOTES_MAX, each named
+ * once, in order, with a valid trust domain) into *out; NULL for none. */
+static int remotes_decode(const Weft__Registry__V1__WatchResponse *m, struct reg_remotes **out,
+			  char *err, size_t errlen)
+{
+	struct reg_remotes *rs;
+	int rc;
+
+	*out = NULL;
+	if (m->n_remotes > REG_REMOTES_MAX)
+		return fail(-EINVAL, err, errlen, "%zu remote networks (at most %d)", m->n_remotes,
+			    REG_REMOTES_MAX);
+	if (!m->n_remotes)
+		return 0;
+	for (size_t i = 0; i < m->n_remotes; i++) {
+		const Weft__Registry__V1__RemoteNetwork *x = m->remotes[i];
+
+		if (!token_ok(x->network, 253))
+			return fail(-EINVAL, err, errlen, "remote network %zu: bad name", i);
+		if (i && strcmp(m->remotes[i - 1]->network, x->network) >= 0)
+			return fail(-EINVAL, err, errlen, "remote networks not sorted or repeated");
+		if (!td_ok(x->trust_domain))
+			return fail(-EINVAL, err, errlen, "remote network %s: bad trust domain",
+				    x->network);
+	}
+	rs = reg_remotes_new(m->n_remotes);
+	if (!rs)
+		return fail(-ENOMEM, err, errlen, "out of memory");
+	for (size_t i = 0; i < m->n_remotes; i++) {
+		rc = remote_decode(m->remotes[i], &rs->v[i], err, errlen);
+		if (rc) {
+			reg_remotes_unref(rs);
+			return rc;
+		}
+	}
+	*out = rs;
+	return 0;
+}
+
 static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool need_snapshot,
 		     char *err, size_t errlen)
 {
 	Weft__Registry__V1__WatchResponse *m;
 	struct registry *up = NULL, *probes = NULL, *next = NULL, *grave = NULL, *dups = NULL;
 	struct registry empty = { 0 }, *old, bt = { 0 };
+	struct reg_remotes *remotes = NULL;
+	bool new_remotes = false;
 	size_t n_up[REGCACHE_KINDS] = { 0 }, n_rm[REGCACHE_KINDS] = { 0 };
 	size_t n_next[REGCACHE_KINDS], n_old[REGCACHE_KINDS];
 	struct index idx;
@@ -1030,6 +1138,15 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 	ret = bundles_decode(m, &bt, err, errlen);
 	if (ret)
 		goto fail_msg;
+	if (m->snapshot || m->remotes_changed) {
+		ret = remotes_decode(m, &remotes, err, errlen);
+		if (ret)
+			goto fail_msg;
+		new_remotes = true;
+	} else if (m->n_remotes) {
+		ret = fail(-EINVAL, err, errlen, "remote networks in a delta without remotes_changed");
+		goto fail_msg;
+	}
 
 	for (i = 0; i < m->n_upserts; i++) {
 		int kc = m->upserts[i]->kind_case;
@@ -1096,6 +1213,7 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 	next->trust_domain = td;
 	next->bundles = bt.bundles;
 	next->n_bundles = bt.n_bundles;
+	next->remotes = new_remotes ? remotes : rc->reg->remotes;
 	ret = index_build(&idx, next, rc->reg, &rc->idx);
 	if (ret) {
 		fail(ret, err, errlen, "out of memory");
@@ -1106,6 +1224,8 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 	grave->trust_domain = rc->reg->trust_domain;
 	grave->bundles = rc->reg->bundles;
 	grave->n_bundles = rc->reg->n_bundles;
+	if (new_remotes)
+		grave->remotes = rc->reg->remotes;
 	registry_shallow_free(rc->reg);
 	registry_free(grave);
 	registry_shallow_free(up);
@@ -1120,6 +1240,8 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 
 fail_next:
 	free(td);
+	if (next)
+		next->remotes = NULL;
 	registry_shallow_free(grave);
 	registry_shallow_free(next);
 fail_up:
@@ -1128,6 +1250,7 @@ fail_up:
 	registry_free(up);
 fail_msg:
 	registry_bundles_free(&bt);
+	reg_remotes_unref(remotes);
 	weft__registry__v1__watch_response__free_unpacked(m, NULL);
 	return ret;
 }

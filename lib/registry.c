@@ -1082,42 +1082,50 @@ static void strs_free(char **v, size_t n)
 	free(v);
 }
 
+static void node_free(struct reg_node *n)
+{
+	free(n->name);
+	free(n->address);
+	free(n->cluster);
+	free(n->network);
+	free(n->gateway_address);
+}
+
+static void workload_free(struct reg_workload *w)
+{
+	free(w->uid);
+	free(w->name);
+	free(w->namespace);
+	free(w->service_account);
+	free(w->node);
+	strs_free(w->ips, w->n_ips);
+	labels_free(w->labels, w->n_labels);
+}
+
+static void service_free(struct reg_service *s)
+{
+	free(s->namespace);
+	free(s->name);
+	strs_free(s->vips, s->n_vips);
+	free(s->ports);
+	labels_free(s->selector, s->n_selector);
+	strs_free(s->endpoints, s->n_endpoints);
+}
+
 void registry_free(struct registry *r)
 {
 	size_t i, j;
 
 	if (!r)
 		return;
-	for (i = 0; i < r->n_nodes; i++) {
-		free(r->nodes[i].name);
-		free(r->nodes[i].address);
-		free(r->nodes[i].cluster);
-		free(r->nodes[i].network);
-		free(r->nodes[i].gateway_address);
-	}
+	for (i = 0; i < r->n_nodes; i++)
+		node_free(&r->nodes[i]);
 	free(r->nodes);
-	for (i = 0; i < r->n_workloads; i++) {
-		struct reg_workload *w = &r->workloads[i];
-
-		free(w->uid);
-		free(w->name);
-		free(w->namespace);
-		free(w->service_account);
-		free(w->node);
-		strs_free(w->ips, w->n_ips);
-		labels_free(w->labels, w->n_labels);
-	}
+	for (i = 0; i < r->n_workloads; i++)
+		workload_free(&r->workloads[i]);
 	free(r->workloads);
-	for (i = 0; i < r->n_services; i++) {
-		struct reg_service *s = &r->services[i];
-
-		free(s->namespace);
-		free(s->name);
-		strs_free(s->vips, s->n_vips);
-		free(s->ports);
-		labels_free(s->selector, s->n_selector);
-		strs_free(s->endpoints, s->n_endpoints);
-	}
+	for (i = 0; i < r->n_services; i++)
+		service_free(&r->services[i]);
 	free(r->services);
 	for (i = 0; i < r->n_policies; i++) {
 		struct reg_policy *po = &r->policies[i];
@@ -1142,6 +1150,7 @@ void registry_free(struct registry *r)
 	free(r->policies);
 	free(r->trust_domain);
 	registry_bundles_free(r);
+	reg_remotes_unref(r->remotes);
 	free(r);
 }
 
@@ -1189,4 +1198,138 @@ void registry_bundles_free(struct registry *r)
 	free(r->bundles);
 	r->bundles = NULL;
 	r->n_bundles = 0;
+}
+
+struct reg_remotes *reg_remotes_new(size_t n)
+{
+	struct reg_remotes *rs = calloc(1, sizeof(*rs));
+
+	if (!rs)
+		return NULL;
+	rs->v = calloc(n ? n : 1, sizeof(*rs->v));
+	if (!rs->v) {
+		free(rs);
+		return NULL;
+	}
+	rs->n = n;
+	rs->refs = 1;
+	return rs;
+}
+
+struct reg_remotes *reg_remotes_ref(struct reg_remotes *rs)
+{
+	if (rs)
+		rs->refs++;
+	return rs;
+}
+
+void reg_remotes_unref(struct reg_remotes *rs)
+{
+	if (!rs || --rs->refs)
+		return;
+	for (size_t i = 0; i < rs->n; i++) {
+		free(rs->v[i].network);
+		free(rs->v[i].trust_domain);
+		registry_free(rs->v[i].reg);
+	}
+	free(rs->v);
+	free(rs);
+}
+
+const struct reg_remote *reg_remotes_find(const struct reg_remotes *rs, const char *network)
+{
+	for (size_t i = 0; rs && i < rs->n; i++)
+		if (!strcmp(rs->v[i].network, network))
+			return &rs->v[i];
+	return NULL;
+}
+
+/* NULL stays NULL; false when out of memory. */
+static bool str_dup(const char *s, char **out)
+{
+	*out = s ? strdup(s) : NULL;
+	return !s || *out;
+}
+
+static bool strs_dup(char *const *v, size_t n, char ***out, size_t *nout)
+{
+	*out = NULL;
+	*nout = 0;
+	if (!n)
+		return true;
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
+		return false;
+	for (size_t i = 0; i < n; i++, (*nout)++)
+		if (!str_dup(v[i], &(*out)[i]))
+			return false;
+	return true;
+}
+
+static bool labels_dup(const struct reg_label *l, size_t n, struct reg_label **out,
+		       size_t *nout)
+{
+	*out = NULL;
+	*nout = 0;
+	if (!n)
+		return true;
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
+		return false;
+	for (size_t i = 0; i < n; i++, (*nout)++)
+		if (!str_dup(l[i].key, &(*out)[i].key) || !str_dup(l[i].value, &(*out)[i].value))
+			return false;
+	return true;
+}
+
+int reg_node_dup(struct reg_node *dst, const struct reg_node *src)
+{
+	*dst = (struct reg_node){ .hbone_port = src->hbone_port };
+	if (str_dup(src->name, &dst->name) && str_dup(src->address, &dst->address) &&
+	    str_dup(src->cluster, &dst->cluster) && str_dup(src->network, &dst->network) &&
+	    str_dup(src->gateway_address, &dst->gateway_address))
+		return 0;
+	node_free(dst);
+	*dst = (struct reg_node){ 0 };
+	return -ENOMEM;
+}
+
+int reg_workload_dup(struct reg_workload *dst, const struct reg_workload *src)
+{
+	*dst = (struct reg_workload){ .tunnel = src->tunnel };
+	if (str_dup(src->uid, &dst->uid) && str_dup(src->name, &dst->name) &&
+	    str_dup(src->namespace, &dst->namespace) &&
+	    str_dup(src->service_account, &dst->service_account) &&
+	    str_dup(src->node, &dst->node) && strs_dup(src->ips, src->n_ips, &dst->ips, &dst->n_ips) &&
+	    labels_dup(src->labels, src->n_labels, &dst->labels, &dst->n_labels))
+		return 0;
+	workload_free(dst);
+	*dst = (struct reg_workload){ 0 };
+	return -ENOMEM;
+}
+
+int reg_service_dup(struct reg_service *dst, const struct reg_service *src,
+		    char *const *vips, size_t n_vips)
+{
+	*dst = (struct reg_service){ 0 };
+	if (!vips) {
+		vips = src->vips;
+		n_vips = src->n_vips;
+	}
+	if (src->n_ports) {
+		dst->ports = malloc(src->n_ports * sizeof(*dst->ports));
+		if (!dst->ports)
+			goto fail;
+		memcpy(dst->ports, src->ports, src->n_ports * sizeof(*dst->ports));
+		dst->n_ports = src->n_ports;
+	}
+	if (str_dup(src->namespace, &dst->namespace) && str_dup(src->name, &dst->name) &&
+	    strs_dup(vips, n_vips, &dst->vips, &dst->n_vips) &&
+	    labels_dup(src->selector, src->n_selector, &dst->selector, &dst->n_selector) &&
+	    strs_dup(src->endpoints, src->n_endpoints, &dst->endpoints, &dst->n_endpoints))
+		return 0;
+fail:
+	service_free(dst);
+	*dst = (struct reg_service){ 0 };
+	return -ENOMEM;
 }

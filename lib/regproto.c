@@ -457,6 +457,101 @@ static bool bundles_differ(const struct registry *a, const struct registry *b)
 	return false;
 }
 
+/* Every resource of kind k in r as messages, in key order (*n of them);
+ * NULL for none or when out of memory (a->failed). */
+static void **kind_messages(struct arena *a, const struct kind *k, const struct registry *r,
+			    size_t *n)
+{
+	size_t cnt = k->count(r), *idx = kind_order(a, k, r), i;
+	void **v;
+
+	*n = 0;
+	if (!cnt)
+		return NULL;
+	v = message_array(a, k->desc, cnt);
+	if (!v || !idx) {
+		a->failed = true;
+		return NULL;
+	}
+	for (i = 0; i < cnt; i++) {
+		if (!k->fill(a, r, idx[i], v[i])) {
+			a->failed = true;
+			return NULL;
+		}
+	}
+	*n = cnt;
+	return v;
+}
+
+/* resp->remotes from r's remote networks (pointers into r). */
+static void remotes_put(struct arena *a, const struct registry *r,
+			Weft__Registry__V1__WatchResponse *resp)
+{
+	const struct reg_remotes *rs = r->remotes;
+	Weft__Registry__V1__RemoteNetwork *m;
+
+	if (!rs || !rs->n)
+		return;
+	resp->remotes = arena_alloc(a, rs->n * sizeof(*resp->remotes));
+	m = arena_alloc(a, rs->n * sizeof(*m));
+	if (!resp->remotes || !m)
+		return;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct registry *x = rs->v[i].reg;
+
+		weft__registry__v1__remote_network__init(&m[i]);
+		m[i].network = s_(rs->v[i].network);
+		m[i].trust_domain = s_(rs->v[i].trust_domain);
+		m[i].nodes = (Weft__Registry__V1__Node **)kind_messages(a, &kinds[0], x,
+									 &m[i].n_nodes);
+		m[i].workloads = (Weft__Registry__V1__Workload **)kind_messages(a, &kinds[1], x,
+										 &m[i].n_workloads);
+		m[i].services = (Weft__Registry__V1__Service **)kind_messages(a, &kinds[2], x,
+									       &m[i].n_services);
+		resp->remotes[i] = &m[i];
+	}
+	resp->n_remotes = rs->n;
+}
+
+/* The remote networks of r, encoded (a response holding only them); NULL
+ * with *len 0 for none. false when out of memory. */
+static bool remotes_bytes(const struct registry *r, uint8_t **out, size_t *len)
+{
+	Weft__Registry__V1__WatchResponse resp = WEFT__REGISTRY__V1__WATCH_RESPONSE__INIT;
+	struct arena a = { 0 };
+	bool ok;
+
+	*out = NULL;
+	*len = 0;
+	remotes_put(&a, r, &resp);
+	ok = !a.failed && (!resp.n_remotes || !response_pack(&resp, out, len));
+	arena_release(&a);
+	return ok;
+}
+
+/* Sets *differ when prev and next do not carry the same remote networks.
+ * false when out of memory. */
+static bool remotes_differ(const struct registry *prev, const struct registry *next,
+			   bool *differ)
+{
+	uint8_t *x, *y;
+	size_t lx, ly;
+
+	*differ = false;
+	if (prev->remotes == next->remotes)
+		return true;
+	if (!remotes_bytes(prev, &x, &lx))
+		return false;
+	if (!remotes_bytes(next, &y, &ly)) {
+		free(x);
+		return false;
+	}
+	*differ = lx != ly || (lx && memcmp(x, y, lx));
+	free(x);
+	free(y);
+	return true;
+}
+
 int regproto_snapshot(const struct registry *r, uint64_t version,
 		      uint8_t **out, size_t *len)
 {
@@ -471,6 +566,7 @@ int regproto_snapshot(const struct registry *r, uint64_t version,
 	resp.snapshot = 1;
 	resp.trust_domain = s_(r->trust_domain);
 	bundles_put(&a, r, &resp);
+	remotes_put(&a, r, &resp);
 	resp.upserts = arena_alloc(&a, total(r) * sizeof(*resp.upserts));
 	for (ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]) && !a.failed; ki++) {
 		const struct kind *k = &kinds[ki];
@@ -573,7 +669,7 @@ int regproto_delta(const struct registry *prev, const struct registry *next,
 {
 	Weft__Registry__V1__WatchResponse resp = WEFT__REGISTRY__V1__WATCH_RESPONSE__INIT;
 	struct arena a = { 0 };
-	bool td_changed;
+	bool td_changed, remotes_changed;
 	size_t ki;
 	int rc = 0;
 
@@ -586,13 +682,19 @@ int regproto_delta(const struct registry *prev, const struct registry *next,
 	td_changed = strcmp(s_(prev->trust_domain), s_(next->trust_domain)) != 0 ||
 		     bundles_differ(prev, next);
 	bundles_put(&a, next, &resp);
+	if (!remotes_differ(prev, next, &remotes_changed))
+		return -ENOMEM;
+	if (remotes_changed) {
+		resp.remotes_changed = 1;
+		remotes_put(&a, next, &resp);
+	}
 	resp.upserts = arena_alloc(&a, total(next) * sizeof(*resp.upserts));
 	resp.removals = arena_alloc(&a, total(prev) * sizeof(*resp.removals));
 	for (ki = 0; ki < sizeof(kinds) / sizeof(kinds[0]) && !a.failed; ki++)
 		kind_delta(&a, &kinds[ki], prev, next, &resp);
 	if (a.failed)
 		rc = -ENOMEM;
-	else if (resp.n_upserts || resp.n_removals || td_changed)
+	else if (resp.n_upserts || resp.n_removals || td_changed || remotes_changed)
 		rc = response_pack(&resp, out, len);
 	arena_release(&a);
 	return rc;

@@ -109,10 +109,30 @@ struct reg_bundle {
 #define REG_BUNDLE_PEM_MAX (64u << 10)
 #define REG_BUNDLE_ROOTS_MAX 32	/* CA certificates in one bundle */
 
+/* A remote network's resources (DESIGN §8.1): not in the registry file,
+ * the agent imports them from that network's agent (agent/remote.c). reg
+ * holds only nodes, workloads and services, with their own names; its
+ * services' vips are the local VIPs the importing agent gave them. */
+struct registry;
+struct reg_remote {
+	char *network;
+	char *trust_domain;
+	struct registry *reg;
+};
+/* The remote networks, sorted by network, unique. Immutable once made and
+ * shared: each registry holding it holds a reference. */
+struct reg_remotes {
+	unsigned refs;
+	struct reg_remote *v;
+	size_t n;
+};
+#define REG_REMOTES_MAX 8
+
 struct registry {
 	char *trust_domain;	/* optional; NULL when the file does not set it */
 	struct reg_bundle *bundles;	/* sorted by trust domain */
 	size_t n_bundles;
+	struct reg_remotes *remotes;	/* NULL: none */
 	struct reg_node *nodes;
 	size_t n_nodes;
 	struct reg_workload *workloads;
@@ -130,6 +150,22 @@ struct registry *registry_parse(const char *buf, size_t len, const char *name,
 void registry_free(struct registry *r);
 /* Free a registry's bundles (and set none). */
 void registry_bundles_free(struct registry *r);
+
+/* A new, empty set of n remote networks (refs 1, entries zeroed), or NULL. */
+struct reg_remotes *reg_remotes_new(size_t n);
+struct reg_remotes *reg_remotes_ref(struct reg_remotes *rs);
+/* Drops a reference; the last frees the networks and their registries. */
+void reg_remotes_unref(struct reg_remotes *rs);
+/* The remote network named network, or NULL. */
+const struct reg_remote *reg_remotes_find(const struct reg_remotes *rs, const char *network);
+
+/* Deep copies of one resource into *dst (zeroed first). 0, or -ENOMEM with
+ * *dst holding nothing. */
+int reg_node_dup(struct reg_node *dst, const struct reg_node *src);
+int reg_workload_dup(struct reg_workload *dst, const struct reg_workload *src);
+/* vips: NULL keeps src's, else these n_vips replace them. */
+int reg_service_dup(struct reg_service *dst, const struct reg_service *src,
+		    char *const *vips, size_t n_vips);
 
 /* Lookups (linear or indexed; NULL if absent). */
 const struct reg_node *registry_node(const struct registry *r, const char *name);

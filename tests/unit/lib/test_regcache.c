@@ -857,8 +857,158 @@ out:
 	regcache_free(rc);
 }
 
+/* A remote network "east" made of base_yaml's nodes, workloads and
+ * services (network set), with its policies left out. */
+static struct reg_remotes *remotes_east(const char *network, const char *td)
+{
+	struct registry *src = parse_edit("trust_domain:", "trust_domain:");
+	struct reg_remotes *rs = reg_remotes_new(1);
+	struct registry *x;
+
+	if (!src || !rs)
+		goto fail;
+	rs->v[0].network = strdup(network);
+	rs->v[0].trust_domain = strdup(td);
+	x = rs->v[0].reg = calloc(1, sizeof(*x));
+	if (!x)
+		goto fail;
+	x->nodes = calloc(src->n_nodes, sizeof(*x->nodes));
+	x->workloads = calloc(src->n_workloads, sizeof(*x->workloads));
+	x->services = calloc(src->n_services, sizeof(*x->services));
+	for (size_t i = 0; i < src->n_nodes; i++, x->n_nodes++) {
+		CHECK(reg_node_dup(&x->nodes[i], &src->nodes[i]) == 0);
+		free(x->nodes[i].network);
+		x->nodes[i].network = strdup("east");
+	}
+	for (size_t i = 0; i < src->n_workloads; i++, x->n_workloads++)
+		CHECK(reg_workload_dup(&x->workloads[i], &src->workloads[i]) == 0);
+	for (size_t i = 0; i < src->n_services; i++, x->n_services++) {
+		char *vip = (char *)"10.97.0.1";
+
+		CHECK(reg_service_dup(&x->services[i], &src->services[i], &vip, 1) == 0);
+	}
+	registry_free(src);
+	return rs;
+fail:
+	registry_free(src);
+	reg_remotes_unref(rs);
+	return NULL;
+}
+
+/* Remote networks ride in snapshots and in deltas that change them; a
+ * delta that does not keeps them; malformed ones refuse the message. */
+static void test_remotes(void)
+{
+	struct registry *r = parse_edit("trust_domain:", "trust_domain:");
+	struct registry *r2 = parse_edit("trust_domain:", "trust_domain:");
+	struct regcache *rc = regcache_new();
+	const struct reg_remotes *got;
+	const struct reg_remote *east;
+	struct reg_remotes *rs;
+	char err[256] = "";
+
+	CHECK(r && r2 && rc);
+	if (!r || !r2 || !rc)
+		goto out;
+	r->remotes = remotes_east("east", "east.local");
+	CHECK(r->remotes != NULL);
+	CHECK_EQ_INT(apply_snapshot(rc, r, 1), 0);
+	got = regcache_registry(rc)->remotes;
+	CHECK(got && got->n == 1);
+	east = reg_remotes_find(got, "east");
+	CHECK(east != NULL);
+	if (east) {
+		CHECK_EQ_STR(east->trust_domain, "east.local");
+		CHECK_EQ_INT(east->reg->n_nodes, 2);
+		CHECK_EQ_INT(east->reg->n_workloads, 5);
+		CHECK_EQ_INT(east->reg->n_services, 2);
+		CHECK_EQ_INT(east->reg->n_policies, 0);
+		CHECK_EQ_STR(east->reg->services[0].vips[0], "10.97.0.1");
+		CHECK_EQ_INT(east->reg->services[0].n_vips, 1);
+	}
+	/* The remote's own VIPs stay out of the local index. */
+	{
+		uint16_t tp;
+
+		CHECK(svc_at(rc, "10.97.0.1", 80, &tp) == NULL);
+		CHECK(svc_at(rc, "10.96.0.10", 80, &tp) != NULL);
+	}
+	/* A local change only: a delta without remotes, which stay. */
+	r2->remotes = reg_remotes_ref(r->remotes);
+	free(r2->workloads[0].service_account);
+	r2->workloads[0].service_account = strdup("changed");
+	CHECK_EQ_INT(apply_delta(rc, r, r2, 2, err, sizeof(err)), 0);
+	CHECK(regcache_registry(rc)->remotes == got);
+	/* The remotes go: a delta that says so. */
+	reg_remotes_unref(r2->remotes);
+	r2->remotes = NULL;
+	CHECK_EQ_INT(apply_delta(rc, r, r2, 3, err, sizeof(err)), 0);
+	CHECK(regcache_registry(rc)->remotes == NULL);
+	/* Refused, cache unchanged: a bad trust domain, a node of another
+	 * network, a workload on no node of its network, two networks out of
+	 * order, more than REG_REMOTES_MAX. */
+	reg_remotes_unref(r->remotes);
+	r->remotes = remotes_east("east", "East Local");
+	CHECK_EQ_INT(apply_snapshot(rc, r, 4), -EINVAL);
+	reg_remotes_unref(r->remotes);
+	r->remotes = rs = remotes_east("east", "east.local");
+	if (rs) {
+		free(rs->v[0].reg->nodes[1].network);
+		rs->v[0].reg->nodes[1].network = strdup("west");
+		CHECK_EQ_INT(apply_snapshot(rc, r, 4), -EINVAL);
+		free(rs->v[0].reg->nodes[1].network);
+		rs->v[0].reg->nodes[1].network = strdup("east");
+		free(rs->v[0].reg->workloads[2].node);
+		rs->v[0].reg->workloads[2].node = strdup("node9");
+		CHECK_EQ_INT(apply_snapshot(rc, r, 4), -EINVAL);
+	}
+	reg_remotes_unref(r->remotes);
+	r->remotes = rs = reg_remotes_new(REG_REMOTES_MAX + 1);
+	if (rs) {
+		for (size_t i = 0; i < rs->n; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "n%zu", i);
+			rs->v[i].network = strdup(name);
+			rs->v[i].trust_domain = strdup("east.local");
+			rs->v[i].reg = calloc(1, sizeof(struct registry));
+		}
+		CHECK_EQ_INT(apply_snapshot(rc, r, 4), -EINVAL);
+		rs->n = 2;
+		free(rs->v[0].network);
+		rs->v[0].network = strdup("z");
+		CHECK_EQ_INT(apply_snapshot(rc, r, 4), -EINVAL);
+		free(rs->v[0].network);
+		rs->v[0].network = strdup("n0 x");
+		CHECK_EQ_INT(apply_snapshot(rc, r, 4), -EINVAL);
+		rs->n = REG_REMOTES_MAX + 1;
+	}
+	CHECK_EQ_INT(regcache_version(rc), 3);
+	/* A delta may not carry remotes without saying they changed. */
+	{
+		Weft__Registry__V1__WatchResponse m = WEFT__REGISTRY__V1__WATCH_RESPONSE__INIT;
+		Weft__Registry__V1__RemoteNetwork rn = WEFT__REGISTRY__V1__REMOTE_NETWORK__INIT, *rnp = &rn;
+
+		rn.network = (char *)"east";
+		rn.trust_domain = (char *)"east.local";
+		m.version = 9;
+		m.trust_domain = (char *)"cluster.local";
+		m.n_remotes = 1;
+		m.remotes = &rnp;
+		CHECK_EQ_INT(apply_msg(rc, &m, err, sizeof(err)), -EINVAL);
+		m.remotes_changed = 1;
+		CHECK_EQ_INT(apply_msg(rc, &m, err, sizeof(err)), 0);
+		CHECK(regcache_registry(rc)->remotes && regcache_registry(rc)->remotes->n == 1);
+	}
+out:
+	registry_free(r);
+	registry_free(r2);
+	regcache_free(rc);
+}
+
 int main(void)
 {
+	test_remotes();
 	test_bundles();
 	test_snapshot_lookups();
 	test_round_robin();
