@@ -17,8 +17,11 @@ static const char *const mode_names[] = { "node", "gateway", "sidecar", NULL };
 static const char *const unknown_names[] = { "passthrough", "deny", NULL };
 static const char *const access_log_names[] = { "text", "json", NULL };
 
-#define F(k, t, field) { k, t, offsetof(struct settings, field), 0, 0, NULL, NULL }
-#define U(k, field, lo, hi) { k, CFGMAP_UINT, offsetof(struct settings, field), lo, hi, NULL, NULL }
+#define F(k, t, field) { .key = k, .type = t, .off = offsetof(struct settings, field) }
+#define U(k, field, lo, hi) \
+	{ .key = k, .type = CFGMAP_UINT, .off = offsetof(struct settings, field), .min = lo, .max = hi }
+#define E(k, field, nm) \
+	{ .key = k, .type = CFGMAP_ENUM, .off = offsetof(struct settings, field), .names = nm }
 static const struct cfgmap_field settings_fields[] = {
 	F("node_name", CFGMAP_STR, node_name),
 	F("node_ip", CFGMAP_STR, node_ip),
@@ -32,12 +35,10 @@ static const struct cfgmap_field settings_fields[] = {
 	F("token_file", CFGMAP_PATH, token_file),
 	F("cni_socket", CFGMAP_PATH, cni_socket),
 	F("state_dir", CFGMAP_PATH, state_dir),
-	{ "mode", CFGMAP_ENUM, offsetof(struct settings, mode), 0, 0, mode_names, NULL },
-	{ "unknown_destination", CFGMAP_ENUM, offsetof(struct settings, unknown_destination),
-	  0, 0, unknown_names, NULL },
+	E("mode", mode, mode_names),
+	E("unknown_destination", unknown_destination, unknown_names),
 	F("same_node_fast_path", CFGMAP_BOOL, same_node_fast_path),
-	{ "access_log_format", CFGMAP_ENUM, offsetof(struct settings, access_log_format),
-	  0, 0, access_log_names, NULL },
+	E("access_log_format", access_log_format, access_log_names),
 	U("hbone_port", hbone_port, 1, 65535),
 	U("outbound_port", outbound_port, 1, 65535),
 	U("inbound_plain_port", inbound_plain_port, 1, 65535),
@@ -56,6 +57,7 @@ static const struct cfgmap_field settings_fields[] = {
 };
 #undef F
 #undef U
+#undef E
 #define N_FIELDS (sizeof(settings_fields) / sizeof(settings_fields[0]))
 
 static int settings_defaults(struct settings *s)

@@ -94,6 +94,60 @@ static int cfgmap_list_set(struct yamldoc *d, const struct cfgmap_field *f, yaml
 }
 
 static int cfgmap_field_set(struct yamldoc *d, const char *base_dir,
+			    const struct cfgmap_field *f, yaml_node_t *v, void *out);
+
+static void cfgmap_tables_free(const struct cfgmap_field *f, struct cfgmap_tables *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		cfgmap_release(f->sub, f->n_sub, (char *)t->v + i * f->elem_size);
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+static int cfgmap_tables_set(struct yamldoc *d, const char *base_dir,
+			     const struct cfgmap_field *f, yaml_node_t *v, struct cfgmap_tables *t)
+{
+	size_t max = f->max ? f->max : CFGMAP_LIST_MAX, n;
+	const char *keys[CFGMAP_FIELDS_MAX];
+	yaml_node_t *vals[CFGMAP_FIELDS_MAX];
+	yaml_node_item_t *it;
+
+	if (v->type != YAML_SEQUENCE_NODE)
+		return yamldoc_fail(d, v, "%s: expected a list", f->key);
+	if (f->n_sub > CFGMAP_FIELDS_MAX || !f->elem_size)
+		return yamldoc_fail(d, v, "%s: unsupported setting type", f->key);
+	cfgmap_tables_free(f, t);
+	n = yamldoc_seq_len(v);
+	if (n > max)
+		return yamldoc_fail(d, v, "%s: at most %zu entries", f->key, max);
+	t->v = calloc(n ? n : 1, f->elem_size);
+	if (!t->v)
+		return yamldoc_fail(d, v, "out of memory");
+	for (size_t i = 0; i < f->n_sub; i++)
+		keys[i] = f->sub[i].key;
+	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		yaml_node_t *e = yamldoc_get(d, *it, v);
+		void *elem = (char *)t->v + t->n * f->elem_size;
+
+		if (!e)
+			return -EINVAL;
+		if (e->type != YAML_MAPPING_NODE)
+			return yamldoc_fail(d, e, "%s: entries must be maps", f->key);
+		t->n++;		/* released with the others from here on */
+		if (yamldoc_fields(d, e, f->key, keys, f->n_sub, f->sub_required, vals))
+			return -EINVAL;
+		for (size_t k = 0; k < f->n_sub; k++) {
+			if (f->sub[k].type == CFGMAP_TABLES)
+				return yamldoc_fail(d, e, "%s: unsupported setting type", f->key);
+			if (vals[k] && cfgmap_field_set(d, base_dir, &f->sub[k], vals[k], elem))
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int cfgmap_field_set(struct yamldoc *d, const char *base_dir,
 			    const struct cfgmap_field *f, yaml_node_t *v, void *out)
 {
 	static const char *const dur_units[] = { "", "s", "m", "h", "d", NULL };
@@ -164,6 +218,8 @@ static int cfgmap_field_set(struct yamldoc *d, const char *base_dir,
 		}
 	case CFGMAP_STRLIST:
 		return cfgmap_list_set(d, f, v, (struct cfgmap_strlist *)field);
+	case CFGMAP_TABLES:
+		return cfgmap_tables_set(d, base_dir, f, v, (struct cfgmap_tables *)field);
 	}
 	return yamldoc_fail(d, v, "%s: unsupported setting type", f->key);
 }
@@ -235,6 +291,8 @@ void cfgmap_release(const struct cfgmap_field *fields, size_t n_fields, void *ou
 			free(l->v);
 			l->v = NULL;
 			l->n = 0;
+		} else if (fields[i].type == CFGMAP_TABLES) {
+			cfgmap_tables_free(&fields[i], (struct cfgmap_tables *)field);
 		}
 	}
 }

@@ -17,10 +17,18 @@ enum cfgmap_type {
 	CFGMAP_BOOL,		/* int: true/false */
 	CFGMAP_ENUM,		/* int index into names[] */
 	CFGMAP_STRLIST,		/* struct cfgmap_strlist */
+	CFGMAP_TABLES,		/* struct cfgmap_tables: a list of maps, each by sub */
 };
 
 struct cfgmap_strlist {
 	char **v;
+	size_t n;
+};
+
+/* n structs of the field's elem_size, each filled by its sub table from
+ * zero (no defaults); the caller checks what each must hold. */
+struct cfgmap_tables {
+	void *v;
 	size_t n;
 };
 
@@ -38,6 +46,13 @@ struct cfgmap_field {
 	uint32_t min, max;
 	const char *const *names;	/* CFGMAP_ENUM, NULL-terminated */
 	cfgmap_check_fn check;		/* NULL: any string */
+	/* CFGMAP_TABLES: the fields of one entry (not TABLES themselves),
+	 * which keys are required (bit i for sub[i]) and the entry's size.
+	 * max: at most that many entries (0: 64). */
+	const struct cfgmap_field *sub;
+	size_t n_sub;
+	uint32_t sub_required;
+	size_t elem_size;
 };
 
 /* At most this many fields in a table. */
