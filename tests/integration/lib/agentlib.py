@@ -8,6 +8,7 @@ when the test fails.
 """
 import atexit
 import os
+import random
 import re
 import shutil
 import signal
@@ -86,11 +87,20 @@ services:
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port below the ephemeral range (32768-60999 here):
+    an agent restarted on the same ports must not find one taken as the
+    source port of some client's connection meanwhile."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in 20000-32000")
 
 
 class Agent:
