@@ -1276,9 +1276,13 @@ static bool labels_dup(const struct reg_label *l, size_t n, struct reg_label **o
 	*out = calloc(n, sizeof(**out));
 	if (!*out)
 		return false;
-	for (size_t i = 0; i < n; i++, (*nout)++)
-		if (!str_dup(l[i].key, &(*out)[i].key) || !str_dup(l[i].value, &(*out)[i].value))
+	for (size_t i = 0; i < n; i++) {
+		bool ok = str_dup(l[i].key, &(*out)[i].key) && str_dup(l[i].value, &(*out)[i].value);
+
+		(*nout)++;	/* a half-copied entry is freed with the rest */
+		if (!ok)
 			return false;
+	}
 	return true;
 }
 

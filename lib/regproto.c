@@ -683,8 +683,8 @@ int regproto_delta(const struct registry *prev, const struct registry *next,
 		     bundles_differ(prev, next);
 	bundles_put(&a, next, &resp);
 	if (!remotes_differ(prev, next, &remotes_changed))
-		return -ENOMEM;
-	if (remotes_changed) {
+		a.failed = true;
+	if (remotes_changed && !a.failed) {
 		resp.remotes_changed = 1;
 		remotes_put(&a, next, &resp);
 	}
