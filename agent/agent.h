@@ -19,6 +19,7 @@ struct tls_ctx;
 struct server;
 struct service;
 struct httpsrv;
+struct remote;
 
 struct agent {
 	struct loop *loop;
@@ -30,6 +31,13 @@ struct agent {
 	struct server *server;
 	struct service *service;
 	struct httpsrv *metrics;	/* NULL with metrics_listen: off */
+	struct remote *remote;		/* NULL without remote_networks */
+	/* The agent's own SVID, spiffe://<td>/weft/agent: its serving
+	 * certificate, and its client certificate toward remote agents. */
+	char *id_chain;
+	size_t id_chain_len;
+	char *id_key;			/* sodium memory (x509_secret_free) */
+	size_t id_key_len;
 	int draining;
 };
 

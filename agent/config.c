@@ -2,6 +2,7 @@
 /* weft-agent configuration: defaults, the YAML file through cfgmap (flat
  * mapping, unknown keys are errors so typos do not pass silently), and the
  * checks that need more than one key. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include <weft/cfgmap.h>
 #include <weft/sockaddr.h>
+#include <weft/spiffe.h>
 
 #include "config.h"
 
@@ -24,6 +26,74 @@ static const char *config_dns_check(const char *name)
 		return "is not a lowercase DNS name";
 	return NULL;
 }
+
+/* A network name: it tags nodes and travels to every weftd. */
+static const char *config_network_check(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 63 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-._") != n)
+		return "is not a network name (lowercase letters, digits, '-', '.', '_'; "
+		       "at most 63)";
+	return NULL;
+}
+
+static const char *config_td_check(const char *td)
+{
+	return spiffe_td_valid(td) ? NULL : "is not a SPIFFE trust domain";
+}
+
+static const char *config_addr_check(const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	return sockaddr_parse(addr, &ss, &len) ? "is not a numeric host:port" : NULL;
+}
+
+/* "a.b.c.d/prefix", IPv4, prefix 12..30, no host bits: the local VIPs of
+ * one remote network's services. */
+static int config_cidr_parse(const char *s, uint32_t *base, uint8_t *prefix)
+{
+	char ip[INET_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	struct in_addr a;
+	unsigned long p;
+	char *end;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(ip) || !slash[1] ||
+	    strspn(slash + 1, "0123456789") != strlen(slash + 1) || strlen(slash + 1) > 2)
+		return -EINVAL;
+	memcpy(ip, s, (size_t)(slash - s));
+	ip[slash - s] = '\0';
+	p = strtoul(slash + 1, &end, 10);
+	if (inet_pton(AF_INET, ip, &a) != 1 || p < 12 || p > 30)
+		return -EINVAL;
+	*base = ntohl(a.s_addr);
+	*prefix = (uint8_t)p;
+	return *base & ((1u << (32 - p)) - 1) ? -EINVAL : 0;
+}
+
+static const char *config_cidr_check(const char *s)
+{
+	uint32_t base;
+	uint8_t prefix;
+
+	return config_cidr_parse(s, &base, &prefix)
+		? "is not an IPv4 range a.b.c.d/N with N from 12 to 30 and no host bits" : NULL;
+}
+
+#define R(k, field, ...) \
+	{ .key = k, .type = CFGMAP_STR, .off = offsetof(struct agent_remote, field), __VA_ARGS__ }
+static const struct cfgmap_field remote_fields[] = {
+	R("network", network, .check = config_network_check),
+	R("trust_domain", trust_domain, .check = config_td_check),
+	R("agent_address", agent_address, .check = config_addr_check),
+	R("vip_cidr", vip_cidr, .check = config_cidr_check),
+	R("server_name", server_name, .check = config_dns_check),
+};
+#undef R
+#define N_REMOTE_FIELDS (sizeof(remote_fields) / sizeof(remote_fields[0]))
 
 /* Paths are made absolute against the config file's folder, so the agent
  * behaves the same whatever its working directory. ttl_default is 0 until
@@ -48,6 +118,9 @@ static const struct cfgmap_field config_fields[] = {
 	  .check = config_dns_check),
 	F("max_connections", CFGMAP_UINT, max_connections, .min = 1, .max = 1000000),
 	F("handshake_timeout_ms", CFGMAP_UINT, handshake_timeout_ms, .min = 100, .max = 600000),
+	F("remote_networks", CFGMAP_TABLES, remote_networks, .max = CONFIG_REMOTES_MAX,
+	  .sub = remote_fields, .n_sub = N_REMOTE_FIELDS, .sub_required = 0xf,
+	  .elem_size = sizeof(struct agent_remote)),
 };
 #undef F
 #define N_FIELDS (sizeof(config_fields) / sizeof(config_fields[0]))
@@ -79,6 +152,45 @@ static int config_defaults(struct agent_config *c)
 	return c->listen && c->metrics_listen && c->trust_domain && c->state_dir && c->log_level ? 0 : -ENOMEM;
 }
 
+/* The remote networks against each other and this agent: each one a
+ * network, trust domain and VIP range of its own. */
+static int config_check_remotes(struct agent_config *c, char *msg, size_t len)
+{
+	struct agent_remote *v = c->remote_networks.v;
+
+	for (size_t i = 0; i < c->remote_networks.n; i++) {
+		struct agent_remote *r = &v[i];
+
+		config_cidr_parse(r->vip_cidr, &r->vip_base, &r->vip_prefix);
+		if (!r->server_name && !(r->server_name = strdup("weft-agent"))) {
+			snprintf(msg, len, "out of memory");
+			return -ENOMEM;
+		}
+		if (!strcmp(r->trust_domain, c->trust_domain)) {
+			snprintf(msg, len, "remote_networks: %s has this agent's own trust domain "
+				 "%s (a remote network is another trust domain)", r->network,
+				 r->trust_domain);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++) {
+			uint8_t p = v[j].vip_prefix < r->vip_prefix ? v[j].vip_prefix
+								    : r->vip_prefix;
+			uint32_t mask = ~0u << (32 - p);
+			const char *what = !strcmp(v[j].network, r->network) ? "network" :
+					   !strcmp(v[j].trust_domain, r->trust_domain) ? "trust_domain" :
+					   (v[j].vip_base & mask) == (r->vip_base & mask) ? "vip_cidr" :
+					   NULL;
+
+			if (what) {
+				snprintf(msg, len, "remote_networks: %s and %s have the same or "
+					 "overlapping %s", v[j].network, r->network, what);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 static int config_check(struct agent_config *c, const char *name, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -108,7 +220,7 @@ static int config_check(struct agent_config *c, const char *name, char *err, siz
 		 sockaddr_parse(c->metrics_listen, &ss, &sslen))
 		snprintf(msg, sizeof(msg), "metrics_listen: expected a numeric host:port or off, "
 			 "got \"%.64s\"", c->metrics_listen);
-	else
+	else if (!config_check_remotes(c, msg, sizeof(msg)))
 		return 0;
 	snprintf(err, errlen, "%s: %s", name, msg);
 	return -EINVAL;

@@ -11,6 +11,21 @@
 
 #define CONFIG_ERR_MAX 512
 #define CONFIG_DNS_MAX 16
+#define CONFIG_REMOTES_MAX 8		/* = REG_REMOTES_MAX */
+
+/* A remote network whose registry the agent imports (DESIGN §8.1): its
+ * agent, reached over mTLS with the agent's own SVID, verified as
+ * spiffe://<trust_domain>/weft/agent against that trust domain's
+ * federated bundle. */
+struct agent_remote {
+	char *network;			/* its nodes' network name, e.g. "east" */
+	char *trust_domain;		/* must be federated (federation_dir) */
+	char *agent_address;		/* numeric "ip:port" */
+	char *server_name;		/* SNI; default "weft-agent" */
+	char *vip_cidr;			/* IPv4 range its services' local VIPs come from */
+	uint32_t vip_base;		/* vip_cidr parsed: first address (host order) */
+	uint8_t vip_prefix;		/* 12..30 */
+};
 
 struct agent_config {
 	char *listen;			/* "host:port", default "0.0.0.0:15012" */
@@ -28,6 +43,9 @@ struct agent_config {
 	char *ca_key_file;
 	char *ca_chain_file;
 	char *federation_dir;		/* optional: <trust-domain>.pem per federated domain */
+	/* struct agent_remote, at most CONFIG_REMOTES_MAX, unique networks,
+	 * trust domains and non-overlapping vip_cidrs */
+	struct cfgmap_tables remote_networks;
 	char *log_level;		/* default "info" */
 	uint32_t max_connections;	/* default 4096 */
 	uint32_t handshake_timeout_ms;	/* default 10000 */

@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include <weft/registry.h>
 #include "regwatch.h"
+#include "remote.h"
 #include "server.h"
 #include "service.h"
 #include "tokens.h"
@@ -44,58 +45,92 @@ static void usage(FILE *f)
 		   "  -t         check the configuration, token and registry files, then exit\n");
 }
 
-/* The agent's own serving certificate: its SPIFFE ID plus the DNS names
+/* The agent's own SVID, spiffe://<td>/weft/agent, plus the DNS names
  * clients dial, so gRPC clients that verify a host name and weftd, which
- * verifies the SPIFFE ID, both accept it. The key never leaves memory. */
-static struct tls_ctx *agent_tls_new(struct agent *a, char *err, size_t errlen)
+ * verifies the SPIFFE ID, both accept it; remote agents see it as this
+ * agent's client certificate. The key never leaves memory. */
+static int agent_identity_new(struct agent *a, char *err, size_t errlen)
 {
-	const char *tds[] = { a->cfg->trust_domain, NULL };
-	struct tls_ctx_opts o = {
-		.role = TLS_SERVER,
-		.peer_auth = TLS_PEER_OPTIONAL,
-		.trust_domains = tds,
-		.alpn = "h2",
-	};
-	char id[SPIFFE_ID_MAX], *keypem = NULL, *chainpem = NULL, **chain = NULL;
-	size_t keylen = 0, chainlen = 0, n = 0;
-	struct tls_ctx *ctx = NULL;
+	char id[SPIFFE_ID_MAX], **chain = NULL;
+	size_t n = 0, len = 0;
 	struct x509_key *k;
 	uint8_t *pub = NULL;
 	size_t publen;
+	int rc = -ENOMEM;
 
 	snprintf(id, sizeof(id), "spiffe://%s/weft/agent", a->cfg->trust_domain);
 	k = x509_key_generate();
 	if (!k || x509_key_public_der(k, &pub, &publen) ||
 	    ca_sign(a->ca, pub, publen, id, (const char *const *)a->cfg->dns_names.v,
 		    a->cfg->dns_names.n, AGENT_CERT_TTL_S, &chain, &n) ||
-	    x509_key_to_pem(k, &keypem, &keylen)) {
-		snprintf(err, errlen, "cannot make the agent's serving certificate");
+	    x509_key_to_pem(k, &a->id_key, &a->id_key_len)) {
+		snprintf(err, errlen, "cannot make the agent's certificate");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
-		chainlen += strlen(chain[i]);
-	chainpem = malloc(chainlen + 1);
-	if (!chainpem) {
+		len += strlen(chain[i]);
+	a->id_chain = malloc(len + 1);
+	if (!a->id_chain) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	chainpem[0] = 0;
+	a->id_chain[0] = '\0';
 	for (size_t i = 0; i < n; i++)
-		strcat(chainpem, chain[i]);
-	o.chain_pem = chainpem;
-	o.chain_len = chainlen;
-	o.key_pem = keypem;
-	o.key_len = keylen;
-	o.bundle_pem = ca_bundle_pem(a->ca, &o.bundle_len);
-	ctx = tls_ctx_new(&o, err, errlen);
+		strcat(a->id_chain, chain[i]);
+	a->id_chain_len = len;
+	rc = 0;
 out:
-	if (keypem)
-		x509_secret_free(keypem, keylen);
-	free(chainpem);
 	ca_chain_free(chain, n);
 	free(pub);
 	x509_key_free(k);
-	return ctx;
+	return rc;
+}
+
+/* The serving context: clients of our trust domain (nodes, gateways) and,
+ * each verified against its own bundle only, the agents of the federated
+ * trust domains (registry export, agent/service.c). Made again when the
+ * bundles change. */
+static struct tls_ctx *agent_tls_new(struct agent *a, char *err, size_t errlen)
+{
+	const struct registry *r = regwatch_current(a->reg, NULL);
+	const char *tds[REG_BUNDLES_MAX + 2] = { a->cfg->trust_domain };
+	struct tls_bundle fed[REG_BUNDLES_MAX];
+	struct tls_ctx_opts o = {
+		.role = TLS_SERVER,
+		.peer_auth = TLS_PEER_OPTIONAL,
+		.trust_domains = tds,
+		.federated = fed,
+		.alpn = "h2",
+		.chain_pem = a->id_chain,
+		.chain_len = a->id_chain_len,
+		.key_pem = a->id_key,
+		.key_len = a->id_key_len,
+	};
+	size_t n = r->n_bundles < REG_BUNDLES_MAX ? r->n_bundles : REG_BUNDLES_MAX;
+
+	for (size_t i = 0; i < n; i++) {
+		tds[i + 1] = r->bundles[i].trust_domain;
+		fed[i] = (struct tls_bundle){ .trust_domain = r->bundles[i].trust_domain,
+					      .pem = r->bundles[i].pem,
+					      .len = strlen(r->bundles[i].pem) };
+	}
+	o.n_federated = n;
+	o.bundle_pem = ca_bundle_pem(a->ca, &o.bundle_len);
+	return tls_ctx_new(&o, err, errlen);
+}
+
+/* After the bundles changed: new connections use the new roots. */
+static void agent_tls_renew(struct agent *a)
+{
+	char err[TLS_ERR_MAX];
+	struct tls_ctx *t = agent_tls_new(a, err, sizeof(err));
+
+	if (!t) {
+		log_error("serving context not renewed, keeping the last: %s", err);
+		return;
+	}
+	tls_ctx_free(a->tls);	/* open connections hold their own reference */
+	a->tls = t;
 }
 
 static struct agent *the_agent;
@@ -131,6 +166,8 @@ static void on_signal(struct loop *l, int signo)
 		} else {
 			regwatch_set_bundles(a->reg, b, n);
 		}
+		agent_tls_renew(a);
+		remote_bundles_changed(a->remote);
 		return;
 	}
 	if (a->draining) {
@@ -176,9 +213,23 @@ static int agent_check(const char *path)
 		registry_free(r);
 		goto fail_cfg;
 	}
+	for (size_t i = 0; i < cfg->remote_networks.n; i++) {
+		const struct agent_remote *rm = (const struct agent_remote *)cfg->remote_networks.v + i;
+		size_t j = 0;
+
+		while (j < r->n_bundles && strcmp(r->bundles[j].trust_domain, rm->trust_domain))
+			j++;
+		if (j == r->n_bundles) {
+			snprintf(err, sizeof(err), "remote network %s: trust domain %s is not "
+				 "federated (no %s.pem in federation_dir)", rm->network,
+				 rm->trust_domain, rm->trust_domain);
+			registry_free(r);
+			goto fail_cfg;
+		}
+	}
 	printf("weft-agent: %s is valid (%zu nodes, %zu workloads, %zu services, %zu policies, "
-	       "%zu federated trust domains)\n", path, r->n_nodes, r->n_workloads, r->n_services,
-	       r->n_policies, r->n_bundles);
+	       "%zu federated trust domains, %zu remote networks)\n", path, r->n_nodes, r->n_workloads,
+	       r->n_services, r->n_policies, r->n_bundles, cfg->remote_networks.n);
 	registry_free(r);
 	config_free(cfg);
 	return 0;
@@ -267,8 +318,13 @@ int main(int argc, char **argv)
 			log_info("federates with %zu trust domain(s) from %s", n,
 				 a.cfg->federation_dir);
 	}
+	if (agent_identity_new(&a, err, sizeof(err)))
+		goto fail;
 	a.tls = agent_tls_new(&a, err, sizeof(err));
 	if (!a.tls)
+		goto fail;
+	a.remote = remote_new(&a, err, sizeof(err));
+	if (!a.remote && err[0])
 		goto fail;
 	a.server = server_new(&a, err, sizeof(err));
 	if (!a.server)
@@ -299,9 +355,13 @@ fail:
 out:
 	httpsrv_free(a.metrics);
 	server_free(a.server);
+	remote_free(a.remote);
 	regwatch_free(a.reg);
 	service_free(a.service);
 	tls_ctx_free(a.tls);
+	if (a.id_key)
+		x509_secret_free(a.id_key, a.id_key_len);
+	free(a.id_chain);
 	ca_free(a.ca);
 	tokens_free(a.tokens);
 	loop_free(a.loop);

@@ -36,7 +36,7 @@ struct regwatch {
 	struct registry *reg;
 	uint64_t version;
 	uint64_t failures;		/* reloads refused */
-	struct registry fed;		/* only its bundles: copied into each registry */
+	struct registry fed;		/* only its bundles and remotes: attached to each registry */
 	bool fed_dirty;			/* changed since the last registry was made */
 	unsigned char digest[crypto_generichash_BYTES];
 	regwatch_change_fn on_change;
@@ -64,9 +64,13 @@ static int regwatch_read_file(struct regwatch *rw, struct registry **out,
 	return *out ? 0 : -EINVAL;
 }
 
-/* A copy of the federated bundles into r (which has none). */
+/* What every registry carries besides the file: a copy of the federated
+ * bundles and a reference to the remote networks, into r (which has
+ * neither). */
 static int regwatch_attach(const struct regwatch *rw, struct registry *r)
 {
+	if (rw->fed.remotes)
+		r->remotes = reg_remotes_ref(rw->fed.remotes);
 	if (!rw->fed.n_bundles)
 		return 0;
 	r->bundles = calloc(rw->fed.n_bundles, sizeof(*r->bundles));
@@ -82,6 +86,13 @@ static int regwatch_attach(const struct regwatch *rw, struct registry *r)
 	return 0;
 }
 
+static void regwatch_detach(struct registry *r)
+{
+	registry_bundles_free(r);
+	reg_remotes_unref(r->remotes);
+	r->remotes = NULL;
+}
+
 static int bundles_same(const struct registry *r, const struct reg_bundle *b, size_t n)
 {
 	if (r->n_bundles != n)
@@ -93,28 +104,37 @@ static int bundles_same(const struct registry *r, const struct reg_bundle *b, si
 	return 1;
 }
 
-/* The registry file does not load, but the bundles changed: they go out
- * on the last good registry, so that a domain taken away is taken away
- * now, whatever the state of the file. */
-static int regwatch_publish_bundles(struct regwatch *rw)
+/* The bundles or the remote networks changed: they go out on the current
+ * registry (the last good one when the file does not load, so that a
+ * domain taken away is taken away now, whatever the state of the file). */
+static int regwatch_publish_attached(struct regwatch *rw, const char *what)
 {
 	struct registry prev = *rw->reg, fresh = { 0 };
 
 	if (regwatch_attach(rw, &fresh)) {
-		registry_bundles_free(&fresh);
-		log_error("federated bundles not published: out of memory");
+		regwatch_detach(&fresh);
+		log_error("%s not published: out of memory", what);
 		return -ENOMEM;
 	}
 	rw->reg->bundles = fresh.bundles;
 	rw->reg->n_bundles = fresh.n_bundles;
+	rw->reg->remotes = fresh.remotes;
 	rw->fed_dirty = false;
 	rw->version++;
-	log_info("federated bundles published on the last good registry: version %llu, %zu "
-		 "federated trust domains", (unsigned long long)rw->version, fresh.n_bundles);
+	log_info("%s published on registry version %llu: %zu federated trust domains, %zu "
+		 "remote networks", what, (unsigned long long)rw->version, fresh.n_bundles,
+		 fresh.remotes ? fresh.remotes->n : 0);
 	if (rw->on_change)
 		rw->on_change(rw->arg, &prev, rw->reg, rw->version);
-	registry_bundles_free(&prev);
+	regwatch_detach(&prev);
 	return 0;
+}
+
+int regwatch_set_remotes(struct regwatch *rw, struct reg_remotes *rs)
+{
+	reg_remotes_unref(rw->fed.remotes);
+	rw->fed.remotes = rs;
+	return regwatch_publish_attached(rw, "remote networks");
 }
 
 int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n)
@@ -133,7 +153,7 @@ int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n)
 	rw->fed_dirty = true;
 	rc = regwatch_reload(rw);
 	if (rc == -EINVAL && rw->reg)
-		return regwatch_publish_bundles(rw);
+		return regwatch_publish_attached(rw, "federated bundles");
 	return rc;
 }
 
@@ -288,7 +308,7 @@ void regwatch_free(struct regwatch *rw)
 	loop_timer_disarm(rw->loop, &rw->debounce);
 	registry_free(rw->reg);
 	rw->reg = NULL;
-	registry_bundles_free(&rw->fed);
+	regwatch_detach(&rw->fed);
 	free(rw->path);
 	free(rw->dir);
 	rw->path = rw->dir = NULL;

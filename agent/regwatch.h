@@ -30,6 +30,11 @@ const struct registry *regwatch_current(const struct regwatch *rw, uint64_t *ver
  * does not load, new bundles still go out, on the last good registry. */
 struct reg_bundle;
 int regwatch_set_bundles(struct regwatch *rw, struct reg_bundle *b, size_t n);
+/* Replace the remote networks every registry carries from now on (taking
+ * the caller's reference to rs; NULL for none) and publish them at once on
+ * the current registry. 0 or -ENOMEM. */
+struct reg_remotes;
+int regwatch_set_remotes(struct regwatch *rw, struct reg_remotes *rs);
 /* Reloads refused because the file did not parse (or could not be read). */
 uint64_t regwatch_failures(const struct regwatch *rw);
 /* Reload now (also used by SIGHUP). 0 changed or unchanged, -EINVAL bad file. */

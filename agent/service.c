@@ -54,6 +54,7 @@ struct node_quota {
 
 struct watcher {
 	struct watcher *next, **pprev;
+	int export;			/* a federated agent: sees service_export */
 	struct service *svc;
 	struct grpc_call *call;
 	struct agent_conn *ac;
@@ -89,10 +90,20 @@ static void service_refuse(struct service *svc, struct grpc_call *call, enum ser
 	grpc_call_finish(call, st, why);
 }
 
+/* 1 if td is one we federate with now (its bundle is in the registry). */
+static int service_federated(const struct registry *r, const char *td)
+{
+	for (size_t i = 0; i < r->n_bundles; i++)
+		if (!strcmp(r->bundles[i].trust_domain, td))
+			return 1;
+	return 0;
+}
+
 /* Identify the calling node: its client certificate (a node or gateway
- * SVID of our trust domain; a gateway is the node of its name), else its
- * bootstrap token. 0 with node filled, or
- * -EACCES with why. */
+ * SVID of our trust domain; a gateway is the node of its name; the agent
+ * of a federated trust domain T, whose certificate TLS verified against
+ * T's bundle only, is "@T"), else its bootstrap token. 0 with node
+ * filled, or -EACCES with why. */
 static int service_caller(struct service *svc, struct grpc_call *call,
 			  char *node, size_t len, char *why, size_t whylen)
 {
@@ -102,9 +113,15 @@ static int service_caller(struct service *svc, struct grpc_call *call,
 	const char *bad;
 
 	if (ac->peer_id[0]) {
-		if (!spiffe_id_parse(ac->peer_id, strlen(ac->peer_id), &id, &bad) &&
-		    !strcmp(id.td, svc->agent->cfg->trust_domain) &&
+		int parsed = !spiffe_id_parse(ac->peer_id, strlen(ac->peer_id), &id, &bad);
+
+		if (parsed && !strcmp(id.td, svc->agent->cfg->trust_domain) &&
 		    (!spiffe_id_node(&id, node, len) || !spiffe_id_gateway(&id, node, len)))
+			return 0;
+		if (parsed && strcmp(id.td, svc->agent->cfg->trust_domain) &&
+		    !strcmp(id.path, "/weft/agent") &&
+		    service_federated(regwatch_current(svc->agent->reg, NULL), id.td) &&
+		    (size_t)snprintf(node, len, "@%s", id.td) < len)
 			return 0;
 		snprintf(why, whylen, "client certificate %s is not a node or gateway identity of %s",
 			 ac->peer_id, svc->agent->cfg->trust_domain);
@@ -174,6 +191,14 @@ static enum grpc_status service_auth(struct grpc_call *call, void *arg, struct g
 		log_warn("%s from %s refused: UNAUTHENTICATED: %s", service_method_names[m],
 			 ac->peer, out->why);
 		return GRPC_UNAUTHENTICATED;
+	}
+	if (out->who[0] == '@' && m != SERVICE_WATCH) {
+		snprintf(out->why, sizeof(out->why), "the agent of %s may only watch this "
+			 "network's registry export", out->who + 1);
+		svc->stats.refused[m][SERVICE_REFUSED_NOT_AUTHORIZED]++;
+		log_warn("%s from %s refused: PERMISSION_DENIED: %s", service_method_names[m],
+			 ac->peer, out->why);
+		return GRPC_PERMISSION_DENIED;
 	}
 	nq = service_quota(svc, out->who);
 	if (!nq) {
@@ -463,6 +488,21 @@ static void watcher_on_cancel(struct grpc_call *call, void *arg)
 	watcher_remove(w);
 }
 
+/* What a federated agent sees of r: this network's nodes, workloads and
+ * services; never its policies, federated bundles or remote networks. A
+ * shallow view, valid while r is. */
+static struct registry service_export(const struct registry *r)
+{
+	struct registry x = *r;
+
+	x.bundles = NULL;
+	x.n_bundles = 0;
+	x.remotes = NULL;
+	x.policies = NULL;
+	x.n_policies = 0;
+	return x;
+}
+
 static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len, void *arg)
 {
 	struct service *svc = arg;
@@ -494,8 +534,11 @@ static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len
 		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_QUOTA, GRPC_RESOURCE_EXHAUSTED, why);
 	}
 	reg = regwatch_current(svc->agent->reg, &version);
+	struct registry view = service_export(reg);
 	w = calloc(1, sizeof(*w));
-	if (!w || regproto_snapshot(reg, version, &snap, &snaplen)) {
+	if (w)
+		w->export = node[0] == '@';
+	if (!w || regproto_snapshot(w->export ? &view : reg, version, &snap, &snaplen)) {
 		free(w);
 		return service_refuse(svc, call, SERVICE_WATCH, SERVICE_REFUSED_UNAVAILABLE, GRPC_RESOURCE_EXHAUSTED,
 				      "out of memory");
@@ -521,27 +564,25 @@ static void service_watch(struct grpc_call *call, const uint8_t *msg, size_t len
 	w->pprev = &svc->watchers;
 	svc->watchers = w;
 	grpc_call_on_cancel(call, watcher_on_cancel, w);
-	log_info("registry watch by node %s (%s): snapshot version %llu sent", node,
-		 w->ac->peer, (unsigned long long)version);
+	if (w->export)
+		log_info("registry export watched by the agent of %s (%s): snapshot version %llu "
+			 "sent (%zu nodes, %zu workloads, %zu services)", node + 1, w->ac->peer,
+			 (unsigned long long)version, reg->n_nodes, reg->n_workloads,
+			 reg->n_services);
+	else
+		log_info("registry watch by node %s (%s): snapshot version %llu sent", node,
+			 w->ac->peer, (unsigned long long)version);
 }
 
-void service_registry_changed(void *arg, const struct registry *prev,
-			      const struct registry *next, uint64_t version)
+/* Send one delta to the watchers of one kind (export or not). */
+static void service_send(struct service *svc, int export, const uint8_t *delta, size_t len)
 {
-	struct service *svc = arg;
 	struct watcher *w, *wn;
-	uint8_t *delta;
-	size_t len;
 
-	if (regproto_delta(prev, next, version, &delta, &len)) {
-		log_error("registry version %llu: cannot build the delta (out of memory)",
-			  (unsigned long long)version);
-		return;
-	}
-	if (!delta)
-		return;
 	for (w = svc->watchers; w; w = wn) {
 		wn = w->next;
+		if (w->export != export)
+			continue;
 		/* A watcher that does not read must not make us buffer without
 		 * bound: end its stream; it reconnects and gets a snapshot. */
 		if (grpc_call_pending(w->call) + len > SERVICE_WATCH_BACKLOG) {
@@ -558,7 +599,49 @@ void service_registry_changed(void *arg, const struct registry *prev,
 		svc->stats.updates_sent++;
 		server_conn_kick(w->ac);
 	}
-	free(delta);
+}
+
+void service_registry_changed(void *arg, const struct registry *prev,
+			      const struct registry *next, uint64_t version)
+{
+	struct service *svc = arg;
+	struct watcher *w, *wn;
+	int exports = 0;
+
+	for (int export = 0; export < 2; export++) {
+		struct registry xp = service_export(prev), xn = service_export(next);
+		uint8_t *delta;
+		size_t len;
+
+		if (export && !exports)
+			break;
+		if (regproto_delta(export ? &xp : prev, export ? &xn : next, version, &delta,
+				   &len)) {
+			log_error("registry version %llu: cannot build the %sdelta (out of memory)",
+				  (unsigned long long)version, export ? "export " : "");
+			continue;
+		}
+		if (delta)
+			service_send(svc, export, delta, len);
+		free(delta);
+		/* An agent whose trust domain is no longer federated sees no
+		 * more of it. */
+		for (w = svc->watchers; !export && w; w = wn) {
+			wn = w->next;
+			if (!w->export)
+				continue;
+			if (service_federated(next, w->node + 1)) {
+				exports++;
+				continue;
+			}
+			log_warn("registry export watched by the agent of %s (%s) ended: %s is no "
+				 "longer federated", w->node + 1, w->ac->peer, w->node + 1);
+			grpc_call_finish(w->call, GRPC_PERMISSION_DENIED, "trust domain no longer "
+					 "federated");
+			server_conn_kick(w->ac);
+			watcher_remove(w);
+		}
+	}
 }
 
 void service_drain(struct service *svc)

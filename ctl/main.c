@@ -212,13 +212,14 @@ static int run_certs(int argc, char **argv)
 
 static int run_services(int argc, char **argv)
 {
-	static const char *const head[] = { "SERVICE", "NAMESPACE", "VIPS", "PORTS",
+	static const char *const head[] = { "SERVICE", "NAMESPACE", "NETWORK", "VIPS", "PORTS",
 					    "ENDPOINTS" };
-	static const char *const keys[] = { "name", "namespace", "vips", "ports", "endpoints" };
+	static const char *const keys[] = { "name", "namespace", "network", "vips", "ports",
+					    "endpoints" };
 
 	(void)argc;
 	(void)argv;
-	return list("/services", 5, head, keys);
+	return list("/services", 6, head, keys);
 }
 
 static int run_connections(int argc, char **argv)

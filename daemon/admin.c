@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "pods.h"
 #include <weft/regcache.h>
+#include "jsonw.h"
 #include "regjson.h"
 #include "tunnel.h"
 #include "weftd.h"
@@ -131,21 +132,50 @@ static void admin_metrics_handle(struct httpsrv_req *q, const char *method, cons
 	httpsrv_stream(q, PROMTEXT_CONTENT_TYPE, &admin_scrape_stream, sc);
 }
 
-/* /stats: append "federated_trust_domains":[...] before the closing brace. */
-static size_t admin_federated(struct weftd *d, char *body, size_t n, size_t cap)
+/* /stats (and /config_dump): the node, its counters, the federated trust
+ * domains and the remote networks it knows. */
+static size_t admin_stats(struct weftd *d, char *body, size_t cap)
 {
 	const struct registry *r = regcache_registry(d->reg);
+	struct jw w = { body, cap, 0 };
 
-	if (!n || n >= cap - 1)
-		return n;
-	n--;			/* the closing '}' */
-	n += (size_t)snprintf(body + n, cap - n, ",\"federated_trust_domains\":[");
-	for (size_t i = 0; i < r->n_bundles && n < cap; i++)
-		n += (size_t)snprintf(body + n, cap - n, "%s\"%s\"", i ? "," : "",
-				      r->bundles[i].trust_domain);
-	if (n < cap)
-		n += (size_t)snprintf(body + n, cap - n, "]}");
-	return n < cap ? n : cap;
+	jw_put(&w, "{\"node\":");
+	jw_str(&w, d->cfg.node_name);
+	jw_put(&w, ",\"node_ip\":");
+	jw_str(&w, d->cfg.node_ip);
+	jw_put(&w, ",\"trust_domain\":");
+	jw_str(&w, d->cfg.trust_domain);
+	jw_put(&w, ",\"ready\":%s,\"registry_version\":%llu,\"pods\":%u,\"tunnels\":%u,"
+	       "\"hbone_connections\":%u,\"live_connections\":%lu,"
+	       "\"outbound\":%llu,\"inbound\":%llu,\"inbound_plaintext\":%llu,"
+	       "\"same_node\":%llu,\"passthrough\":%llu,\"failed\":%llu,"
+	       "\"same_node_fast_path\":%s,\"unknown_destination\":\"%s\"",
+	       weftd_ready(d) ? "true" : "false",
+	       (unsigned long long)regcache_version(d->reg), pods_count(d->pods),
+	       tunnels_count(d->tunnels), d->inbound ? inbound_conn_count(d->inbound) : 0,
+	       d->live, (unsigned long long)d->stats.outbound,
+	       (unsigned long long)d->stats.inbound, (unsigned long long)d->stats.inbound_plain,
+	       (unsigned long long)d->stats.same_node, (unsigned long long)d->stats.passthrough,
+	       (unsigned long long)d->stats.failed, d->cfg.same_node_fast_path ? "true" : "false",
+	       d->cfg.unknown_destination ? "deny" : "passthrough");
+	jw_put(&w, ",\"federated_trust_domains\":[");
+	for (size_t i = 0; i < r->n_bundles; i++) {
+		jw_put(&w, i ? "," : "");
+		jw_str(&w, r->bundles[i].trust_domain);
+	}
+	jw_put(&w, "],\"remote_networks\":[");
+	for (size_t i = 0; r->remotes && i < r->remotes->n; i++) {
+		const struct reg_remote *rm = &r->remotes->v[i];
+
+		jw_put(&w, "%s{\"network\":", i ? "," : "");
+		jw_str(&w, rm->network);
+		jw_put(&w, ",\"trust_domain\":");
+		jw_str(&w, rm->trust_domain);
+		jw_put(&w, ",\"nodes\":%zu,\"workloads\":%zu,\"services\":%zu}",
+		       rm->reg->n_nodes, rm->reg->n_workloads, rm->reg->n_services);
+	}
+	jw_put(&w, "]}");
+	return jw_end(&w);
 }
 
 static void admin_api_handle(struct httpsrv_req *q, const char *method, const char *path,
@@ -199,27 +229,7 @@ static void admin_api_handle(struct httpsrv_req *q, const char *method, const ch
 	} else if (!strcmp(path, "/policy")) {
 		n = regjson_policies(regcache_registry(d->reg), body, ADMIN_BODY_MAX);
 	} else if (!strcmp(path, "/stats") || !strcmp(path, "/config_dump")) {
-		n = snprintf(body, ADMIN_BODY_MAX,
-			     "{\"node\":\"%s\",\"node_ip\":\"%s\",\"trust_domain\":\"%s\","
-			     "\"ready\":%s,\"registry_version\":%llu,\"pods\":%u,\"tunnels\":%u,"
-			     "\"hbone_connections\":%u,\"live_connections\":%lu,"
-			     "\"outbound\":%llu,\"inbound\":%llu,\"inbound_plaintext\":%llu,"
-			     "\"same_node\":%llu,\"passthrough\":%llu,\"failed\":%llu,"
-			     "\"same_node_fast_path\":%s,\"unknown_destination\":\"%s\"}",
-			     d->cfg.node_name, d->cfg.node_ip, d->cfg.trust_domain,
-			     weftd_ready(d) ? "true" : "false",
-			     (unsigned long long)regcache_version(d->reg), pods_count(d->pods),
-			     tunnels_count(d->tunnels),
-			     d->inbound ? inbound_conn_count(d->inbound) : 0, d->live,
-			     (unsigned long long)d->stats.outbound,
-			     (unsigned long long)d->stats.inbound,
-			     (unsigned long long)d->stats.inbound_plain,
-			     (unsigned long long)d->stats.same_node,
-			     (unsigned long long)d->stats.passthrough,
-			     (unsigned long long)d->stats.failed,
-			     d->cfg.same_node_fast_path ? "true" : "false",
-			     d->cfg.unknown_destination ? "deny" : "passthrough");
-		n = admin_federated(d, body, n, ADMIN_BODY_MAX);
+		n = admin_stats(d, body, ADMIN_BODY_MAX);
 	} else if (!strncmp(path, "/logging", 8)) {
 		const char *lv = strstr(path, "level=");
 		if (lv && log_level_set(lv + 6) == 0)

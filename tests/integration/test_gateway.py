@@ -18,6 +18,14 @@ gateway node, with 15008 on its WAN address.
     a pod directly, a port that is not HBONE, another network's node, an
     unknown service; a client of east.local itself (the gateway serves other
     networks); a west client once gateway_trust_domains leaves it out;
+  - registry import (issue 10 item 2): east's agent serves its registry
+    export to west's agent identity (nodes, workloads and services; no
+    policies or bundles; CreateCertificate refused), but not to a west
+    workload, nor to an agent of a trust domain east does not federate;
+    west's agent, configured with east as a remote network, imports it:
+    west's weftd lists east's services with local VIPs from vip_cidr; the
+    remote agent stopped, the last import stays, also across a restart of
+    west's agent;
   - SIGTERM drains: it stops accepting and exits."""
 import os
 import re
@@ -28,7 +36,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from clusterlib import (CLUSTER, ECHO_SERVER, RUN, Cluster, HboneClient,  # noqa: E402
-                        HboneError, InnerHbone, Results, agent_svid, require_root, wait_log)
+                        HboneError, InnerHbone, Results, agent_svid, load_ca, make_ca,
+                        make_svid, require_root, wait_log)
 from cryptography import x509  # noqa: E402
 
 NAME = "mgw"
@@ -60,25 +69,81 @@ def outer(w, key, chain, ebundle):
     return h
 
 
-def federate(e, w):
-    """east's agent federates west.local (west's root in its federation_dir)."""
+def restart_agent(cl):
+    for op in ("stop", "start"):
+        subprocess.run([CLUSTER, op, "--name", cl.name, "agent"], check=True,
+                       capture_output=True)
+
+
+def federate(e, w, extra=""):
+    """e's agent federates w's trust domain (w's root in its federation_dir),
+    with extra lines for its config; True once e's gateway and nodes have it."""
     fed = os.path.join(RUN, e.name, "agent", "federation")
+    td = w.name.rsplit("-", 1)[1] + ".local"
     os.makedirs(fed, exist_ok=True)
     with open(os.path.join(RUN, e.name, "agent", "agent.yaml"), "a") as f:
-        f.write("federation_dir: %s\n" % fed)
-    with open(os.path.join(fed, "west.local.pem"), "w") as f:
+        f.write("federation_dir: %s\n%s" % (fed, extra))
+    with open(os.path.join(fed, td + ".pem"), "w") as f:
         f.write(open(os.path.join(RUN, w.name, "agent", "ca", "root-cert.pem")).read())
-    for op in ("stop", "start"):
-        subprocess.run([CLUSTER, op, "--name", e.name, "agent"], check=True,
-                       capture_output=True)
+    restart_agent(e)
     deadline = time.time() + 15
     while time.time() < deadline:
         got = [gw_admin(e, "/stats").get("federated_trust_domains")] + \
               [e.admin(k, "/stats").get("federated_trust_domains") for k in (1, 2)]
-        if all(g == ["west.local"] for g in got):
+        if all(g == [td] for g in got):
             return True
         time.sleep(0.2)
     return False
+
+
+# An independent gRPC client (grpcio) of east's agent on the WAN: Watch,
+# then CreateCertificate, with the given client certificate. Prints JSON.
+_AGENT_CALLS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import agentlib, grpc
+key, chain, bundle = (open(p, "rb").read() for p in sys.argv[2:5])
+creds = grpc.ssl_channel_credentials(root_certificates=bundle, private_key=key,
+                                     certificate_chain=chain)
+ch = grpc.secure_channel(sys.argv[5], creds,
+                         options=[("grpc.ssl_target_name_override", "weft-agent")])
+out = {}
+try:
+    snap = next(agentlib.Agent.watch(None, ch, timeout=5))
+    out["watch"] = "OK"
+    out["kinds"] = sorted(set(u.WhichOneof("kind") for u in snap.upserts))
+    out["bundles"] = len(snap.federated)
+    out["td"] = snap.trust_domain
+except grpc.RpcError as ex:
+    out["watch"] = ex.code().name + ": " + (ex.details() or "")
+try:
+    k, csr = agentlib.make_csr("spiffe://east.local/ns/default/sa/x")
+    agentlib.Agent.create(None, ch, csr, timeout=5)
+    out["create"] = "OK"
+except grpc.RpcError as ex:
+    out["create"] = ex.code().name + ": " + (ex.details() or "")
+print(json.dumps(out))
+"""
+
+
+def agent_calls(w, e, key, chain, tag):
+    d = os.path.join(RUN, w.name, "calls-" + tag)
+    os.makedirs(d, exist_ok=True)
+    paths = []
+    for name, data in (("key", key), ("chain", chain),
+                       ("bundle", open(os.path.join(RUN, e.name, "agent", "ca",
+                                                    "root-cert.pem"), "rb").read())):
+        paths.append(os.path.join(d, name))
+        with open(paths[-1], "wb") as f:
+            f.write(data)
+    lib = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+    p = w.run("n1", ["/usr/bin/python3", "-c", _AGENT_CALLS, lib] + paths +
+              ["%s:15012" % GW_WAN[0]], timeout=30, check=False)
+    try:
+        import json
+        return json.loads(p.stdout)
+    except ValueError:
+        return {"watch": "no answer: " + p.stderr.decode(errors="replace")[-300:]}
 
 
 def refused(h, authority):
@@ -240,6 +305,8 @@ def run(w, e):
     res.check(status != 200 and "the gateway's own" in gw_log(e)[off:],
               "a client of east.local itself is refused by its own gateway (%s)" % status)
 
+    registry_import(w, e, key, chain)
+
     # SIGTERM: it drains and exits; new tunnels are refused.
     pid = int(open(os.path.join(RUN, e.name, "gw", "weftd.pid")).read().split()[0])
     os.kill(pid, 15)
@@ -253,6 +320,85 @@ def run(w, e):
     except (ssl.SSLError, OSError, HboneError):
         status = None
     res.check(status is None, "and nothing takes new outer tunnels on the WAN address")
+
+
+def east_services(w):
+    try:
+        return [x for x in w.admin(1, "/services") if x.get("network") == "east"]
+    except (RuntimeError, ValueError):
+        return []
+
+
+def wait_east_services(w, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = east_services(w)
+        if got:
+            return got
+        time.sleep(0.2)
+    return []
+
+
+def registry_import(w, e, wkey, wchain):
+    akey, achain = make_svid("spiffe://west.local/weft/agent", ca=load_ca(w))
+    got = agent_calls(w, e, akey, achain, "agent")
+    res.check(got.get("watch") == "OK" and got.get("kinds") == ["node", "service", "workload"]
+              and got.get("bundles") == 0 and got.get("td") == "east.local",
+              "east's agent serves west's agent identity its registry export: nodes, "
+              "workloads and services, no policies or bundles (%s)" % got)
+    res.check(got.get("create", "").startswith("PERMISSION_DENIED"),
+              "and refuses it CreateCertificate (%s)" % got.get("create"))
+    got = agent_calls(w, e, wkey, wchain, "workload")
+    res.check(got.get("watch", "").startswith("UNAUTHENTICATED"),
+              "a west workload may not watch east's registry (%s)" % got.get("watch"))
+    skey, schain = make_svid("spiffe://south.local/weft/agent", ca=make_ca("south.local CA"))
+    got = agent_calls(w, e, skey, schain, "south")
+    res.check(got.get("watch", "").startswith("UNAVAILABLE"),
+              "nor the agent of south.local, which east does not federate (%s)" %
+              got.get("watch"))
+
+    extra = ("remote_networks:\n  - {network: east, trust_domain: east.local, "
+             "agent_address: \"%s:15012\", vip_cidr: 10.97.0.0/16}\n" % GW_WAN[0])
+    res.check(federate(w, e, extra), "west's agent federates east.local and imports east "
+              "as a remote network")
+    remote = wait_east_services(w)
+    vip = remote[0]["vips"] if remote else None
+    res.check(len(remote) == 1 and remote[0]["name"] == "svc-p1" and len(vip) == 1 and
+              vip[0].startswith("10.97.") and remote[0]["ports"] ==
+              [{"port": 80, "target_port": 8080}],
+              "west's weftd lists east's svc-p1 with a local VIP from vip_cidr (%s)" % remote)
+    local = [x for x in w.admin(1, "/services") if x.get("network") == ""]
+    res.check([x["vips"] for x in local] == [["10.96.0.1"]],
+              "beside its own svc-p1 on 10.96.0.1, the same name and VIP as east's own: "
+              "every lookup is scoped by network (%s)" % [x["vips"] for x in local])
+    st = w.admin(1, "/stats").get("remote_networks")
+    res.check(st == [{"network": "east", "trust_domain": "east.local", "nodes": 3,
+                      "workloads": 2, "services": 1}],
+              "its /stats: network east of east.local, 3 nodes (the gateway among them), "
+              "2 workloads, 1 service (%s)" % st)
+
+    # The remote agent away: the last import stays, across our restart too.
+    subprocess.run([CLUSTER, "stop", "--name", e.name, "agent"], check=True,
+                   capture_output=True)
+    alog = os.path.join(RUN, w.name, "agent", "agent.log")
+    deadline = time.time() + 10
+    while time.time() < deadline and "stays in service" not in open(alog).read():
+        time.sleep(0.2)
+    res.check("stays in service" in open(alog).read() and
+              [x["vips"] for x in east_services(w)] == [vip],
+              "east's agent stopped: west's agent says so, the import stays (%s)" %
+              [x["vips"] for x in east_services(w)])
+    v0 = w.admin(1, "/stats")["registry_version"]
+    restart_agent(w)
+    deadline = time.time() + 15
+    while time.time() < deadline and w.admin(1, "/stats")["registry_version"] == v0:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    res.check([x["vips"] for x in east_services(w)] == [vip],
+              "west's agent restarted while east's is away: the import is loaded from its "
+              "state, same VIP (%s)" % [x["vips"] for x in east_services(w)])
+    subprocess.run([CLUSTER, "start", "--name", e.name, "agent"], check=True,
+                   capture_output=True)
 
 
 if __name__ == "__main__":

@@ -104,5 +104,59 @@ int main(void)
 	bad("token_file: [t\n", "a.yaml:2: YAML syntax");
 	bad("- a\n- b\n", "expected a mapping");
 	bad("token_file: t\nregistry_file: r\nca_cert_file: c\n", "go together");
+
+	/* Remote networks. */
+#define RN "token_file: t\nregistry_file: r\ntrust_domain: west.local\nremote_networks:\n"
+	const char remotes[] = RN
+		"  - {network: east, trust_domain: east.local, agent_address: 192.168.50.3:15012,\n"
+		"     vip_cidr: 10.97.0.0/16}\n"
+		"  - {network: south, trust_domain: south.local, agent_address: 10.0.0.1:15012,\n"
+		"     vip_cidr: 10.98.0.0/24, server_name: agent.south}\n";
+	c = config_parse(remotes, sizeof(remotes) - 1, "a.yaml", "/b", err, sizeof(err));
+	CHECK(c != NULL);
+	if (c) {
+		struct agent_remote *r = c->remote_networks.v;
+
+		CHECK_EQ_INT(c->remote_networks.n, 2);
+		CHECK_EQ_STR(r[0].network, "east");
+		CHECK_EQ_STR(r[0].server_name, "weft-agent");
+		CHECK_EQ_INT(r[0].vip_base, 0x0a610000);
+		CHECK_EQ_INT(r[0].vip_prefix, 16);
+		CHECK_EQ_STR(r[1].server_name, "agent.south");
+		CHECK_EQ_INT(r[1].vip_prefix, 24);
+		config_free(c);
+	}
+	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1}\n",
+	    "a.yaml:5: remote_networks is missing required field \"vip_cidr\"");
+	bad(RN "  - {network: East, trust_domain: east.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16}\n", "is not a network name");
+	bad(RN "  - {network: east, trust_domain: east.local, agent_address: agent:1,"
+	    " vip_cidr: 10.97.0.0/16}\n", "is not a numeric host:port");
+	bad(RN "  - {network: east, trust_domain: \"east local\", agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16}\n", "is not a SPIFFE trust domain");
+	bad(RN "  - {network: east, trust_domain: west.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16}\n", "own trust domain");
+	for (const char *cidr = "10.97.0.1/16\0" "10.97.0.0/8\0" "10.97.0.0/31\0" "10.97.0.0\0"
+				"fd00::/64\0" "10.97.0.0/016\0" "10.97.0.0/1x\0"; *cidr;
+	     cidr += strlen(cidr) + 1) {
+		char doc[512];
+
+		snprintf(doc, sizeof(doc), RN "  - {network: east, trust_domain: east.local, "
+			 "agent_address: 1.2.3.4:1, vip_cidr: \"%s\"}\n", cidr);
+		bad(doc, "is not an IPv4 range");
+	}
+	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16}\n"
+	    "  - {network: east, trust_domain: south.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.98.0.0/16}\n", "east and east have the same or overlapping network");
+	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16}\n"
+	    "  - {network: south, trust_domain: east.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.98.0.0/16}\n", "overlapping trust_domain");
+	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16}\n"
+	    "  - {network: south, trust_domain: south.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.128.0/24}\n", "overlapping vip_cidr");
+#undef RN
 	return check_done("config");
 }
