@@ -83,6 +83,10 @@ static const char *config_cidr_check(const char *s)
 		? "is not an IPv4 range a.b.c.d/N with N from 12 to 30 and no host bits" : NULL;
 }
 
+/* CONFIG_FORM_*: pooled inner sessions (weft's), or one per connection
+ * (Istio ambient's, for interop and comparison). */
+static const char *const config_forms[] = { "pooled", "istio", NULL };
+
 #define R(k, field, ...) \
 	{ .key = k, .type = CFGMAP_STR, .off = offsetof(struct agent_remote, field), __VA_ARGS__ }
 static const struct cfgmap_field remote_fields[] = {
@@ -91,6 +95,8 @@ static const struct cfgmap_field remote_fields[] = {
 	R("agent_address", agent_address, .check = config_addr_check),
 	R("vip_cidr", vip_cidr, .check = config_cidr_check),
 	R("server_name", server_name, .check = config_dns_check),
+	{ .key = "form", .type = CFGMAP_ENUM, .off = offsetof(struct agent_remote, form),
+	  .names = config_forms },
 };
 #undef R
 #define N_REMOTE_FIELDS (sizeof(remote_fields) / sizeof(remote_fields[0]))

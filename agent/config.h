@@ -25,7 +25,9 @@ struct agent_remote {
 	char *vip_cidr;			/* IPv4 range its services' local VIPs come from */
 	uint32_t vip_base;		/* vip_cidr parsed: first address (host order) */
 	uint8_t vip_prefix;		/* 12..30 */
+	int form;			/* CONFIG_FORM_*: how this network's weftds reach it */
 };
+enum { CONFIG_FORM_POOLED = 0, CONFIG_FORM_ISTIO };
 
 struct agent_config {
 	char *listen;			/* "host:port", default "0.0.0.0:15012" */

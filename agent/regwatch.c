@@ -121,8 +121,8 @@ static int regwatch_publish_attached(struct regwatch *rw, const char *what)
 	rw->reg->remotes = fresh.remotes;
 	rw->fed_dirty = false;
 	rw->version++;
-	log_info("%s published on registry version %llu: %zu federated trust domains, %zu "
-		 "remote networks", what, (unsigned long long)rw->version, fresh.n_bundles,
+	log_info("%s published on the last good registry: version %llu, %zu federated trust "
+		 "domains, %zu remote networks", what, (unsigned long long)rw->version, fresh.n_bundles,
 		 fresh.remotes ? fresh.remotes->n : 0);
 	if (rw->on_change)
 		rw->on_change(rw->arg, &prev, rw->reg, rw->version);

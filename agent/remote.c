@@ -82,7 +82,7 @@ int remote_import(const struct agent_remote *cfg, const struct registry *src,
 	struct registry *r;
 	size_t full;
 
-	*out = (struct reg_remote){ 0 };
+	*out = (struct reg_remote){ .unpooled = cfg->form == CONFIG_FORM_ISTIO };
 	*unplaced = 0;
 	if (!(r = out->reg = calloc(1, sizeof(*r))) || !(out->network = strdup(cfg->network)) ||
 	    !(out->trust_domain = strdup(cfg->trust_domain)) ||

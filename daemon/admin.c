@@ -171,8 +171,9 @@ static size_t admin_stats(struct weftd *d, char *body, size_t cap)
 		jw_str(&w, rm->network);
 		jw_put(&w, ",\"trust_domain\":");
 		jw_str(&w, rm->trust_domain);
-		jw_put(&w, ",\"nodes\":%zu,\"workloads\":%zu,\"services\":%zu}",
-		       rm->reg->n_nodes, rm->reg->n_workloads, rm->reg->n_services);
+		jw_put(&w, ",\"nodes\":%zu,\"workloads\":%zu,\"services\":%zu,\"unpooled\":%s}",
+		       rm->reg->n_nodes, rm->reg->n_workloads, rm->reg->n_services,
+		       rm->unpooled ? "true" : "false");
 	}
 	jw_put(&w, "]}");
 	return jw_end(&w);

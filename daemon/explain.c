@@ -145,6 +145,20 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 	}
 	if (dec.route == OUTBOUND_SAME_NODE) {
 		step(a, "route", "ok", "same node: delivered by this weftd without TLS (fast path)");
+	} else if (dec.route == OUTBOUND_REMOTE) {
+		char key[160];
+
+		snprintf(key, sizeof(key), "%s/%s", dec.remote->network, dec.node->name);
+		snprintf(where, sizeof(where), " on node %s of network %s", dec.node->name,
+			 dec.remote->network);
+		step(a, "route", "ok", "network %s (%s): outer tunnel to its gateway %s (%s:%u), "
+		     "inside it %s mTLS with node %s (%s:%u) as %s; inner tunnel now: %s",
+		     dec.remote->network, dec.remote->trust_domain, dec.gateway->name,
+		     dec.gateway->gateway_address, dec.gateway->hbone_port,
+		     dec.remote->unpooled ? "a new (unpooled)" : "pooled", dec.node->name,
+		     dec.node->address, dec.node->hbone_port,
+		     pod->ident ? ident_id(pod->ident) : "(no identity)",
+		     tunnels_state(d->tunnels, pod->ident, key));
 	} else {
 		const char *st = tunnels_state(d->tunnels, pod->ident, dec.node->name);
 
@@ -159,7 +173,7 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 		step(a, "certificate", "fail", "%s has no certificate yet%s%s", pod->ident ?
 		     ident_id(pod->ident) : "the pod's service account (unknown to the registry)",
 		     e[0] ? ": " : "", e);
-		if (dec.route == OUTBOUND_TUNNEL) {
+		if (dec.route == OUTBOUND_TUNNEL || dec.route == OUTBOUND_REMOTE) {
 			a->flag = "IDENTITY_ERROR";
 			snprintf(a->sentence, sizeof(a->sentence), "%s cannot reach %s yet: its "
 				 "certificate has not been issued%s%s (is weft-agent reachable?); "
@@ -173,6 +187,17 @@ static void explain(struct weftd *d, const char *src, const char *dst, struct an
 		na = ident_not_after(pod->ident);
 		strftime(until, sizeof(until), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&na, &tm));
 		step(a, "certificate", "ok", "%s is valid until %s", ident_id(pod->ident), until);
+	}
+	if (dec.route == OUTBOUND_REMOTE) {
+		/* Its policy is the other network's: only its node decides. */
+		step(a, "policy", "info", "decided by node %s of network %s with its own policies "
+		     "(not known here)", dec.node->name, dec.remote->network);
+		a->verdict = "allow";
+		snprintf(a->sentence, sizeof(a->sentence), "%s can reach %s (%s) of network %s "
+			 "through its gateway %s, with mutual TLS end to end to node %s, if that "
+			 "network's policy allows it", pod->name, dname, dst, dec.remote->network,
+			 dec.gateway->name, dec.node->name);
+		return;
 	}
 	memset(&az, 0, sizeof(az));
 	snprintf(az.dst_uid, sizeof(az.dst_uid), "%s", dname);

@@ -48,13 +48,13 @@
  * so a busy peer node may well have a hundred handshakes in flight. */
 #define INBOUND_PENDING_MAX 1024
 #define INBOUND_PENDING_PER_ADDR 128
-/* What one authenticated peer may hold (§5.1): a node opens one tunnel per
- * (source identity, node) and another past each H2TUN_MAX_STREAMS, so 16
- * connections of one identity is a peer far past honest use. Each holds at
- * most H2TUN_MAX_STREAMS streams and 16 MiB queued toward the peer (h2tun's
- * send budget), and the peer can send at most its 16 MiB connection window
- * before the apps take it: 16 x 32 MiB in all. */
-#define INBOUND_CONNS_PER_PEER 16
+/* What one authenticated peer may hold (§5.1), max_connections_per_peer:
+ * a node opens one tunnel per (source identity, node) and another past
+ * each H2TUN_MAX_STREAMS, so the default 16 connections of one identity is
+ * a peer far past honest use. Each holds at most H2TUN_MAX_STREAMS streams
+ * and 16 MiB queued toward the peer (h2tun's send budget), and the peer can
+ * send at most its 16 MiB connection window before the apps take it: 16 x
+ * 32 MiB in all. (Istio's unpooled form opens one per app connection.) */
 
 struct inbound {
 	struct weftd *d;
@@ -490,13 +490,13 @@ static void hconn_on_ready(struct h2conn *h)
 			return;
 		}
 	}
-	if (inbound_peer_conns(hc->in, hc->peer_id) >= INBOUND_CONNS_PER_PEER) {
+	if (inbound_peer_conns(hc->in, hc->peer_id) >= d->cfg.max_connections_per_peer) {
 		static struct log_rl rl = LOG_RL_INIT;
 
 		log_warn_rl(&rl, "HBONE connection from %s refused [OVERFLOW]: %s already has %u "
 			    "connections to this node, the most one peer may hold (each up to %u "
-			    "streams and 32 MiB buffered)", hc->peer, hc->peer_id,
-			    INBOUND_CONNS_PER_PEER, H2TUN_MAX_STREAMS);
+			    "streams and 32 MiB buffered; max_connections_per_peer)", hc->peer,
+			    hc->peer_id, d->cfg.max_connections_per_peer, H2TUN_MAX_STREAMS);
 		d->stats.failed++;
 		hc->refused = 1;
 		h2conn_close(h, -EUSERS, "too many connections from this identity");

@@ -15,6 +15,7 @@
 #include <weft/netns.h>
 #include <weft/registry.h>
 #include <weft/sockaddr.h>
+#include <weft/spiffe.h>
 
 #include "authz.h"
 #include "accesslog.h"
@@ -219,13 +220,28 @@ void outbound_identities_changed(struct weftd *d)
 	}
 }
 
-static void ob_tunnel(struct ob *ob, const struct reg_node *node)
+/* This node's network, as the registry names it (NULL: none). */
+static const char *ob_own_network(struct weftd *d)
+{
+	const struct reg_node *n = regcache_node(d->reg, d->cfg.node_name);
+
+	return n && n->network && n->network[0] ? n->network : NULL;
+}
+
+/* To a node of this network directly, or (remote) to a node of another
+ * network through its gateway: outer tunnel to the gateway, inner mTLS
+ * with the remote node inside it (DESIGN §8.1). */
+static void ob_tunnel(struct ob *ob, const struct outbound_decision *dec)
 {
 	struct weftd *d = ob->d;
-	struct sockaddr_storage na;
-	socklen_t nalen;
-	char expect[300], fwd[96], tp[TRACE_PARENT_LEN + 1];
-	struct h2tun_connect_req req;
+	const struct reg_node *node = dec->node, *gw = dec->gateway;
+	const struct reg_remote *rm = dec->remote;
+	struct sockaddr_storage na, ga;
+	socklen_t nalen, galen;
+	char expect[300], fwd[96], tp[TRACE_PARENT_LEN + 1], key[64];
+	char gw_key[64], gw_expect[300], authority[64];
+	struct tunnel_via via = { 0 };
+	struct h2tun_connect_req req = { 0 };
 
 	if (!ob->pod->ident || !ident_ready(ob->pod->ident)) {
 		ob_wait(ob);
@@ -235,16 +251,37 @@ static void ob_tunnel(struct ob *ob, const struct reg_node *node)
 		ob_fail(ob, "NO_ROUTE", "the destination node has no usable address");
 		return;
 	}
-	snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s", d->cfg.trust_domain,
-		 node->name);
-	snprintf(fwd, sizeof(fwd), "for=\"%s\"", ob->src_str);
 	trace_parent(tp, ob->trace);
 	req.authority = ob->dst_str;
-	req.forwarded = fwd;
 	req.traceparent = tp;
+	if (rm) {
+		if (sockaddr_from_ip(gw->gateway_address, gw->hbone_port, &ga, &galen)) {
+			ob_fail(ob, "NO_ROUTE", "the remote network's gateway has no usable address");
+			return;
+		}
+		snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s", rm->trust_domain,
+			 node->name);
+		snprintf(key, sizeof(key), "%s/%s", rm->network, node->name);
+		snprintf(gw_key, sizeof(gw_key), "%s/%s", rm->network, gw->name);
+		snprintf(gw_expect, sizeof(gw_expect), "spiffe://%s/weft/gateway/%s",
+			 rm->trust_domain, gw->name);
+		sockaddr_str(&na, authority, sizeof(authority));
+		via = (struct tunnel_via){ .gateway = gw_key, .addr = (struct sockaddr *)&ga,
+					   .addrlen = galen, .expect_id = gw_expect,
+					   .authority = authority, .unpooled = rm->unpooled };
+		/* The source address means nothing in the other network
+		 * (its pod CIDR may be ours): the network is said instead. */
+		req.network = ob_own_network(d);
+	} else {
+		snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s", d->cfg.trust_domain,
+			 node->name);
+		snprintf(key, sizeof(key), "%s", node->name);
+		snprintf(fwd, sizeof(fwd), "for=\"%s\"", ob->src_str);
+		req.forwarded = fwd;
+	}
 	ob->route = OB_TUNNEL;
-	ob->treq = tunnels_open_stream(d->tunnels, ob->pod->ident, node->name,
-				       (struct sockaddr *)&na, nalen, expect, &req, ob_on_tunnel, ob);
+	ob->treq = tunnels_open_stream(d->tunnels, ob->pod->ident, key, (struct sockaddr *)&na,
+				       nalen, expect, rm ? &via : NULL, &req, ob_on_tunnel, ob);
 	if (!ob->treq)
 		ob_fail(ob, "UPSTREAM_OVERFLOW", "too many connections waiting for a tunnel");
 }
@@ -256,6 +293,43 @@ static void ob_decide_fail(struct outbound_decision *out, const char *flag, cons
 	snprintf(out->why, sizeof(out->why), "%s", why);
 }
 
+static void ob_decide_fail(struct outbound_decision *out, const char *flag, const char *why);
+
+/* A service of another network: its endpoint, that endpoint's node and
+ * the network's gateway, all looked up in that network's registry (its
+ * names and addresses may be ours too). Never direct, never passthrough. */
+static void ob_decide_remote(struct weftd *d, struct outbound_decision *out, uint16_t port,
+			     int peek)
+{
+	const struct reg_remote *rm = out->remote;
+	const struct reg_workload *w;
+	socklen_t eplen;
+
+	w = peek ? regcache_service_peek(d->reg, out->svc) : regcache_service_pick(d->reg, out->svc);
+	if (!w) {
+		ob_decide_fail(out, "NO_HEALTHY_UPSTREAM", "the remote service has no endpoints");
+		return;
+	}
+	out->w = w;
+	sockaddr_from_ip(w->ips[0], port, &out->dst, &eplen);
+	out->node = regcache_remote_node(rm, w->node);
+	out->gateway = regcache_remote_gateway(rm);
+	if (!out->node) {
+		ob_decide_fail(out, "NO_ROUTE", "the remote endpoint's node is not in its "
+			       "network's registry");
+		return;
+	}
+	if (!out->gateway) {
+		snprintf(out->why, sizeof(out->why), "network %s has no gateway in its registry",
+			 rm->network);
+		out->route = OUTBOUND_FAIL;
+		out->flag = "NO_ROUTE";
+		return;
+	}
+	out->route = OUTBOUND_REMOTE;
+	out->mtls = 1;
+}
+
 void outbound_decide(struct weftd *d, const struct sockaddr_storage *orig, int peek,
 		     struct outbound_decision *out)
 {
@@ -264,6 +338,11 @@ void outbound_decide(struct weftd *d, const struct sockaddr_storage *orig, int p
 
 	memset(out, 0, sizeof(*out));
 	out->svc = regcache_service_by_vip(d->reg, (const struct sockaddr *)orig, &port);
+	out->remote = regcache_service_remote(d->reg, out->svc);
+	if (out->remote) {
+		ob_decide_remote(d, out, port, peek);
+		return;
+	}
 	if (out->svc) {
 		w = peek ? regcache_service_peek(d->reg, out->svc) :
 			   regcache_service_pick(d->reg, out->svc);
@@ -322,10 +401,22 @@ static void ob_route(struct ob *ob)
 		sockaddr_str(&ob->dst, ob->dst_str, sizeof(ob->dst_str));
 	}
 	if (!ob->mc.s) {
+		char principal[SPIFFE_ID_MAX];
 		struct metrics_labels l;
 
 		ob_labels(ob, &l, dec.mtls);
-		metrics_labels_destination(&l, d, dec.w, NULL);
+		if (dec.remote && dec.w) {
+			/* Another network's workload: its trust domain, its
+			 * node's cluster (never a same-named one of ours). */
+			snprintf(principal, sizeof(principal), "spiffe://%s/ns/%s/sa/%s",
+				 dec.remote->trust_domain, dec.w->namespace,
+				 dec.w->service_account);
+			metrics_labels_destination(&l, d, dec.w, principal);
+			l.v[ML_DST_CLUSTER] = dec.node && dec.node->cluster && dec.node->cluster[0] ?
+					      dec.node->cluster : dec.remote->network;
+		} else {
+			metrics_labels_destination(&l, d, dec.w, NULL);
+		}
 		metrics_labels_service(&l, d, dec.svc);
 		metrics_conn_start(d->metrics, &ob->mc, &l);
 	}
@@ -360,7 +451,8 @@ static void ob_route(struct ob *ob)
 		ob_connect_direct(ob, pods_by_ip(d->pods, (struct sockaddr *)&ob->dst));
 		return;
 	case OUTBOUND_TUNNEL:
-		ob_tunnel(ob, dec.node);
+	case OUTBOUND_REMOTE:
+		ob_tunnel(ob, &dec);
 		return;
 	}
 }

@@ -21,6 +21,7 @@ enum outbound_route {
 	OUTBOUND_TUNNEL,		/* HBONE to node */
 	OUTBOUND_SAME_NODE,		/* fast path: delivered here, policy here */
 	OUTBOUND_PASSTHROUGH,		/* not in the mesh: plain TCP from the pod */
+	OUTBOUND_REMOTE,		/* another network's node, through its gateway */
 };
 
 /* How a connection from pod to orig goes, from this node's state (the
@@ -33,7 +34,9 @@ struct outbound_decision {
 	char why[BOUNDARY_WHY_MAX];	/* OUTBOUND_FAIL: in words */
 	const struct reg_service *svc;	/* orig was this service's VIP */
 	const struct reg_workload *w;	/* the destination workload, if known */
-	const struct reg_node *node;	/* OUTBOUND_TUNNEL */
+	const struct reg_node *node;	/* OUTBOUND_TUNNEL, OUTBOUND_REMOTE */
+	const struct reg_remote *remote;	/* OUTBOUND_REMOTE: the network */
+	const struct reg_node *gateway;	/* OUTBOUND_REMOTE: its gateway */
 	struct sockaddr_storage dst;	/* the address to reach (the endpoint) */
 	int mtls;			/* the route is mutual TLS */
 };

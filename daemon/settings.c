@@ -49,6 +49,7 @@ static const struct cfgmap_field settings_fields[] = {
 	F("metrics_idle", CFGMAP_DURATION, metrics_idle_s),
 	U("max_tunnels", max_tunnels, 1, 100000),
 	U("max_streams_per_tunnel", max_streams_per_tunnel, 1, 1000),
+	U("max_connections_per_peer", max_connections_per_peer, 1, 65536),
 	U("max_connections", max_connections, 1, 10000000),
 	U("max_connections_per_pod", max_connections_per_pod, 0, 10000000),
 	F("cert_ttl", CFGMAP_DURATION, cert_ttl_s),
@@ -79,6 +80,7 @@ static int settings_defaults(struct settings *s)
 	s->metrics_idle_s = 3600;
 	s->max_tunnels = 256;
 	s->max_streams_per_tunnel = 1000;
+	s->max_connections_per_peer = 16;
 	s->max_connections = 65536;
 	s->connect_timeout_ms = 10000;
 	if (!s->trust_domain || !s->agent_server_name || !s->cni_socket || !s->state_dir ||

@@ -52,6 +52,10 @@ struct settings {
 	uint32_t metrics_idle_s;	/* 3600: a series idle this long goes */
 	uint32_t max_tunnels;		/* 256 */
 	uint32_t max_streams_per_tunnel;/* 1000 */
+	/* HBONE connections one peer identity may hold to this node (§5.1):
+	 * 16; a network reached in Istio's unpooled form needs one per
+	 * concurrent app connection of an identity */
+	uint32_t max_connections_per_peer;
 	uint32_t max_connections;	/* 65536 proxied connections */
 	uint32_t max_connections_per_pod;/* 0: a quarter of max_connections or
 					 * of the fd ceiling, the smaller */

@@ -8,6 +8,8 @@
  * relay once it is open (relay_attach_stream sets it). */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -80,6 +82,16 @@ struct tunnel_key {
 	unsigned n_pending;
 	int opening;			/* a tunnel of this key is CONNECTING */
 	struct loop_task dispatch;
+	/* A node of another network (tunnel_via): its tunnels run inside
+	 * CONNECT streams on the outer tunnel for (src, via_gw). */
+	int has_via;
+	int unpooled;			/* one stream, then the tunnel closes */
+	char via_gw[64];
+	char via_expect[256];
+	char via_authority[64];
+	struct sockaddr_storage via_addr;
+	socklen_t via_addrlen;
+	struct tunnel_req *dial;	/* the outer CONNECT for the tunnel being opened */
 };
 
 /* Handshake (TCP + TLS) times: upper bounds in ms, and the last bucket is
@@ -96,10 +108,13 @@ struct tunnels {
 	struct tunnel_key *keys;
 	unsigned n_tunnels;
 	int draining;
+	int freeing;			/* tunnels_free: no tasks, no callbacks into keys */
 };
 
 static const struct h2tun_callbacks tunnel_h2_cb;
 static const struct h2conn_hooks tunnel_hooks;
+static void tunnel_on_dialed(void *arg, struct h2tun *outer, int32_t id, int status,
+			     const char *why, const char *flag);
 static void tunnel_dispatch(struct tunnel_key *k);
 static void key_check(struct tunnel_key *k);
 
@@ -274,7 +289,7 @@ static void tunnel_on_close(struct h2tun *h2, int32_t id, enum h2tun_end how, ui
 
 	if (h2tun_stream_count(h2) <= 1) {
 		t->idle_since_ms = loop_now_ms(t->pool->loop);
-		if (!ident_in_use(t->key->src))
+		if (!ident_in_use(t->key->src) || t->key->unpooled)
 			key_check(t->key);
 	}
 	if (r) {
@@ -288,7 +303,9 @@ static void tunnel_on_close(struct h2tun *h2, int32_t id, enum h2tun_end how, ui
 			 "the destination node closed the new tunnel without answering: it did not "
 			 "accept this source identity (trust domain or certificate) or is going "
 			 "down; its log says which",
-			 how == H2TUN_END_TUNNEL ? "CONNECT" : "NO_ROUTE");
+			 how != H2TUN_END_TUNNEL ? "NO_ROUTE" :
+			 /* A gateway doing so refused us (tunnel_on_dialed). */
+			 !t->answered && r->cb == tunnel_on_dialed ? "TLS_FAILURE" : "CONNECT");
 	} else if (u) {
 		relay_stream_closed(u, how, code);
 	}
@@ -396,7 +413,11 @@ static void tunnel_on_conn_closed(struct h2conn *h, int err, const char *why)
 		snprintf(msg, sizeof(msg), "tunnel to node %s (%s) as %s failed: %s", k->node,
 			 conn_peer_str(c), ident_id(k->src), why ? why : strerror(-err));
 		log_warn("%s", msg);
-		key_fail_pending(k, msg, tunnel_flag(why));
+		/* Through a gateway the hop that failed is the inner mTLS with
+		 * the remote node: its words tell it apart from the outer. */
+		key_fail_pending(k, msg, k->has_via ? (strcmp(tunnel_flag(why), "CONNECT") ?
+						       "INNER_TLS_FAILURE" : "INNER_CONNECT")
+						    : tunnel_flag(why));
 		t->pool->opened_failed++;
 	} else {
 		log_info("tunnel %s -> node %s closed after %llu streams: %s", ident_id(k->src),
@@ -447,17 +468,15 @@ static void tunnel_on_ping(struct loop_timer *tm)
 		       lim->ping_ms : lim->ping_timeout_ms);
 }
 
-static struct tunnel *tunnel_open(struct tunnel_key *k)
+/* A tunnel of k with its session, not started yet; NULL when out of memory
+ * or the source identity has no certificate. */
+static struct tunnel *tunnel_new(struct tunnel_key *k, struct tls_ctx **ctx)
 {
 	struct tunnels *p = k->pool;
-	struct conn_opts o = {
-		.out_cap = 1u << 20,
-		.handshake_timeout_ms = p->lim.connect_timeout_ms,
-	};
-	struct tls_ctx *ctx = ident_client_ctx(k->src);
 	struct tunnel *t;
 
-	if (!ctx)
+	*ctx = ident_client_ctx(k->src);
+	if (!*ctx)
 		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -476,6 +495,28 @@ static struct tunnel *tunnel_open(struct tunnel_key *k)
 		return NULL;
 	}
 	h2conn_set_session(&t->h2c, &h2tun_engine, t->h2);
+	return t;
+}
+
+static void tunnel_link(struct tunnel_key *k, struct tunnel *t)
+{
+	t->next = k->tunnels;
+	k->tunnels = t;
+	k->opening = 1;
+	k->pool->n_tunnels++;
+}
+
+static struct tunnel *tunnel_open(struct tunnel_key *k)
+{
+	struct conn_opts o = {
+		.out_cap = 1u << 20,
+		.handshake_timeout_ms = k->pool->lim.connect_timeout_ms,
+	};
+	struct tls_ctx *ctx;
+	struct tunnel *t = tunnel_new(k, &ctx);
+
+	if (!t)
+		return NULL;
 	if (h2conn_connect(&t->h2c, (struct sockaddr *)&k->addr, k->addrlen, WEFTD_MARK, ctx,
 			   NULL, k->expect_id, &o)) {
 		h2tun_free(t->h2);
@@ -483,11 +524,105 @@ static struct tunnel *tunnel_open(struct tunnel_key *k)
 		return NULL;
 	}
 	snprintf(t->peer, sizeof(t->peer), "%s", conn_peer_str(h2conn_conn(&t->h2c)));
-	t->next = k->tunnels;
-	k->tunnels = t;
-	k->opening = 1;
-	p->n_tunnels++;
+	tunnel_link(k, t);
 	return t;
+}
+
+/* --- through a gateway (DESIGN §8.1) ------------------------------------------ */
+
+/* The byte path to a remote node: one end of a socket pair is the inner
+ * tunnel's conn (TLS with the remote node, end to end), the other a relay
+ * into the outer tunnel's CONNECT stream. Either side ending ends the
+ * other: the outer stream reset (the gateway gone) resets the inner
+ * tunnel and so every stream on it. */
+static const struct relay_hooks tunnel_via_hooks = { 0 };
+
+static void tunnel_dial_fail(struct tunnel_key *k, const char *why, const char *flag)
+{
+	k->opening = 0;
+	k->pool->opened_failed++;
+	log_warn("tunnel %s -> node %s via gateway %s failed: %s", ident_id(k->src), k->node,
+		 k->via_gw, why);
+	key_fail_pending(k, why, flag);
+	key_check(k);
+}
+
+/* The outer CONNECT's answer: on 200 the inner tunnel starts on it. */
+static void tunnel_on_dialed(void *arg, struct h2tun *outer, int32_t id, int status,
+			     const char *why, const char *flag)
+{
+	struct tunnel_key *k = arg;
+	struct conn_opts o = {
+		.out_cap = 1u << 20,
+		.handshake_timeout_ms = k->pool->lim.connect_timeout_ms,
+	};
+	struct tls_ctx *ctx;
+	struct tunnel *t;
+	struct relay *rl;
+	char msg[400];
+	int sv[2];
+
+	k->dial = NULL;
+	if (status != 200) {
+		/* The outer hop: the gateway unreachable or refusing us (its
+		 * TLS), or refusing the path (its answer). */
+		snprintf(msg, sizeof(msg), "gateway %s: %s", k->via_gw, why ? why : "refused");
+		tunnel_dial_fail(k, msg, !flag || !strcmp(flag, "CONNECT") ? "GATEWAY_CONNECT" :
+				 !strcmp(flag, "TLS_FAILURE") || !strcmp(flag, "IDENTITY_ERROR") ?
+				 "GATEWAY_REFUSED" : "GATEWAY_NO_ROUTE");
+		return;
+	}
+	t = tunnel_new(k, &ctx);
+	if (!t || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+		goto fail_stream;
+	rl = relay_accept(k->pool->loop, sv[1], &tunnel_via_hooks, NULL);
+	if (!rl) {
+		close(sv[0]);
+		goto fail_stream;
+	}
+	h2tun_stream_set_udata(outer, id, rl);	/* the outer tunnel routes to it */
+	relay_attach_stream(rl, outer, id, tunnels_kick);
+	snprintf(msg, sizeof(msg), "%s via %s", k->via_authority, k->via_gw);
+	if (h2conn_start_fd(&t->h2c, sv[0], msg, ctx, NULL, k->expect_id, &o)) {
+		relay_reset(rl, "the inner tunnel could not start");
+		h2tun_free(t->h2);
+		free(t);
+		tunnel_dial_fail(k, "cannot start the inner tunnel (out of memory)", "CONNECT");
+		return;
+	}
+	snprintf(t->peer, sizeof(t->peer), "%s", k->via_authority);
+	tunnel_link(k, t);
+	return;
+fail_stream:
+	if (t) {
+		h2tun_free(t->h2);
+		free(t);
+	}
+	h2tun_reset(outer, id, 0x8 /* CANCEL */);
+	tunnels_kick(outer);
+	tunnel_dial_fail(k, t ? "cannot make the inner tunnel's socket pair" :
+			 "source identity has no certificate", t ? "CONNECT" : "IDENTITY_ERROR");
+}
+
+static void tunnel_on_dial_forgotten(void *arg, struct h2tun *outer, int32_t id, int status,
+				     const char *why, const char *flag)
+{
+	(void)arg; (void)outer; (void)id; (void)status; (void)why; (void)flag;
+}
+
+/* Ask the outer tunnel for a byte path to k's node. 0, or -errno. */
+static int tunnel_dial(struct tunnel_key *k)
+{
+	struct h2tun_connect_req cr = { .authority = k->via_authority };
+
+	if (!ident_client_ctx(k->src))
+		return -ENOKEY;
+	k->dial = tunnels_open_stream(k->pool, k->src, k->via_gw, (struct sockaddr *)&k->via_addr,
+				      k->via_addrlen, k->via_expect, NULL, &cr, tunnel_on_dialed, k);
+	if (!k->dial)
+		return -ENOMEM;
+	k->opening = 1;
+	return 0;
 }
 
 /* Give waiting requests streams on ready tunnels; open a tunnel when none
@@ -514,7 +649,7 @@ static void tunnel_dispatch(struct tunnel_key *k)
 						 "UPSTREAM_OVERFLOW");
 				return;
 			}
-			if (!tunnel_open(k)) {
+			if (k->has_via ? tunnel_dial(k) != 0 : !tunnel_open(k)) {
 				key_fail_pending(k, ident_client_ctx(k->src) ?
 						 "cannot open a tunnel (out of memory or sockets)" :
 						 "source identity has no certificate",
@@ -553,7 +688,8 @@ static void tunnel_dispatch(struct tunnel_key *k)
 /* Look at k from its task soon: it may have lost its last user. */
 static void key_check(struct tunnel_key *k)
 {
-	loop_task_queue(k->pool->loop, &k->dispatch);
+	if (!k->pool->freeing)
+		loop_task_queue(k->pool->loop, &k->dispatch);
 }
 
 static void key_on_unused(struct ident_hold *h)
@@ -568,6 +704,11 @@ static void key_close_unused(struct tunnel_key *k)
 {
 	struct tunnel *t, *next;
 
+	if (k->dial) {
+		tunnels_cancel(k->dial);
+		k->dial = NULL;
+		k->opening = 0;
+	}
 	for (t = k->tunnels; t; t = next) {
 		next = t->next;
 		if (t->state == TUNNEL_CLOSED || (t->h2 && h2tun_stream_count(t->h2) > 0))
@@ -596,9 +737,12 @@ static void key_on_dispatch(struct loop_task *task)
 	struct tunnels *p = k->pool;
 
 	tunnel_dispatch(k);
-	if (!k->pending && !ident_in_use(k->src))
+	/* An unpooled key's one stream ended: its tunnel goes too. */
+	if (!k->pending && (!ident_in_use(k->src) || (k->unpooled && k->tunnels && k->tunnels->h2 &&
+						       k->tunnels->state == TUNNEL_READY &&
+						       !h2tun_stream_count(k->tunnels->h2))))
 		key_close_unused(k);
-	if (k->tunnels || k->pending || k->dispatch.queued)
+	if (k->tunnels || k->pending || k->dispatch.queued || k->dial)
 		return;
 	for (struct tunnel_key **pp = &p->keys; *pp; pp = &(*pp)->next) {
 		if (*pp == k) {
@@ -612,12 +756,12 @@ static void key_on_dispatch(struct loop_task *task)
 
 static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const char *node,
 				  const struct sockaddr *addr, socklen_t addrlen,
-				  const char *expect_id)
+				  const char *expect_id, const struct tunnel_via *via)
 {
 	struct tunnel_key *k;
 
-	for (k = p->keys; k; k = k->next)
-		if (k->src == src && !strcmp(k->node, node))
+	for (k = via && via->unpooled ? NULL : p->keys; k; k = k->next)
+		if (k->src == src && !strcmp(k->node, node) && !k->unpooled)
 			break;
 	if (k) {
 		/* The node may have moved; new tunnels go to the new address. */
@@ -636,6 +780,15 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 	snprintf(k->expect_id, sizeof(k->expect_id), "%s", expect_id);
 	memcpy(&k->addr, addr, addrlen);
 	k->addrlen = addrlen;
+	if (via) {
+		k->has_via = 1;
+		k->unpooled = via->unpooled;
+		snprintf(k->via_gw, sizeof(k->via_gw), "%s", via->gateway);
+		snprintf(k->via_expect, sizeof(k->via_expect), "%s", via->expect_id);
+		snprintf(k->via_authority, sizeof(k->via_authority), "%s", via->authority);
+		memcpy(&k->via_addr, via->addr, via->addrlen);
+		k->via_addrlen = via->addrlen;
+	}
 	k->next = p->keys;
 	p->keys = k;
 	return k;
@@ -643,15 +796,17 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 
 struct tunnel_req *tunnels_open_stream(struct tunnels *p, struct ident *src, const char *node,
 				       const struct sockaddr *node_addr, socklen_t addrlen,
-				       const char *expect_id, const struct h2tun_connect_req *req,
+				       const char *expect_id, const struct tunnel_via *via,
+				       const struct h2tun_connect_req *req,
 				       tunnel_open_fn cb, void *arg)
 {
 	struct tunnel_key *k;
 	struct tunnel_req *r, **tail;
 
-	if (p->draining)
+	if (p->draining || (via && (via->addrlen > sizeof(k->via_addr) ||
+				    addrlen > sizeof(k->addr))))
 		return NULL;
-	k = key_get(p, src, node, node_addr, addrlen, expect_id);
+	k = key_get(p, src, node, node_addr, addrlen, expect_id, via);
 	if (!k || k->n_pending >= p->lim.max_pending)
 		return NULL;
 	r = calloc(1, sizeof(*r));
@@ -757,6 +912,14 @@ void tunnels_free(struct tunnels *p)
 {
 	if (!p)
 		return;
+	/* A dial is a request of another key, which fails it below: by then
+	 * its own key may be gone, so it calls nothing. */
+	p->freeing = 1;
+	for (struct tunnel_key *k = p->keys; k; k = k->next)
+		if (k->dial) {
+			k->dial->cb = tunnel_on_dial_forgotten;
+			k->dial->arg = NULL;
+		}
 	while (p->keys) {
 		struct tunnel_key *k = p->keys;
 		p->keys = k->next;
@@ -796,13 +959,14 @@ size_t tunnels_json(const struct tunnels *p, char *buf, size_t len)
 		for (const struct tunnel *t = k->tunnels; t; t = t->next) {
 			PUT("%s{\"source\":\"%s\",\"node\":\"%s\",\"peer\":\"%s\",\"state\":\"%s\","
 			    "\"streams\":%u,\"streams_total\":%llu,\"bytes_sent\":%llu,"
-			    "\"bytes_received\":%llu,\"age_ms\":%llu,\"cipher\":\"%s\"}",
+			    "\"bytes_received\":%llu,\"age_ms\":%llu,\"cipher\":\"%s\","
+			    "\"via\":\"%s\",\"pooled\":%s}",
 			    first ? "" : ",", ident_id(k->src), k->node, t->peer,
 			    st[t->state], t->h2 ? h2tun_stream_count(t->h2) : 0,
 			    (unsigned long long)t->streams_total, (unsigned long long)t->bytes_out,
 			    (unsigned long long)t->bytes_in,
 			    (unsigned long long)(now - t->opened_ms),
-			    t->cipher);
+			    t->cipher, k->via_gw, k->unpooled ? "false" : "true");
 			first = 0;
 		}
 	}

@@ -37,12 +37,29 @@ typedef void (*tunnel_open_fn)(void *arg, struct h2tun *t, int32_t id, int statu
 struct tunnels *tunnels_new(struct loop *l, const struct tunnel_limits *lim);
 void tunnels_free(struct tunnels *p);
 
+/* A node of another network (DESIGN §8.1, double HBONE): its tunnels run
+ * inside a CONNECT stream to authority (the node's "ip:port") on an outer
+ * tunnel, pooled like any other, for (src, gateway) to the remote
+ * network's gateway at addr, whose SPIFFE ID is expect_id. */
+struct tunnel_via {
+	const char *gateway;		/* its key, e.g. "east/gw" */
+	const struct sockaddr *addr;
+	socklen_t addrlen;
+	const char *expect_id;
+	const char *authority;
+	/* Istio's cost model: a new inner tunnel (a TLS handshake) for every
+	 * stream, closed with it, instead of one per (src, node). */
+	int unpooled;
+};
+
 /* Ask for a CONNECT stream to req->authority through the tunnel for
- * (src, node). expect_id is the destination node's SPIFFE ID. The callback
- * runs later, exactly once, unless tunnels_cancel() is called first. */
+ * (src, node). expect_id is the destination node's SPIFFE ID; via, when
+ * not NULL, a node of another network (copied). The callback runs later,
+ * exactly once, unless tunnels_cancel() is called first. */
 struct tunnel_req *tunnels_open_stream(struct tunnels *p, struct ident *src, const char *node,
 				       const struct sockaddr *node_addr, socklen_t addrlen,
-				       const char *expect_id, const struct h2tun_connect_req *req,
+				       const char *expect_id, const struct tunnel_via *via,
+				       const struct h2tun_connect_req *req,
 				       tunnel_open_fn cb, void *arg);
 void tunnels_cancel(struct tunnel_req *r);
 /* Flush a tunnel's session soon (relay kick). */

@@ -68,6 +68,7 @@ enum conn_state {
 #define CONN_F_SHUT_DONE   (1u << 12)	/* SHUT_WR done: no more writes */
 #define CONN_F_RECV_POOLED (1u << 13)	/* the recv in flight takes a pool buffer */
 #define CONN_F_POOL_EMPTY  (1u << 14)	/* the pool ran dry: next recv into `in` */
+#define CONN_F_START_TASK  (1u << 15)	/* conn_start_fd: the connect is done already */
 
 struct conn_chunk {
 	struct conn_chunk *next;
@@ -783,11 +784,12 @@ void conn_pause(struct conn *c, int paused)
 
 /* --- connect -------------------------------------------------------------- */
 
+static void conn_connected(struct conn *c);
+
 static void conn_on_connect(struct loop_op *op, int res, unsigned flags)
 {
 	struct conn *c = conn_of(op, connect_op);
 	char why[128];
-	int ret;
 
 	(void)flags;
 	if (c->state == CONN_CLOSED) {
@@ -801,6 +803,15 @@ static void conn_on_connect(struct loop_op *op, int res, unsigned flags)
 		conn_finish(c, 0);
 		return;
 	}
+	conn_connected(c);
+}
+
+/* TCP is up (or the socket came connected): plain conns are ready, TLS
+ * clients send their ClientHello. */
+static void conn_connected(struct conn *c)
+{
+	int ret;
+
 	conn_touch(c);
 	if (!c->tls) {
 		conn_ready(c);
@@ -867,6 +878,11 @@ static void conn_on_task(struct loop_task *t)
 			c->h->on_ready(c);
 		if (c->state == CONN_OPEN)
 			conn_pump(c);
+	}
+	if (c->flags & CONN_F_START_TASK) {
+		c->flags &= ~CONN_F_START_TASK;
+		if (c->state == CONN_CONNECTING)
+			conn_connected(c);
 	}
 	if (c->flags & CONN_F_PUMP_TASK) {
 		c->flags &= ~CONN_F_PUMP_TASK;
@@ -1172,6 +1188,39 @@ fail_conn:
 	conn_alloc_undo(c);
 fail_sock:
 	ret = errno;
+	close(fd);
+	errno = ret;
+	return NULL;
+}
+
+struct conn *conn_start_fd(struct loop *l, int fd, const char *peer, struct tls_ctx *tls_ctx,
+			   const char *sni, const char *expect_id, const struct conn_handler *h,
+			   const struct conn_opts *o, void *udata)
+{
+	struct conn *c = conn_alloc(l, h, o, udata);
+	int ret = ENOMEM;
+
+	if (!c)
+		goto fail_sock;
+	if (tls_ctx) {
+		c->tls = tls_new(tls_ctx, sni);
+		if (!c->tls || (expect_id && (ret = -tls_expect_peer(c->tls, expect_id)))) {
+			ret = c->tls ? ret : ENOMEM;
+			conn_alloc_undo(c);
+			goto fail_sock;
+		}
+	}
+	c->fd = fd;
+	c->peer.ss_family = AF_UNSPEC;
+	snprintf(c->peer_str, sizeof(c->peer_str), "%s", peer ? peer : "?");
+	c->state = CONN_CONNECTING;
+	c->flags |= CONN_F_TLS_DRAINED;
+	loop_timer_arm(l, &c->hs_timer, c->hs_ms);
+	if (c->idle_ms)
+		loop_timer_arm(l, &c->idle_timer, c->idle_ms);
+	conn_task_want(c, CONN_F_START_TASK);
+	return c;
+fail_sock:
 	close(fd);
 	errno = ret;
 	return NULL;

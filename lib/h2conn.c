@@ -133,6 +133,13 @@ int h2conn_connect(struct h2conn *h, const struct sockaddr *sa, socklen_t salen,
 	return h->conn ? 0 : -(errno ? errno : ENOMEM);
 }
 
+int h2conn_start_fd(struct h2conn *h, int fd, const char *peer, struct tls_ctx *tls,
+		    const char *sni, const char *expect_id, const struct conn_opts *o)
+{
+	h->conn = conn_start_fd(h->l, fd, peer, tls, sni, expect_id, &h2conn_handler, o, h);
+	return h->conn ? 0 : -(errno ? errno : ENOMEM);
+}
+
 /* --- the session's side -------------------------------------------------------- */
 
 int h2conn_send(void *io, const uint8_t *p, size_t n)

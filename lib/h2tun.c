@@ -108,6 +108,7 @@ struct h2tun_req_hdrs {
 	char authority[H2TUN_VALUE_MAX];
 	char forwarded[H2TUN_VALUE_MAX];
 	char traceparent[H2TUN_VALUE_MAX];
+	char network[H2TUN_NETWORK_MAX];
 	bool bad;			/* answer 400 */
 };
 
@@ -549,6 +550,9 @@ static void req_header(struct h2tun_req_hdrs *r, const uint8_t *name, size_t nle
 	} else if (IS("traceparent")) {
 		dst = r->traceparent;
 		cap = sizeof(r->traceparent);
+	} else if (IS("x-forwarded-network")) {
+		dst = r->network;
+		cap = sizeof(r->network);
 	} else if (nlen > 0 && name[0] == ':') {
 		/* :scheme/:path/:protocol are not for a plain CONNECT
 		 * (RFC 9113 §8.5), and nothing else is defined. */
@@ -576,6 +580,7 @@ static void req_answer(struct h2tun *t, struct h2tun_stream *s)
 			.authority = r->authority,
 			.forwarded = r->forwarded[0] ? r->forwarded : NULL,
 			.traceparent = r->traceparent[0] ? r->traceparent : NULL,
+			.network = r->network[0] ? r->network : NULL,
 		};
 
 		s->flags |= ST_KNOWN;
@@ -1047,13 +1052,14 @@ int32_t h2tun_connect(struct h2tun *t, const struct h2tun_connect_req *req, void
 {
 	nghttp2_data_provider prd = { .read_callback = stream_data_read };
 	struct h2tun_stream *s;
-	nghttp2_nv nva[4];
+	nghttp2_nv nva[5];
 	size_t n = 0;
 	int32_t id;
 
 	if (t->role != H2TUN_CLIENT || !req || !req->authority || !req->authority[0] ||
 	    !connect_value_ok(req->authority) || !connect_value_ok(req->forwarded) ||
-	    !connect_value_ok(req->traceparent))
+	    !connect_value_ok(req->traceparent) || !connect_value_ok(req->network) ||
+	    (req->network && strlen(req->network) >= H2TUN_NETWORK_MAX))
 		return -EINVAL;
 	if (t->fatal || t->proto_err || t->freeing || t->goaway_sent || t->goaway_recv)
 		return -EPIPE;
@@ -1066,6 +1072,8 @@ int32_t h2tun_connect(struct h2tun *t, const struct h2tun_connect_req *req, void
 		nva[n++] = (nghttp2_nv)H2GLUE_NV("forwarded", req->forwarded);
 	if (req->traceparent)
 		nva[n++] = (nghttp2_nv)H2GLUE_NV("traceparent", req->traceparent);
+	if (req->network)
+		nva[n++] = (nghttp2_nv)H2GLUE_NV("x-forwarded-network", req->network);
 	/* nghttp2 assigns the id at submit; take a table slot afterwards. The
 	 * request cannot go out before the next flush, so the order is safe. */
 	id = nghttp2_submit_request(t->h2, NULL, nva, n, &prd, NULL);

@@ -67,6 +67,7 @@ struct index {
 struct regcache {
 	struct registry *reg;	/* never NULL; empty until the first snapshot */
 	struct index idx;
+	struct index *ridx;	/* one per reg->remotes->v[i]; NULL without remotes */
 	uint64_t version;
 	bool ready;
 };
@@ -805,6 +806,39 @@ static int index_build(struct index *x, const struct registry *r,
 	return 0;
 }
 
+static void remote_indexes_free(struct index *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		index_deinit(&v[i]);
+	free(v);
+}
+
+/* An index per remote network of rs (none: *out NULL), round-robin
+ * cursors carried over from the same network in prev / prev_idx. */
+static int remote_indexes_build(struct index **out, const struct reg_remotes *rs,
+				const struct reg_remotes *prev, const struct index *prev_idx)
+{
+	struct index *v;
+
+	*out = NULL;
+	if (!rs || !rs->n)
+		return 0;
+	v = calloc(rs->n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct reg_remote *old = reg_remotes_find(prev, rs->v[i].network);
+		const struct index *oi = old && prev_idx ? &prev_idx[old - prev->v] : NULL;
+
+		if (index_build(&v[i], rs->v[i].reg, oi ? old->reg : NULL, oi)) {
+			remote_indexes_free(v, i);
+			return -ENOMEM;
+		}
+	}
+	*out = v;
+	return 0;
+}
+
 /* ---- apply --------------------------------------------------------------- */
 
 struct regcache *regcache_new(void)
@@ -826,6 +860,7 @@ void regcache_free(struct regcache *rc)
 	if (!rc)
 		return;
 	index_deinit(&rc->idx);
+	remote_indexes_free(rc->ridx, rc->reg->remotes ? rc->reg->remotes->n : 0);
 	registry_free(rc->reg);
 	free(rc);
 }
@@ -1022,6 +1057,7 @@ static int remote_decode(const Weft__Registry__V1__RemoteNetwork *m, struct reg_
 	size_t i;
 	int rc = 0;
 
+	rm->unpooled = m->unpooled;
 	if (!(rm->network = strdup(m->network)) || !(rm->trust_domain = strdup(m->trust_domain)) ||
 	    !(rm->reg = r = registry_alloc(n)))
 		return fail(-ENOMEM, err, errlen, "out of memory");
@@ -1106,7 +1142,7 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 	bool new_remotes = false;
 	size_t n_up[REGCACHE_KINDS] = { 0 }, n_rm[REGCACHE_KINDS] = { 0 };
 	size_t n_next[REGCACHE_KINDS], n_old[REGCACHE_KINDS];
-	struct index idx;
+	struct index idx, *ridx = NULL;
 	char *td = NULL;
 	size_t i, k;
 	int ret;
@@ -1219,13 +1255,22 @@ static int apply_msg(struct regcache *rc, const uint8_t *msg, size_t len, bool n
 		fail(ret, err, errlen, "out of memory");
 		goto fail_next;
 	}
+	if (new_remotes &&
+	    (ret = remote_indexes_build(&ridx, remotes, rc->reg->remotes, rc->ridx))) {
+		index_deinit(&idx);
+		fail(ret, err, errlen, "out of memory");
+		goto fail_next;
+	}
 
 	/* commit: nothing below can fail */
 	grave->trust_domain = rc->reg->trust_domain;
 	grave->bundles = rc->reg->bundles;
 	grave->n_bundles = rc->reg->n_bundles;
-	if (new_remotes)
+	if (new_remotes) {
+		remote_indexes_free(rc->ridx, rc->reg->remotes ? rc->reg->remotes->n : 0);
+		rc->ridx = ridx;
 		grave->remotes = rc->reg->remotes;
+	}
 	registry_shallow_free(rc->reg);
 	registry_free(grave);
 	registry_shallow_free(up);
@@ -1322,30 +1367,91 @@ const struct reg_node *regcache_node(const struct regcache *rc, const char *name
 	return node_find(rc->reg, name);
 }
 
+static const struct vip_entry *vip_find(const struct index *x, const struct vip_entry *key)
+{
+	return x->n_vips ? bsearch(key, x->vips, x->n_vips, sizeof(*key), vip_key_cmp) : NULL;
+}
+
+/* This network's VIPs first: a remote VIP equal to a local one is never
+ * reached (the importing agent gives remote services other addresses). */
 const struct reg_service *regcache_service_by_vip(const struct regcache *rc,
 						  const struct sockaddr *addr,
 						  uint16_t *target_port)
 {
+	const struct reg_remotes *rs = rc->reg->remotes;
+	const struct registry *r = rc->reg;
 	struct vip_entry key = { 0 };
 	const struct vip_entry *e;
 
 	key.len = sockaddr_parse(addr, key.addr, &key.port);
-	if (!key.len || !rc->idx.n_vips)
+	if (!key.len)
 		return NULL;
-	e = bsearch(&key, rc->idx.vips, rc->idx.n_vips, sizeof(key), vip_key_cmp);
+	e = vip_find(&rc->idx, &key);
+	for (size_t i = 0; !e && rs && i < rs->n; i++)
+		if ((e = vip_find(&rc->ridx[i], &key)))
+			r = rs->v[i].reg;
 	if (!e)
 		return NULL;
 	if (target_port)
 		*target_port = e->target_port;
-	return &rc->reg->services[e->s];
+	return &r->services[e->s];
+}
+
+/* The index and remote network (NULL: this one) whose registry holds svc. */
+static const struct index *service_index(const struct regcache *rc, const struct reg_service *svc,
+					 const struct reg_remote **remote, const struct registry **reg)
+{
+	const struct reg_remotes *rs = rc->reg->remotes;
+
+	*remote = NULL;
+	*reg = rc->reg;
+	if (!svc)
+		return NULL;
+	if (svc >= rc->reg->services && svc < rc->reg->services + rc->reg->n_services)
+		return &rc->idx;
+	for (size_t i = 0; rs && i < rs->n; i++) {
+		const struct registry *r = rs->v[i].reg;
+
+		if (svc >= r->services && svc < r->services + r->n_services) {
+			*remote = &rs->v[i];
+			*reg = r;
+			return &rc->ridx[i];
+		}
+	}
+	return NULL;	/* not ours, or from before the last apply */
 }
 
 /* svc's round-robin state, or NULL when svc is not of the current registry. */
 static struct svc_rr *service_rr(const struct regcache *rc, const struct reg_service *svc)
 {
-	if (!svc || svc < rc->reg->services || svc >= rc->reg->services + rc->reg->n_services)
-		return NULL;	/* not ours, or from before the last apply */
-	return &rc->idx.rr[svc - rc->reg->services];
+	const struct reg_remote *rm;
+	const struct registry *r;
+	const struct index *x = service_index(rc, svc, &rm, &r);
+
+	return x ? &x->rr[svc - r->services] : NULL;
+}
+
+const struct reg_remote *regcache_service_remote(const struct regcache *rc,
+						 const struct reg_service *svc)
+{
+	const struct reg_remote *rm;
+	const struct registry *r;
+
+	service_index(rc, svc, &rm, &r);
+	return rm;
+}
+
+const struct reg_node *regcache_remote_node(const struct reg_remote *rm, const char *name)
+{
+	return rm ? node_find(rm->reg, name) : NULL;
+}
+
+const struct reg_node *regcache_remote_gateway(const struct reg_remote *rm)
+{
+	for (size_t i = 0; rm && i < rm->reg->n_nodes; i++)
+		if (rm->reg->nodes[i].gateway_address)
+			return &rm->reg->nodes[i];
+	return NULL;
 }
 
 const struct reg_workload *regcache_service_pick(struct regcache *rc,

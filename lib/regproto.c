@@ -502,6 +502,7 @@ static void remotes_put(struct arena *a, const struct registry *r,
 		weft__registry__v1__remote_network__init(&m[i]);
 		m[i].network = s_(rs->v[i].network);
 		m[i].trust_domain = s_(rs->v[i].trust_domain);
+		m[i].unpooled = rs->v[i].unpooled;
 		m[i].nodes = (Weft__Registry__V1__Node **)kind_messages(a, &kinds[0], x,
 									 &m[i].n_nodes);
 		m[i].workloads = (Weft__Registry__V1__Workload **)kind_messages(a, &kinds[1], x,

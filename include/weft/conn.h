@@ -63,6 +63,14 @@ struct conn *conn_connect_fd(struct loop *l, int fd, const struct sockaddr *sa,
 			     const char *expect_id, const struct conn_handler *h,
 			     const struct conn_opts *o, void *udata);
 
+/* Same with a socket that is connected already (one end of a socketpair
+ * whose other end carries the bytes elsewhere, e.g. into a tunnel's
+ * stream); peer names it in logs. The handshake starts from a loop task.
+ * Takes fd, also on failure (NULL with errno). */
+struct conn *conn_start_fd(struct loop *l, int fd, const char *peer, struct tls_ctx *tls,
+			   const char *sni, const char *expect_id, const struct conn_handler *h,
+			   const struct conn_opts *o, void *udata);
+
 /* Queue plaintext. 0, or -ENOBUFS past 4x the soft cap (caller waits for
  * on_writable), -EPIPE once closing. */
 int conn_write(struct conn *c, const void *p, size_t n);

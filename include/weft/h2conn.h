@@ -93,6 +93,10 @@ int h2conn_connect(struct h2conn *h, const struct sockaddr *sa, socklen_t salen,
 		   struct tls_ctx *tls, const char *sni, const char *expect_id,
 		   const struct conn_opts *o);
 
+/* The same over a socket that is connected already (conn_start_fd). */
+int h2conn_start_fd(struct h2conn *h, int fd, const char *peer, struct tls_ctx *tls,
+		    const char *sni, const char *expect_id, const struct conn_opts *o);
+
 /* The engines' I/O, with io = the h2conn. */
 int h2conn_send(void *io, const uint8_t *p, size_t n);
 size_t h2conn_space(void *io);

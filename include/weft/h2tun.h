@@ -33,10 +33,15 @@ enum h2tun_end {
 	H2TUN_END_TUNNEL,		/* the tunnel (TLS/TCP/HTTP/2) failed */
 };
 
+#define H2TUN_NETWORK_MAX 64		/* x-forwarded-network, with its NUL */
+
 struct h2tun_connect_req {
 	const char *authority;		/* "ip:port" */
 	const char *forwarded;		/* "for=\"ip:port\"" or NULL */
 	const char *traceparent;	/* W3C traceparent or NULL */
+	/* x-forwarded-network: the source's network, on the inner CONNECT
+	 * of a connection from another network (DESIGN §8.1), or NULL */
+	const char *network;
 };
 
 struct h2tun_callbacks {

@@ -43,7 +43,8 @@ const struct reg_node *regcache_node(const struct regcache *rc, const char *name
 const struct reg_node *regcache_node_by_ip(const struct regcache *rc,
 					   const struct sockaddr *addr);
 /* Service with a VIP equal to addr and a port equal to addr's port, or
- * NULL. *target_port is the endpoint port to use. */
+ * NULL: this network's services first, then the remote networks' (their
+ * local VIPs). *target_port is the endpoint port to use. */
 const struct reg_service *regcache_service_by_vip(const struct regcache *rc,
 						  const struct sockaddr *addr,
 						  uint16_t *target_port);
@@ -54,6 +55,16 @@ const struct reg_workload *regcache_service_pick(struct regcache *rc,
 /* The endpoint the next pick would return, without taking it (explain). */
 const struct reg_workload *regcache_service_peek(const struct regcache *rc,
 						 const struct reg_service *svc);
+
+/* The remote network whose service svc is, or NULL for one of this
+ * network's. Its endpoints (from regcache_service_pick) are workloads of
+ * that network: their node is looked up there, never here. */
+const struct reg_remote *regcache_service_remote(const struct regcache *rc,
+						 const struct reg_service *svc);
+/* A node of remote network rm by name, and its gateway (a node with a
+ * gateway_address), or NULL. */
+const struct reg_node *regcache_remote_node(const struct reg_remote *rm, const char *name);
+const struct reg_node *regcache_remote_gateway(const struct reg_remote *rm);
 
 /* Persist the current state as a snapshot (atomic write, mode 0600;
  * -ENODATA before the first snapshot) / load one (0, or -errno with err). */

@@ -118,6 +118,7 @@ struct reg_remote {
 	char *network;
 	char *trust_domain;
 	struct registry *reg;
+	int unpooled;		/* Istio's form: a new inner session per connection */
 };
 /* The remote networks, sorted by network, unique. Immutable once made and
  * shared: each registry holding it holds a reference. */

@@ -122,7 +122,7 @@ def main():
         per_peer_cap(c, svid, bundle, w2, dst)
 
 
-PEER_CONNS_MAX = 16     # inbound.c INBOUND_CONNS_PER_PEER
+PEER_CONNS_MAX = 16     # weftd max_connections_per_peer (default)
 
 
 def per_peer_cap(c, svid, bundle, w2, dst):

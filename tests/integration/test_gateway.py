@@ -29,15 +29,20 @@ gateway node, with 15008 on its WAN address.
   - SIGTERM drains: it stops accepting and exits."""
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from clusterlib import (CLUSTER, ECHO_SERVER, RUN, Cluster, HboneClient,  # noqa: E402
-                        HboneError, InnerHbone, Results, agent_svid, load_ca, make_ca,
-                        make_svid, require_root, wait_log)
+                        HboneError, InnerHbone, Results, agent_svid, deny_policy,
+                        echo_probe, load_ca, make_ca, make_svid, netns_socket, require_root,
+                        wait_log)
+from pcaplib import Capture, read_pcap, reassemble, tls_records  # noqa: E402
 from cryptography import x509  # noqa: E402
 
 NAME = "mgw"
@@ -156,7 +161,9 @@ def main():
     subprocess.run([CLUSTER, "down", "--name", NAME], capture_output=True)
     try:
         p = subprocess.run([CLUSTER, "up", "--name", NAME, "--clusters", "west,east",
-                            "--nodes", "2", "--pods", "1", "--weftd"],
+                            "--nodes", "2", "--pods", "1", "--weftd",
+                            # Istio's unpooled form: a session per connection
+                            "--weftd-conf", "max_connections_per_peer: 128"],
                            capture_output=True, text=True, timeout=300)
         res.check(p.returncode == 0, "two clusters with their gateways up%s" % (
             "" if p.returncode == 0 else ": " + (p.stdout + p.stderr)[-1500:]))
@@ -306,6 +313,14 @@ def run(w, e):
               "a client of east.local itself is refused by its own gateway (%s)" % status)
 
     registry_import(w, e, key, chain)
+    vip = source_side(w, e)
+    if vip:
+        pooling(w, e, vip)
+        wire(w, e, vip)
+        faults(w, e, vip)
+        destination_policy(w, e, vip)
+        gateway_refused(w, e, vip)
+        istio_form(w, e, vip)
 
     # SIGTERM: it drains and exits; new tunnels are refused.
     pid = int(open(os.path.join(RUN, e.name, "gw", "weftd.pid")).read().split()[0])
@@ -373,7 +388,7 @@ def registry_import(w, e, wkey, wchain):
               "every lookup is scoped by network (%s)" % [x["vips"] for x in local])
     st = w.admin(1, "/stats").get("remote_networks")
     res.check(st == [{"network": "east", "trust_domain": "east.local", "nodes": 3,
-                      "workloads": 2, "services": 1}],
+                      "workloads": 2, "services": 1, "unpooled": False}],
               "its /stats: network east of east.local, 3 nodes (the gateway among them), "
               "2 workloads, 1 service (%s)" % st)
 
@@ -399,6 +414,316 @@ def registry_import(w, e, wkey, wchain):
               "state, same VIP (%s)" % [x["vips"] for x in east_services(w)])
     subprocess.run([CLUSTER, "start", "--name", e.name, "agent"], check=True,
                    capture_output=True)
+
+
+def source_side(w, e):
+    """An unmodified app in west dials east's svc-p1 by its local VIP: weftd
+    on west node 1 takes it through east's gateway, end to end mTLS with
+    the east node of the endpoint it picked."""
+    remote = wait_east_services(w)
+    if not remote:
+        res.check(False, "no east service to dial")
+        return
+    vip = remote[0]["vips"][0]
+    offs = [os.path.getsize(os.path.join(RUN, e.name, "n%d" % k, "weftd.log")) for k in (1, 2)]
+    errs = [echo_probe(w.netns("n1-p1"), vip, 80) for _ in range(6)]
+    res.check(errs == [None] * 6, "west's n1-p1 reaches east's svc-p1 at its local VIP %s:80, "
+              "6 connections echo (%s)" % (vip, [x for x in errs if x][:2]))
+    wid = "spiffe://west.local/ns/default/sa/sa-n1-p1"
+    deadline = time.time() + 5
+    while True:
+        seen = []
+        for k in (1, 2):
+            log = open(os.path.join(RUN, e.name, "n%d" % k, "weftd.log"),
+                       errors="replace").read()
+            seen.append(sum(1 for ln in log[offs[k - 1]:].splitlines()
+                            if "connection complete" in ln and wid in ln))
+        if sum(seen) >= 6 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    res.check(all(seen) and sum(seen) == 6, "east's nodes 1 and 2 delivered them from the "
+              "remote principal %s: %s" % (wid, seen))
+    tun = w.admin(1, "/tunnels")
+    outer = [t for t in tun if t["node"] == "east/gw"]
+    inner = [t for t in tun if t.get("via") == "east/gw"]
+    res.check(len(outer) == 1 and outer[0]["state"] == "ready",
+              "one outer tunnel to east's gateway (%s)" % [(t["node"], t["state"]) for t in outer])
+    res.check(sorted(t["node"] for t in inner) == ["east/node1", "east/node2"] and
+              all(t["pooled"] and t["streams_total"] == 3 for t in inner),
+              "inside it one pooled inner tunnel per east node, 3 connections each (%s)" %
+              [(t["node"], t["streams_total"]) for t in inner])
+    return vip
+
+
+def log_since(cl, host, off):
+    return open(os.path.join(RUN, cl.name, host, "weftd.log"), errors="replace").read()[off:]
+
+
+def log_size(cl, host):
+    return os.path.getsize(os.path.join(RUN, cl.name, host, "weftd.log"))
+
+
+def echo_many(w, vip, n, size=65536):
+    """n app connections from west's n1-p1 to vip:80, all open at once, each
+    sending size random bytes: how many got them back byte-exact."""
+    socks, ok = [], [False] * n
+    try:
+        for _ in range(n):
+            s = netns_socket(w.netns("n1-p1"))
+            s.settimeout(30)
+            s.connect((vip, 80))
+            socks.append(s)
+    except OSError:
+        pass
+
+    def run(i):
+        data = os.urandom(size)
+        got = bytearray()
+        try:
+            socks[i].sendall(data)
+            while len(got) < size:
+                b = socks[i].recv(65536)
+                if not b:
+                    break
+                got += b
+            ok[i] = bytes(got) == data
+        except OSError:
+            pass
+    th = [threading.Thread(target=run, args=(i,)) for i in range(len(socks))]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(60)
+    for s in socks:
+        s.close()
+    return sum(ok)
+
+
+def opened_ok(w):
+    """weft_tunnels_opened_total{result="ok"} of west's node 1: handshakes."""
+    p = w.run("n1", ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15020/metrics"])
+    for ln in p.stdout.decode().splitlines():
+        if ln.startswith('weft_tunnels_opened_total{result="ok"}'):
+            return int(float(ln.split()[-1]))
+    return -1
+
+
+def pooling(w, e, vip):
+    before = opened_ok(w)
+    n = echo_many(w, vip, 100)
+    after = opened_ok(w)
+    tun = w.admin(1, "/tunnels")
+    outer = [t for t in tun if t["node"] == "east/gw"]
+    inner = [t for t in tun if t.get("via") == "east/gw"]
+    hb = [e.admin(k, "/stats")["hbone_connections"] for k in (1, 2)]
+    res.check(n == 100, "100 concurrent app connections to east's service, 64 KiB each, all "
+              "echoed byte-exact (%d)" % n)
+    res.check(len(outer) == 1 and len({t["node"] for t in inner}) == len(inner) <= 2 and
+              0 <= after - before <= 2,
+              "pooled: one outer tunnel, at most one inner session per east node, %d new "
+              "handshakes (outer %d, inner %s)" % (after - before, len(outer),
+                                                   [t["node"] for t in inner]))
+    res.check(hb == [1, 1], "east's nodes each hold one HBONE connection: the inner "
+              "session (%s)" % hb)
+
+
+def wire(w, e, vip):
+    """Captures on both sides of east's gateway while a marker goes through,
+    and a core dump of the gateway with the marker in flight."""
+    tmp = tempfile.mkdtemp(prefix="weft-mgw-")
+    caps = [Capture(e, os.path.join(tmp, "%s.pcap" % i), "gw", i) for i in ("wan0", "eth0")]
+    if not all(c.start() for c in caps):
+        res.check(False, "tcpdump on east's gateway (wan0, eth0)")
+        return
+    marker = b"weft-marker-" + os.urandom(8).hex().encode()
+    s = netns_socket(w.netns("n1-p1"))
+    s.settimeout(10)
+    core_hits = None
+    try:
+        s.connect((vip, 80))
+        s.sendall(marker * 64)
+        got = b""
+        while len(got) < len(marker) * 64:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        # The marker again, and the gateway's memory taken while the
+        # connection holds it (sent, echoed, not yet read back).
+        s.sendall(marker * 64)
+        pid = int(open(os.path.join(RUN, e.name, "gw", "weftd.pid")).read().split()[0])
+        core = os.path.join(tmp, "gw.core")
+        g = subprocess.run(["gcore", "-o", core, str(pid)], capture_output=True, timeout=60)
+        cores = [f for f in os.listdir(tmp) if f.startswith("gw.core")]
+        if g.returncode == 0 and cores:
+            data = open(os.path.join(tmp, cores[0]), "rb").read()
+            core_hits = (data.count(marker[:20]), len(data))
+    finally:
+        s.close()
+    stats = [c.stop() for c in caps]
+    res.check(got == marker * 64, "the marker went through east's gateway and back")
+    res.check(core_hits is not None and core_hits[0] == 0,
+              "a core dump of east's gateway (gcore, %s bytes) taken with the marker in "
+              "flight does not hold it (%s hits)" % (core_hits and core_hits[1],
+                                                     core_hits and core_hits[0]))
+    for c, (dropped, _) in zip(caps, stats):
+        data = open(c.path, "rb").read()
+        flows, syn = {}, {}
+        for p in read_pcap(c.path):
+            if p[0] == "ipv6" or p[2] != 6 or 15008 not in (p[3], p[4]):
+                continue
+            k = (p[0], p[3], p[1], p[4])
+            if p[5] & 0x02:
+                syn[k] = p[6]
+            flows.setdefault(k, []).append((p[6], p[7]))
+        bad = []
+        for k, segs in flows.items():
+            if k not in syn:
+                continue
+            stream, _ = reassemble(segs, syn[k])
+            recs, err, _ = tls_records(stream)
+            if err or not recs:
+                bad.append((k, err or "no records"))
+        res.check(marker[:20] not in data and flows and not bad and not dropped,
+                  "east's gateway %s: %d TCP flows on 15008, every one TLS records only, "
+                  "no marker, nothing dropped (%s)" % (c.iface, len(flows), bad[:2]))
+
+
+def faults(w, e, vip):
+    # The gateway killed: an open cross-cluster connection resets promptly.
+    s = netns_socket(w.netns("n1-p1"))
+    s.settimeout(10)
+    s.connect((vip, 80))
+    s.sendall(b"hello")
+    first = s.recv(100)
+    off = log_size(w, "n1")
+    t0 = time.time()
+    subprocess.run([CLUSTER, "stop", "--name", e.name, "gateway", "--signal", "KILL"],
+                   check=True, capture_output=True)
+    try:
+        end = s.recv(100)
+        how = "EOF" if end == b"" else "data %r" % end
+    except OSError as ex:
+        how = type(ex).__name__
+    took = time.time() - t0
+    s.close()
+    res.check(first == b"hello" and how in ("EOF", "ConnectionResetError") and took < 2,
+              "east's gateway killed: the open connection ends at once (%s after %.2f s)" %
+              (how, took))
+    err = echo_probe(w.netns("n1-p1"), vip, 80, timeout=5)
+    time.sleep(0.2)
+    new = log_since(w, "n1", off)
+    line = next((ln for ln in new.splitlines() if "GATEWAY_CONNECT" in ln), None)
+    res.check(err is not None and line is not None,
+              "with it down, a new connection fails as GATEWAY_CONNECT, in words: %s" %
+              (line or "no line").split("weftd: ", 1)[-1][:200])
+    subprocess.run([CLUSTER, "start", "--name", e.name, "gateway"], check=True,
+                   capture_output=True)
+    t0 = time.time()
+    while time.time() - t0 < 5 and echo_probe(w.netns("n1-p1"), vip, 80, timeout=1):
+        time.sleep(0.05)
+    took = time.time() - t0
+    res.check(took < 2, "restarted, new connections work within %.2f s" % took)
+    # The remote agent stopped: cross-cluster traffic goes on.
+    subprocess.run([CLUSTER, "stop", "--name", e.name, "agent"], check=True,
+                   capture_output=True)
+    n = echo_many(w, vip, 10)
+    subprocess.run([CLUSTER, "start", "--name", e.name, "agent"], check=True,
+                   capture_output=True)
+    res.check(n == 10, "east's agent stopped: cross-cluster connections still work on "
+              "current certificates and the last import (%d of 10)" % n)
+
+
+def destination_policy(w, e, vip):
+    wid = "spiffe://west.local/ns/default/sa/sa-n1-p1"
+    off = log_size(w, "n1")
+    res.check(e.set_policies("policies:\n" + deny_policy("deny-west", "app-p1", wid)),
+              "east's registry gets a DENY for %s" % wid)
+    err = echo_probe(w.netns("n1-p1"), vip, 80)
+    time.sleep(0.2)
+    line = next((ln for ln in log_since(w, "n1", off).splitlines()
+                 if "[DENY]" in ln and "401" in ln), None)
+    res.check(err is not None and line is not None, "east's node refuses it (401): west's "
+              "weftd says so: %s" % (line or "no line").split("weftd: ", 1)[-1][:200])
+    allow = ("  - name: allow-%s\n    namespace: default\n    scope: workload\n"
+             "    selector: {app: app-p1}\n    action: ALLOW\n    rules:\n"
+             "      - principals: [\"%s\"]\n")
+    e.set_policies("policies:\n" + allow % ("west", wid))
+    res.check(echo_probe(w.netns("n1-p1"), vip, 80) is None,
+              "an ALLOW for the west principal admits it")
+    e.set_policies("policies:\n" + allow % ("other", "spiffe://west.local/ns/default/sa/x"))
+    res.check(echo_probe(w.netns("n1-p1"), vip, 80) is not None,
+              "an ALLOW for another principal only does not")
+    e.set_policies("policies: []\n")
+
+
+def set_federated(e, pem):
+    """East's federation_dir holds west.local.pem = pem (None: removed), SIGHUP."""
+    f = os.path.join(RUN, e.name, "agent", "federation", "west.local.pem")
+    if pem is None:
+        os.unlink(f)
+    else:
+        with open(f, "w") as out:
+            out.write(pem)
+    pid = int(open(os.path.join(RUN, e.name, "agent", "agent.pid")).read().split()[0])
+    os.kill(pid, signal.SIGHUP)
+    want = [] if pem is None else ["west.local"]
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if gw_admin(e, "/stats").get("federated_trust_domains") == want:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def gateway_refused(w, e, vip):
+    f = os.path.join(RUN, e.name, "agent", "federation", "west.local.pem")
+    pem = open(f).read()
+    res.check(set_federated(e, None), "east stops federating west.local (SIGHUP)")
+    for op in ("stop", "start"):    # no outer tunnel from before
+        subprocess.run([CLUSTER, op, "--name", e.name, "gateway"], check=True,
+                       capture_output=True)
+    off = log_size(w, "n1")
+    err = echo_probe(w.netns("n1-p1"), vip, 80)
+    time.sleep(0.2)
+    line = next((ln for ln in log_since(w, "n1", off).splitlines()
+                 if "GATEWAY_REFUSED" in ln), None)
+    res.check(err is not None and line is not None, "east's gateway refuses west's workload "
+              "in the handshake: GATEWAY_REFUSED, in words: %s" %
+              (line or "no line").split("weftd: ", 1)[-1][:200])
+    res.check(set_federated(e, pem), "east federates west.local again")
+    deadline = time.time() + 5
+    while time.time() < deadline and echo_probe(w.netns("n1-p1"), vip, 80, timeout=1):
+        time.sleep(0.1)
+    res.check(echo_probe(w.netns("n1-p1"), vip, 80) is None, "and the connection works again")
+
+
+def istio_form(w, e, vip):
+    y = os.path.join(RUN, w.name, "agent", "agent.yaml")
+    text = open(y).read()
+    with open(y, "w") as f:
+        f.write(text.replace("vip_cidr: 10.97.0.0/16}", "vip_cidr: 10.97.0.0/16, form: istio}"))
+    restart_agent(w)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        st = w.admin(1, "/stats").get("remote_networks") or [{}]
+        if st[0].get("unpooled"):
+            break
+        time.sleep(0.2)
+    res.check(st[0].get("unpooled") is True, "west's agent says east is reached in Istio's "
+              "form (form: istio): weftd has it")
+    before, off = opened_ok(w), log_size(w, "n1")
+    n = echo_many(w, vip, 100)
+    after = opened_ok(w)
+    if n != 100:
+        sys.stderr.write("".join(ln + "\n" for ln in log_since(w, "n1", off).splitlines()
+                                 if "refused" in ln or "failed" in ln)[-3000:])
+    res.check(n == 100 and after - before == 100,
+              "Istio's form: 100 connections byte-exact, 100 inner sessions (%d handshakes)" %
+              (after - before))
+    with open(y, "w") as f:
+        f.write(text)
+    restart_agent(w)
 
 
 if __name__ == "__main__":

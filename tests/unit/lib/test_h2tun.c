@@ -30,7 +30,7 @@ struct rec {
 	int status;			/* client: on_response */
 	int n_response;
 	bool connected;			/* server: on_connect */
-	char authority[64], forwarded[64], traceparent[80];
+	char authority[64], forwarded[64], traceparent[80], network[64];
 	/* receiving */
 	uint64_t rx;
 	uint64_t rx_hash;
@@ -167,6 +167,7 @@ static void cb_connect(struct h2tun *t, int32_t id, const struct h2tun_connect_r
 	r->connected = true;
 	snprintf(r->authority, sizeof(r->authority), "%s", req->authority);
 	snprintf(r->forwarded, sizeof(r->forwarded), "%s", req->forwarded ? req->forwarded : "");
+	snprintf(r->network, sizeof(r->network), "%s", req->network ? req->network : "");
 	snprintf(r->traceparent, sizeof(r->traceparent), "%s",
 		 req->traceparent ? req->traceparent : "");
 	r->take_cap = srv_take_cap;
@@ -390,6 +391,7 @@ static struct rec *open_stream(struct pair *p, const char *authority)
 		.authority = authority,
 		.forwarded = "for=\"10.0.0.1:40000\"",
 		.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		.network = "west",
 	};
 
 	r->seed = 0xa5;
@@ -431,6 +433,7 @@ static void test_transfer(size_t budget, size_t cap, size_t take_cap)
 	CHECK_EQ_INT(c->status, 200);
 	CHECK_EQ_STR(s->authority, "10.1.2.3:8080");
 	CHECK_EQ_STR(s->forwarded, "for=\"10.0.0.1:40000\"");
+	CHECK_EQ_STR(s->network, "west");
 	CHECK_EQ_STR(s->traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
 	/* The server starts its direction once it saw the request. */
 	s->tx_total = 8 * MiB;
@@ -914,6 +917,12 @@ static void test_bad_requests(void)
 					RNV(":authority", "10.0.0.2:80") };
 	const nghttp2_nv ctl[] = { RNV(":method", "CONNECT"), RNV(":authority", "10.0.0.1:80"),
 				   RNV("forwarded", "for=\"a\x01\"") };
+	const nghttp2_nv long_net[] = { RNV(":method", "CONNECT"), RNV(":authority", "10.0.0.1:80"),
+					RNV("x-forwarded-network",
+					    "a-network-name-of-sixty-four-bytes-is-one-too-many-for-it-xxxxxx") };
+	const nghttp2_nv two_net[] = { RNV(":method", "CONNECT"), RNV(":authority", "10.0.0.1:80"),
+				       RNV("x-forwarded-network", "west"),
+				       RNV("x-forwarded-network", "east") };
 	const nghttp2_nv ok[] = { RNV(":method", "CONNECT"), RNV(":authority", "10.0.0.1:65535"),
 				  RNV("x-other", "ignored") };
 
@@ -928,6 +937,8 @@ static void test_bad_requests(void)
 	test_bad_request("CONNECT with :path", with_path, 3, 400);
 	test_bad_request("two authorities", two_auth, 3, 400);
 	test_bad_request("control byte", ctl, 3, 400);
+	test_bad_request("x-forwarded-network of 64 bytes", long_net, 3, 400);
+	test_bad_request("two x-forwarded-network", two_net, 4, 400);
 	/* The same harness accepts a good one (so the 400s are real). */
 	srv_status = 200;
 	test_bad_request("good", ok, 3, 200);

@@ -882,8 +882,10 @@ static struct reg_remotes *remotes_east(const char *network, const char *td)
 	}
 	for (size_t i = 0; i < src->n_workloads; i++, x->n_workloads++)
 		CHECK(reg_workload_dup(&x->workloads[i], &src->workloads[i]) == 0);
+	/* client's VIP is the local client's too: the local one wins. */
 	for (size_t i = 0; i < src->n_services; i++, x->n_services++) {
-		char *vip = (char *)"10.97.0.1";
+		char *vip = (char *)(strcmp(src->services[i].name, "client") ? "10.97.0.1"
+									       : "10.96.0.11");
 
 		CHECK(reg_service_dup(&x->services[i], &src->services[i], &vip, 1) == 0);
 	}
@@ -923,15 +925,32 @@ static void test_remotes(void)
 		CHECK_EQ_INT(east->reg->n_workloads, 5);
 		CHECK_EQ_INT(east->reg->n_services, 2);
 		CHECK_EQ_INT(east->reg->n_policies, 0);
-		CHECK_EQ_STR(east->reg->services[0].vips[0], "10.97.0.1");
+		CHECK_EQ_STR(east->reg->services[1].name, "echo");
+		CHECK_EQ_STR(east->reg->services[1].vips[0], "10.97.0.1");
 		CHECK_EQ_INT(east->reg->services[0].n_vips, 1);
 	}
-	/* The remote's own VIPs stay out of the local index. */
-	{
+	/* A remote service is found by its local VIP, tagged with its
+	 * network; its endpoints and their nodes are the remote's, never the
+	 * same-named ones here; a local VIP wins over a remote one. */
+	if (east) {
+		const struct reg_service *s, *l;
+		const struct reg_workload *w;
 		uint16_t tp;
 
-		CHECK(svc_at(rc, "10.97.0.1", 80, &tp) == NULL);
-		CHECK(svc_at(rc, "10.96.0.10", 80, &tp) != NULL);
+		s = svc_at(rc, "10.97.0.1", 80, &tp);
+		CHECK(s != NULL && s >= east->reg->services &&
+		      s < east->reg->services + east->reg->n_services);
+		CHECK(regcache_service_remote(rc, s) == east);
+		w = s ? regcache_service_pick(rc, s) : NULL;
+		CHECK(w != NULL && w >= east->reg->workloads &&
+		      w < east->reg->workloads + east->reg->n_workloads);
+		CHECK(w && regcache_remote_node(east, w->node) >= east->reg->nodes &&
+		      regcache_remote_node(east, w->node) < east->reg->nodes + east->reg->n_nodes);
+		CHECK(w && regcache_remote_node(east, w->node) != regcache_node(rc, w->node));
+		CHECK(regcache_remote_gateway(east) == NULL);
+		l = svc_at(rc, "10.96.0.11", 9000, &tp);
+		CHECK(l != NULL && regcache_service_remote(rc, l) == NULL);
+		CHECK(regcache_service_remote(rc, NULL) == NULL);
 	}
 	/* A local change only: a delta without remotes, which stay. */
 	r2->remotes = reg_remotes_ref(r->remotes);
