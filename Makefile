@@ -7,8 +7,11 @@
 #   make test      deps + all + unit, fuzz-smoke and integration tests, then the
 #                  data-path tests again on an ASan+UBSan build (build-asan/)
 #   make demo      deps + all + a 2-node cluster with weft, traffic, a summary
+#   make demo-multicluster  two clusters (west, east) joined by their
+#                  gateways: an app calls the other cluster's service by VIP
 #   make bench     micro-benchmarks, the data-plane benchmark (bench/run.py;
-#                  BENCH_ARGS=--quick for the short run), then what a metrics
+#                  BENCH_ARGS=--quick for the short run), the cross-cluster
+#                  data plane (bench/crosscluster.py), then what a metrics
 #                  scrape costs weftd (bench/scrape.py)
 #   make fuzz      each libFuzzer target for FUZZ_SECONDS (default 60)
 #
@@ -179,7 +182,8 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) -lnftables -ljson-c
 
 # --- top-level targets -------------------------------------------------------
-.PHONY: all bins san-units deps test unit fuzz fuzz-bins fuzz-smoke demo demo-down bench clean
+.PHONY: all bins san-units deps test unit fuzz fuzz-bins fuzz-smoke demo demo-down bench clean \
+	demo-multicluster demo-multicluster-down
 .DEFAULT_GOAL := all
 
 all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(CTL_BIN) $(UNIT_BIN) $(BENCH_BIN)
@@ -236,6 +240,13 @@ demo: deps
 demo-down:
 	$(Q)/usr/bin/python3 tools/demo.py down
 
+demo-multicluster: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)/usr/bin/python3 tools/demo_multicluster.py
+
+demo-multicluster-down:
+	$(Q)/usr/bin/python3 tools/demo_multicluster.py down
+
 BENCH_ARGS ?=
 bench: deps
 	$(Q)tools/deps.sh $(DEB_BENCH)
@@ -243,6 +254,7 @@ bench: deps
 	$(Q)$(B)/bench/tlsbench
 	$(Q)/usr/bin/python3 bench/agent_certs.py $(if $(findstring --quick,$(BENCH_ARGS)),2000,10000)
 	$(Q)/usr/bin/python3 bench/run.py $(BENCH_ARGS)
+	$(Q)/usr/bin/python3 bench/crosscluster.py $(if $(findstring --quick,$(BENCH_ARGS)),--quick,)
 	$(Q)/usr/bin/python3 bench/scrape.py $(if $(findstring --quick,$(BENCH_ARGS)),--reps 1 --dur 10,)
 
 clean:

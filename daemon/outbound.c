@@ -326,6 +326,26 @@ static void ob_decide_remote(struct weftd *d, struct outbound_decision *out, uin
 		out->flag = "NO_ROUTE";
 		return;
 	}
+	/* The gateway's address is the remote agent's word: never one that
+	 * makes us connect into this host (§5.1). */
+	{
+		struct sockaddr_storage ga;
+		socklen_t galen;
+		const char *special = NULL;
+
+		if (sockaddr_from_ip(out->gateway->gateway_address, out->gateway->hbone_port, &ga,
+				     &galen) ||
+		    (special = sockaddr_special((struct sockaddr *)&ga)) ||
+		    boundary_is_self(d, (struct sockaddr *)&ga, out->why, sizeof(out->why))) {
+			if (special || !out->why[0])
+				snprintf(out->why, sizeof(out->why), "network %s's gateway address "
+					 "%s is %s", rm->network, out->gateway->gateway_address,
+					 special ? special : "not usable");
+			out->route = OUTBOUND_FAIL;
+			out->flag = "NO_ROUTE";
+			return;
+		}
+	}
 	out->route = OUTBOUND_REMOTE;
 	out->mtls = 1;
 }

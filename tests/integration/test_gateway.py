@@ -42,7 +42,9 @@ from clusterlib import (CLUSTER, ECHO_SERVER, RUN, Cluster, HboneClient,  # noqa
                         HboneError, InnerHbone, Results, agent_svid, deny_policy,
                         echo_probe, load_ca, make_ca, make_svid, netns_socket, require_root,
                         wait_log)
-from pcaplib import Capture, read_pcap, reassemble, tls_records  # noqa: E402
+from apps import TCP_FORWARDER  # noqa: E402
+from multilib import federate, gw_admin, restart_agent  # noqa: E402
+from pcaplib import Capture, tls_flows  # noqa: E402
 from cryptography import x509  # noqa: E402
 
 NAME = "mgw"
@@ -61,44 +63,11 @@ def gw_log(cl):
     return open(os.path.join(RUN, cl.name, "gw", "weftd.log"), errors="replace").read()
 
 
-def gw_admin(cl, path):
-    p = cl.run("gw", ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:15000" + path])
-    import json
-    return json.loads(p.stdout)
-
-
 def outer(w, key, chain, ebundle):
     h = HboneClient(w.netns("n1"), GW_WAN, key_pem=key, chain_pem=chain, bundle=ebundle,
                     timeout=5)
     h.connect()
     return h
-
-
-def restart_agent(cl):
-    for op in ("stop", "start"):
-        subprocess.run([CLUSTER, op, "--name", cl.name, "agent"], check=True,
-                       capture_output=True)
-
-
-def federate(e, w, extra=""):
-    """e's agent federates w's trust domain (w's root in its federation_dir),
-    with extra lines for its config; True once e's gateway and nodes have it."""
-    fed = os.path.join(RUN, e.name, "agent", "federation")
-    td = w.name.rsplit("-", 1)[1] + ".local"
-    os.makedirs(fed, exist_ok=True)
-    with open(os.path.join(RUN, e.name, "agent", "agent.yaml"), "a") as f:
-        f.write("federation_dir: %s\n%s" % (fed, extra))
-    with open(os.path.join(fed, td + ".pem"), "w") as f:
-        f.write(open(os.path.join(RUN, w.name, "agent", "ca", "root-cert.pem")).read())
-    restart_agent(e)
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        got = [gw_admin(e, "/stats").get("federated_trust_domains")] + \
-              [e.admin(k, "/stats").get("federated_trust_domains") for k in (1, 2)]
-        if all(g == [td] for g in got):
-            return True
-        time.sleep(0.2)
-    return False
 
 
 # An independent gRPC client (grpcio) of east's agent on the WAN: Watch,
@@ -321,6 +290,55 @@ def run(w, e):
         destination_policy(w, e, vip)
         gateway_refused(w, e, vip)
         istio_form(w, e, vip)
+
+    # A third trust domain with its own CA, which east does not federate:
+    # refused in the handshake.
+    skey, schain = make_svid("spiffe://south.local/ns/default/sa/x", ca=make_ca("south CA"))
+    off = len(gw_log(e))
+    try:
+        h = outer(w, skey, schain, ebundle)
+        status, _ = h.roundtrip("172.30.0.2:15008", b"x", timeout=3)
+        got = "status %s, %s" % (status, h.closed)
+    except (ssl.SSLError, OSError, HboneError) as ex:
+        status, got = None, str(ex)[:80]
+    # Logged when the connection ends: after the alert weftd waits up to 5 s
+    # for the client's close.
+    deadline, line = time.time() + 7, None
+    while line is None and time.time() < deadline:
+        line = next((ln for ln in gw_log(e)[off:].splitlines()
+                     if "failed before HTTP/2" in ln), None)
+        time.sleep(0.2)
+    res.check(status is None and line is not None,
+              "a workload of south.local (a third trust domain, its own CA) is refused by "
+              "east's gateway in the handshake (%s): %s" % (
+                  got, (line or "no line").split("weftd: ", 1)[-1][:160]))
+    # Let through by a misconfigured gateway (a plain TCP forwarder on the
+    # gateway's WAN address to node 2's HBONE port): node 2 refuses it itself,
+    # while a west workload passes the same way.
+    fwd = e.py("gw", TCP_FORWARDER, [GW_WAN[0], "15999", "172.30.0.2", "15008"])
+    e.wait_port("gw", GW_WAN[0], 15999)
+    got = {}
+    off = os.path.getsize(os.path.join(RUN, e.name, "n2", "weftd.log"))
+    for who, k, c in (("south", skey, schain), ("west", key, chain)):
+        try:
+            h = HboneClient(w.netns("n1"), (GW_WAN[0], 15999), key_pem=k, chain_pem=c,
+                            bundle=ebundle, timeout=5)
+            h.connect()
+            status, data = h.roundtrip("%s:8080" % epod2, b"through", timeout=3)
+            got[who] = "status %s %r" % (status, data[:10])
+            h.close()
+        except (ssl.SSLError, OSError, HboneError) as ex:
+            got[who] = str(ex)[:80]
+    fwd.kill()
+    line = next((ln for ln in open(os.path.join(RUN, e.name, "n2", "weftd.log"),
+                                   errors="replace").read()[off:].splitlines()
+                 if "failed before HTTP/2" in ln), None)
+    res.check(not got["south"].startswith("status 200") and line is not None and
+              got["west"] == "status 200 b'through'",
+              "past a misconfigured gateway, east's node 2 refuses south.local in the "
+              "handshake itself (%s: %s), and admits west (%s)" % (
+                  got["south"], (line or "no line").split("weftd: ", 1)[-1][:160],
+                  got["west"]))
 
     # SIGTERM: it drains and exits; new tunnels are refused.
     pid = int(open(os.path.join(RUN, e.name, "gw", "weftd.pid")).read().split()[0])
@@ -568,25 +586,10 @@ def wire(w, e, vip):
                                                      core_hits and core_hits[0]))
     for c, (dropped, _) in zip(caps, stats):
         data = open(c.path, "rb").read()
-        flows, syn = {}, {}
-        for p in read_pcap(c.path):
-            if p[0] == "ipv6" or p[2] != 6 or 15008 not in (p[3], p[4]):
-                continue
-            k = (p[0], p[3], p[1], p[4])
-            if p[5] & 0x02:
-                syn[k] = p[6]
-            flows.setdefault(k, []).append((p[6], p[7]))
-        bad = []
-        for k, segs in flows.items():
-            if k not in syn:
-                continue
-            stream, _ = reassemble(segs, syn[k])
-            recs, err, _ = tls_records(stream)
-            if err or not recs:
-                bad.append((k, err or "no records"))
+        flows, bad = tls_flows(c.path, 15008)
         res.check(marker[:20] not in data and flows and not bad and not dropped,
-                  "east's gateway %s: %d TCP flows on 15008, every one TLS records only, "
-                  "no marker, nothing dropped (%s)" % (c.iface, len(flows), bad[:2]))
+                  "east's gateway %s: %d TCP connections on 15008, both ways TLS records only, "
+                  "no marker, nothing dropped (%s)" % (c.iface, flows, bad[:2]))
 
 
 def faults(w, e, vip):

@@ -65,6 +65,39 @@ while True:
 a tag, once the client half-closes it appends '|<tag>|<client ip>' and closes;
 without one it just closes. Args: port [tag]."""
 
+TCP_FORWARDER = r"""
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(64)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    finally:
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+while True:
+    c, _ = s.accept()
+    try:
+        u = socket.create_connection((sys.argv[3], int(sys.argv[4])), timeout=5)
+    except OSError:
+        c.close()
+        continue
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+"""
+"""A plain TCP forwarder (what a misconfigured gateway amounts to): every
+connection to ip:port goes on to to_ip:to_port, bytes as they are. Args: ip
+port to_ip to_port."""
+
 ECHO_CLIENT = SOCK_LIB + r"""
 import sys
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)

@@ -148,3 +148,25 @@ def tls_records(stream):
         recs.append((typ, ln))
         off += 5 + ln
     return recs, None, len(stream) - off
+
+
+def tls_flows(path, port):
+    """The TCP connections to or from port in the capture at path, each
+    direction reassembled from its SYN: (number of connections seen,
+    [(direction, why)] of those that are not TLS records only)."""
+    flows, syn = {}, {}
+    for p in read_pcap(path):
+        if p[0] == "ipv6" or p[2] != 6 or port not in (p[3], p[4]):
+            continue
+        k = (p[0], p[3], p[1], p[4])
+        if p[5] & 0x02:
+            syn[k] = p[6]
+        flows.setdefault(k, []).append((p[6], p[7]))
+    bad = []
+    for k, segs in flows.items():
+        if k not in syn:
+            continue
+        recs, err, _ = tls_records(reassemble(segs, syn[k])[0])
+        if err or not recs:
+            bad.append((k, err or "no records"))
+    return len({frozenset(((k[0], k[1]), (k[2], k[3]))) for k in flows}), bad
