@@ -162,7 +162,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_LIBS   := $(B)/fuzz/libdaemon.a $(B)/fuzz/libcni.a $(B)/fuzz/libagent.a $(B)/fuzz/libweft.a
 FUZZ_FLAGS  := -O1 -g -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined \
-               -fno-sanitize-recover=all $(CLANG_QUIET)
+               -fno-sanitize-recover=all -MMD -MP $(CLANG_QUIET)
 FUZZ_SECONDS ?= 60
 
 $(B)/fuzz/obj/%.o: %.c | $(PROTO_H)

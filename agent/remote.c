@@ -20,6 +20,7 @@
 #include <weft/loop.h>
 #include <weft/regcache.h>
 #include <weft/registry.h>
+#include <weft/regproto.h>
 
 #include "agent.h"
 #include "config.h"
@@ -27,7 +28,11 @@
 #include "remote.h"
 #include "vips.h"
 
-#define REMOTE_DEBOUNCE_MS 100
+#define REMOTE_DEBOUNCE_MS 500
+/* The registry with every remote network goes to each weftd in one
+ * message of at most GRPC_MSG_MAX (4 MiB): a set that would not leave
+ * room below that is not published (the last one stays). */
+#define REMOTE_PUBLISH_MAX (3u << 20)
 
 struct remote_net {
 	struct remote *r;
@@ -68,6 +73,39 @@ static int remote_array(void **p, size_t n, size_t size)
 	return n && !(*p = calloc(n, size)) ? -ENOMEM : 0;
 }
 
+/* A name a remote chose, before it reaches logs, JSON, SPIFFE IDs and
+ * tunnel keys here: lowercase DNS characters (and '/' in a uid), 1..max. */
+static bool remote_name_ok(const char *s, size_t max, bool slash)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	return n && n <= max &&
+	       strspn(s, slash ? "abcdefghijklmnopqrstuvwxyz0123456789-./"
+			       : "abcdefghijklmnopqrstuvwxyz0123456789-.") == n;
+}
+
+static bool remote_node_ok(const struct reg_node *n)
+{
+	return remote_name_ok(n->name, 63, false);
+}
+
+static bool remote_workload_ok(const struct reg_workload *w)
+{
+	return remote_name_ok(w->uid, 127, true) && remote_name_ok(w->name, 63, false) &&
+	       remote_name_ok(w->namespace, 63, false) &&
+	       remote_name_ok(w->service_account, 63, false);
+}
+
+static bool remote_service_ok(const struct reg_service *s)
+{
+	if (!remote_name_ok(s->name, 63, false) || !remote_name_ok(s->namespace, 63, false))
+		return false;
+	for (size_t i = 0; i < s->n_endpoints; i++)
+		if (!remote_name_ok(s->endpoints[i], 127, true))
+			return false;
+	return true;
+}
+
 static int remote_node_cmp(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct reg_node *)elem)->name);
@@ -75,7 +113,7 @@ static int remote_node_cmp(const void *key, const void *elem)
 
 int remote_import(const struct agent_remote *cfg, const struct registry *src,
 		  const struct registry *local, const struct registry *prev,
-		  struct reg_remote *out, size_t *unplaced)
+		  struct reg_remote *out, size_t *unplaced, size_t *refused)
 {
 	const struct vips_range vr = { .base = cfg->vip_base, .prefix = cfg->vip_prefix };
 	uint32_t *vips = NULL;
@@ -83,7 +121,7 @@ int remote_import(const struct agent_remote *cfg, const struct registry *src,
 	size_t full;
 
 	*out = (struct reg_remote){ .unpooled = cfg->form == CONFIG_FORM_ISTIO };
-	*unplaced = 0;
+	*unplaced = *refused = 0;
 	if (!(r = out->reg = calloc(1, sizeof(*r))) || !(out->network = strdup(cfg->network)) ||
 	    !(out->trust_domain = strdup(cfg->trust_domain)) ||
 	    remote_array((void **)&r->nodes, src->n_nodes, sizeof(*r->nodes)) ||
@@ -92,8 +130,12 @@ int remote_import(const struct agent_remote *cfg, const struct registry *src,
 	    !(vips = calloc(src->n_services ? src->n_services : 1, sizeof(*vips))))
 		goto fail;
 	for (size_t i = 0; i < src->n_nodes; i++) {
-		struct reg_node *n = &r->nodes[i];
+		struct reg_node *n = &r->nodes[r->n_nodes];
 
+		if (!remote_node_ok(&src->nodes[i])) {
+			(*refused)++;
+			continue;
+		}
 		if (reg_node_dup(n, &src->nodes[i]))
 			goto fail;
 		r->n_nodes++;
@@ -109,9 +151,12 @@ int remote_import(const struct agent_remote *cfg, const struct registry *src,
 	for (size_t i = 0; i < src->n_workloads; i++) {
 		const struct reg_workload *w = &src->workloads[i];
 
-		if (!w->node || !src->n_nodes ||
-		    !bsearch(w->node, src->nodes, src->n_nodes, sizeof(*src->nodes),
-			     remote_node_cmp))
+		if (!remote_workload_ok(w)) {
+			(*refused)++;
+			continue;
+		}
+		if (!w->node || !r->n_nodes ||
+		    !bsearch(w->node, r->nodes, r->n_nodes, sizeof(*r->nodes), remote_node_cmp))
 			continue;
 		if (reg_workload_dup(&r->workloads[r->n_workloads], w))
 			goto fail;
@@ -124,6 +169,10 @@ int remote_import(const struct agent_remote *cfg, const struct registry *src,
 		struct in_addr a = { .s_addr = htonl(vips[i]) };
 		char txt[INET_ADDRSTRLEN], *v[1] = { txt };
 
+		if (!remote_service_ok(&src->services[i])) {
+			(*refused)++;
+			continue;
+		}
 		if (!vips[i]) {
 			(*unplaced)++;
 			continue;
@@ -170,11 +219,14 @@ static void remote_publish(struct remote *r)
 		struct remote_net *rn = order[i];
 		const struct reg_remote *prev = reg_remotes_find(r->last, rn->cfg->network);
 		const struct registry *src = regcache_registry(rn->rc);
-		size_t unplaced;
+		size_t unplaced, refused;
 
 		if (remote_import(rn->cfg, src, local, prev ? prev->reg : NULL, &rs->v[i],
-				  &unplaced))
+				  &unplaced, &refused))
 			goto oom;
+		if (refused)
+			log_warn_rl(&rn->rl, "remote network %s: %zu of its resources left out: names "
+				    "that are not lowercase DNS names", rn->cfg->network, refused);
 		if (unplaced)
 			log_warn_rl(&rn->rl, "remote network %s: %zu of its %zu services get no local "
 				    "VIP: vip_cidr %s is full", rn->cfg->network, unplaced,
@@ -186,6 +238,24 @@ static void remote_publish(struct remote *r)
 				log_warn_rl(&rn->rl, "remote network %s: cannot save its import to "
 					    "%s: %s", rn->cfg->network, rn->path, strerror(-rc));
 			rn->dirty = false;
+		}
+	}
+	if (rs) {
+		struct registry probe = *local;
+		uint8_t *buf;
+		size_t len;
+
+		probe.remotes = rs;
+		if (regproto_snapshot(&probe, 1, &buf, &len))
+			goto oom;
+		free(buf);
+		if (len > REMOTE_PUBLISH_MAX) {
+			log_warn("remote networks not published, keeping the last set: with them the "
+				 "registry would take %zu bytes, more than %u a node may be sent",
+				 len, REMOTE_PUBLISH_MAX);
+			r->stats.refused++;
+			reg_remotes_unref(rs);
+			return;
 		}
 	}
 	reg_remotes_unref(r->last);
@@ -213,18 +283,32 @@ static void remote_changed(struct remote *r)
 
 /* --- one remote network ------------------------------------------------------------------ */
 
-/* rn->rc holds a registry of the trust domain rn is configured with. */
+/* rn->rc holds an export of the trust domain rn is configured with: only
+ * nodes, workloads and services (an agent that sends us policies, bundles
+ * or remote networks is not serving the export). */
 static bool remote_td_ok(struct remote_net *rn)
 {
-	const char *td = regcache_trust_domain(rn->rc);
+	const struct registry *x = regcache_registry(rn->rc);
+	const char *td = regcache_trust_domain(rn->rc), *extra;
+	char esc[96];
 
 	if (!regcache_ready(rn->rc))
 		return false;
-	if (!strcmp(td, rn->cfg->trust_domain))
-		return true;
-	log_warn_rl(&rn->rl, "remote network %s: its agent's registry is of trust domain \"%s\", "
-		    "not %s: not imported", rn->cfg->network, td, rn->cfg->trust_domain);
-	return false;
+	if (strcmp(td, rn->cfg->trust_domain)) {
+		log_warn_rl(&rn->rl, "remote network %s: its agent's registry is of trust domain "
+			    "\"%s\", not %s: not imported", rn->cfg->network,
+			    log_escape(esc, sizeof(esc), td, strnlen(td, 64)),
+			    rn->cfg->trust_domain);
+		return false;
+	}
+	extra = x->n_policies ? "policies" : x->n_bundles ? "federated bundles" :
+		x->remotes ? "remote networks" : NULL;
+	if (extra) {
+		log_warn_rl(&rn->rl, "remote network %s: its agent sent %s, which no export holds: "
+			    "not imported", rn->cfg->network, extra);
+		return false;
+	}
+	return true;
 }
 
 static void remote_on_watch(void *arg, const uint8_t *msg, size_t len)

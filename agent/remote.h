@@ -39,9 +39,11 @@ const struct remote_stats *remote_stats(const struct remote *r);
  * (nodes, workloads, services); out gets copies tagged with cfg's network,
  * each service with one local VIP (vips_assign against local and prev, the
  * last import, which may be NULL); a service left without one (range full)
- * is left out and counted in *unplaced. 0, or -ENOMEM with out empty. */
+ * is left out and counted in *unplaced; a resource whose names are not
+ * lowercase DNS names is left out and counted in *refused (a workload on a
+ * node left out goes too). 0, or -ENOMEM with out empty. */
 int remote_import(const struct agent_remote *cfg, const struct registry *src,
 		  const struct registry *local, const struct registry *prev,
-		  struct reg_remote *out, size_t *unplaced);
+		  struct reg_remote *out, size_t *unplaced, size_t *refused);
 
 #endif

@@ -59,7 +59,7 @@ struct watcher {
 	struct grpc_call *call;
 	struct agent_conn *ac;
 	struct node_quota *nq;
-	char node[64];
+	char node[GRPC_PRINCIPAL_MAX];	/* "@<trust domain>" for an export */
 };
 
 struct service {

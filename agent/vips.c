@@ -13,6 +13,8 @@
 
 #include "vips.h"
 
+#define VIPS_PROBE_MAX 4096
+
 struct vips_map {
 	const struct vips_range *r;
 	uint32_t size;		/* addresses in the range */
@@ -41,6 +43,14 @@ static int64_t vips_index(const struct vips_map *m, const char *ip)
 	if ((h & ~(m->size - 1)) != m->r->base)
 		return -1;
 	return h - m->r->base;
+}
+
+static void vips_take_ip(struct vips_map *m, const char *ip)
+{
+	int64_t k = vips_index(m, ip);
+
+	if (k >= 0)
+		vips_take(m, (uint32_t)k);
 }
 
 /* The VIP svc had in prev, or -1. prev's services are sorted by
@@ -98,13 +108,18 @@ int vips_assign(const struct vips_range *r, const char *network, const struct re
 	/* The network and broadcast addresses of the range: never given. */
 	vips_take(&m, 0);
 	vips_take(&m, m.size - 1);
+	/* Every local address an app may dial: a remote VIP on one of them
+	 * would take its connections to the other network. */
 	for (size_t i = 0; local && i < local->n_services; i++)
-		for (size_t j = 0; j < local->services[i].n_vips; j++) {
-			int64_t k = vips_index(&m, local->services[i].vips[j]);
-
-			if (k >= 0)
-				vips_take(&m, (uint32_t)k);
-		}
+		for (size_t j = 0; j < local->services[i].n_vips; j++)
+			vips_take_ip(&m, local->services[i].vips[j]);
+	for (size_t i = 0; local && i < local->n_workloads; i++)
+		for (size_t j = 0; j < local->workloads[i].n_ips; j++)
+			vips_take_ip(&m, local->workloads[i].ips[j]);
+	for (size_t i = 0; local && i < local->n_nodes; i++) {
+		vips_take_ip(&m, local->nodes[i].address);
+		vips_take_ip(&m, local->nodes[i].gateway_address);
+	}
 	/* Kept first, so that a new service cannot take an old one's. */
 	for (size_t i = 0; i < n; i++) {
 		int64_t k = vips_previous(&m, prev, &svcs[i]);
@@ -127,9 +142,15 @@ int vips_assign(const struct vips_range *r, const char *network, const struct re
 			(*full)++;
 			continue;
 		}
-		/* free_n > 0: the probe ends within one lap. */
-		for (k = vips_hash(network, &svcs[i], m.size); vips_bit(&m, k);)
+		/* At most VIPS_PROBE_MAX steps: names chosen to hash into one
+		 * run cannot make a publication scan the whole range for each. */
+		k = vips_hash(network, &svcs[i], m.size);
+		for (uint32_t step = 0; vips_bit(&m, k) && step < VIPS_PROBE_MAX; step++)
 			k = (k + 1) & (m.size - 1);
+		if (vips_bit(&m, k)) {
+			(*full)++;
+			continue;
+		}
 		vips_take(&m, k);
 		free_n--;
 		out[i] = r->base + k;

@@ -20,9 +20,9 @@ struct vips_range {
  * network network, into out[i]: the one the service had in prev (the last
  * import; may be NULL) when that is still in the range and free, else the
  * first free address from a hash of network/namespace/name, probing
- * upwards. Never the range's first or last address, nor any VIP of local
- * (the local VIP wins). 0 in out[i] when the range is full (counted in
- * *full). Returns 0 or -ENOMEM. */
+ * upwards (at most 4096 steps). Never the range's first or last address,
+ * nor any VIP, pod or node address of local (the local one wins). 0 in
+ * out[i] when no address was found (counted in *full). 0 or -ENOMEM. */
 int vips_assign(const struct vips_range *r, const char *network, const struct registry *local,
 		const struct registry *prev, const struct reg_service *svcs, size_t n,
 		uint32_t *out, size_t *full);

@@ -140,7 +140,7 @@ int gateway_route(const struct gateway_self *g, struct regcache *rc, const char 
 {
 	struct sockaddr_storage ss;
 	char name[64], ns[64];
-	const char *colon, *net = own_network(g, rc);
+	const char *net = own_network(g, rc);
 	size_t al = authority ? strnlen(authority, GATEWAY_AUTHORITY_MAX + 1) : 0;
 	unsigned port = 0;
 
@@ -155,18 +155,31 @@ int gateway_route(const struct gateway_self *g, struct regcache *rc, const char 
 	}
 	if (!sockaddr_parse(authority, &ss, tolen) && sockaddr_port(&ss))
 		return route_node(g, rc, net, &ss, authority, to, tolen, why, len);
-	colon = memrchr(authority, ':', al);
-	if (colon) {
-		size_t pl = al - (size_t)(colon - authority) - 1;
-
-		if (pl && pl <= 5 && strspn(colon + 1, "0123456789") == pl)
-			port = (unsigned)strtoul(colon + 1, NULL, 10);
-	}
-	if (!port || port > 65535 ||
-	    service_host(authority, (size_t)(colon - authority), name, ns)) {
+	if (gateway_service_authority(authority, name, ns, &port)) {
 		snprintf(why, len, "the authority is neither <node-ip>:<port> nor "
 			 "<service>.<namespace>.svc[.cluster.local]:<port>");
 		return -EINVAL;
 	}
 	return route_service(rc, net, authority, name, ns, port, to, tolen, why, len);
+}
+
+int gateway_service_authority(const char *authority, char name[64], char ns[64],
+			      unsigned *port)
+{
+	size_t al = authority ? strnlen(authority, GATEWAY_AUTHORITY_MAX + 1) : 0;
+	const char *colon = al ? memrchr(authority, ':', al) : NULL;
+
+	*port = 0;
+	if (!colon || al > GATEWAY_AUTHORITY_MAX)
+		return -EINVAL;
+	{
+		size_t pl = al - (size_t)(colon - authority) - 1;
+
+		if (pl && pl <= 5 && strspn(colon + 1, "0123456789") == pl)
+			*port = (unsigned)strtoul(colon + 1, NULL, 10);
+	}
+	if (!*port || *port > 65535 ||
+	    service_host(authority, (size_t)(colon - authority), name, ns))
+		return -EINVAL;
+	return 0;
 }

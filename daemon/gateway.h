@@ -44,4 +44,9 @@ int gateway_peer_allowed(const struct gateway_self *g, const char *td, char *why
 int gateway_route(const struct gateway_self *g, struct regcache *rc, const char *authority,
 		  struct sockaddr_storage *to, socklen_t *tolen, char *why, size_t len);
 
+/* "<service>.<namespace>.svc[.cluster.local]:<port>" (Istio's form) into
+ * name, ns and *port (1..65535). 0, or -EINVAL. */
+int gateway_service_authority(const char *authority, char name[64], char ns[64],
+			      unsigned *port);
+
 #endif

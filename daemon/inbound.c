@@ -261,6 +261,49 @@ static void gateway_on_connect(struct h2tun *t, int32_t id, const struct h2tun_c
 		  hs->authority);
 }
 
+/* Istio's form of the inner CONNECT from another network (DESIGN §8.1): a
+ * service hostname, when the gateway picked the node. The endpoint is one
+ * of that service's on this node, round-robin; the port its target port.
+ * 0 with *dst and *sl, or -ENOENT with why. */
+static int inbound_service_endpoint(struct weftd *d, const char *authority,
+				    struct sockaddr_storage *dst, socklen_t *sl, char *why,
+				    size_t len)
+{
+	static unsigned rr;
+	const struct registry *r = regcache_registry(d->reg);
+	const struct reg_service *s = NULL;
+	char name[64], ns[64], esc[96];
+	unsigned port, target = 0;
+
+	if (gateway_service_authority(authority, name, ns, &port)) {
+		snprintf(why, len, "bad authority \"%s\"",
+			 log_escape(esc, sizeof(esc), authority, strnlen(authority, 64)));
+		return -ENOENT;
+	}
+	for (size_t i = 0; r && i < r->n_services && !s; i++)
+		if (!strcmp(r->services[i].name, name) && !strcmp(r->services[i].namespace, ns))
+			s = &r->services[i];
+	for (size_t i = 0; s && i < s->n_ports && !target; i++)
+		if (s->ports[i].port == port)
+			target = s->ports[i].target_port;
+	if (!target) {
+		snprintf(why, len, "no service %s/%s with port %u", ns, name, port);
+		return -ENOENT;
+	}
+	for (size_t k = 0; k < s->n_endpoints; k++) {
+		const char *uid = s->endpoints[(rr + k) % s->n_endpoints];
+		const struct reg_workload *w = regcache_workload(d->reg, uid);
+
+		if (w && w->n_ips && !strcmp(w->node, d->cfg.node_name) &&
+		    !sockaddr_from_ip(w->ips[0], (uint16_t)target, dst, sl)) {
+			rr += (unsigned)k + 1;
+			return 0;
+		}
+	}
+	snprintf(why, len, "service %s/%s has no endpoint on this node", ns, name);
+	return -ENOENT;
+}
+
 static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_connect_req *req)
 {
 	struct hconn *hc = h2tun_udata(t);
@@ -278,9 +321,10 @@ static void hconn_on_connect(struct h2tun *t, int32_t id, const struct h2tun_con
 		return;
 	}
 	d->stats.inbound++;
-	if (sockaddr_parse(req->authority, &dst, &len) || !sockaddr_port(&dst)) {
-		log_warn("inbound CONNECT from %s (%s): bad authority; answering 400", hc->peer,
-			 hc->peer_id);
+	if ((sockaddr_parse(req->authority, &dst, &len) || !sockaddr_port(&dst)) &&
+	    inbound_service_endpoint(d, req->authority, &dst, &len, why, sizeof(why))) {
+		log_warn("inbound CONNECT from %s (%s): %s; answering 400", hc->peer,
+			 hc->peer_id, why);
 		h2tun_respond(t, id, 400);
 		return;
 	}

@@ -44,7 +44,7 @@ struct ob {
 	struct tunnel_req *treq;
 	enum ob_route route;
 	struct sockaddr_storage src, orig, dst;
-	char src_str[64], orig_str[64], dst_str[64];
+	char src_str[64], orig_str[64], dst_str[160];
 	char dst_workload[128];
 	const char *flag;		/* response_flags word, or NULL */
 	struct ob *wait_next, **wait_pprev;	/* waiting for the source identity */
@@ -220,6 +220,10 @@ void outbound_identities_changed(struct weftd *d)
 	}
 }
 
+/* Tunnel keys and gateway names fit tunnel.c's buffers (node[128],
+ * via_gw[64]) with room: longer remote names are refused, not cut. */
+#define OB_KEY_MAX 64
+
 /* This node's network, as the registry names it (NULL: none). */
 static const char *ob_own_network(struct weftd *d)
 {
@@ -238,10 +242,11 @@ static void ob_tunnel(struct ob *ob, const struct outbound_decision *dec)
 	const struct reg_remote *rm = dec->remote;
 	struct sockaddr_storage na, ga;
 	socklen_t nalen, galen;
-	char expect[300], fwd[96], tp[TRACE_PARENT_LEN + 1], key[64];
-	char gw_key[64], gw_expect[300], authority[64];
+	char expect[300], fwd[96], tp[TRACE_PARENT_LEN + 1], key[160];
+	char gw_key[64], gw_expect[300], authority[160];
 	struct tunnel_via via = { 0 };
 	struct h2tun_connect_req req = { 0 };
+	int over = 0;
 
 	if (!ob->pod->ident || !ident_ready(ob->pod->ident)) {
 		ob_wait(ob);
@@ -259,13 +264,36 @@ static void ob_tunnel(struct ob *ob, const struct outbound_decision *dec)
 			ob_fail(ob, "NO_ROUTE", "the remote network's gateway has no usable address");
 			return;
 		}
-		snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s", rm->trust_domain,
-			 node->name);
-		snprintf(key, sizeof(key), "%s/%s", rm->network, node->name);
-		snprintf(gw_key, sizeof(gw_key), "%s/%s", rm->network, gw->name);
-		snprintf(gw_expect, sizeof(gw_expect), "spiffe://%s/weft/gateway/%s",
-			 rm->trust_domain, gw->name);
-		sockaddr_str(&na, authority, sizeof(authority));
+		/* Names are the remote's: one that does not fit is refused,
+		 * never cut into another's. */
+		over |= snprintf(gw_key, sizeof(gw_key), "%s/%s", rm->network, gw->name) >=
+			OB_KEY_MAX;
+		over |= snprintf(gw_expect, sizeof(gw_expect), "spiffe://%s/weft/gateway/%s",
+				 rm->trust_domain, gw->name) >= (int)sizeof(gw_expect);
+		if (rm->unpooled) {
+			/* Istio's form: the service's name both ways; the gateway
+			 * picks the node, whichever of that domain's it is, and
+			 * the node the endpoint. */
+			over |= snprintf(authority, sizeof(authority), "%s.%s.svc.cluster.local:%u",
+					 dec->svc->name, dec->svc->namespace,
+					 sockaddr_port(&ob->orig)) >= (int)sizeof(authority);
+			snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/",
+				 rm->trust_domain);
+			over |= snprintf(key, sizeof(key), "%s/%s.%s", rm->network, dec->svc->name,
+					 dec->svc->namespace) >= OB_KEY_MAX;
+			snprintf(ob->dst_str, sizeof(ob->dst_str), "%s", authority);
+			req.authority = authority;
+		} else {
+			over |= snprintf(expect, sizeof(expect), "spiffe://%s/weft/node/%s",
+					 rm->trust_domain, node->name) >= (int)sizeof(expect);
+			over |= snprintf(key, sizeof(key), "%s/%s", rm->network, node->name) >=
+				OB_KEY_MAX;
+			sockaddr_str(&na, authority, sizeof(authority));
+		}
+		if (over) {
+			ob_fail(ob, "NO_ROUTE", "the remote network's names are too long");
+			return;
+		}
 		via = (struct tunnel_via){ .gateway = gw_key, .addr = (struct sockaddr *)&ga,
 					   .addrlen = galen, .expect_id = gw_expect,
 					   .authority = authority, .unpooled = rm->unpooled };
@@ -336,6 +364,10 @@ static void ob_decide_remote(struct weftd *d, struct outbound_decision *out, uin
 		if (sockaddr_from_ip(out->gateway->gateway_address, out->gateway->hbone_port, &ga,
 				     &galen) ||
 		    (special = sockaddr_special((struct sockaddr *)&ga)) ||
+		    (regcache_node_by_ip(d->reg, (struct sockaddr *)&ga) &&
+		     (special = "one of this network's nodes")) ||
+		    (regcache_workload_by_ip(d->reg, (struct sockaddr *)&ga) &&
+		     (special = "one of this network's pods")) ||
 		    boundary_is_self(d, (struct sockaddr *)&ga, out->why, sizeof(out->why))) {
 			if (special || !out->why[0])
 				snprintf(out->why, sizeof(out->why), "network %s's gateway address "

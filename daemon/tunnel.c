@@ -22,6 +22,7 @@
 #include <weft/tls.h>
 
 #include "certs.h"
+#include "jsonw.h"
 #include "relay.h"
 #include "tunnel.h"
 #include "weftd.h"
@@ -42,7 +43,7 @@ struct tunnel {
 	enum tunnel_state state;
 	struct h2conn h2c;		/* the conn, its session h2; frees us */
 	struct h2tun *h2;		/* gone once state is TUNNEL_CLOSED */
-	char peer[64];			/* "ip:port" of the node */
+	char peer[160];		/* "ip:port" of the node, or a service via a gateway */
 	const char *cipher;		/* "" until ready (a static name) */
 	struct loop_timer ping;
 	struct tunnel_req *inflight;	/* CONNECTs sent, not yet answered */
@@ -59,9 +60,10 @@ struct tunnel_req {
 	int32_t id;
 	tunnel_open_fn cb;
 	void *arg;
-	char authority[64];
+	char authority[160];
 	char forwarded[96];
 	char traceparent[64];
+	char network[H2TUN_NETWORK_MAX];	/* x-forwarded-network, or "" */
 };
 
 /* A key lives while it has a tunnel or a waiting request; it holds its
@@ -73,7 +75,7 @@ struct tunnel_key {
 	struct tunnels *pool;
 	struct ident *src;		/* hold.id */
 	struct ident_hold hold;
-	char node[64];
+	char node[128];
 	char expect_id[256];
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
@@ -88,10 +90,11 @@ struct tunnel_key {
 	int unpooled;			/* one stream, then the tunnel closes */
 	char via_gw[64];
 	char via_expect[256];
-	char via_authority[64];
+	char via_authority[160];
 	struct sockaddr_storage via_addr;
 	socklen_t via_addrlen;
 	struct tunnel_req *dial;	/* the outer CONNECT for the tunnel being opened */
+	struct loop_timer dial_timer;	/* its answer is due within connect_timeout */
 };
 
 /* Handshake (TCP + TLS) times: upper bounds in ms, and the last bucket is
@@ -229,7 +232,7 @@ static void tunnel_unlink(struct tunnel *t)
 static void tunnel_on_response(struct h2tun *h2, int32_t id, int status)
 {
 	struct tunnel_req *r = req_find_inflight(h2tun_udata(h2), id);
-	char why[160];
+	char why[320];
 
 	((struct tunnel *)h2tun_udata(h2))->answered = 1;
 
@@ -369,6 +372,8 @@ static void tunnel_on_ready(struct h2conn *h)
 		t->pool->opened_ok++;
 	}
 	tunnel_dispatch(t->key);	/* h2conn flushes our SETTINGS and these */
+	if (t->key->unpooled && !t->key->pending)
+		key_check(t->key);	/* its one connection went meanwhile */
 }
 
 static void tunnel_on_proto_error(struct h2conn *h, const char *why, const uint8_t *p, size_t n)
@@ -563,6 +568,7 @@ static void tunnel_on_dialed(void *arg, struct h2tun *outer, int32_t id, int sta
 	int sv[2];
 
 	k->dial = NULL;
+	loop_timer_disarm(k->pool->loop, &k->dial_timer);
 	if (status != 200) {
 		/* The outer hop: the gateway unreachable or refusing us (its
 		 * TLS), or refusing the path (its answer). */
@@ -570,6 +576,15 @@ static void tunnel_on_dialed(void *arg, struct h2tun *outer, int32_t id, int sta
 		tunnel_dial_fail(k, msg, !flag || !strcmp(flag, "CONNECT") ? "GATEWAY_CONNECT" :
 				 !strcmp(flag, "TLS_FAILURE") || !strcmp(flag, "IDENTITY_ERROR") ?
 				 "GATEWAY_REFUSED" : "GATEWAY_NO_ROUTE");
+		return;
+	}
+	if (!k->pending) {
+		/* Its connections went while the gateway answered: no tunnel
+		 * nobody waits for (the key goes from its task). */
+		h2tun_reset(outer, id, 0x8 /* CANCEL */);
+		tunnels_kick(outer);
+		k->opening = 0;
+		key_check(k);
 		return;
 	}
 	t = tunnel_new(k, &ctx);
@@ -622,7 +637,25 @@ static int tunnel_dial(struct tunnel_key *k)
 	if (!k->dial)
 		return -ENOMEM;
 	k->opening = 1;
+	loop_timer_arm(k->pool->loop, &k->dial_timer, k->pool->lim.connect_timeout_ms);
 	return 0;
+}
+
+/* The gateway took the outer tunnel but does not answer the CONNECT: the
+ * connections waiting for this node fail, the next one dials again. */
+static void tunnel_on_dial_timeout(struct loop_timer *tm)
+{
+	struct tunnel_key *k = (struct tunnel_key *)((char *)tm -
+						     offsetof(struct tunnel_key, dial_timer));
+	char msg[320];
+
+	if (!k->dial)
+		return;
+	tunnels_cancel(k->dial);
+	k->dial = NULL;
+	snprintf(msg, sizeof(msg), "gateway %s did not answer the CONNECT to %s within %u ms",
+		 k->via_gw, k->via_authority, k->pool->lim.connect_timeout_ms);
+	tunnel_dial_fail(k, msg, "GATEWAY_CONNECT");
 }
 
 /* Give waiting requests streams on ready tunnels; open a tunnel when none
@@ -662,6 +695,7 @@ static void tunnel_dispatch(struct tunnel_key *k)
 			.authority = r->authority,
 			.forwarded = r->forwarded[0] ? r->forwarded : NULL,
 			.traceparent = r->traceparent[0] ? r->traceparent : NULL,
+			.network = r->network[0] ? r->network : NULL,
 		};
 		int32_t id = h2tun_connect(use->h2, &cr, NULL);
 		if (id == -EAGAIN) {
@@ -708,6 +742,7 @@ static void key_close_unused(struct tunnel_key *k)
 		tunnels_cancel(k->dial);
 		k->dial = NULL;
 		k->opening = 0;
+		loop_timer_disarm(k->pool->loop, &k->dial_timer);
 	}
 	for (t = k->tunnels; t; t = next) {
 		next = t->next;
@@ -750,6 +785,7 @@ static void key_on_dispatch(struct loop_task *task)
 			break;
 		}
 	}
+	loop_timer_disarm(p->loop, &k->dial_timer);
 	ident_unhold(&k->hold);
 	free(k);
 }
@@ -760,13 +796,25 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 {
 	struct tunnel_key *k;
 
+	/* A key is one kind of peer: a node direct, a node through a gateway
+	 * or a gateway, told apart by the identity expected too, so that no
+	 * name a remote registry chooses makes one stand for another. */
 	for (k = via && via->unpooled ? NULL : p->keys; k; k = k->next)
-		if (k->src == src && !strcmp(k->node, node) && !k->unpooled)
+		if (k->src == src && !k->unpooled && k->has_via == !!via &&
+		    !strcmp(k->node, node) && !strcmp(k->expect_id, expect_id))
 			break;
 	if (k) {
-		/* The node may have moved; new tunnels go to the new address. */
+		/* The node (or its gateway) may have moved; new tunnels go to
+		 * the new address. */
 		memcpy(&k->addr, addr, addrlen);
 		k->addrlen = addrlen;
+		if (via) {
+			snprintf(k->via_gw, sizeof(k->via_gw), "%s", via->gateway);
+			snprintf(k->via_expect, sizeof(k->via_expect), "%s", via->expect_id);
+			snprintf(k->via_authority, sizeof(k->via_authority), "%s", via->authority);
+			memcpy(&k->via_addr, via->addr, via->addrlen);
+			k->via_addrlen = via->addrlen;
+		}
 		return k;
 	}
 	k = calloc(1, sizeof(*k));
@@ -776,6 +824,7 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 	k->src = src;
 	ident_hold(src, &k->hold, key_on_unused);
 	k->dispatch.cb = key_on_dispatch;
+	k->dial_timer.cb = tunnel_on_dial_timeout;
 	snprintf(k->node, sizeof(k->node), "%s", node);
 	snprintf(k->expect_id, sizeof(k->expect_id), "%s", expect_id);
 	memcpy(&k->addr, addr, addrlen);
@@ -820,6 +869,8 @@ struct tunnel_req *tunnels_open_stream(struct tunnels *p, struct ident *src, con
 		snprintf(r->forwarded, sizeof(r->forwarded), "%s", req->forwarded);
 	if (req->traceparent)
 		snprintf(r->traceparent, sizeof(r->traceparent), "%s", req->traceparent);
+	if (req->network)
+		snprintf(r->network, sizeof(r->network), "%s", req->network);
 	for (tail = &k->pending; *tail; tail = &(*tail)->next)
 		;
 	*tail = r;
@@ -932,6 +983,7 @@ void tunnels_free(struct tunnels *p)
 			if (h2conn_detach(&t->h2c))
 				free(t);	/* else its queued task holds it to the end */
 		}
+		loop_timer_disarm(p->loop, &k->dial_timer);
 		ident_unhold(&k->hold);
 		free(k);
 	}
@@ -947,30 +999,33 @@ size_t tunnels_json(const struct tunnels *p, char *buf, size_t len)
 {
 	static const char *const st[] = { "", "connecting", "ready", "draining", "closed" };
 	uint64_t now = loop_now_ms(p->loop);
-	size_t o = 0;
+	struct jw w = { buf, len, 0 };
 	int first = 1;
 
-#define PUT(...) do { \
-	int _n = snprintf(buf + o, o < len ? len - o : 0, __VA_ARGS__); \
-	if (_n > 0) o += (size_t)_n; \
-} while (0)
-	PUT("[");
+	/* Node and gateway names may come from a remote network's registry:
+	 * every string is escaped. */
+	jw_put(&w, "[");
 	for (const struct tunnel_key *k = p->keys; k; k = k->next) {
 		for (const struct tunnel *t = k->tunnels; t; t = t->next) {
-			PUT("%s{\"source\":\"%s\",\"node\":\"%s\",\"peer\":\"%s\",\"state\":\"%s\","
-			    "\"streams\":%u,\"streams_total\":%llu,\"bytes_sent\":%llu,"
-			    "\"bytes_received\":%llu,\"age_ms\":%llu,\"cipher\":\"%s\","
-			    "\"via\":\"%s\",\"pooled\":%s}",
-			    first ? "" : ",", ident_id(k->src), k->node, t->peer,
-			    st[t->state], t->h2 ? h2tun_stream_count(t->h2) : 0,
-			    (unsigned long long)t->streams_total, (unsigned long long)t->bytes_out,
-			    (unsigned long long)t->bytes_in,
-			    (unsigned long long)(now - t->opened_ms),
-			    t->cipher, k->via_gw, k->unpooled ? "false" : "true");
+			jw_put(&w, "%s{\"source\":", first ? "" : ",");
+			jw_str(&w, ident_id(k->src));
+			jw_put(&w, ",\"node\":");
+			jw_str(&w, k->node);
+			jw_put(&w, ",\"peer\":");
+			jw_str(&w, t->peer);
+			jw_put(&w, ",\"state\":\"%s\",\"streams\":%u,\"streams_total\":%llu,"
+			       "\"bytes_sent\":%llu,\"bytes_received\":%llu,\"age_ms\":%llu,"
+			       "\"cipher\":", st[t->state], t->h2 ? h2tun_stream_count(t->h2) : 0,
+			       (unsigned long long)t->streams_total, (unsigned long long)t->bytes_out,
+			       (unsigned long long)t->bytes_in,
+			       (unsigned long long)(now - t->opened_ms));
+			jw_str(&w, t->cipher);
+			jw_put(&w, ",\"via\":");
+			jw_str(&w, k->via_gw);
+			jw_put(&w, ",\"pooled\":%s}", k->unpooled ? "false" : "true");
 			first = 0;
 		}
 	}
-	PUT("]");
-#undef PUT
-	return o < len ? o : len;
+	jw_put(&w, "]");
+	return jw_end(&w);
 }

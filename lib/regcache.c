@@ -1372,8 +1372,9 @@ static const struct vip_entry *vip_find(const struct index *x, const struct vip_
 	return x->n_vips ? bsearch(key, x->vips, x->n_vips, sizeof(*key), vip_key_cmp) : NULL;
 }
 
-/* This network's VIPs first: a remote VIP equal to a local one is never
- * reached (the importing agent gives remote services other addresses). */
+/* This network's VIPs first: a remote VIP equal to a local VIP, pod or
+ * node address is never reached (the importing agent gives remote services
+ * other addresses; this holds whatever it did). */
 const struct reg_service *regcache_service_by_vip(const struct regcache *rc,
 						  const struct sockaddr *addr,
 						  uint16_t *target_port)
@@ -1387,6 +1388,10 @@ const struct reg_service *regcache_service_by_vip(const struct regcache *rc,
 	if (!key.len)
 		return NULL;
 	e = vip_find(&rc->idx, &key);
+	/* Nor a remote VIP on one of our pods' or nodes' addresses. */
+	if (!e && rs && (ip_index_find(rc->idx.ips, rc->idx.n_ips, addr) ||
+			 ip_index_find(rc->idx.node_ips, rc->idx.n_node_ips, addr)))
+		return NULL;
 	for (size_t i = 0; !e && rs && i < rs->n; i++)
 		if ((e = vip_find(&rc->ridx[i], &key)))
 			r = rs->v[i].reg;

@@ -265,6 +265,17 @@ static int tls_svid_fail(char *err, size_t errlen, int ret, const char *fmt, ...
 	return ret;
 }
 
+/* expect is an exact ID, or one ending in '/': then any ID that is it plus
+ * one more non-empty segment (a node of a trust domain, whichever). */
+static int tls_expect_match(const char *expect, const char *id, size_t len)
+{
+	size_t n = strlen(expect);
+
+	if (!n || expect[n - 1] != '/')
+		return n == len && !memcmp(expect, id, len);
+	return len > n && !memcmp(expect, id, n) && !memchr(id + n, '/', len - n);
+}
+
 int tls_svid_check(const uint8_t *der, size_t len, int verify,
 		   const char *const *trust_domains, const char *expect,
 		   char **id_out, char *err, size_t errlen)
@@ -337,9 +348,9 @@ int tls_svid_check(const uint8_t *der, size_t len, int verify,
 			      shown);
 		goto out;
 	}
-	if (expect && (strlen(expect) != (size_t)uri->len ||
-		       memcmp(expect, uri->name, (size_t)uri->len) != 0)) {
-		tls_svid_fail(err, errlen, 0, "peer is %s, expected %s", shown, expect);
+	if (expect && !tls_expect_match(expect, uri->name, (size_t)uri->len)) {
+		tls_svid_fail(err, errlen, 0, "peer is %s, expected %s%s", shown, expect,
+			      expect[0] && expect[strlen(expect) - 1] == '/' ? "<name>" : "");
 		goto out;
 	}
 	*id_out = strndup(uri->name, (size_t)uri->len);

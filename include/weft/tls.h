@@ -73,7 +73,8 @@ void tls_free(struct tls *t);
  * 1 if it was dropped. */
 int tls_cache_trim(void);
 
-/* Client: require the server's SPIFFE ID to equal id exactly (copied). */
+/* Client: require the server's SPIFFE ID to equal id exactly (copied); an
+ * id ending in '/' (spiffe://td/weft/node/) takes any one more segment. */
 int tls_expect_peer(struct tls *t, const char *id);
 
 /* Ciphertext from the socket. Returns 0, or -ENOBUFS when more than the

@@ -716,14 +716,22 @@ def istio_form(w, e, vip):
     res.check(st[0].get("unpooled") is True, "west's agent says east is reached in Istio's "
               "form (form: istio): weftd has it")
     before, off = opened_ok(w), log_size(w, "n1")
+    eoff = [log_size(e, "n%d" % k) for k in (1, 2)]
     n = echo_many(w, vip, 100)
     after = opened_ok(w)
+    time.sleep(0.5)
+    by_name = [sum(1 for ln in log_since(e, "n%d" % k, eoff[k - 1]).splitlines()
+                   if "connection complete" in ln and "svc-p1.default.svc.cluster.local:80" in ln)
+               for k in (1, 2)]
     if n != 100:
         sys.stderr.write("".join(ln + "\n" for ln in log_since(w, "n1", off).splitlines()
                                  if "refused" in ln or "failed" in ln)[-3000:])
     res.check(n == 100 and after - before == 100,
               "Istio's form: 100 connections byte-exact, 100 inner sessions (%d handshakes)" %
               (after - before))
+    res.check(all(by_name) and sum(by_name) == 100,
+              "both ways by the service's name: east's gateway picked the node, the node "
+              "its endpoint; both east nodes served (%s)" % by_name)
     with open(y, "w") as f:
         f.write(text)
     restart_agent(w)

@@ -111,7 +111,7 @@ int main(void)
 		"  - {network: east, trust_domain: east.local, agent_address: 192.168.50.3:15012,\n"
 		"     vip_cidr: 10.97.0.0/16}\n"
 		"  - {network: south, trust_domain: south.local, agent_address: 10.0.0.1:15012,\n"
-		"     vip_cidr: 10.98.0.0/24, server_name: agent.south}\n";
+		"     vip_cidr: 10.98.0.0/24, server_name: agent.south, form: istio}\n";
 	c = config_parse(remotes, sizeof(remotes) - 1, "a.yaml", "/b", err, sizeof(err));
 	CHECK(c != NULL);
 	if (c) {
@@ -124,10 +124,14 @@ int main(void)
 		CHECK_EQ_INT(r[0].vip_prefix, 16);
 		CHECK_EQ_STR(r[1].server_name, "agent.south");
 		CHECK_EQ_INT(r[1].vip_prefix, 24);
+		CHECK_EQ_INT(r[0].form, CONFIG_FORM_POOLED);
+		CHECK_EQ_INT(r[1].form, CONFIG_FORM_ISTIO);
 		config_free(c);
 	}
 	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1}\n",
 	    "a.yaml:5: remote_networks is missing required field \"vip_cidr\"");
+	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1,"
+	    " vip_cidr: 10.97.0.0/16, form: sidecar}\n", "form");
 	bad(RN "  - {network: East, trust_domain: east.local, agent_address: 1.2.3.4:1,"
 	    " vip_cidr: 10.97.0.0/16}\n", "is not a network name");
 	bad(RN "  - {network: east, trust_domain: east.local, agent_address: agent:1,"

@@ -61,7 +61,7 @@ int main(void)
 	struct registry *local = parse("services:\n  - {name: l, namespace: default, "
 				       "vips: [10.97.0.9], ports: [{port: 80}]}\n");
 	struct reg_remote a, b, c;
-	size_t unplaced;
+	size_t unplaced, refused;
 
 	CHECK(src && local);
 	if (!src || !local)
@@ -69,7 +69,7 @@ int main(void)
 	/* The import expects nodes sorted by name, as regcache and
 	 * registry_parse keep them: gw before node1. */
 	CHECK_EQ_STR(src->nodes[0].name, "gw");
-	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &a, &unplaced), 0);
+	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &a, &unplaced, &refused), 0);
 	CHECK_EQ_INT(unplaced, 0);
 	CHECK_EQ_STR(a.network, "east");
 	CHECK_EQ_STR(a.trust_domain, "east.local");
@@ -90,8 +90,8 @@ int main(void)
 	}
 	/* Again with the first as the last import, and again without (a
 	 * restart that lost it): the same addresses. */
-	CHECK_EQ_INT(remote_import(&cfg, src, local, a.reg, &b, &unplaced), 0);
-	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &c, &unplaced), 0);
+	CHECK_EQ_INT(remote_import(&cfg, src, local, a.reg, &b, &unplaced, &refused), 0);
+	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &c, &unplaced, &refused), 0);
 	for (size_t i = 0; i < 3; i++) {
 		CHECK_EQ_STR(vip(&b, i), vip(&a, i));
 		CHECK_EQ_STR(vip(&c, i), vip(&a, i));
@@ -103,7 +103,7 @@ int main(void)
 	 * the remote service moves. */
 	free(local->services[0].vips[0]);
 	local->services[0].vips[0] = strdup(vip(&a, 1));
-	CHECK_EQ_INT(remote_import(&cfg, src, local, a.reg, &b, &unplaced), 0);
+	CHECK_EQ_INT(remote_import(&cfg, src, local, a.reg, &b, &unplaced, &refused), 0);
 	CHECK_EQ_STR(vip(&b, 0), vip(&a, 0));
 	CHECK(strcmp(vip(&b, 1), vip(&a, 1)) != 0);
 	CHECK_EQ_STR(vip(&b, 2), vip(&a, 2));
@@ -112,7 +112,7 @@ int main(void)
 	/* A /30 has two usable addresses: the third service gets none. */
 	struct agent_remote small = cfg;
 	small.vip_prefix = 30;
-	CHECK_EQ_INT(remote_import(&small, src, NULL, NULL, &b, &unplaced), 0);
+	CHECK_EQ_INT(remote_import(&small, src, NULL, NULL, &b, &unplaced, &refused), 0);
 	CHECK_EQ_INT(unplaced, 1);
 	CHECK_EQ_INT(b.reg->n_services, 2);
 	CHECK(!strcmp(vip(&b, 0), "10.97.0.1") || !strcmp(vip(&b, 0), "10.97.0.2"));
@@ -121,8 +121,19 @@ int main(void)
 	/* A workload on a node the remote did not send is left out. */
 	free(src->workloads[0].node);
 	src->workloads[0].node = strdup("node9");
-	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &b, &unplaced), 0);
+	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &b, &unplaced, &refused), 0);
 	CHECK_EQ_INT(b.reg->n_workloads, 0);
+	release(&b);
+
+	/* Names a remote chose that are not lowercase DNS names stay out. */
+	free(src->services[2].name);
+	src->services[2].name = strdup("evil\"name");
+	free(src->nodes[1].name);
+	src->nodes[1].name = strdup("Node1");
+	CHECK_EQ_INT(remote_import(&cfg, src, local, NULL, &b, &unplaced, &refused), 0);
+	CHECK_EQ_INT(refused, 2);
+	CHECK_EQ_INT(b.reg->n_nodes, 1);
+	CHECK_EQ_INT(b.reg->n_services, 2);
 	release(&b);
 
 	release(&a);

@@ -375,6 +375,25 @@ static void test_refusals(void)
 	}
 	pair_free(&p);
 
+	/* An expected ID ending in '/' takes any one more segment, and only one. */
+	{
+		static const char *const pre[] = { "spiffe://cluster.local/ns/default/sa/",
+						   "spiffe://cluster.local/ns/default/",
+						   "spiffe://cluster.local/ns/other/sa/" };
+		static const int ok[] = { 0, -EPROTO, -EPROTO };
+
+		for (size_t i = 0; i < 3; i++) {
+			pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key,
+						  &ca1, 0, NULL),
+				  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1,
+					      0, NULL), pre[i]);
+			CHECK_EQ_INT(p.rc, ok[i]);
+			if (ok[i] && p.c)
+				CHECK(strstr(tls_error(p.c), "<name>") != NULL);
+			pair_free(&p);
+		}
+	}
+
 	/* A server certificate from another CA. */
 	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
 		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &other_crt, &other_key, &ca1, 0, NULL),
