@@ -158,6 +158,7 @@ static size_t admin_stats(struct weftd *d, char *body, size_t cap)
 	       (unsigned long long)d->stats.same_node, (unsigned long long)d->stats.passthrough,
 	       (unsigned long long)d->stats.failed, d->cfg.same_node_fast_path ? "true" : "false",
 	       d->cfg.unknown_destination ? "deny" : "passthrough");
+	jw_put(&w, ",\"gateway_streams\":%llu", (unsigned long long)d->stats.gateway_streams);
 	jw_put(&w, ",\"federated_trust_domains\":[");
 	for (size_t i = 0; i < r->n_bundles; i++) {
 		jw_put(&w, i ? "," : "");

@@ -49,6 +49,7 @@ struct relay {
 	struct relay_stats st;
 	struct loop_task free_task;
 	int done;
+	int end_on_eof;		/* relay_end_on_eof */
 	char why[320];		/* the first error, whole: the access log, why and explain quote it */
 };
 
@@ -245,6 +246,13 @@ static void relay_conn_on_eof(struct conn *c)
 	int i = relay_side_of(r, c);
 
 	r->s[i].eof_in = 1;
+	if (r->end_on_eof && i == 0) {
+		/* Its bytes carry their own close (TLS): no half-close for
+		 * the peer of B to hold open. */
+		relay_side_end(r, 1, 1);
+		relay_side_end(r, 0, 0);
+		return;
+	}
 	if (r->s[!i].kind == RELAY_NONE || !r->s[!i].up) {
 		/* FIN before the other side exists: carry it once it is up. */
 		return;
@@ -423,6 +431,11 @@ void relay_stream_closed(struct relay *r, enum h2tun_end how, uint32_t h2_error)
 		relay_maybe_close(r);
 	}
 	relay_maybe_done(r);
+}
+
+void relay_end_on_eof(struct relay *r)
+{
+	r->end_on_eof = 1;
 }
 
 void relay_reset(struct relay *r, const char *why)

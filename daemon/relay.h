@@ -58,6 +58,11 @@ void relay_stream_eof(struct relay *r);
 void relay_stream_writable(struct relay *r);
 void relay_stream_closed(struct relay *r, enum h2tun_end how, uint32_t h2_error);
 
+/* Side A's FIN ends the relay: side B is reset and A closed, instead of
+ * carrying the half-close. For a byte path whose bytes carry their own
+ * close (an inner tunnel's TLS), so that the far side of B cannot hold it
+ * half-open. */
+void relay_end_on_eof(struct relay *r);
 /* Reset both sides now (policy change, shutdown, failed setup). */
 void relay_reset(struct relay *r, const char *why);
 /* Side A's socket: for SO_ORIGINAL_DST and the peer address. */

@@ -597,6 +597,7 @@ static void tunnel_on_dialed(void *arg, struct h2tun *outer, int32_t id, int sta
 	}
 	h2tun_stream_set_udata(outer, id, rl);	/* the outer tunnel routes to it */
 	relay_attach_stream(rl, outer, id, tunnels_kick);
+	relay_end_on_eof(rl);
 	snprintf(msg, sizeof(msg), "%s via %s", k->via_authority, k->via_gw);
 	if (h2conn_start_fd(&t->h2c, sv[0], msg, ctx, NULL, k->expect_id, &o)) {
 		relay_reset(rl, "the inner tunnel could not start");

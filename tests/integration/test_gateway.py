@@ -288,6 +288,8 @@ def run(w, e):
         wire(w, e, vip)
         faults(w, e, vip)
         destination_policy(w, e, vip)
+        explained(w, vip)
+        inner_refused(w, e, vip)
         gateway_refused(w, e, vip)
         istio_form(w, e, vip)
 
@@ -527,9 +529,9 @@ def opened_ok(w):
 
 
 def pooling(w, e, vip):
-    before = opened_ok(w)
+    before, gs0 = opened_ok(w), gw_admin(e, "/stats")["gateway_streams"]
     n = echo_many(w, vip, 100)
-    after = opened_ok(w)
+    after, gs1 = opened_ok(w), gw_admin(e, "/stats")["gateway_streams"]
     tun = w.admin(1, "/tunnels")
     outer = [t for t in tun if t["node"] == "east/gw"]
     inner = [t for t in tun if t.get("via") == "east/gw"]
@@ -543,6 +545,8 @@ def pooling(w, e, vip):
                                                    [t["node"] for t in inner]))
     res.check(hb == [1, 1], "east's nodes each hold one HBONE connection: the inner "
               "session (%s)" % hb)
+    res.check(gs1 - gs0 <= 2, "and east's gateway carried %d new outer streams for them" %
+              (gs1 - gs0))
 
 
 def wire(w, e, vip):
@@ -660,6 +664,60 @@ def destination_policy(w, e, vip):
     e.set_policies("policies: []\n")
 
 
+def explained(w, vip):
+    """weftctl explain on west's node 1 names the route through the gateway."""
+    p = w.run("n1", ["curl", "-sS", "--max-time", "5",
+                     "http://127.0.0.1:15000/explain?src=%s&dst=%s:80" % (w.ip("n1-p1"), vip)])
+    import json
+    ex = json.loads(p.stdout)
+    route = [x["says"] for x in ex.get("steps", []) if x["step"] == "route"]
+    res.check(ex.get("verdict") == "allow" and route and "network east" in route[0] and
+              "gateway gw" in route[0] and "network east" in ex.get("sentence", ""),
+              "weftctl explain: the route is east's gateway and the inner mTLS, the policy "
+              "east's (%s | %s)" % (route[:1], ex.get("sentence", "")[:120]))
+
+
+def swap_east_nodes(e):
+    """East's registry with node1's and node2's addresses swapped (what a
+    stale or wrong inventory looks like from the other network)."""
+    path = os.path.join(e.dir, "registry", "registry.yaml")
+    text = open(path).read()
+    swapped = (text.replace("address: 172.30.0.1\n", "address: @1\n")
+               .replace("address: 172.30.0.2\n", "address: 172.30.0.1\n")
+               .replace("address: @1\n", "address: 172.30.0.2\n"))
+    with open(path + ".new", "w") as f:
+        f.write(swapped)
+    os.rename(path + ".new", path)
+
+
+def inner_refused(w, e, vip):
+    """The inner hop: east's registry says node2 is at node1's address, so
+    west's inner mTLS meets node1 where it expects node2: INNER_TLS_FAILURE."""
+    ver = w.admin(1, "/stats")["registry_version"]
+    swap_east_nodes(e)
+    deadline = time.time() + 10
+    while time.time() < deadline and w.admin(1, "/stats")["registry_version"] == ver:
+        time.sleep(0.2)
+    # The inner tunnels up now go on where they went: restarting east's
+    # gateway ends them, and new ones follow the registry.
+    for op in ("stop", "start"):
+        subprocess.run([CLUSTER, op, "--name", e.name, "gateway"], check=True,
+                       capture_output=True)
+    off = log_size(w, "n1")
+    errs = [echo_probe(w.netns("n1-p1"), vip, 80, timeout=5) for _ in range(4)]
+    time.sleep(0.3)
+    line = next((ln for ln in log_since(w, "n1", off).splitlines()
+                 if "INNER_TLS_FAILURE" in ln and "expected" in ln), None)
+    res.check(any(errs) and line is not None, "east's registry puts node2 at node1's address: "
+              "the inner mTLS fails as INNER_TLS_FAILURE, in words: %s" %
+              (line or "no line").split("weftd: ", 1)[-1][:220])
+    swap_east_nodes(e)
+    deadline = time.time() + 10
+    while time.time() < deadline and echo_probe(w.netns("n1-p1"), vip, 80, timeout=2):
+        time.sleep(0.3)
+    res.check(echo_probe(w.netns("n1-p1"), vip, 80) is None, "put right, it works again")
+
+
 def set_federated(e, pem):
     """East's federation_dir holds west.local.pem = pem (None: removed), SIGHUP."""
     f = os.path.join(RUN, e.name, "agent", "federation", "west.local.pem")
@@ -716,9 +774,11 @@ def istio_form(w, e, vip):
     res.check(st[0].get("unpooled") is True, "west's agent says east is reached in Istio's "
               "form (form: istio): weftd has it")
     before, off = opened_ok(w), log_size(w, "n1")
+    gs0 = gw_admin(e, "/stats")["gateway_streams"]
     eoff = [log_size(e, "n%d" % k) for k in (1, 2)]
     n = echo_many(w, vip, 100)
     after = opened_ok(w)
+    gs = gw_admin(e, "/stats")["gateway_streams"] - gs0
     time.sleep(0.5)
     by_name = [sum(1 for ln in log_since(e, "n%d" % k, eoff[k - 1]).splitlines()
                    if "connection complete" in ln and "svc-p1.default.svc.cluster.local:80" in ln)
@@ -726,9 +786,9 @@ def istio_form(w, e, vip):
     if n != 100:
         sys.stderr.write("".join(ln + "\n" for ln in log_since(w, "n1", off).splitlines()
                                  if "refused" in ln or "failed" in ln)[-3000:])
-    res.check(n == 100 and after - before == 100,
-              "Istio's form: 100 connections byte-exact, 100 inner sessions (%d handshakes)" %
-              (after - before))
+    res.check(n == 100 and after - before == 100 and gs == 100,
+              "Istio's form: 100 connections byte-exact, 100 inner sessions (%d handshakes, "
+              "%d outer streams at east's gateway)" % (after - before, gs))
     res.check(all(by_name) and sum(by_name) == 100,
               "both ways by the service's name: east's gateway picked the node, the node "
               "its endpoint; both east nodes served (%s)" % by_name)
