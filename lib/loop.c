@@ -114,10 +114,36 @@ fail_heap:
 
 /* The caller must have closed every object with operations in flight;
  * completions still pending are dropped with the ring. */
+/* Every operation still in flight holds its file until the ring's
+ * teardown, which the kernel finishes asynchronously after the process
+ * exits: a listening socket kept its port for a while, and a restart on the
+ * same ports failed with EADDRINUSE. Cancel them all and reap their
+ * completions (no callbacks: their owners are gone), bounded to ~0.5 s. */
+static void loop_cancel_all(struct loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+
+	if (!sqe)
+		return;
+	io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+	io_uring_sqe_set_data(sqe, NULL);
+	if (io_uring_submit(&l->ring) < 0)
+		return;
+	for (int i = 0; i < 50; i++) {
+		struct __kernel_timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
+		struct io_uring_cqe *cqe;
+
+		if (io_uring_wait_cqe_timeout(&l->ring, &cqe, &ts))
+			break;
+		io_uring_cqe_seen(&l->ring, cqe);
+	}
+}
+
 void loop_free(struct loop *l)
 {
 	if (!l)
 		return;
+	loop_cancel_all(l);
 	if (l->pool_ring)
 		io_uring_unregister_buf_ring(&l->ring, LOOP_POOL_GROUP);
 	io_uring_queue_exit(&l->ring);
