@@ -124,6 +124,7 @@ static const struct cfgmap_field config_fields[] = {
 	  .check = config_dns_check),
 	F("max_connections", CFGMAP_UINT, max_connections, .min = 1, .max = 1000000),
 	F("handshake_timeout_ms", CFGMAP_UINT, handshake_timeout_ms, .min = 100, .max = 600000),
+	F("export_to", CFGMAP_STRLIST, export_to, .max = 16, .check = config_td_check),
 	F("remote_networks", CFGMAP_TABLES, remote_networks, .max = CONFIG_REMOTES_MAX,
 	  .sub = remote_fields, .n_sub = N_REMOTE_FIELDS, .sub_required = 0xf,
 	  .elem_size = sizeof(struct agent_remote)),

@@ -48,6 +48,9 @@ struct agent_config {
 	/* struct agent_remote, at most CONFIG_REMOTES_MAX, unique networks,
 	 * trust domains and non-overlapping vip_cidrs */
 	struct cfgmap_tables remote_networks;
+	/* Federated trust domains whose agents may watch this agent's
+	 * registry export; empty: every federated one */
+	struct cfgmap_strlist export_to;
 	char *log_level;		/* default "info" */
 	uint32_t max_connections;	/* default 4096 */
 	uint32_t handshake_timeout_ms;	/* default 10000 */

@@ -99,6 +99,15 @@ static int service_federated(const struct registry *r, const char *td)
 	return 0;
 }
 
+/* export_to: empty lets every federated domain's agent watch the export. */
+static int service_exported_to(const struct agent_config *cfg, const char *td)
+{
+	for (size_t i = 0; i < cfg->export_to.n; i++)
+		if (!strcmp(cfg->export_to.v[i], td))
+			return 1;
+	return cfg->export_to.n == 0;
+}
+
 /* Identify the calling node: its client certificate (a node or gateway
  * SVID of our trust domain; a gateway is the node of its name; the agent
  * of a federated trust domain T, whose certificate TLS verified against
@@ -120,9 +129,15 @@ static int service_caller(struct service *svc, struct grpc_call *call,
 			return 0;
 		if (parsed && strcmp(id.td, svc->agent->cfg->trust_domain) &&
 		    !strcmp(id.path, "/weft/agent") &&
-		    service_federated(regwatch_current(svc->agent->reg, NULL), id.td) &&
-		    (size_t)snprintf(node, len, "@%s", id.td) < len)
-			return 0;
+		    service_federated(regwatch_current(svc->agent->reg, NULL), id.td)) {
+			if (!service_exported_to(svc->agent->cfg, id.td)) {
+				snprintf(why, whylen, "the agent of %.160s may not watch this "
+					 "registry (not in export_to)", id.td);
+				return -EACCES;
+			}
+			if ((size_t)snprintf(node, len, "@%s", id.td) < len)
+				return 0;
+		}
 		snprintf(why, whylen, "client certificate %s is not a node or gateway identity of %s",
 			 ac->peer_id, svc->agent->cfg->trust_domain);
 		if (!grpc_call_header(call, "authorization"))

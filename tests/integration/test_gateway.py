@@ -386,6 +386,20 @@ def registry_import(w, e, wkey, wchain):
     got = agent_calls(w, e, wkey, wchain, "workload")
     res.check(got.get("watch", "").startswith("UNAUTHENTICATED"),
               "a west workload may not watch east's registry (%s)" % got.get("watch"))
+    # export_to: an agent federated but not listed is refused.
+    y = os.path.join(RUN, e.name, "agent", "agent.yaml")
+    conf = open(y).read()
+    with open(y, "a") as f:
+        f.write("export_to: [north.local]\n")
+    restart_agent(e)
+    got = agent_calls(w, e, akey, achain, "agent-not-listed")
+    with open(y, "w") as f:
+        f.write(conf)
+    restart_agent(e)
+    res.check(got.get("watch", "").startswith("UNAUTHENTICATED") and
+              "export_to" in got.get("watch", ""),
+              "with export_to: [north.local], east's agent refuses west's agent (%s)" %
+              got.get("watch"))
     skey, schain = make_svid("spiffe://south.local/weft/agent", ca=make_ca("south.local CA"))
     got = agent_calls(w, e, skey, schain, "south")
     res.check(got.get("watch", "").startswith("UNAVAILABLE"),

@@ -132,6 +132,12 @@ int main(void)
 	    "a.yaml:5: remote_networks is missing required field \"vip_cidr\"");
 	bad(RN "  - {network: east, trust_domain: east.local, agent_address: 1.2.3.4:1,"
 	    " vip_cidr: 10.97.0.0/16, form: sidecar}\n", "form");
+	bad("token_file: t\nregistry_file: r\nexport_to: [\"west local\"]\n",
+	    "is not a SPIFFE trust domain");
+	c = config_parse("token_file: t\nregistry_file: r\nexport_to: [west.local]\n", 55, "a.yaml",
+			 "/b", err, sizeof(err));
+	CHECK(c != NULL && c->export_to.n == 1);
+	config_free(c);
 	bad(RN "  - {network: East, trust_domain: east.local, agent_address: 1.2.3.4:1,"
 	    " vip_cidr: 10.97.0.0/16}\n", "is not a network name");
 	bad(RN "  - {network: east, trust_domain: east.local, agent_address: agent:1,"
