@@ -135,6 +135,21 @@ static void agent_tls_renew(struct agent *a)
 
 static struct agent *the_agent;
 
+/* A new registry: to the watchers; and when this network's own resources
+ * changed (a reload of the file, not a publication of bundles or remote
+ * networks on the same registry), the remote imports again, so that their
+ * VIPs keep clear of any local address. */
+static void agent_registry_changed(void *arg, const struct registry *prev,
+				   const struct registry *next, uint64_t version)
+{
+	struct agent *a = arg;
+
+	service_registry_changed(a->service, prev, next, version);
+	if (prev->services != next->services || prev->workloads != next->workloads ||
+	    prev->nodes != next->nodes)
+		remote_local_changed(a->remote);
+}
+
 static void on_drain_done(struct loop_timer *t)
 {
 	(void)t;
@@ -299,8 +314,8 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	a.reg = regwatch_new(a.loop, a.cfg->registry_file, service_registry_changed,
-			     a.service, err, sizeof(err));
+	a.reg = regwatch_new(a.loop, a.cfg->registry_file, agent_registry_changed, &a, err,
+			     sizeof(err));
 	if (!a.reg)
 		goto fail;
 	{

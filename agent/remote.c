@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <weft/agentc.h>
+#include <weft/file.h>
 #include <weft/log.h>
 #include <weft/loop.h>
 #include <weft/regcache.h>
@@ -45,6 +46,9 @@ struct remote_net {
 	bool up;
 	struct log_rl rl;
 	char path[PATH_MAX];		/* the last import, on disk */
+	char vips_path[PATH_MAX];	/* the VIPs it was given, on disk */
+	struct regcache *vips;		/* those read at start: the first publication's
+					 * last assignment; NULL once published */
 };
 
 struct remote {
@@ -192,6 +196,28 @@ fail:
 
 /* --- publication ------------------------------------------------------------------------- */
 
+/* The VIPs rn's services were given (its import's services, as a snapshot
+ * that regcache reads back at start), so that a restart gives the same
+ * ones even where a collision had moved one off its hash's place. */
+static void remote_save_vips(struct remote_net *rn, const struct reg_remote *rm)
+{
+	struct registry only = { .services = rm->reg->services,
+				 .n_services = rm->reg->n_services };
+	uint8_t *buf;
+	size_t len;
+	int rc;
+
+	regcache_free(rn->vips);
+	rn->vips = NULL;
+	if (regproto_snapshot(&only, 1, &buf, &len))
+		return;
+	rc = file_write_atomic(rn->vips_path, buf, len, 0600);
+	free(buf);
+	if (rc)
+		log_warn_rl(&rn->rl, "remote network %s: cannot save its VIPs to %s: %s",
+			    rn->cfg->network, rn->vips_path, strerror(-rc));
+}
+
 /* Every live import, sorted by network, as the registry's remote networks. */
 static void remote_publish(struct remote *r)
 {
@@ -219,10 +245,11 @@ static void remote_publish(struct remote *r)
 		struct remote_net *rn = order[i];
 		const struct reg_remote *prev = reg_remotes_find(r->last, rn->cfg->network);
 		const struct registry *src = regcache_registry(rn->rc);
+		const struct registry *before = prev ? prev->reg :
+						rn->vips ? regcache_registry(rn->vips) : NULL;
 		size_t unplaced, refused;
 
-		if (remote_import(rn->cfg, src, local, prev ? prev->reg : NULL, &rs->v[i],
-				  &unplaced, &refused))
+		if (remote_import(rn->cfg, src, local, before, &rs->v[i], &unplaced, &refused))
 			goto oom;
 		if (refused)
 			log_warn_rl(&rn->rl, "remote network %s: %zu of its resources left out: names "
@@ -261,6 +288,8 @@ static void remote_publish(struct remote *r)
 	reg_remotes_unref(r->last);
 	r->last = rs ? reg_remotes_ref(rs) : NULL;
 	r->stats.published++;
+	for (size_t i = 0; i < n; i++)
+		remote_save_vips(order[i], &rs->v[i]);
 	if (regwatch_set_remotes(a->reg, rs))
 		log_error("remote networks not published: out of memory");
 	return;
@@ -416,6 +445,7 @@ static int remote_follow(struct remote_net *rn, char *err, size_t errlen)
 			 "stopped, its services withdrawn", rn->cfg->network, rn->cfg->trust_domain);
 		rn->live = false;
 		unlink(rn->path);
+		unlink(rn->vips_path);
 		if (fresh) {
 			regcache_free(rn->rc);
 			rn->rc = fresh;
@@ -423,6 +453,12 @@ static int remote_follow(struct remote_net *rn, char *err, size_t errlen)
 		remote_changed(rn->r);
 	}
 	return 0;
+}
+
+void remote_local_changed(struct remote *r)
+{
+	if (r && r->last)
+		remote_changed(r);
 }
 
 void remote_bundles_changed(struct remote *r)
@@ -472,6 +508,15 @@ struct remote *remote_new(struct agent *a, char *err, size_t errlen)
 		}
 		snprintf(rn->path, sizeof(rn->path), "%s/remote-%s.snapshot", a->cfg->state_dir,
 			 rn->cfg->network);
+		snprintf(rn->vips_path, sizeof(rn->vips_path), "%s/remote-%s.vips",
+			 a->cfg->state_dir, rn->cfg->network);
+		if (!access(rn->vips_path, F_OK) && (rn->vips = regcache_new()) &&
+		    regcache_load(rn->vips, rn->vips_path, why, sizeof(why))) {
+			log_warn("remote network %s: its VIPs not loaded (they are given again): %s",
+				 rn->cfg->network, why);
+			regcache_free(rn->vips);
+			rn->vips = NULL;
+		}
 		/* The last import, for a restart while the remote agent is
 		 * away; a bad file is only a lost cache. */
 		if (!access(rn->path, F_OK)) {
@@ -500,6 +545,7 @@ void remote_free(struct remote *r)
 	for (size_t i = 0; i < r->n; i++) {
 		remote_stop(&r->nets[i]);
 		regcache_free(r->nets[i].rc);
+		regcache_free(r->nets[i].vips);
 		log_rl_forget(&r->nets[i].rl);
 	}
 	reg_remotes_unref(r->last);

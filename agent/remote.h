@@ -33,6 +33,9 @@ void remote_free(struct remote *r);
  * reconnects with it; one no longer federated stops and its import is
  * withdrawn. */
 void remote_bundles_changed(struct remote *r);
+/* This network's own registry changed: import again (local addresses the
+ * remote VIPs must avoid may have changed). NULL ok. */
+void remote_local_changed(struct remote *r);
 const struct remote_stats *remote_stats(const struct remote *r);
 
 /* One remote network's import, pure: src is what its agent exported

@@ -446,6 +446,29 @@ def registry_import(w, e, wkey, wchain):
     res.check([x["vips"] for x in east_services(w)] == [vip],
               "west's agent restarted while east's is away: the import is loaded from its "
               "state, same VIP (%s)" % [x["vips"] for x in east_services(w)])
+    # A local service now takes the address east's got: west's agent imports
+    # again and east's service moves; the local one wins.
+    if vip:
+        path = os.path.join(w.dir, "registry", "registry.yaml")
+        orig = open(path).read()
+        with open(path + ".new", "w") as f:
+            f.write(orig + "  - name: squat\n    namespace: default\n    vips: [%s]\n"
+                    "    ports: [{port: 80}]\n" % vip[0])
+        os.rename(path + ".new", path)
+        deadline, moved = time.time() + 10, None
+        while time.time() < deadline:
+            moved = [x["vips"] for x in east_services(w)]
+            if moved and moved != [vip]:
+                break
+            time.sleep(0.2)
+        local = [x["vips"] for x in w.admin(1, "/services") if x.get("name") == "squat"]
+        res.check(moved and moved != [vip] and moved[0][0].startswith("10.97.") and
+                  local == [vip],
+                  "a local service given east's VIP %s: east's service moves to %s, the local "
+                  "one keeps it" % (vip[0], moved))
+        with open(path + ".new", "w") as f:
+            f.write(orig)
+        os.rename(path + ".new", path)
     subprocess.run([CLUSTER, "start", "--name", e.name, "agent"], check=True,
                    capture_output=True)
 
