@@ -162,13 +162,13 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_LIBS   := $(B)/fuzz/libdaemon.a $(B)/fuzz/libcni.a $(B)/fuzz/libagent.a $(B)/fuzz/libweft.a
 FUZZ_FLAGS  := -O1 -g -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined \
-               -fno-sanitize-recover=all -MMD -MP $(CLANG_QUIET)
+               -fno-sanitize-recover=all $(CLANG_QUIET)
 FUZZ_SECONDS ?= 60
 
 $(B)/fuzz/obj/%.o: %.c | $(PROTO_H)
 	$(call say,CLANG,$<)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -c -o $@ $<
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -MMD -MP -c -o $@ $<
 
 $(B)/fuzz/libweft.a: $(LIB_SRC:%.c=$(B)/fuzz/obj/%.o) $(PROTO_C:%.c=$(B)/fuzz/obj/%.o)
 $(B)/fuzz/libagent.a: $(AGENT_SRC:%.c=$(B)/fuzz/obj/%.o)
@@ -179,7 +179,8 @@ $(FUZZ_LIBS):
 
 $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 	$(call say,FUZZLD,$@)
-	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) -lnftables -ljson-c
+	$(Q)$(CLANG) $(CPPFLAGS) $(FUZZ_FLAGS) -MMD -MP -fsanitize=fuzzer -o $@ \
+	    $< $(FUZZ_LIBS) $(LDLIBS) -lnftables -ljson-c
 
 # --- top-level targets -------------------------------------------------------
 .PHONY: all bins san-units deps test unit fuzz fuzz-bins fuzz-smoke demo demo-down bench clean \
