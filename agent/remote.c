@@ -62,14 +62,6 @@ struct remote {
 
 /* --- the import, pure -------------------------------------------------------------------- */
 
-static void remote_entry_release(struct reg_remote *e)
-{
-	free(e->network);
-	free(e->trust_domain);
-	registry_free(e->reg);
-	*e = (struct reg_remote){ 0 };
-}
-
 /* calloc for n elements, NULL-safe for n == 0 (then *p stays NULL). */
 static int remote_array(void **p, size_t n, size_t size)
 {
@@ -190,7 +182,7 @@ int remote_import(const struct agent_remote *cfg, const struct registry *src,
 	return 0;
 fail:
 	free(vips);
-	remote_entry_release(out);
+	reg_remote_release(out);
 	return -ENOMEM;
 }
 

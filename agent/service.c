@@ -616,47 +616,56 @@ static void service_send(struct service *svc, int export, const uint8_t *delta, 
 	}
 }
 
+/* The delta from prev to next to the watchers of one kind. */
+static void service_delta(struct service *svc, int export, const struct registry *prev,
+			  const struct registry *next, uint64_t version)
+{
+	uint8_t *delta;
+	size_t len;
+
+	if (regproto_delta(prev, next, version, &delta, &len)) {
+		log_error("registry version %llu: cannot build the %sdelta (out of memory)",
+			  (unsigned long long)version, export ? "export " : "");
+		return;
+	}
+	if (delta)
+		service_send(svc, export, delta, len);
+	free(delta);
+}
+
+/* An agent whose trust domain is no longer federated in next sees no more
+ * of the export: its watch ends. Returns the export watches left. */
+static unsigned service_exports_prune(struct service *svc, const struct registry *next)
+{
+	struct watcher *w, *wn;
+	unsigned left = 0;
+
+	for (w = svc->watchers; w; w = wn) {
+		wn = w->next;
+		if (!w->export)
+			continue;
+		if (service_federated(next, w->node + 1)) {
+			left++;
+			continue;
+		}
+		log_warn("registry export watched by the agent of %s (%s) ended: %s is no longer "
+			 "federated", w->node + 1, w->ac->peer, w->node + 1);
+		grpc_call_finish(w->call, GRPC_PERMISSION_DENIED, "trust domain no longer federated");
+		server_conn_kick(w->ac);
+		watcher_remove(w);
+	}
+	return left;
+}
+
 void service_registry_changed(void *arg, const struct registry *prev,
 			      const struct registry *next, uint64_t version)
 {
 	struct service *svc = arg;
-	struct watcher *w, *wn;
-	int exports = 0;
+	struct registry xp = service_export(prev), xn = service_export(next);
 
-	for (int export = 0; export < 2; export++) {
-		struct registry xp = service_export(prev), xn = service_export(next);
-		uint8_t *delta;
-		size_t len;
-
-		if (export && !exports)
-			break;
-		if (regproto_delta(export ? &xp : prev, export ? &xn : next, version, &delta,
-				   &len)) {
-			log_error("registry version %llu: cannot build the %sdelta (out of memory)",
-				  (unsigned long long)version, export ? "export " : "");
-			continue;
-		}
-		if (delta)
-			service_send(svc, export, delta, len);
-		free(delta);
-		/* An agent whose trust domain is no longer federated sees no
-		 * more of it. */
-		for (w = svc->watchers; !export && w; w = wn) {
-			wn = w->next;
-			if (!w->export)
-				continue;
-			if (service_federated(next, w->node + 1)) {
-				exports++;
-				continue;
-			}
-			log_warn("registry export watched by the agent of %s (%s) ended: %s is no "
-				 "longer federated", w->node + 1, w->ac->peer, w->node + 1);
-			grpc_call_finish(w->call, GRPC_PERMISSION_DENIED, "trust domain no longer "
-					 "federated");
-			server_conn_kick(w->ac);
-			watcher_remove(w);
-		}
-	}
+	service_delta(svc, 0, prev, next, version);
+	if (service_exports_prune(svc, next))
+		service_delta(svc, 1, &xp, &xn, version);
 }
 
 void service_drain(struct service *svc)

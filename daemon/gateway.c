@@ -103,13 +103,9 @@ static int route_service(struct regcache *rc, const char *net, const char *autho
 			 const char *name, const char *ns, unsigned port,
 			 struct sockaddr_storage *to, socklen_t *tolen, char *why, size_t len)
 {
-	const struct registry *r = regcache_registry(rc);
-	const struct reg_service *s = NULL;
+	const struct reg_service *s = regcache_service(rc, ns, name);
 	int has_port = 0;
 
-	for (size_t i = 0; r && i < r->n_services && !s; i++)
-		if (!strcmp(r->services[i].name, name) && !strcmp(r->services[i].namespace, ns))
-			s = &r->services[i];
 	for (size_t i = 0; s && i < s->n_ports; i++)
 		has_port |= s->ports[i].port == port;
 	if (!s || !has_port) {

@@ -270,8 +270,7 @@ static int inbound_service_endpoint(struct weftd *d, const char *authority,
 				    size_t len)
 {
 	static unsigned rr;
-	const struct registry *r = regcache_registry(d->reg);
-	const struct reg_service *s = NULL;
+	const struct reg_service *s;
 	char name[64], ns[64], esc[96];
 	unsigned port, target = 0;
 
@@ -280,9 +279,7 @@ static int inbound_service_endpoint(struct weftd *d, const char *authority,
 			 log_escape(esc, sizeof(esc), authority, strnlen(authority, 64)));
 		return -ENOENT;
 	}
-	for (size_t i = 0; r && i < r->n_services && !s; i++)
-		if (!strcmp(r->services[i].name, name) && !strcmp(r->services[i].namespace, ns))
-			s = &r->services[i];
+	s = regcache_service(d->reg, ns, name);
 	for (size_t i = 0; s && i < s->n_ports && !target; i++)
 		if (s->ports[i].port == port)
 			target = s->ports[i].target_port;

@@ -321,8 +321,6 @@ static void ob_decide_fail(struct outbound_decision *out, const char *flag, cons
 	snprintf(out->why, sizeof(out->why), "%s", why);
 }
 
-static void ob_decide_fail(struct outbound_decision *out, const char *flag, const char *why);
-
 /* A service of another network: its endpoint, that endpoint's node and
  * the network's gateway, all looked up in that network's registry (its
  * names and addresses may be ours too). Never direct, never passthrough. */

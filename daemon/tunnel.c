@@ -791,6 +791,16 @@ static void key_on_dispatch(struct loop_task *task)
 	free(k);
 }
 
+/* Where k's tunnels go through (its gateway, which may have moved). */
+static void key_set_via(struct tunnel_key *k, const struct tunnel_via *via)
+{
+	snprintf(k->via_gw, sizeof(k->via_gw), "%s", via->gateway);
+	snprintf(k->via_expect, sizeof(k->via_expect), "%s", via->expect_id);
+	snprintf(k->via_authority, sizeof(k->via_authority), "%s", via->authority);
+	memcpy(&k->via_addr, via->addr, via->addrlen);
+	k->via_addrlen = via->addrlen;
+}
+
 static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const char *node,
 				  const struct sockaddr *addr, socklen_t addrlen,
 				  const char *expect_id, const struct tunnel_via *via)
@@ -810,11 +820,7 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 		memcpy(&k->addr, addr, addrlen);
 		k->addrlen = addrlen;
 		if (via) {
-			snprintf(k->via_gw, sizeof(k->via_gw), "%s", via->gateway);
-			snprintf(k->via_expect, sizeof(k->via_expect), "%s", via->expect_id);
-			snprintf(k->via_authority, sizeof(k->via_authority), "%s", via->authority);
-			memcpy(&k->via_addr, via->addr, via->addrlen);
-			k->via_addrlen = via->addrlen;
+			key_set_via(k, via);
 		}
 		return k;
 	}
@@ -833,11 +839,7 @@ static struct tunnel_key *key_get(struct tunnels *p, struct ident *src, const ch
 	if (via) {
 		k->has_via = 1;
 		k->unpooled = via->unpooled;
-		snprintf(k->via_gw, sizeof(k->via_gw), "%s", via->gateway);
-		snprintf(k->via_expect, sizeof(k->via_expect), "%s", via->expect_id);
-		snprintf(k->via_authority, sizeof(k->via_authority), "%s", via->authority);
-		memcpy(&k->via_addr, via->addr, via->addrlen);
-		k->via_addrlen = via->addrlen;
+		key_set_via(k, via);
 	}
 	k->next = p->keys;
 	p->keys = k;

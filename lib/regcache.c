@@ -1367,6 +1367,16 @@ const struct reg_node *regcache_node(const struct regcache *rc, const char *name
 	return node_find(rc->reg, name);
 }
 
+const struct reg_service *regcache_service(const struct regcache *rc, const char *ns,
+					   const char *name)
+{
+	struct reg_service key = { .namespace = (char *)ns, .name = (char *)name };
+
+	if (!rc->reg->n_services || !ns || !name)
+		return NULL;
+	return bsearch(&key, rc->reg->services, rc->reg->n_services, sizeof(key), service_cmp);
+}
+
 static const struct vip_entry *vip_find(const struct index *x, const struct vip_entry *key)
 {
 	return x->n_vips ? bsearch(key, x->vips, x->n_vips, sizeof(*key), vip_key_cmp) : NULL;

@@ -1223,15 +1223,20 @@ struct reg_remotes *reg_remotes_ref(struct reg_remotes *rs)
 	return rs;
 }
 
+void reg_remote_release(struct reg_remote *rm)
+{
+	free(rm->network);
+	free(rm->trust_domain);
+	registry_free(rm->reg);
+	*rm = (struct reg_remote){ 0 };
+}
+
 void reg_remotes_unref(struct reg_remotes *rs)
 {
 	if (!rs || --rs->refs)
 		return;
-	for (size_t i = 0; i < rs->n; i++) {
-		free(rs->v[i].network);
-		free(rs->v[i].trust_domain);
-		registry_free(rs->v[i].reg);
-	}
+	for (size_t i = 0; i < rs->n; i++)
+		reg_remote_release(&rs->v[i]);
 	free(rs->v);
 	free(rs);
 }

@@ -40,6 +40,9 @@ const struct reg_workload *regcache_workload_by_ip(const struct regcache *rc,
 						   const struct sockaddr *addr);
 const struct reg_workload *regcache_workload(const struct regcache *rc, const char *uid);
 const struct reg_node *regcache_node(const struct regcache *rc, const char *name);
+/* This network's service namespace/name, or NULL. */
+const struct reg_service *regcache_service(const struct regcache *rc, const char *ns,
+					   const char *name);
 const struct reg_node *regcache_node_by_ip(const struct regcache *rc,
 					   const struct sockaddr *addr);
 /* Service with a VIP equal to addr and a port equal to addr's port, or

@@ -155,6 +155,8 @@ void registry_bundles_free(struct registry *r);
 /* A new, empty set of n remote networks (refs 1, entries zeroed), or NULL. */
 struct reg_remotes *reg_remotes_new(size_t n);
 struct reg_remotes *reg_remotes_ref(struct reg_remotes *rs);
+/* Free one network's strings and registry (and zero it). */
+void reg_remote_release(struct reg_remote *rm);
 /* Drops a reference; the last frees the networks and their registries. */
 void reg_remotes_unref(struct reg_remotes *rs);
 /* The remote network named network, or NULL. */

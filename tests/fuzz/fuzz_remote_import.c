@@ -104,9 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();	/* an import weftd refuses would cut this network off */
 	free(msg);
 out:
-	free(first.network);
-	free(first.trust_domain);
-	registry_free(first.reg);
+	reg_remote_release(&first);
 	reg_remotes_unref(rs);
 	regcache_free(rc);
 	regcache_free(weftd);

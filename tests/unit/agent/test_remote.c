@@ -50,9 +50,7 @@ static const char *vip(const struct reg_remote *rm, size_t i)
 
 static void release(struct reg_remote *rm)
 {
-	free(rm->network);
-	free(rm->trust_domain);
-	registry_free(rm->reg);
+	reg_remote_release(rm);
 }
 
 int main(void)
