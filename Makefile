@@ -22,7 +22,7 @@ CLANG    ?= clang
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -MMD -MP
 CPPFLAGS += -Iinclude -I$(B)/gen -D_GNU_SOURCE
-LDLIBS   += -lwolfssl -luring -lsodium -lprotobuf-c -lnghttp2 -lyaml
+LDLIBS   += -lwolfssl -lcrypto -luring -lsodium -lprotobuf-c -lnghttp2 -lyaml
 
 # CI (CI=true in its environment) builds with warnings as errors.
 ifeq ($(CI),true)
@@ -190,7 +190,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(CTL_BIN) $(UNIT_BIN) $(BENCH_BIN)
 
 # Debian packages: build, tests, demo. Installed only when missing.
-DEB_BUILD := build-essential pkg-config libwolfssl-dev liburing-dev libsodium-dev \
+DEB_BUILD := build-essential pkg-config libwolfssl-dev libssl-dev liburing-dev libsodium-dev \
              libprotobuf-c-dev protobuf-c-compiler libnghttp2-dev libyaml-dev \
              libnftables-dev libjson-c-dev clang libclang-rt-14-dev
 DEB_TEST  := nftables iproute2 containernetworking-plugins openssl procps \

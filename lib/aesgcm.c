@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A wolfSSL crypto-callback device that serves AES-256-GCM (12-byte nonce,
- * 16-byte tag) with libsodium's AES-NI code; Debian's wolfSSL has no AES-NI
- * and is ~10x slower. Everything else is declined so wolfSSL falls back to
- * its own software path. The callback is stateless: the key comes from
- * aes->devKey on every call, because wolfSSL reuses Aes objects (and freed
- * addresses) for new keys, so nothing may be cached by Aes pointer. */
+ * 16-byte tag) with a fast engine (gcm.h): OpenSSL's libcrypto when it
+ * passes the self-test, else libsodium's AES-NI code; Debian's wolfSSL has
+ * no AES-NI and is ~10x slower. Everything else is declined so wolfSSL falls
+ * back to its own software path. The device is stateless towards wolfSSL:
+ * the key comes from aes->devKey on every call, because wolfSSL reuses Aes
+ * objects (and freed addresses) for new keys, so nothing may be cached by
+ * Aes pointer (an engine may cache by the key's bytes). */
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/settings.h>
 #include <wolfssl/wolfcrypt/aes.h>
@@ -20,31 +22,35 @@
 #include <sodium.h>
 
 #include <weft/aesgcm.h>
+#include <weft/gcm.h>
 #include <weft/log.h>
-
-#define AESGCM_KEY_LEN 32
-#define AESGCM_NONCE_LEN 12
-#define AESGCM_TAG_LEN 16
 
 static pthread_mutex_t aesgcm_lock = PTHREAD_MUTEX_INITIALIZER;
 /* 0: not tried yet; > 0: registered; < 0: -errno of the failed attempt. */
 static int aesgcm_state;
 static atomic_int aesgcm_devid = INVALID_DEVID;
+/* The engine serving records; switched only under aesgcm_lock, after the
+ * new one passed the self-test. */
+static const struct gcm_engine *_Atomic aesgcm_engine;
 /* Relaxed counters: they are statistics, and an atomic add per 16 KB record
  * costs nothing next to the record crypto itself. */
 static _Atomic uint64_t aesgcm_enc_calls;
 static _Atomic uint64_t aesgcm_dec_calls;
-/* libsodium wants real pointers even for an empty message; it writes none
+/* The engines want real pointers even for an empty message; they write none
  * of its bytes, so one shared scratch byte serves every thread. */
 static unsigned char aesgcm_empty[1];
+
+/* In order of preference: libcrypto is ~2.4x libsodium here (DESIGN §11,
+ * bench/tlsbench). */
+static const struct gcm_engine *const aesgcm_engines[] = { &gcm_libcrypto, &gcm_libsodium };
 
 /* Only a full AES-256 key with the TLS 1.3 nonce and tag sizes is ours; the
  * check runs before any buffer is touched so a decline leaves wolfSSL free
  * to redo the call in software. */
 static int aesgcm_shape_ok(const Aes *aes, word32 iv_len, word32 tag_len)
 {
-	return aes && aes->keylen == AESGCM_KEY_LEN && iv_len == AESGCM_NONCE_LEN &&
-	       tag_len == AESGCM_TAG_LEN;
+	return aes && aes->keylen == GCM_KEY_LEN && iv_len == GCM_NONCE_LEN &&
+	       tag_len == GCM_TAG_LEN;
 }
 
 /* One AES-GCM call in either direction: wolfSSL's encrypt and decrypt
@@ -71,7 +77,8 @@ struct aesgcm_req {
 static int aesgcm_req_check(struct aesgcm_req *r)
 {
 	if (!aesgcm_shape_ok(r->aes, r->iv_len, r->tag_len) || !r->iv || !r->tag ||
-	    (r->sz && (!r->in || !r->out)))
+	    (r->sz && (!r->in || !r->out)) || r->sz > GCM_MAX_LEN ||
+	    r->aad_len > GCM_MAX_LEN || (r->aad_len && !r->aad))
 		return CRYPTOCB_UNAVAILABLE;
 	if (!r->sz) {
 		r->in = aesgcm_empty;
@@ -82,31 +89,34 @@ static int aesgcm_req_check(struct aesgcm_req *r)
 
 static int aesgcm_run(wc_CryptoInfo *info)
 {
+	const struct gcm_engine *e = atomic_load_explicit(&aesgcm_engine, memory_order_acquire);
 	int enc = info->cipher.enc;
 	struct aesgcm_req r = enc ? (struct aesgcm_req)AESGCM_REQ(info->cipher.aesgcm_enc)
 				  : (struct aesgcm_req)AESGCM_REQ(info->cipher.aesgcm_dec);
 	const unsigned char *key;
 	int rc = aesgcm_req_check(&r);
 
-	if (rc)
-		return rc;
+	if (rc || !e)
+		return rc ? rc : CRYPTOCB_UNAVAILABLE;
 	key = (const unsigned char *)r.aes->devKey;
 	if (enc) {
-		if (crypto_aead_aes256gcm_encrypt_detached(
-			    r.out, info->cipher.aesgcm_enc.authTag, NULL, r.in, r.sz,
-			    r.aad, r.aad_len, NULL, r.iv, key) != 0)
+		if (e->seal(r.out, info->cipher.aesgcm_enc.authTag, r.in, r.sz, r.aad, r.aad_len,
+			    r.iv, key) != GCM_OK)
 			return WC_HW_E;
 		atomic_fetch_add_explicit(&aesgcm_enc_calls, 1, memory_order_relaxed);
 		return 0;
 	}
 	atomic_fetch_add_explicit(&aesgcm_dec_calls, 1, memory_order_relaxed);
-	/* libsodium verifies the tag before releasing plaintext; a forged
-	 * record is the same error wolfSSL's software path reports, so the
-	 * TLS layer answers bad_record_mac. */
-	if (crypto_aead_aes256gcm_decrypt_detached(r.out, NULL, r.in, r.sz, r.tag,
-						   r.aad, r.aad_len, r.iv, key) != 0)
+	/* A forged record is the same error wolfSSL's software path reports,
+	 * so the TLS layer answers bad_record_mac. */
+	switch (e->open(r.out, r.in, r.sz, r.tag, r.aad, r.aad_len, r.iv, key)) {
+	case GCM_OK:
+		return 0;
+	case GCM_FORGED:
 		return AES_GCM_AUTH_E;
-	return 0;
+	default:
+		return WC_HW_E;
+	}
 }
 
 /* The device callback. It is global: wolfSSL calls it for every algorithm
@@ -177,6 +187,12 @@ static int aesgcm_self_test(int devid)
 			     sizeof(tag), st_aad, sizeof(st_aad)) != 0 ||
 	    memcmp(buf, st_pt, sizeof(buf)) != 0)
 		goto out;
+	/* A forged tag must be refused as wolfSSL's own path refuses it. */
+	memcpy(buf, st_ct, sizeof(buf));
+	tag[0] ^= 1;
+	if (wc_AesGcmDecrypt(&aes, buf, buf, sizeof(buf), st_iv, sizeof(st_iv), tag,
+			     sizeof(tag), st_aad, sizeof(st_aad)) != AES_GCM_AUTH_E)
+		goto out;
 	if (aesgcm_encrypt_calls() == enc0 || aesgcm_decrypt_calls() == dec0) {
 		log_error("aesgcm: self-test ran in wolfSSL software, not in the device");
 		goto out;
@@ -188,14 +204,28 @@ out:
 	return ret;
 }
 
+/* Make e the engine if it runs here and passes the self-test; on failure
+ * the previous engine stays. Called with aesgcm_lock held. */
+static int aesgcm_engine_try(const struct gcm_engine *e)
+{
+	const struct gcm_engine *old = atomic_load(&aesgcm_engine);
+	int ret = e->probe();
+
+	if (ret < 0)
+		return ret;
+	atomic_store_explicit(&aesgcm_engine, e, memory_order_release);
+	ret = aesgcm_self_test(AESGCM_DEVID);
+	if (ret < 0) {
+		atomic_store_explicit(&aesgcm_engine, old, memory_order_release);
+		log_error("aesgcm: the %s engine failed the self-test", e->name);
+	}
+	return ret;
+}
+
 static int aesgcm_register(void)
 {
-	int ret;
+	int ret, err = -ENOTSUP;
 
-	if (sodium_init() < 0)
-		return -EIO;
-	if (!crypto_aead_aes256gcm_is_available())
-		return -ENOTSUP;
 	/* Registration before wolfCrypt's init fails (every slot still looks
 	 * taken). wolfCrypt_Init is reference-counted, so calling it here is
 	 * harmless when wolfSSL_Init already ran, and makes a forgotten
@@ -207,13 +237,17 @@ static int aesgcm_register(void)
 		log_error("aesgcm: wolfSSL refused the crypto device (%d)", ret);
 		return -EIO;
 	}
-	ret = aesgcm_self_test(AESGCM_DEVID);
-	if (ret < 0) {
-		wc_CryptoCb_UnRegisterDevice(AESGCM_DEVID);
-		log_error("aesgcm: self-test failed; AES-GCM stays in wolfSSL software");
-		return ret;
+	for (size_t i = 0; i < sizeof(aesgcm_engines) / sizeof(aesgcm_engines[0]); i++) {
+		ret = aesgcm_engine_try(aesgcm_engines[i]);
+		if (ret == 0)
+			return AESGCM_DEVID;
+		if (ret != -ENOTSUP)
+			err = ret;
 	}
-	return AESGCM_DEVID;
+	wc_CryptoCb_UnRegisterDevice(AESGCM_DEVID);
+	if (err != -ENOTSUP)
+		log_error("aesgcm: no engine passed the self-test; AES-GCM stays in wolfSSL software");
+	return err;
 }
 
 int aesgcm_device_init(void)
@@ -229,6 +263,29 @@ int aesgcm_device_init(void)
 	ret = aesgcm_state;
 	pthread_mutex_unlock(&aesgcm_lock);
 	return ret;
+}
+
+int aesgcm_engine_select(const char *name)
+{
+	const struct gcm_engine *e = NULL;
+	int ret;
+
+	for (size_t i = 0; i < sizeof(aesgcm_engines) / sizeof(aesgcm_engines[0]); i++)
+		if (strcmp(aesgcm_engines[i]->name, name) == 0)
+			e = aesgcm_engines[i];
+	if (!e)
+		return -ENOENT;
+	pthread_mutex_lock(&aesgcm_lock);
+	ret = aesgcm_state > 0 ? aesgcm_engine_try(e) : -ENODEV;
+	pthread_mutex_unlock(&aesgcm_lock);
+	return ret;
+}
+
+const char *aesgcm_engine_name(void)
+{
+	const struct gcm_engine *e = atomic_load(&aesgcm_engine);
+
+	return e ? e->name : NULL;
 }
 
 int aesgcm_device_id(void)

@@ -110,8 +110,10 @@ static void tls_global_init(void)
 		return;
 	}
 	ret = aesgcm_device_init();
-	if (ret == -ENOTSUP)
-		log_warn("tls: CPU has no AES-NI; AES-256-GCM runs in wolfSSL software");
+	if (ret > 0)
+		log_info("tls: AES-256-GCM records through %s", aesgcm_engine_name());
+	else if (ret == -ENOTSUP)
+		log_warn("tls: no fast AES-256-GCM engine; it runs in wolfSSL software");
 	else if (ret < 0)
 		log_warn("tls: AES-256-GCM device unavailable (%s); using wolfSSL software",
 			 strerror(-ret));

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The libsodium AES-256-GCM crypto-callback device: it registers, its
- * self-test passes, wolfCrypt calls with our devId really reach it and give
- * the same bytes as libsodium, wolfSSL software and the NIST vectors, shapes
- * it does not serve fall back to software, and forgeries are refused. */
+/* The AES-256-GCM crypto-callback device, with each engine (libcrypto,
+ * libsodium): it registers, its self-test passes, wolfCrypt calls with our
+ * devId really reach it and give the same bytes as libsodium, wolfSSL
+ * software and the NIST vectors, shapes it does not serve fall back to
+ * software, forgeries are refused, and libcrypto's per-thread context cache
+ * never serves a record with another key (colliding slots, many keys, two
+ * threads at once). */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/aes.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -214,29 +218,108 @@ static void test_forgery(int devid)
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
 }
 
+/* One record under key k through the device, checked against wolfSSL's
+ * software path; 1 when both agree. */
+static int agrees(int devid, const unsigned char *k, const unsigned char *pt, size_t n)
+{
+	unsigned char iv[12], a[512], b[512], ta[16], tb[16];
+
+	if (n > sizeof(a))
+		return 0;
+	randombytes_buf(iv, sizeof(iv));
+	if (gcm(ENC, devid, k, 32, a, pt, n, iv, 12, ta, iv, 5) != 0 ||
+	    gcm(ENC, INVALID_DEVID, k, 32, b, pt, n, iv, 12, tb, iv, 5) != 0)
+		return 0;
+	if (memcmp(a, b, n) != 0 || memcmp(ta, tb, 16) != 0)
+		return 0;
+	return gcm(DEC, devid, k, 32, a, a, n, iv, 12, ta, iv, 5) == 0 && memcmp(a, pt, n) == 0;
+}
+
+/* Keys whose first bytes are equal land in the same cache slot; many keys
+ * overflow the cache. Every record must still use its own key. */
+static void test_key_cache(int devid)
+{
+	static unsigned char keys[40][32];
+	unsigned char pt[300], k1[32], k2[32];
+	int bad = 0;
+
+	randombytes_buf(pt, sizeof(pt));
+	randombytes_buf(k1, sizeof(k1));
+	memcpy(k2, k1, sizeof(k2));
+	k2[31] ^= 0x5a;
+	for (int i = 0; i < 8; i++)
+		bad += !agrees(devid, i & 1 ? k2 : k1, pt, sizeof(pt));
+	for (size_t i = 0; i < 40; i++)
+		randombytes_buf(keys[i], 32);
+	for (int round = 0; round < 3; round++)
+		for (size_t i = 0; i < 40; i++)
+			bad += !agrees(devid, keys[(i * 7 + (size_t)round) % 40], pt, i * 7 % 300);
+	CHECK_EQ_INT(bad, 0);
+}
+
+struct worker {
+	int devid;
+	int bad;
+};
+
+static void *cache_worker(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char k[4][32], pt[256];
+
+	randombytes_buf(pt, sizeof(pt));
+	for (int i = 0; i < 4; i++)
+		randombytes_buf(k[i], 32);
+	for (int i = 0; i < 400; i++)
+		w->bad += !agrees(w->devid, k[i % 4], pt, (size_t)i % sizeof(pt));
+	return NULL;
+}
+
+/* The cache is per thread: two threads with their own keys at once. */
+static void test_threads(int devid)
+{
+	struct worker w[2] = { { devid, 0 }, { devid, 0 } };
+	pthread_t t[2];
+
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ_INT(pthread_create(&t[i], NULL, cache_worker, &w[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ_INT(w[0].bad + w[1].bad, 0);
+}
+
 int main(void)
 {
+	static const char *const engines[] = { "libcrypto", "libsodium" };
 	int devid;
 
 	CHECK_EQ_INT(aesgcm_device_id(), INVALID_DEVID);
 	CHECK_EQ_INT(wolfSSL_Init(), WOLFSSL_SUCCESS);
-	devid = aesgcm_device_init();
-	if (devid == -ENOTSUP) {
+	/* libsodium is the reference the checks compare against. */
+	if (sodium_init() < 0 || !crypto_aead_aes256gcm_is_available()) {
 		printf("skip: CPU has no AES-NI, libsodium AES-256-GCM unavailable\n");
 		return 77;
 	}
+	devid = aesgcm_device_init();
 	CHECK_EQ_INT(devid, AESGCM_DEVID);
 	/* The self-test already pushed the vector through the device. */
 	CHECK(aesgcm_encrypt_calls() >= 1);
 	CHECK(aesgcm_decrypt_calls() >= 1);
 	CHECK_EQ_INT(aesgcm_device_id(), AESGCM_DEVID);
 	CHECK_EQ_INT(aesgcm_device_init(), AESGCM_DEVID);
-	if (devid == AESGCM_DEVID) {
+	/* libcrypto is preferred when it passes its self-test. */
+	CHECK(aesgcm_engine_name() && strcmp(aesgcm_engine_name(), "libcrypto") == 0);
+	CHECK_EQ_INT(aesgcm_engine_select("no-such-engine"), -ENOENT);
+	for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+		CHECK_EQ_INT(aesgcm_engine_select(engines[i]), 0);
+		CHECK(strcmp(aesgcm_engine_name(), engines[i]) == 0);
 		test_known_answer(devid);
 		test_matches_sodium_and_software(devid);
 		test_rekey_same_object(devid);
 		test_declines(devid);
 		test_forgery(devid);
+		test_key_cache(devid);
+		test_threads(devid);
 	}
 	wolfSSL_Cleanup();
 	return check_done("test_aesgcm");
