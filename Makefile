@@ -157,6 +157,16 @@ $(B)/bench/%: $(B)/bench/%.o $(PKI_O) $(LIBWEFT)
 $(B)/bench/loadgen: $(B)/bench/hist.o
 .SECONDARY: $(BENCH_BIN:%=%.o)
 
+# --- test shims: LD_PRELOAD libraries the integration tests inject ---------
+# Built without the sanitizer flags: they go into sanitized processes too.
+SHIM_SRC := $(wildcard tests/shim/*.c)
+SHIM_SO  := $(SHIM_SRC:tests/shim/%.c=$(B)/tests/shim/%.so)
+
+$(B)/tests/shim/%.so: tests/shim/%.c
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) -O2 -Wall -Wextra -shared -fPIC -o $@ $< -ldl
+
 # --- fuzz targets: clang + libFuzzer, own object tree ------------------------
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
@@ -187,7 +197,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 	demo-multicluster demo-multicluster-down
 .DEFAULT_GOAL := all
 
-all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(CTL_BIN) $(UNIT_BIN) $(BENCH_BIN)
+all: $(AGENT_BIN) $(DAEMON_BIN) $(CNI_BIN) $(CTL_BIN) $(UNIT_BIN) $(BENCH_BIN) $(SHIM_SO)
 
 # Debian packages: build, tests, demo. Installed only when missing.
 DEB_BUILD := build-essential pkg-config libwolfssl-dev libssl-dev liburing-dev libsodium-dev \
@@ -213,6 +223,7 @@ SAN_CC ?= $(CLANG)
 # and their children (tests/unit/lib/test_h2conn.c resets the TCP under
 # live streams 1,000 times; only ASan sees a use-after-free there).
 SAN_UNIT := tests/unit/lib/test_h2conn tests/unit/lib/test_h2tun tests/unit/lib/test_listener \
+            tests/unit/lib/test_chores tests/unit/lib/test_loop tests/unit/daemon/test_podsock \
             tests/unit/daemon/test_metrics tests/unit/lib/test_series
 
 test: deps

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <weft/chores.h>
 #include <weft/file.h>
 #include <weft/listener.h>
 #include <weft/log.h>
@@ -30,6 +31,7 @@
 #include "inbound.h"
 #include "metrics.h"
 #include "outbound.h"
+#include "persist.h"
 #include "pods.h"
 #include <weft/regcache.h>
 #include "sidecar.h"
@@ -57,6 +59,7 @@ static struct weftd the_weftd;
 static struct loop_timer drain_timer;
 static uint64_t drain_start_ms;
 static struct loop_timer save_timer;
+static unsigned save_inflight;	/* registry snapshots being written */
 static struct loop_timer trim_timer;
 
 int weftd_ready(const struct weftd *d)
@@ -74,13 +77,23 @@ static void on_save_timer(struct loop_timer *t)
 {
 	struct weftd *d = &the_weftd;
 	char path[512];
+	uint8_t *buf;
+	size_t len;
 	int err;
 
 	(void)t;
+	/* One write at a time: a disk slower than the updates must not
+	 * queue snapshots without bound; the newest goes next. */
+	if (save_inflight) {
+		loop_timer_arm(d->loop, &save_timer, 1000);
+		return;
+	}
 	snprintf(path, sizeof(path), "%s/%s", d->cfg.state_dir, WEFTD_SNAPSHOT_FILE);
-	err = regcache_save(d->reg, path);
+	err = regcache_snapshot(d->reg, &buf, &len);
 	if (err)
 		log_warn("cannot save the registry to %s: %s", path, strerror(-err));
+	else
+		persist_write(d, path, buf, len, "the registry", &save_inflight);
 }
 
 /* The registry's federated bundles into the certificates' TLS contexts. */
@@ -174,19 +187,43 @@ static const struct cnisrv_handler cni_handler = {
 /* glibc gives freed heap memory back to the kernel only from the top of the
  * heap: after a burst (say 500 streams at once, ~20 KiB of buffers each)
  * RSS would stay at the burst's high-water mark for good. When more than a
- * few MiB sit free in the heap, hand them back. */
+ * few MiB sit free in the heap, hand them back. mallinfo2 walks the free
+ * lists and malloc_trim madvises page by page: both on the chores thread.
+ * (They take the arena's lock as they go, so a malloc of the loop's can
+ * still wait on a trim's step; the loop itself never runs one.) */
+static void trim_run(struct chore *c)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	(void)c;
+	if (mi.fordblks > WEFTD_TRIM_FREE)
+		malloc_trim(0);
+}
+
+static int trim_queued;
+
+static void trim_done(struct chore *c)
+{
+	(void)c;
+	trim_queued = 0;
+}
+
+static struct chore trim_chore = { .run = trim_run, .done = trim_done };
+
 static void on_trim_timer(struct loop_timer *t)
 {
 	struct weftd *d = &the_weftd;
-	struct mallinfo2 mi;
 
+	/* The ECC cache is wolfSSL's per thread: it is dropped here. */
 	if (tls_cache_trim())
 		log_debug("no TLS handshake for %u ms: ECC point cache dropped", WEFTD_TRIM_MS);
 	if (loop_pool_trim(d->loop))
 		log_debug("no input for %u ms: receive pool pages given back", WEFTD_TRIM_MS);
-	mi = mallinfo2();
-	if (mi.fordblks > WEFTD_TRIM_FREE)
-		malloc_trim(0);
+	pods_trim(d->pods);
+	if (!trim_queued) {
+		trim_queued = 1;
+		chores_add(d->chores, &trim_chore, d->loop);
+	}
 	if (!d->draining)
 		loop_timer_arm(d->loop, t, WEFTD_TRIM_MS);
 }
@@ -334,6 +371,12 @@ int main(int argc, char **argv)
 					    .allowed = gw_tds };
 
 	d->loop = loop_new(WEFTD_RING);
+	d->chores = chores_start();
+	if (!d->loop || !d->chores) {
+		snprintf(err, sizeof(err), "cannot start the event loop or the chores thread: %s",
+			 strerror(errno));
+		goto fail;
+	}
 	d->reg = regcache_new();
 	d->metrics = metrics_new(d);
 	d->pods = pods_new(d);
@@ -461,6 +504,9 @@ out:
 	agentc_free(d->agent);
 	regcache_free(d->reg);
 	metrics_free(d->metrics);
+	/* Before the loop goes: a finished chore posts to it. What is still
+	 * queued (the last snapshot, unlinks) is written now. */
+	chores_stop(d->chores);
 	loop_free(d->loop);
 	sodium_free(token);	/* wipes; NULL is fine */
 	free(bundle);

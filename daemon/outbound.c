@@ -167,9 +167,8 @@ static void ob_connect_direct(struct ob *ob, struct pod *dst)
 						     : sizeof(struct sockaddr_in6);
 	int fd, err;
 
-	fd = dst ? pods_deliver_socket(dst, &ob->src, ob->dst.ss_family) :
-	     netns_socket(ob->pod->netns_fd, ob->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0,
-			  WEFTD_MARK);
+	fd = dst ? pods_deliver_socket(dst, &ob->src, ob->dst.ss_family)
+		 : pods_socket(ob->pod, ob->dst.ss_family);
 	if (fd < 0) {
 		ob_fail(ob, "CONNECT", "cannot create the delivery socket");
 		return;

@@ -24,7 +24,9 @@
 #include "certs.h"
 #include "inbound.h"
 #include "outbound.h"
+#include "persist.h"
 #include "pods.h"
+#include "podsock.h"
 #include <weft/regcache.h>
 #include "weftd.h"
 
@@ -205,7 +207,7 @@ int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int
 	struct sockaddr_storage b;
 	int fd, one = 1;
 
-	fd = netns_socket(pod->netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+	fd = pods_socket(pod, family);
 	if (fd < 0 || !pod->transparent || !src || src->ss_family != family)
 		return fd;
 	/* Never pretend to be the pod itself, its loopback or a link-local,
@@ -227,9 +229,20 @@ int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int
 		log_debug("pod %s: transparent bind failed (%m); delivering untransparently",
 			  pod->uid);
 		close(fd);
-		fd = netns_socket(pod->netns_fd, family, SOCK_STREAM | SOCK_NONBLOCK, 0, WEFTD_MARK);
+		fd = pods_socket(pod, family);
 	}
 	return fd;
+}
+
+int pods_socket(struct pod *pod, int family)
+{
+	return podsock_take(pod->socks, pod->pods->d, pod->netns_fd, family);
+}
+
+void pods_trim(struct pods *p)
+{
+	for (struct pod *pod = p->list; pod; pod = pod->next)
+		podsock_trim(pod->socks);
 }
 
 void pods_conn_done(struct pod *pod)
@@ -299,12 +312,14 @@ static void pods_state_path(const struct pods *p, const char *uid, char *out, si
 	snprintf(out + o, len > o ? len - o : 0, ".pb");
 }
 
+/* The enrollment record, written by the chores thread: the CNI plugin's
+ * Ack does not wait for the disk (a crash in the few ms between them loses
+ * the record, as a failed write always did: logged, not refused). */
 static void pods_save(const struct pods *p, const Weft__Cni__V1__AddWorkload *add)
 {
-	char path[512], dir[300];
+	char path[512], dir[300], what[96];
 	size_t len = weft__cni__v1__add_workload__get_packed_size(add);
 	uint8_t *buf = malloc(len ? len : 1);
-	int err;
 
 	if (!buf)
 		return;
@@ -313,10 +328,10 @@ static void pods_save(const struct pods *p, const Weft__Cni__V1__AddWorkload *ad
 	mkdir(p->d->cfg.state_dir, 0700);
 	mkdir(dir, 0700);
 	pods_state_path(p, add->uid, path, sizeof(path));
-	err = file_write_atomic(path, buf, len, 0600);
-	if (err)
-		log_warn("pod %s: cannot save enrollment to %s: %s", add->uid, path, strerror(-err));
-	free(buf);
+	memcpy(what, "pod ", 5);
+	log_escape(what + 4, sizeof(what) - 24, add->uid, strlen(add->uid));
+	snprintf(what + strlen(what), sizeof(what) - strlen(what), "'s enrollment");
+	persist_write(p->d, path, buf, len, what, NULL);
 }
 
 static void pods_ip_ntop(const struct sockaddr_storage *ss, char *out, size_t len)
@@ -381,6 +396,7 @@ static int pods_add_refresh(struct pods *p, struct pod *pod, const Weft__Cni__V1
 	pods_ip_ntop(&pod->ips[0], pod->ip_str, sizeof(pod->ip_str));
 	close(pod->netns_fd);
 	pod->netns_fd = netns_fd;
+	podsock_netns(pod->socks, netns_fd);
 	pod->transparent = add->transparent;
 	snprintf(pod->name, sizeof(pod->name), "%s", add->name ? add->name : "");
 	if (sa[0])
@@ -391,6 +407,16 @@ static int pods_add_refresh(struct pods *p, struct pod *pod, const Weft__Cni__V1
 	pods_resolve_identity(p, pod);
 	log_info("pod %s (%s) re-enrolled in the same netns", pod->uid, pod->ip_str);
 	return 0;
+}
+
+/* Bit 0: the pod has an IPv4 address, bit 1: an IPv6 one. */
+static unsigned pods_families(const struct pod *pod)
+{
+	unsigned f = 0;
+
+	for (size_t i = 0; i < pod->n_ips; i++)
+		f |= pod->ips[i].ss_family == AF_INET6 ? 2u : 1u;
+	return f;
 }
 
 int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd,
@@ -473,6 +499,7 @@ int pods_add(struct pods *p, const Weft__Cni__V1__AddWorkload *add, int netns_fd
 	pod->next = p->list;
 	p->list = pod;
 	p->n++;
+	pod->socks = podsock_new(d, pod->netns_fd, pods_families(pod));
 	pods_save(p, add);
 	pods_resolve_identity(p, pod);
 	if (!pod->ident)
@@ -500,13 +527,15 @@ int pods_del(struct pods *p, const char *uid, char *err, size_t errlen)
 		if (!(*pp)->gone && !strcmp((*pp)->uid, uid))
 			break;
 	pods_state_path(p, uid, path, sizeof(path));
-	unlink(path);
+	persist_unlink(p->d, path);
 	pod = *pp;
 	if (!pod)
 		return 0;	/* DEL is idempotent */
 	*pp = pod->next;
 	p->n--;
 	pod->gone = 1;
+	podsock_close(pod->socks);
+	pod->socks = NULL;
 	log_info("pod %s (%s) removed", pod->uid, pod->ip_str);
 	/* Once both listeners have closed they release the pod. */
 	listener_close(&pod->out_ls);
@@ -532,7 +561,12 @@ void pods_restore(struct pods *p)
 		char *buf;
 		int fd;
 
-		if (de->d_name[0] == '.' || !strstr(de->d_name, ".pb"))
+		size_t nl = strlen(de->d_name);
+
+		/* Only "<hex uid>.pb": a "<...>.pb.tmp.<hex>" is a write in
+		 * progress (the chores thread saves the pods re-enrolled
+		 * here meanwhile) or one a crash cut short. */
+		if (de->d_name[0] == '.' || nl < 4 || strcmp(de->d_name + nl - 3, ".pb") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		if (file_read(path, PODS_FILE_MAX, &buf, &len))

@@ -18,6 +18,7 @@
 
 struct weftd;
 struct ident;
+struct podsock;
 struct pods;
 
 struct pod {
@@ -40,6 +41,7 @@ struct pod {
 	struct ident *ident;		/* workload SVID, once sa is known */
 	unsigned long conns;		/* proxied connections now */
 	unsigned long refused;		/* reset over max_connections_per_pod */
+	struct podsock *socks;		/* delivery sockets made ahead (podsock.h) */
 };
 
 struct pods *pods_new(struct weftd *d);
@@ -60,6 +62,11 @@ void pods_registry_changed(struct pods *p);
 int pods_deliver_socket(struct pod *pod, const struct sockaddr_storage *src, int family);
 /* A proxied connection of pod ended (frees a deleted pod's memory last). */
 void pods_conn_done(struct pod *pod);
+/* A plain TCP socket in the pod's netns (marked, non-blocking): from its
+ * reserve, without entering the netns. fd or -errno. */
+int pods_socket(struct pod *pod, int family);
+/* From the trim timer: shrink reserves that went unused. */
+void pods_trim(struct pods *p);
 /* After counting a new connection in pod->conns: 1 (why filled in, the
  * refusal counted) when the pod now holds more than its share,
  * max_connections_per_pod (default: a quarter of what weftd may hold). */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* weftd's process-wide state, shared by its modules. One loop, one thread. */
+/* weftd's process-wide state, shared by its modules. One loop, one thread,
+ * and the chores thread for what would block it (lib/chores.c). */
 #ifndef DAEMON_WEFTD_H
 #define DAEMON_WEFTD_H
 
@@ -21,12 +22,16 @@ struct tunnels;
 struct inbound;
 struct cnisrv;
 struct admin;
+struct chores;
 
 struct weftd_stats {
 	uint64_t outbound, inbound, inbound_plain;	/* connections accepted */
 	uint64_t failed, denied;
 	uint64_t passthrough, same_node;
 	uint64_t gateway_streams;	/* --mode gateway: outer CONNECTs carried */
+	/* Sockets in pod netns: taken from a reserve made ahead by the chores
+	 * thread, or made in place (two setns) when the reserve was empty. */
+	uint64_t sockets_ahead, sockets_in_place;
 };
 
 struct weftd {
@@ -41,6 +46,7 @@ struct weftd {
 	struct inbound *inbound;
 	struct cnisrv *cni;
 	struct admin *admin;
+	struct chores *chores;			/* blocking work off the loop */
 	struct metrics *metrics;
 	struct gateway_self gateway;		/* --mode gateway: who it serves */
 	struct weftd_stats stats;

@@ -16,11 +16,12 @@ static const char *log_component = "weft";
 
 /* Buffered mode (log_buffered): lines gather here and go out in one write
  * per event-loop turn (log_flush) instead of one write per line, which at a
- * few thousand access-log lines a second is a syscall per connection. Only
- * for a process that logs from one thread. */
-static char log_buf[16384];
-static size_t log_buf_len;
-static int log_buf_on;
+ * few thousand access-log lines a second is a syscall per connection. Per
+ * thread: a thread that did not ask for it writes each line at once (stdio
+ * keeps lines whole between threads). */
+static __thread char log_buf[16384];
+static __thread size_t log_buf_len;
+static __thread int log_buf_on;
 
 static const char *const level_names[] = {
 	[LOG_ERROR] = "error",
@@ -133,7 +134,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 
 /* Limiters holding a count not yet reported, for log_flush. The daemons log
  * from one thread, so the list needs no lock. */
-static struct log_rl *log_rl_list;
+/* Per thread, like the buffer: a rate-limited call site belongs to one thread. */
+static __thread struct log_rl *log_rl_list;
 static uint64_t (*log_clock)(void);
 
 static uint64_t log_clock_mono(void)

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -48,6 +50,14 @@ struct loop {
 	unsigned long pool_puts;	/* buffers given back since loop_pool_trim */
 	int pool_trimmed;
 
+	/* Messages from other threads (loop_post), woken by post_fd. */
+	pthread_mutex_t post_lock;
+	struct loop_msg *post_head;
+	struct loop_msg *post_tail;
+	int post_fd;
+	struct loop_op post_op;
+	uint64_t post_val;
+
 	int sig_fd;			/* -1 until loop_signals() */
 	struct loop_op sig_op;
 	struct signalfd_siginfo sig_info;
@@ -62,6 +72,8 @@ static uint64_t loop_clock_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static int loop_post_arm(struct loop *l);
+
 struct loop *loop_new(unsigned entries)
 {
 	struct io_uring_params p;
@@ -74,6 +86,8 @@ struct loop *loop_new(unsigned entries)
 	if (!l)
 		return NULL;
 	l->sig_fd = -1;
+	l->post_fd = -1;
+	pthread_mutex_init(&l->post_lock, NULL);
 	l->heap_cap = LOOP_HEAP_MIN;
 	l->heap = calloc(l->heap_cap + 1, sizeof(*l->heap));
 	if (!l->heap)
@@ -103,11 +117,18 @@ struct loop *loop_new(unsigned entries)
 		goto fail_ring;
 	}
 	l->now_ms = loop_clock_ms();
+	l->post_fd = eventfd(0, EFD_CLOEXEC);
+	if (l->post_fd < 0 || loop_post_arm(l) < 0) {
+		log_error("loop: cross-thread wake-up eventfd: %m");
+		loop_free(l);
+		return NULL;
+	}
 	return l;
 
 fail_ring:
 	free(l->heap);
 fail_heap:
+	pthread_mutex_destroy(&l->post_lock);
 	free(l);
 	return NULL;
 }
@@ -151,6 +172,9 @@ void loop_free(struct loop *l)
 	free(l->pool_mem);
 	if (l->sig_fd >= 0)
 		close(l->sig_fd);
+	if (l->post_fd >= 0)
+		close(l->post_fd);
+	pthread_mutex_destroy(&l->post_lock);
 	for (unsigned i = 1; i <= l->heap_len; i++)
 		l->heap[i]->idx = 0;
 	free(l->heap);
@@ -538,6 +562,61 @@ static void loop_tasks_run(struct loop *l)
 		t->cb(t);
 		t = next;
 	}
+}
+
+/* --- messages from other threads ------------------------------------------ */
+
+static void loop_on_post(struct loop_op *op, int res, unsigned flags);
+
+static int loop_post_arm(struct loop *l)
+{
+	l->post_op.cb = loop_on_post;
+	return loop_read(l, &l->post_op, l->post_fd, &l->post_val, sizeof(l->post_val));
+}
+
+/* Re-armed before the messages run, so a post made meanwhile finds a read
+ * in flight or an eventfd count it will see: no wake-up is lost. */
+static void loop_on_post(struct loop_op *op, int res, unsigned flags)
+{
+	struct loop *l = (struct loop *)((char *)op - offsetof(struct loop, post_op));
+	struct loop_msg *m;
+
+	(void)flags;
+	if (res < 0 && res != -EINTR && res != -EAGAIN)
+		log_error("loop: cross-thread wake-up read: %s", strerror(-res));
+	if (loop_post_arm(l) < 0)
+		log_error("loop: cannot re-arm the cross-thread wake-up");
+	pthread_mutex_lock(&l->post_lock);
+	m = l->post_head;
+	l->post_head = l->post_tail = NULL;
+	pthread_mutex_unlock(&l->post_lock);
+	while (m) {
+		struct loop_msg *next = m->next;
+
+		m->next = NULL;
+		m->cb(m);
+		m = next;
+	}
+}
+
+void loop_post(struct loop *l, struct loop_msg *m)
+{
+	uint64_t one = 1;
+	int wake;
+
+	m->next = NULL;
+	pthread_mutex_lock(&l->post_lock);
+	wake = !l->post_head;
+	if (l->post_tail)
+		l->post_tail->next = m;
+	else
+		l->post_head = m;
+	l->post_tail = m;
+	pthread_mutex_unlock(&l->post_lock);
+	/* Only the first message of a batch writes: the rest ride along. A
+	 * full counter (2^64 - 2) cannot happen with one write per batch. */
+	if (wake && write(l->post_fd, &one, sizeof(one)) != sizeof(one))
+		log_error("loop: cross-thread wake-up write: %m");
 }
 
 /* --- signals -------------------------------------------------------------- */

@@ -12,7 +12,7 @@
 #include <weft/log.h>
 #include <weft/netns.h>
 
-static int netns_self = -1;	/* this thread's own namespace, opened once */
+static __thread int netns_self = -1;	/* this thread's own namespace, opened once */
 
 int netns_open(const char *path)
 {
@@ -21,10 +21,12 @@ int netns_open(const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
-int netns_socket(int nsfd, int domain, int type, int proto, uint32_t mark)
+int netns_sockets(int nsfd, int domain, int type, int proto, uint32_t mark, int *fds, int n)
 {
-	int fd, err = 0;
+	int made = 0, err = 0;
 
+	if (n <= 0)
+		return -EINVAL;
 	if (netns_self < 0) {
 		netns_self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (netns_self < 0)
@@ -32,21 +34,35 @@ int netns_socket(int nsfd, int domain, int type, int proto, uint32_t mark)
 	}
 	if (setns(nsfd, CLONE_NEWNET) < 0)
 		return -errno;
-	fd = socket(domain, type | SOCK_CLOEXEC, proto);
-	if (fd < 0)
-		err = -errno;
+	while (made < n) {
+		int fd = socket(domain, type | SOCK_CLOEXEC, proto);
+
+		if (fd < 0) {
+			err = -errno;
+			break;
+		}
+		fds[made++] = fd;
+	}
 	if (setns(netns_self, CLONE_NEWNET) < 0) {
 		/* Staying in a pod's namespace would misroute everything
 		 * that follows; nothing sane can go on. */
 		log_error("netns: cannot return to our own network namespace: %m");
 		abort();
 	}
-	if (err)
-		return err;
-	if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
+	for (int i = 0; mark && i < made; i++) {
+		if (setsockopt(fds[i], SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+			err = -errno;
+			while (made)
+				close(fds[--made]);
+			break;
+		}
 	}
-	return fd;
+	return made ? made : err;
+}
+
+int netns_socket(int nsfd, int domain, int type, int proto, uint32_t mark)
+{
+	int fd, ret = netns_sockets(nsfd, domain, type, proto, mark, &fd, 1);
+
+	return ret == 1 ? fd : ret;
 }

@@ -1490,16 +1490,21 @@ const struct reg_workload *regcache_service_peek(const struct regcache *rc,
 
 /* ---- persistence ------------------------------------------------------- */
 
+int regcache_snapshot(const struct regcache *rc, uint8_t **buf, size_t *len)
+{
+	/* an empty cache must not overwrite the last good snapshot */
+	if (!rc->ready)
+		return -ENODATA;
+	return regproto_snapshot(rc->reg, rc->version, buf, len);
+}
+
 int regcache_save(const struct regcache *rc, const char *path)
 {
 	uint8_t *buf;
 	size_t len;
 	int ret;
 
-	/* an empty cache must not overwrite the last good snapshot */
-	if (!rc->ready)
-		return -ENODATA;
-	ret = regproto_snapshot(rc->reg, rc->version, &buf, &len);
+	ret = regcache_snapshot(rc, &buf, &len);
 	if (ret)
 		return ret;
 	ret = file_write_atomic(path, buf, len, 0600);

@@ -31,6 +31,13 @@ struct loop_timer {
 	unsigned idx;
 };
 
+/* A message from another thread (loop_post): cb runs on the loop's own
+ * thread. The poster gives m up until cb runs. */
+struct loop_msg {
+	struct loop_msg *next;
+	void (*cb)(struct loop_msg *m);
+};
+
 /* Work to run after the current batch of completions has been dispatched:
  * deferred frees, flushes. */
 struct loop_task {
@@ -90,6 +97,13 @@ void loop_timer_disarm(struct loop *l, struct loop_timer *t);
 
 /* Queue t to run once after the current dispatch; queuing twice is a no-op. */
 void loop_task_queue(struct loop *l, struct loop_task *t);
+
+/* The one call that may come from any thread: have l's thread run m->cb,
+ * in posting order, from its next turn (an eventfd read on its ring wakes
+ * it). Messages still queued when the loop is freed are dropped, not run.
+ * The ring belongs to the thread that made it (loop_new): make a loop on
+ * the thread that runs it. */
+void loop_post(struct loop *l, struct loop_msg *m);
 
 /* Block the signals in set and deliver them through a signalfd read on the
  * ring; cb runs in loop context. Returns 0 or -errno. */

@@ -13,5 +13,9 @@ int netns_open(const char *path);
  * mark != 0. Returns the fd or -errno; the thread is always back in its
  * own namespace on return. */
 int netns_socket(int nsfd, int domain, int type, int proto, uint32_t mark);
+/* Up to n such sockets into fds for one pair of namespace switches. The
+ * count made (n unless socket() failed, e.g. EMFILE), or -errno when none
+ * could be made. */
+int netns_sockets(int nsfd, int domain, int type, int proto, uint32_t mark, int *fds, int n);
 
 #endif

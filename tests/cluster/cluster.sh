@@ -259,6 +259,17 @@ spawn_weftd() {
 			break
 		fi
 	done
+	# Test hook: WEFT_TEST_WEFTD_PRELOAD="<state dir basename>=<lib.so> ..."
+	# starts that weftd with LD_PRELOAD=lib.so (test_dp_slow_disk.py: a
+	# slow fsync).
+	local pre
+	for pre in ${WEFT_TEST_WEFTD_PRELOAD:-}; do
+		if [[ ${pre%%=*} == "$(basename "$d")" ]]; then
+			set -- env LD_PRELOAD="${pre#*=}" ${bin:+"$bin"} "$@"
+			bin=
+			break
+		fi
+	done
 	spawn "$ns" "$d/weftd.pid" "$d/weftd.log" ${bin:+"$bin"} "$@" -c "$d/weftd.yaml"
 	if ((gw)); then
 		# A gateway enrolls no pods: no CNI socket; it is up once it

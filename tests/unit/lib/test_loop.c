@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The io_uring loop: timer order and disarm, the heap under churn, tasks
  * after dispatch (FIFO, next round when queued while running), a signal
- * through signalfd, multishot accept + recv + send on loopback, cancel. */
+ * through signalfd, multishot accept + recv + send on loopback, cancel,
+ * messages posted from other threads (order per poster, none lost, to a
+ * loop that runs on a thread of its own). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -463,6 +465,111 @@ static void test_cancel(void)
 	close(listen_fd);
 }
 
+/* --- loop_post ---------------------------------------------------------- */
+
+#define POSTERS 3
+#define POSTS 2000
+
+struct post {
+	struct loop_msg m;
+	int who, seq;
+};
+
+static struct post posts[POSTERS][POSTS];
+static int post_next[POSTERS], post_bad, post_got;
+static struct loop *post_to;
+
+static void on_post(struct loop_msg *m)
+{
+	struct post *p = container_of(m, struct post, m);
+
+	if (p->seq != post_next[p->who])
+		post_bad++;
+	post_next[p->who] = p->seq + 1;
+	if (++post_got == POSTERS * POSTS)
+		loop_stop(post_to);
+}
+
+static void *poster(void *arg)
+{
+	int who = (int)(intptr_t)arg;
+
+	for (int i = 0; i < POSTS; i++) {
+		posts[who][i] = (struct post){ .m.cb = on_post, .who = who, .seq = i };
+		loop_post(post_to, &posts[who][i].m);
+		if (i % 256 == 0)
+			usleep(100);	/* some batches, some wake-ups */
+	}
+	return NULL;
+}
+
+static void test_post(void)
+{
+	struct loop_timer wd = { .cb = on_watchdog };
+	pthread_t t[POSTERS];
+
+	post_to = L;
+	memset(post_next, 0, sizeof(post_next));
+	post_bad = post_got = 0;
+	watchdog_fired = 0;
+	for (int i = 0; i < POSTERS; i++)
+		CHECK_EQ_INT(pthread_create(&t[i], NULL, poster, (void *)(intptr_t)i), 0);
+	loop_timer_arm(L, &wd, 10000);
+	CHECK_EQ_INT(loop_run(L), 0);
+	loop_timer_disarm(L, &wd);
+	for (int i = 0; i < POSTERS; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ_INT(watchdog_fired, 0);
+	CHECK_EQ_INT(post_got, POSTERS * POSTS);
+	CHECK_EQ_INT(post_bad, 0);
+}
+
+/* A loop made and run by a thread of its own (as weftd's control thread):
+ * the main thread posts, the loop's thread runs the messages. */
+static pthread_t post_runner;
+static int post_wrong_thread;
+static struct post stop_msg;
+
+static void on_post_owner(struct loop_msg *m)
+{
+	if (!pthread_equal(pthread_self(), post_runner))
+		post_wrong_thread++;
+	if (m == &stop_msg.m)
+		loop_stop(post_to);
+}
+
+static void *run_own(void *arg)
+{
+	struct loop **out = arg;
+
+	post_to = loop_new(8);
+	__atomic_store_n(out, post_to, __ATOMIC_RELEASE);
+	if (post_to) {
+		loop_run(post_to);
+		loop_free(post_to);
+	}
+	return NULL;
+}
+
+static void test_post_other_thread(void)
+{
+	static struct post m[100];
+	struct loop *lp = NULL;
+
+	post_wrong_thread = 0;
+	CHECK_EQ_INT(pthread_create(&post_runner, NULL, run_own, &lp), 0);
+	while (!__atomic_load_n(&lp, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	for (int i = 0; i < 100; i++) {
+		m[i].m.cb = on_post_owner;
+		loop_post(lp, &m[i].m);
+	}
+	stop_msg.m.cb = on_post_owner;
+	loop_post(lp, &stop_msg.m);
+	pthread_join(post_runner, NULL);
+	CHECK_EQ_INT(post_wrong_thread, 0);
+}
+
 int main(void)
 {
 	L = loop_new(8);	/* small SQ: exercises submit-on-full */
@@ -475,6 +582,8 @@ int main(void)
 	test_signals();
 	test_sockets();
 	test_cancel();
+	test_post();
+	test_post_other_thread();
 	loop_free(L);
 	loop_free(NULL);
 	return check_done("test_loop");
