@@ -159,9 +159,11 @@ static size_t admin_stats(struct weftd *d, char *body, size_t cap)
 	       (unsigned long long)d->stats.failed, d->cfg.same_node_fast_path ? "true" : "false",
 	       d->cfg.unknown_destination ? "deny" : "passthrough");
 	jw_put(&w, ",\"gateway_streams\":%llu", (unsigned long long)d->stats.gateway_streams);
-	jw_put(&w, ",\"pod_sockets_ahead\":%llu,\"pod_sockets_in_place\":%llu",
+	jw_put(&w, ",\"pod_sockets_ahead\":%llu,\"pod_sockets_in_place\":%llu,"
+	       "\"pod_sockets_ready\":%lu",
 	       (unsigned long long)d->stats.sockets_ahead,
-	       (unsigned long long)d->stats.sockets_in_place);
+	       (unsigned long long)d->stats.sockets_in_place,
+	       d->pods ? pods_sockets_ready(d->pods) : 0);
 	jw_put(&w, ",\"federated_trust_domains\":[");
 	for (size_t i = 0; i < r->n_bundles; i++) {
 		jw_put(&w, i ? "," : "");

@@ -239,6 +239,15 @@ int pods_socket(struct pod *pod, int family)
 	return podsock_take(pod->socks, pod->pods->d, pod->netns_fd, family);
 }
 
+unsigned long pods_sockets_ready(const struct pods *p)
+{
+	unsigned long n = 0;
+
+	for (const struct pod *pod = p->list; pod; pod = pod->next)
+		n += podsock_ready(pod->socks);
+	return n;
+}
+
 void pods_trim(struct pods *p)
 {
 	for (struct pod *pod = p->list; pod; pod = pod->next)

@@ -67,6 +67,8 @@ void pods_conn_done(struct pod *pod);
 int pods_socket(struct pod *pod, int family);
 /* From the trim timer: shrink reserves that went unused. */
 void pods_trim(struct pods *p);
+/* Sockets made ahead and not taken yet, all pods together (an fd each). */
+unsigned long pods_sockets_ready(const struct pods *p);
 /* After counting a new connection in pod->conns: 1 (why filled in, the
  * refusal counted) when the pod now holds more than its share,
  * max_connections_per_pod (default: a quarter of what weftd may hold). */

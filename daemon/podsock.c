@@ -198,6 +198,11 @@ void podsock_trim(struct podsock *ps)
 	}
 }
 
+unsigned podsock_ready(const struct podsock *ps)
+{
+	return ps ? ps->fam[0].n + ps->fam[1].n : 0;
+}
+
 void podsock_close(struct podsock *ps)
 {
 	if (!ps)

@@ -23,6 +23,8 @@ int podsock_take(struct podsock *ps, struct weftd *d, int netns_fd, int family);
 /* From the trim timer: a reserve that gave nothing since the last call
  * shrinks back to its base size. */
 void podsock_trim(struct podsock *ps);
+/* Sockets in the reserve now (an fd each). */
+unsigned podsock_ready(const struct podsock *ps);
 /* The pod is gone: close the reserve (a refill in flight closes its
  * sockets when it comes back). NULL is a no-op. */
 void podsock_close(struct podsock *ps);

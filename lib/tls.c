@@ -24,7 +24,7 @@
 
 #include <sodium.h>
 
-#include <weft/aesgcm.h>
+#include <weft/cryptodev.h>
 #include <weft/log.h>
 #include <weft/spiffe.h>
 #include <weft/tls.h>
@@ -109,9 +109,9 @@ static void tls_global_init(void)
 		tls_init_ret = -EIO;
 		return;
 	}
-	ret = aesgcm_device_init();
+	ret = cryptodev_init();
 	if (ret > 0)
-		log_info("tls: AES-256-GCM records through %s", aesgcm_engine_name());
+		log_info("tls: AES-256-GCM records through %s", cryptodev_gcm_engine());
 	else if (ret == -ENOTSUP)
 		log_warn("tls: no fast AES-256-GCM engine; it runs in wolfSSL software");
 	else if (ret < 0)
@@ -933,8 +933,8 @@ struct tls_ctx *tls_ctx_new(const struct tls_ctx_opts *o, char *err, size_t errl
 	if (o->role == TLS_SERVER)
 		wolfSSL_CTX_no_ticket_TLSv13(c->wctx);
 	wolfSSL_CTX_set_session_cache_mode(c->wctx, WOLFSSL_SESS_CACHE_OFF);
-	devid = aesgcm_device_id();
-	if (!o->no_aesgcm_device && devid != INVALID_DEVID &&
+	devid = cryptodev_id();
+	if (!o->no_crypto_device && devid != INVALID_DEVID &&
 	    wolfSSL_CTX_SetDevId(c->wctx, devid) != WOLFSSL_SUCCESS)
 		log_warn("tls: cannot attach the AES-256-GCM device; using wolfSSL software");
 	return c;

@@ -265,7 +265,7 @@ struct tls_ctx *pki_ctx_new(enum tls_role role, enum tls_peer_auth auth,
 		.trust_domains = tds,
 		.alpn = "h2",
 		.ciphers = ciphers,
-		.no_aesgcm_device = no_dev,
+		.no_crypto_device = no_dev,
 	};
 	char err[TLS_ERR_MAX];
 	struct tls_ctx *c = tls_ctx_new(&o, err, sizeof(err));

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* AES-256-GCM engines behind the wolfSSL crypto-callback device (aesgcm.c):
+/* AES-256-GCM engines behind the wolfSSL crypto-callback device (cryptodev.c):
  * OpenSSL's libcrypto (VAES/AVX-512 and AES-NI code, ~3.9 GB/s here) and
  * libsodium's AES-NI code (~1.6 GB/s). Both take the whole record: a 32-byte
  * key, a 12-byte nonce, a 16-byte tag, in place (out == in) allowed; in and

@@ -52,7 +52,7 @@ struct tls_ctx_opts {
 	size_t n_federated;
 	const char *alpn;		/* e.g. "h2"; NULL for none */
 	const char *ciphers;		/* NULL: TLS_AES_256_GCM_SHA384 first, then CHACHA20, then AES_128 */
-	int no_aesgcm_device;		/* 1: do not route AES-256-GCM to libsodium */
+	int no_crypto_device;		/* 1: wolfSSL software only, not lib/cryptodev.c */
 };
 
 /* Returns a context (holding one reference) or NULL with err filled in.

@@ -82,17 +82,20 @@ def log_size(c, k):
 
 
 def live(c, k):
-    """Live app connections of node k's weftd, and its tunnel sockets (pooled
-    outbound tunnels + inbound HBONE connections), which idle on by design."""
+    """Live app connections of node k's weftd, and the sockets it keeps by
+    design: its tunnels (pooled outbound tunnels + inbound HBONE
+    connections), which idle on, and the delivery sockets made ahead in pod
+    netns, a reserve that grows after a burst and shrinks when quiet."""
     st = c.admin(k, "/stats")
-    return st["live_connections"], st["tunnels"] + st["hbone_connections"]
+    return st["live_connections"], (st["tunnels"] + st["hbone_connections"] +
+                                     st.get("pod_sockets_ready", 0))
 
 
 def back_to_baseline(c, k, pid, fds0, live0, tun0, what, timeout=2.0):
     """fd count and live connections of node k's weftd back to (at most) their
     baseline within timeout seconds; a tunnel opened meanwhile (a legitimate
     one: the probe's, or a second one for streams past the first one's
-    limit) may keep its socket."""
+    limit) may keep its socket, and a grown socket reserve its sockets."""
     deadline = time.time() + timeout
     while True:
         fds, (lv, tun) = nfds(pid), live(c, k)

@@ -107,8 +107,9 @@ static void test_blocking_chore(struct chores *s)
 	loop_timer_disarm(L, &tick);
 	loop_timer_disarm(L, &wd);
 	CHECK_EQ_INT(done_count, 1);
-	/* 60 ticks at best; a loop that waited on the chore makes 1 or 2. */
-	CHECK(ticks >= 20);
+	/* 60 ticks at best, fewer on a busy machine; a loop that waited on
+	 * the chore makes 1 or 2. */
+	CHECK(ticks >= 10);
 }
 
 static int stop_ran;

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <weft/aesgcm.h>
+#include <weft/cryptodev.h>
 #include <weft/tls.h>
 
 #include "../check.h"
@@ -231,8 +231,8 @@ static void test_ok_and_bulk(void)
 	size_t n = 1 << 20;
 	uint8_t *data = random_bytes(n), buf[16];
 
-	e0 = aesgcm_encrypt_calls();
-	d0 = aesgcm_decrypt_calls();
+	e0 = cryptodev_gcm_encrypts();
+	d0 = cryptodev_gcm_decrypts();
 	CHECK_EQ_INT(pair_open(&p,
 			       pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 0, NULL),
 			       pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 0, NULL),
@@ -254,17 +254,17 @@ static void test_ok_and_bulk(void)
 	CHECK_EQ_STR(id, ID_B);
 	CHECK_EQ_INT(tls_peer_id(p.s, id, 5), -ENOSPC);
 	/* Encrypted handshake messages already went through the device. */
-	if (aesgcm_device_id() != -2) {
-		CHECK(aesgcm_encrypt_calls() > e0);
-		CHECK(aesgcm_decrypt_calls() > d0);
+	if (cryptodev_id() != -2) {
+		CHECK(cryptodev_gcm_encrypts() > e0);
+		CHECK(cryptodev_gcm_decrypts() > d0);
 	}
 
-	e0 = aesgcm_encrypt_calls();
+	e0 = cryptodev_gcm_encrypts();
 	CHECK_EQ_INT(transfer(p.c, p.s, data, n), 0);
 	CHECK_EQ_INT(transfer(p.s, p.c, data, n), 0);
 	/* 2 MiB in 16 KiB records: at least 128 records each way. */
-	if (aesgcm_device_id() != -2)
-		CHECK(aesgcm_encrypt_calls() - e0 >= 128);
+	if (cryptodev_id() != -2)
+		CHECK(cryptodev_gcm_encrypts() - e0 >= 128);
 
 	/* Orderly close: close_notify reads as 0. */
 	tls_shutdown(p.c);
@@ -467,17 +467,17 @@ static void test_interop_software(void)
 			continue;
 		}
 		CHECK_EQ_STR(tls_cipher_name(p.c), "TLS_AES_256_GCM_SHA384");
-		e0 = aesgcm_encrypt_calls();
-		d0 = aesgcm_decrypt_calls();
+		e0 = cryptodev_gcm_encrypts();
+		d0 = cryptodev_gcm_decrypts();
 		CHECK_EQ_INT(transfer(p.c, p.s, data, n), 0);
 		/* Exactly one side's records went through the device. */
-		if (aesgcm_device_id() != -2) {
+		if (cryptodev_id() != -2) {
 			if (dev_on_client) {
-				CHECK(aesgcm_encrypt_calls() - e0 >= 64);
-				CHECK(aesgcm_decrypt_calls() - d0 < 8);
+				CHECK(cryptodev_gcm_encrypts() - e0 >= 64);
+				CHECK(cryptodev_gcm_decrypts() - d0 < 8);
 			} else {
-				CHECK(aesgcm_decrypt_calls() - d0 >= 64);
-				CHECK(aesgcm_encrypt_calls() - e0 < 8);
+				CHECK(cryptodev_gcm_decrypts() - d0 >= 64);
+				CHECK(cryptodev_gcm_encrypts() - e0 < 8);
 			}
 		}
 		CHECK_EQ_INT(transfer(p.s, p.c, data, n), 0);
@@ -487,13 +487,13 @@ static void test_interop_software(void)
 	/* Neither side on the device: the counters do not move. */
 	pair_open(&p, pki_ctx_new(TLS_CLIENT, TLS_PEER_REQUIRE, &b_crt, &b_key, &ca1, 1, NULL),
 		  pki_ctx_new(TLS_SERVER, TLS_PEER_REQUIRE, &a_crt, &a_key, &ca1, 1, NULL), ID_A);
-	e0 = aesgcm_encrypt_calls();
-	d0 = aesgcm_decrypt_calls();
+	e0 = cryptodev_gcm_encrypts();
+	d0 = cryptodev_gcm_decrypts();
 	CHECK(p.rc == 0 && p.rs == 0);
 	if (p.c && p.s)
 		CHECK_EQ_INT(transfer(p.c, p.s, data, 65536), 0);
-	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0);
-	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0);
+	CHECK_EQ_INT(cryptodev_gcm_encrypts(), e0);
+	CHECK_EQ_INT(cryptodev_gcm_decrypts(), d0);
 	pair_free(&p);
 	free(data);
 }

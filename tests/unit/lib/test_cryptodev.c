@@ -18,7 +18,7 @@
 
 #include <sodium.h>
 
-#include <weft/aesgcm.h>
+#include <weft/cryptodev.h>
 
 #include "../check.h"
 
@@ -78,7 +78,7 @@ static int gcm(int enc, int devid, const unsigned char *key, size_t klen, unsign
 static void test_known_answer(int devid)
 {
 	unsigned char key[32], iv[12], aad[20], pt[60], ct[60], tag[16], buf[60], t[16];
-	uint64_t e0 = aesgcm_encrypt_calls(), d0 = aesgcm_decrypt_calls();
+	uint64_t e0 = cryptodev_gcm_encrypts(), d0 = cryptodev_gcm_decrypts();
 
 	unhex(key, NIST_K256);
 	unhex(iv, NIST_IV);
@@ -91,11 +91,11 @@ static void test_known_answer(int devid)
 	CHECK_EQ_INT(gcm(ENC, devid, key, 32, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, ct, sizeof(ct)) == 0);
 	CHECK(memcmp(t, tag, sizeof(tag)) == 0);
-	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0 + 1);
+	CHECK_EQ_INT(cryptodev_gcm_encrypts(), e0 + 1);
 
 	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
-	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0 + 1);
+	CHECK_EQ_INT(cryptodev_gcm_decrypts(), d0 + 1);
 }
 
 /* Random sizes around the record size: the device must agree byte for byte
@@ -108,7 +108,7 @@ static void test_matches_sodium_and_software(int devid)
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		size_t n = sizes[i];
-		uint64_t e0 = aesgcm_encrypt_calls(), d0 = aesgcm_decrypt_calls();
+		uint64_t e0 = cryptodev_gcm_encrypts(), d0 = cryptodev_gcm_decrypts();
 
 		randombytes_buf(key, sizeof(key));
 		randombytes_buf(iv, sizeof(iv));
@@ -116,18 +116,18 @@ static void test_matches_sodium_and_software(int devid)
 		randombytes_buf(pt, n);
 		memcpy(a, pt, n);
 		CHECK_EQ_INT(gcm(ENC, devid, key, 32, a, a, n, iv, 12, ta, aad, 5), 0);
-		CHECK_EQ_INT(aesgcm_encrypt_calls(), e0 + 1);
+		CHECK_EQ_INT(cryptodev_gcm_encrypts(), e0 + 1);
 		CHECK_EQ_INT(crypto_aead_aes256gcm_encrypt_detached(b, tb, NULL, pt, n, aad, 5,
 								     NULL, iv, key), 0);
 		CHECK_EQ_INT(gcm(ENC, INVALID_DEVID, key, 32, c, pt, n, iv, 12, tc, aad, 5), 0);
 		CHECK(memcmp(a, b, n) == 0 && memcmp(ta, tb, 16) == 0);
 		CHECK(memcmp(a, c, n) == 0 && memcmp(ta, tc, 16) == 0);
 		/* The software path must not have gone through the device. */
-		CHECK_EQ_INT(aesgcm_encrypt_calls(), e0 + 1);
+		CHECK_EQ_INT(cryptodev_gcm_encrypts(), e0 + 1);
 
 		CHECK_EQ_INT(gcm(DEC, devid, key, 32, a, a, n, iv, 12, ta, aad, 5), 0);
 		CHECK(memcmp(a, pt, n) == 0);
-		CHECK_EQ_INT(aesgcm_decrypt_calls(), d0 + 1);
+		CHECK_EQ_INT(cryptodev_gcm_decrypts(), d0 + 1);
 	}
 }
 
@@ -167,16 +167,16 @@ static void test_declines(int devid)
 	unhex(pt, NIST_PT);
 	unhex(ct, NIST_CT128);
 	unhex(tag, NIST_TAG128);
-	e0 = aesgcm_encrypt_calls();
-	d0 = aesgcm_decrypt_calls();
+	e0 = cryptodev_gcm_encrypts();
+	d0 = cryptodev_gcm_decrypts();
 	memcpy(buf, pt, sizeof(buf));
 	CHECK_EQ_INT(gcm(ENC, devid, key, 16, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, ct, sizeof(ct)) == 0);
 	CHECK(memcmp(t, tag, sizeof(tag)) == 0);
 	CHECK_EQ_INT(gcm(DEC, devid, key, 16, buf, buf, sizeof(buf), iv, 12, t, aad, 20), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
-	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0);
-	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0);
+	CHECK_EQ_INT(cryptodev_gcm_encrypts(), e0);
+	CHECK_EQ_INT(cryptodev_gcm_decrypts(), d0);
 
 	/* AES-256 with a 16-byte IV: not the TLS shape, also software. */
 	unhex(key, NIST_K256);
@@ -186,8 +186,8 @@ static void test_declines(int devid)
 	CHECK(memcmp(buf, sw, sizeof(sw)) == 0 && memcmp(t, swt, 16) == 0);
 	CHECK_EQ_INT(gcm(DEC, devid, key, 32, buf, buf, sizeof(buf), iv, 16, t, aad, 20), 0);
 	CHECK(memcmp(buf, pt, sizeof(pt)) == 0);
-	CHECK_EQ_INT(aesgcm_encrypt_calls(), e0);
-	CHECK_EQ_INT(aesgcm_decrypt_calls(), d0);
+	CHECK_EQ_INT(cryptodev_gcm_encrypts(), e0);
+	CHECK_EQ_INT(cryptodev_gcm_decrypts(), d0);
 }
 
 static void test_forgery(int devid)
@@ -293,26 +293,26 @@ int main(void)
 	static const char *const engines[] = { "libcrypto", "libsodium" };
 	int devid;
 
-	CHECK_EQ_INT(aesgcm_device_id(), INVALID_DEVID);
+	CHECK_EQ_INT(cryptodev_id(), INVALID_DEVID);
 	CHECK_EQ_INT(wolfSSL_Init(), WOLFSSL_SUCCESS);
 	/* libsodium is the reference the checks compare against. */
 	if (sodium_init() < 0 || !crypto_aead_aes256gcm_is_available()) {
 		printf("skip: CPU has no AES-NI, libsodium AES-256-GCM unavailable\n");
 		return 77;
 	}
-	devid = aesgcm_device_init();
-	CHECK_EQ_INT(devid, AESGCM_DEVID);
+	devid = cryptodev_init();
+	CHECK_EQ_INT(devid, CRYPTODEV_ID);
 	/* The self-test already pushed the vector through the device. */
-	CHECK(aesgcm_encrypt_calls() >= 1);
-	CHECK(aesgcm_decrypt_calls() >= 1);
-	CHECK_EQ_INT(aesgcm_device_id(), AESGCM_DEVID);
-	CHECK_EQ_INT(aesgcm_device_init(), AESGCM_DEVID);
+	CHECK(cryptodev_gcm_encrypts() >= 1);
+	CHECK(cryptodev_gcm_decrypts() >= 1);
+	CHECK_EQ_INT(cryptodev_id(), CRYPTODEV_ID);
+	CHECK_EQ_INT(cryptodev_init(), CRYPTODEV_ID);
 	/* libcrypto is preferred when it passes its self-test. */
-	CHECK(aesgcm_engine_name() && strcmp(aesgcm_engine_name(), "libcrypto") == 0);
-	CHECK_EQ_INT(aesgcm_engine_select("no-such-engine"), -ENOENT);
+	CHECK(cryptodev_gcm_engine() && strcmp(cryptodev_gcm_engine(), "libcrypto") == 0);
+	CHECK_EQ_INT(cryptodev_gcm_select("no-such-engine"), -ENOENT);
 	for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
-		CHECK_EQ_INT(aesgcm_engine_select(engines[i]), 0);
-		CHECK(strcmp(aesgcm_engine_name(), engines[i]) == 0);
+		CHECK_EQ_INT(cryptodev_gcm_select(engines[i]), 0);
+		CHECK(strcmp(cryptodev_gcm_engine(), engines[i]) == 0);
 		test_known_answer(devid);
 		test_matches_sodium_and_software(devid);
 		test_rekey_same_object(devid);
@@ -322,5 +322,5 @@ int main(void)
 		test_threads(devid);
 	}
 	wolfSSL_Cleanup();
-	return check_done("test_aesgcm");
+	return check_done("test_cryptodev");
 }

@@ -21,33 +21,38 @@
 
 #include <sodium.h>
 
-#include <weft/aesgcm.h>
+#include <weft/cryptodev.h>
 #include <weft/gcm.h>
 #include <weft/log.h>
+#include <weft/pk.h>
 
-static pthread_mutex_t aesgcm_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t cdev_lock = PTHREAD_MUTEX_INITIALIZER;
 /* 0: not tried yet; > 0: registered; < 0: -errno of the failed attempt. */
-static int aesgcm_state;
-static atomic_int aesgcm_devid = INVALID_DEVID;
-/* The engine serving records; switched only under aesgcm_lock, after the
+static int cdev_state;
+static atomic_int cdev_devid = INVALID_DEVID;
+/* The engine serving records; switched only under cdev_lock, after the
  * new one passed the self-test. */
-static const struct gcm_engine *_Atomic aesgcm_engine;
+static const struct gcm_engine *_Atomic cdev_engine;
+/* Handshake public-key operations (pk.c) served: 1 once their self-test
+ * passed, unless switched off (cryptodev_pk_enable). */
+static atomic_int cdev_pk;
+static int cdev_pk_ok;
 /* Relaxed counters: they are statistics, and an atomic add per 16 KB record
  * costs nothing next to the record crypto itself. */
-static _Atomic uint64_t aesgcm_enc_calls;
-static _Atomic uint64_t aesgcm_dec_calls;
+static _Atomic uint64_t cdev_enc_calls;
+static _Atomic uint64_t cdev_dec_calls;
 /* The engines want real pointers even for an empty message; they write none
  * of its bytes, so one shared scratch byte serves every thread. */
-static unsigned char aesgcm_empty[1];
+static unsigned char cdev_empty[1];
 
 /* In order of preference: libcrypto is ~2.4x libsodium here (DESIGN §11,
  * bench/tlsbench). */
-static const struct gcm_engine *const aesgcm_engines[] = { &gcm_libcrypto, &gcm_libsodium };
+static const struct gcm_engine *const cdev_engines[] = { &gcm_libcrypto, &gcm_libsodium };
 
 /* Only a full AES-256 key with the TLS 1.3 nonce and tag sizes is ours; the
  * check runs before any buffer is touched so a decline leaves wolfSSL free
  * to redo the call in software. */
-static int aesgcm_shape_ok(const Aes *aes, word32 iv_len, word32 tag_len)
+static int cdev_shape_ok(const Aes *aes, word32 iv_len, word32 tag_len)
 {
 	return aes && aes->keylen == GCM_KEY_LEN && iv_len == GCM_NONCE_LEN &&
 	       tag_len == GCM_TAG_LEN;
@@ -56,7 +61,7 @@ static int aesgcm_shape_ok(const Aes *aes, word32 iv_len, word32 tag_len)
 /* One AES-GCM call in either direction: wolfSSL's encrypt and decrypt
  * argument structs have the same fields, and only the tag's direction
  * differs (written by encrypt, read by decrypt). */
-struct aesgcm_req {
+struct cdev_req {
 	const Aes *aes;
 	unsigned char *out;
 	const unsigned char *in;
@@ -69,32 +74,32 @@ struct aesgcm_req {
 	word32 aad_len;
 };
 
-#define AESGCM_REQ(a) { (a).aes, (a).out, (a).in, (a).sz, (a).iv, (a).ivSz, \
+#define CDEV_GCM_REQ(a) { (a).aes, (a).out, (a).in, (a).sz, (a).iv, (a).ivSz, \
 			(a).authTag, (a).authTagSz, (a).authIn, (a).authInSz }
 
 /* Declines (CRYPTOCB_UNAVAILABLE) what is not ours before any buffer is
  * touched; points an empty message at the scratch byte. */
-static int aesgcm_req_check(struct aesgcm_req *r)
+static int cdev_req_check(struct cdev_req *r)
 {
-	if (!aesgcm_shape_ok(r->aes, r->iv_len, r->tag_len) || !r->iv || !r->tag ||
+	if (!cdev_shape_ok(r->aes, r->iv_len, r->tag_len) || !r->iv || !r->tag ||
 	    (r->sz && (!r->in || !r->out)) || r->sz > GCM_MAX_LEN ||
 	    r->aad_len > GCM_MAX_LEN || (r->aad_len && !r->aad))
 		return CRYPTOCB_UNAVAILABLE;
 	if (!r->sz) {
-		r->in = aesgcm_empty;
-		r->out = aesgcm_empty;
+		r->in = cdev_empty;
+		r->out = cdev_empty;
 	}
 	return 0;
 }
 
-static int aesgcm_run(wc_CryptoInfo *info)
+static int cdev_run(wc_CryptoInfo *info)
 {
-	const struct gcm_engine *e = atomic_load_explicit(&aesgcm_engine, memory_order_acquire);
+	const struct gcm_engine *e = atomic_load_explicit(&cdev_engine, memory_order_acquire);
 	int enc = info->cipher.enc;
-	struct aesgcm_req r = enc ? (struct aesgcm_req)AESGCM_REQ(info->cipher.aesgcm_enc)
-				  : (struct aesgcm_req)AESGCM_REQ(info->cipher.aesgcm_dec);
+	struct cdev_req r = enc ? (struct cdev_req)CDEV_GCM_REQ(info->cipher.aesgcm_enc)
+				  : (struct cdev_req)CDEV_GCM_REQ(info->cipher.aesgcm_dec);
 	const unsigned char *key;
-	int rc = aesgcm_req_check(&r);
+	int rc = cdev_req_check(&r);
 
 	if (rc || !e)
 		return rc ? rc : CRYPTOCB_UNAVAILABLE;
@@ -103,10 +108,10 @@ static int aesgcm_run(wc_CryptoInfo *info)
 		if (e->seal(r.out, info->cipher.aesgcm_enc.authTag, r.in, r.sz, r.aad, r.aad_len,
 			    r.iv, key) != GCM_OK)
 			return WC_HW_E;
-		atomic_fetch_add_explicit(&aesgcm_enc_calls, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&cdev_enc_calls, 1, memory_order_relaxed);
 		return 0;
 	}
-	atomic_fetch_add_explicit(&aesgcm_dec_calls, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&cdev_dec_calls, 1, memory_order_relaxed);
 	/* A forged record is the same error wolfSSL's software path reports,
 	 * so the TLS layer answers bad_record_mac. */
 	switch (e->open(r.out, r.in, r.sz, r.tag, r.aad, r.aad_len, r.iv, key)) {
@@ -122,13 +127,17 @@ static int aesgcm_run(wc_CryptoInfo *info)
 /* The device callback. It is global: wolfSSL calls it for every algorithm
  * of every object created with our devId (hashes, ECC, ...), from any
  * thread, so anything unrecognised is declined. */
-static int aesgcm_on_crypto(int devid, wc_CryptoInfo *info, void *ctx)
+static int cdev_on_crypto(int devid, wc_CryptoInfo *info, void *ctx)
 {
 	(void)ctx;
-	if (devid != AESGCM_DEVID || !info || info->algo_type != WC_ALGO_TYPE_CIPHER ||
-	    info->cipher.type != WC_CIPHER_AES_GCM)
+	if (devid != CRYPTODEV_ID || !info)
 		return CRYPTOCB_UNAVAILABLE;
-	return aesgcm_run(info);
+	if (info->algo_type == WC_ALGO_TYPE_PK)
+		return atomic_load_explicit(&cdev_pk, memory_order_acquire) ? pk_run(info)
+									    : CRYPTOCB_UNAVAILABLE;
+	if (info->algo_type != WC_ALGO_TYPE_CIPHER || info->cipher.type != WC_CIPHER_AES_GCM)
+		return CRYPTOCB_UNAVAILABLE;
+	return cdev_run(info);
 }
 
 /* NIST GCM test case 16 (AES-256, 96-bit IV, AAD). */
@@ -167,11 +176,11 @@ static const unsigned char st_tag[16] = {
  * failure mode otherwise is silent and 10x slower. Encrypts and decrypts the
  * known-answer vector in place (as TLS records are) through wolfCrypt with
  * our devId and checks both the bytes and that the counters moved. */
-static int aesgcm_self_test(int devid)
+static int cdev_self_test(int devid)
 {
 	Aes aes;
 	unsigned char buf[sizeof(st_pt)], tag[sizeof(st_tag)];
-	uint64_t enc0 = aesgcm_encrypt_calls(), dec0 = aesgcm_decrypt_calls();
+	uint64_t enc0 = cryptodev_gcm_encrypts(), dec0 = cryptodev_gcm_decrypts();
 	int ret = -EIO;
 
 	if (wc_AesInit(&aes, NULL, devid) != 0)
@@ -193,8 +202,8 @@ static int aesgcm_self_test(int devid)
 	if (wc_AesGcmDecrypt(&aes, buf, buf, sizeof(buf), st_iv, sizeof(st_iv), tag,
 			     sizeof(tag), st_aad, sizeof(st_aad)) != AES_GCM_AUTH_E)
 		goto out;
-	if (aesgcm_encrypt_calls() == enc0 || aesgcm_decrypt_calls() == dec0) {
-		log_error("aesgcm: self-test ran in wolfSSL software, not in the device");
+	if (cryptodev_gcm_encrypts() == enc0 || cryptodev_gcm_decrypts() == dec0) {
+		log_error("cryptodev: AES-GCM self-test ran in wolfSSL software, not in the device");
 		goto out;
 	}
 	ret = 0;
@@ -205,24 +214,24 @@ out:
 }
 
 /* Make e the engine if it runs here and passes the self-test; on failure
- * the previous engine stays. Called with aesgcm_lock held. */
-static int aesgcm_engine_try(const struct gcm_engine *e)
+ * the previous engine stays. Called with cdev_lock held. */
+static int cdev_engine_try(const struct gcm_engine *e)
 {
-	const struct gcm_engine *old = atomic_load(&aesgcm_engine);
+	const struct gcm_engine *old = atomic_load(&cdev_engine);
 	int ret = e->probe();
 
 	if (ret < 0)
 		return ret;
-	atomic_store_explicit(&aesgcm_engine, e, memory_order_release);
-	ret = aesgcm_self_test(AESGCM_DEVID);
+	atomic_store_explicit(&cdev_engine, e, memory_order_release);
+	ret = cdev_self_test(CRYPTODEV_ID);
 	if (ret < 0) {
-		atomic_store_explicit(&aesgcm_engine, old, memory_order_release);
-		log_error("aesgcm: the %s engine failed the self-test", e->name);
+		atomic_store_explicit(&cdev_engine, old, memory_order_release);
+		log_error("cryptodev: the %s AES-GCM engine failed the self-test", e->name);
 	}
 	return ret;
 }
 
-static int aesgcm_register(void)
+static int cdev_register(void)
 {
 	int ret, err = -ENOTSUP;
 
@@ -232,73 +241,104 @@ static int aesgcm_register(void)
 	 * wolfSSL_Init an error we can see rather than a silent fallback. */
 	if (wolfCrypt_Init() != 0)
 		return -EIO;
-	ret = wc_CryptoCb_RegisterDevice(AESGCM_DEVID, aesgcm_on_crypto, NULL);
+	ret = wc_CryptoCb_RegisterDevice(CRYPTODEV_ID, cdev_on_crypto, NULL);
 	if (ret != 0) {
-		log_error("aesgcm: wolfSSL refused the crypto device (%d)", ret);
+		log_error("cryptodev: wolfSSL refused the crypto device (%d)", ret);
 		return -EIO;
 	}
-	for (size_t i = 0; i < sizeof(aesgcm_engines) / sizeof(aesgcm_engines[0]); i++) {
-		ret = aesgcm_engine_try(aesgcm_engines[i]);
+	for (size_t i = 0; i < sizeof(cdev_engines) / sizeof(cdev_engines[0]); i++) {
+		ret = cdev_engine_try(cdev_engines[i]);
 		if (ret == 0)
-			return AESGCM_DEVID;
+			break;
 		if (ret != -ENOTSUP)
 			err = ret;
 	}
-	wc_CryptoCb_UnRegisterDevice(AESGCM_DEVID);
-	if (err != -ENOTSUP)
-		log_error("aesgcm: no engine passed the self-test; AES-GCM stays in wolfSSL software");
+	if (ret && err != -ENOTSUP)
+		log_error("cryptodev: no AES-GCM engine passed the self-test; AES-GCM stays in "
+			  "wolfSSL software");
+	if (pk_probe() == 0) {
+		atomic_store(&cdev_pk, 1);
+		if (pk_self_test(CRYPTODEV_ID) == 0) {
+			cdev_pk_ok = 1;
+		} else {
+			atomic_store(&cdev_pk, 0);
+			log_error("cryptodev: the X25519/P-256 self-test failed; handshakes stay in "
+				  "wolfSSL software");
+		}
+	}
+	if (ret == 0 || cdev_pk_ok)
+		return CRYPTODEV_ID;
+	wc_CryptoCb_UnRegisterDevice(CRYPTODEV_ID);
 	return err;
 }
 
-int aesgcm_device_init(void)
+int cryptodev_init(void)
 {
 	int ret;
 
-	pthread_mutex_lock(&aesgcm_lock);
-	if (aesgcm_state == 0) {
-		aesgcm_state = aesgcm_register();
-		if (aesgcm_state > 0)
-			atomic_store(&aesgcm_devid, aesgcm_state);
+	pthread_mutex_lock(&cdev_lock);
+	if (cdev_state == 0) {
+		cdev_state = cdev_register();
+		if (cdev_state > 0)
+			atomic_store(&cdev_devid, cdev_state);
 	}
-	ret = aesgcm_state;
-	pthread_mutex_unlock(&aesgcm_lock);
+	ret = cdev_state;
+	pthread_mutex_unlock(&cdev_lock);
 	return ret;
 }
 
-int aesgcm_engine_select(const char *name)
+int cryptodev_gcm_select(const char *name)
 {
 	const struct gcm_engine *e = NULL;
 	int ret;
 
-	for (size_t i = 0; i < sizeof(aesgcm_engines) / sizeof(aesgcm_engines[0]); i++)
-		if (strcmp(aesgcm_engines[i]->name, name) == 0)
-			e = aesgcm_engines[i];
+	for (size_t i = 0; i < sizeof(cdev_engines) / sizeof(cdev_engines[0]); i++)
+		if (strcmp(cdev_engines[i]->name, name) == 0)
+			e = cdev_engines[i];
 	if (!e)
 		return -ENOENT;
-	pthread_mutex_lock(&aesgcm_lock);
-	ret = aesgcm_state > 0 ? aesgcm_engine_try(e) : -ENODEV;
-	pthread_mutex_unlock(&aesgcm_lock);
+	pthread_mutex_lock(&cdev_lock);
+	ret = cdev_state > 0 ? cdev_engine_try(e) : -ENODEV;
+	pthread_mutex_unlock(&cdev_lock);
 	return ret;
 }
 
-const char *aesgcm_engine_name(void)
+int cryptodev_pk_enable(int on)
 {
-	const struct gcm_engine *e = atomic_load(&aesgcm_engine);
+	int ret = 0;
+
+	pthread_mutex_lock(&cdev_lock);
+	if (on && !cdev_pk_ok)
+		ret = -ENODEV;
+	else
+		atomic_store_explicit(&cdev_pk, on ? 1 : 0, memory_order_release);
+	pthread_mutex_unlock(&cdev_lock);
+	return ret;
+}
+
+int cryptodev_pk_on(void)
+{
+	return atomic_load(&cdev_pk);
+}
+
+const char *cryptodev_gcm_engine(void)
+{
+	const struct gcm_engine *e = atomic_load(&cdev_engine);
 
 	return e ? e->name : NULL;
 }
 
-int aesgcm_device_id(void)
+int cryptodev_id(void)
 {
-	return atomic_load(&aesgcm_devid);
+	return atomic_load(&cdev_devid);
 }
 
-uint64_t aesgcm_encrypt_calls(void)
+uint64_t cryptodev_gcm_encrypts(void)
 {
-	return atomic_load_explicit(&aesgcm_enc_calls, memory_order_relaxed);
+	return atomic_load_explicit(&cdev_enc_calls, memory_order_relaxed);
 }
 
-uint64_t aesgcm_decrypt_calls(void)
+uint64_t cryptodev_gcm_decrypts(void)
 {
-	return atomic_load_explicit(&aesgcm_dec_calls, memory_order_relaxed);
+	return atomic_load_explicit(&cdev_dec_calls, memory_order_relaxed);
 }
