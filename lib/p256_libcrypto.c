@@ -2,8 +2,12 @@
 /* P-256 ECDSA through libcrypto (p256.h). EC_KEY and ECDSA_sign/verify are
  * deprecated in OpenSSL 3 in favour of EVP_PKEY, whose provider round trips
  * cost more than the operation itself on a 32-byte hash; under them is the
- * same nistz256 code. Keys are set up per call (~15 µs) and freed with
- * their scalars cleared: nothing outlives the call. */
+ * same nistz256 code. A signing key is set up per call and freed with its
+ * scalar cleared: nothing secret outlives the call. A verifying key (a
+ * public point: the CA's, a peer's) costs ~20 µs to set up and check on the
+ * curve next to a ~60 µs verify, and the same few come back handshake after
+ * handshake, so each thread keeps the last ones, keyed by the point's bytes
+ * (a point that collides just replaces the slot). */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -11,8 +15,71 @@
 #include <openssl/obj_mac.h>
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <weft/p256.h>
+
+#define P256_VERIFY_SLOTS 16
+
+struct p256_slot {
+	EC_KEY *key;
+	uint8_t pt[P256_POINT_LEN];
+};
+
+static pthread_once_t p256_once = PTHREAD_ONCE_INIT;
+static pthread_key_t p256_tls;
+static int p256_tls_ok;
+static __thread struct p256_slot *p256_mine;
+
+static void p256_cache_free(void *arg)
+{
+	struct p256_slot *c = arg;
+
+	for (int i = 0; i < P256_VERIFY_SLOTS; i++)
+		EC_KEY_free(c[i].key);
+	free(c);
+}
+
+static void p256_init(void)
+{
+	p256_tls_ok = pthread_key_create(&p256_tls, p256_cache_free) == 0;
+}
+
+/* The key for point pt, from this thread's cache or made (and checked on
+ * the curve by o2i); NULL when pt is not a point of the curve. Valid until
+ * this thread's next call. */
+static EC_KEY *p256_verify_key(const uint8_t pt[P256_POINT_LEN])
+{
+	const unsigned char *p = pt;
+	struct p256_slot *s;
+	uint32_t h;
+
+	pthread_once(&p256_once, p256_init);
+	if (!p256_mine && p256_tls_ok) {
+		p256_mine = calloc(P256_VERIFY_SLOTS, sizeof(*p256_mine));
+		if (p256_mine && pthread_setspecific(p256_tls, p256_mine) != 0) {
+			free(p256_mine);
+			p256_mine = NULL;
+		}
+	}
+	if (!p256_mine)
+		return NULL;
+	memcpy(&h, pt + 1, sizeof(h));
+	s = &p256_mine[h % P256_VERIFY_SLOTS];
+	if (s->key && memcmp(s->pt, pt, P256_POINT_LEN) == 0)
+		return s->key;
+	EC_KEY_free(s->key);
+	s->key = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+	if (!s->key || !o2i_ECPublicKey(&s->key, &p, P256_POINT_LEN)) {
+		EC_KEY_free(s->key);
+		s->key = NULL;
+		return NULL;
+	}
+	memcpy(s->pt, pt, P256_POINT_LEN);
+	return s->key;
+}
 
 int p256_probe(void)
 {
@@ -44,18 +111,10 @@ int p256_sign(const uint8_t d[P256_SCALAR_LEN], const uint8_t *hash, size_t hash
 int p256_verify(const uint8_t pt[P256_POINT_LEN], const uint8_t *hash, size_t hashlen,
 		const uint8_t *sig, size_t siglen)
 {
-	EC_KEY *ek = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
-	const unsigned char *p = pt;
-	int ok;
+	EC_KEY *ek;
 
-	/* o2i refuses a point that is not on the curve. */
-	if (!ek || hashlen > INT_MAX || siglen > INT_MAX ||
-	    !o2i_ECPublicKey(&ek, &p, P256_POINT_LEN)) {
-		EC_KEY_free(ek);
+	if (hashlen > INT_MAX || siglen > INT_MAX || !(ek = p256_verify_key(pt)))
 		return -1;
-	}
 	/* 1 valid, 0 invalid, -1 malformed DER: only 1 is a yes. */
-	ok = ECDSA_verify(0, hash, (int)hashlen, sig, (int)siglen, ek);
-	EC_KEY_free(ek);
-	return ok == 1;
+	return ECDSA_verify(0, hash, (int)hashlen, sig, (int)siglen, ek) == 1;
 }
