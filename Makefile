@@ -224,6 +224,7 @@ SAN_CC ?= $(CLANG)
 # live streams 1,000 times; only ASan sees a use-after-free there).
 SAN_UNIT := tests/unit/lib/test_h2conn tests/unit/lib/test_h2tun tests/unit/lib/test_listener \
             tests/unit/lib/test_chores tests/unit/lib/test_loop tests/unit/daemon/test_podsock \
+            tests/unit/daemon/test_regapply \
             tests/unit/daemon/test_metrics tests/unit/lib/test_series
 
 test: deps

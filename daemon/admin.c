@@ -30,6 +30,7 @@
 #include "live.h"
 #include "metrics.h"
 #include "pods.h"
+#include "regapply.h"
 #include <weft/regcache.h>
 #include "jsonw.h"
 #include "regjson.h"
@@ -164,6 +165,10 @@ static size_t admin_stats(struct weftd *d, char *body, size_t cap)
 	       (unsigned long long)d->stats.sockets_ahead,
 	       (unsigned long long)d->stats.sockets_in_place,
 	       d->pods ? pods_sockets_ready(d->pods) : 0);
+	jw_put(&w, ",\"registry_updates_pending\":%u,\"registry_apply_ms\":%.1f,"
+	       "\"loop_longest_turn_us\":%llu",
+	       regapply_pending(d->regapply), regapply_last_ms(d->regapply),
+	       (unsigned long long)(d->loop ? loop_turn_max_us(d->loop) : 0));
 	jw_put(&w, ",\"federated_trust_domains\":[");
 	for (size_t i = 0; i < r->n_bundles; i++) {
 		jw_put(&w, i ? "," : "");

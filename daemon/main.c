@@ -18,6 +18,7 @@
 #include <weft/file.h>
 #include <weft/listener.h>
 #include <weft/log.h>
+#include <weft/memtrim.h>
 #include <weft/loop.h>
 #include <weft/spiffe.h>
 #include <weft/tls.h>
@@ -32,6 +33,7 @@
 #include "metrics.h"
 #include "outbound.h"
 #include "persist.h"
+#include "regapply.h"
 #include "pods.h"
 #include <weft/regcache.h>
 #include "sidecar.h"
@@ -73,27 +75,30 @@ int weftd_ready(const struct weftd *d)
 
 /* --- registry ----------------------------------------------------------------- */
 
+static void on_snapshot(struct weftd *d, uint8_t *buf, size_t len)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.state_dir, WEFTD_SNAPSHOT_FILE);
+	if (buf)
+		persist_write(d, path, buf, len, "the registry", &save_inflight);
+	save_inflight--;
+}
+
 static void on_save_timer(struct loop_timer *t)
 {
 	struct weftd *d = &the_weftd;
-	char path[512];
-	uint8_t *buf;
-	size_t len;
-	int err;
 
 	(void)t;
 	/* One write at a time: a disk slower than the updates must not
-	 * queue snapshots without bound; the newest goes next. */
+	 * queue snapshots without bound; the newest goes next. The snapshot
+	 * is serialized on the control thread, from its own copy. */
 	if (save_inflight) {
 		loop_timer_arm(d->loop, &save_timer, 1000);
 		return;
 	}
-	snprintf(path, sizeof(path), "%s/%s", d->cfg.state_dir, WEFTD_SNAPSHOT_FILE);
-	err = regcache_snapshot(d->reg, &buf, &len);
-	if (err)
-		log_warn("cannot save the registry to %s: %s", path, strerror(-err));
-	else
-		persist_write(d, path, buf, len, "the registry", &save_inflight);
+	save_inflight++;
+	regapply_snapshot(d->regapply, on_snapshot);
 }
 
 /* The registry's federated bundles into the certificates' TLS contexts. */
@@ -117,16 +122,9 @@ static void weftd_federation_changed(struct weftd *d)
 	}
 }
 
-static void on_watch(void *arg, const uint8_t *msg, size_t len)
+/* d->reg was replaced (regapply.c): what depends on it follows. */
+static void weftd_registry_changed(struct weftd *d)
 {
-	struct weftd *d = arg;
-	char err[256];
-
-	if (regcache_apply(d->reg, msg, len, err, sizeof(err))) {
-		log_warn("registry update rejected: %s", err);
-		return;
-	}
-	log_debug("registry version %llu applied", (unsigned long long)regcache_version(d->reg));
 	weftd_federation_changed(d);
 	pods_registry_changed(d->pods);
 	outbound_identities_changed(d);
@@ -134,6 +132,14 @@ static void on_watch(void *arg, const uint8_t *msg, size_t len)
 	/* Coalesce bursts of deltas into one write. */
 	if (!save_timer.idx)
 		loop_timer_arm(d->loop, &save_timer, 1000);
+}
+
+/* Applied on the control thread, swapped in on the loop. */
+static void on_watch(void *arg, const uint8_t *msg, size_t len)
+{
+	struct weftd *d = arg;
+
+	regapply_msg(d->regapply, msg, len);
 }
 
 static void on_watch_state(void *arg, int up, const char *why)
@@ -191,6 +197,9 @@ static const struct cnisrv_handler cni_handler = {
  * lists and malloc_trim madvises page by page: both on the chores thread.
  * (They take the arena's lock as they go, so a malloc of the loop's can
  * still wait on a trim's step; the loop itself never runs one.) */
+static int trim_queued;
+static int trim_files;		/* a quiet spell began: drop unused file pages too */
+
 static void trim_run(struct chore *c)
 {
 	struct mallinfo2 mi = mallinfo2();
@@ -198,9 +207,15 @@ static void trim_run(struct chore *c)
 	(void)c;
 	if (mi.fordblks > WEFTD_TRIM_FREE)
 		malloc_trim(0);
-}
+	/* Library pages that start-up or the last burst of handshakes
+	 * touched (libcrypto's initialisation alone: ~2 MB) leave RSS;
+	 * what the data path runs faults back in from the page cache. */
+	if (trim_files) {
+		size_t kib = memtrim_clean_files();
 
-static int trim_queued;
+		log_debug("%zu KiB of unused library pages dropped", kib);
+	}
+}
 
 static void trim_done(struct chore *c)
 {
@@ -213,15 +228,18 @@ static struct chore trim_chore = { .run = trim_run, .done = trim_done };
 static void on_trim_timer(struct loop_timer *t)
 {
 	struct weftd *d = &the_weftd;
+	int quiet;
 
 	/* The ECC cache is wolfSSL's per thread: it is dropped here. */
-	if (tls_cache_trim())
+	quiet = tls_cache_trim();
+	if (quiet)
 		log_debug("no TLS handshake for %u ms: ECC point cache dropped", WEFTD_TRIM_MS);
 	if (loop_pool_trim(d->loop))
 		log_debug("no input for %u ms: receive pool pages given back", WEFTD_TRIM_MS);
 	pods_trim(d->pods);
 	if (!trim_queued) {
 		trim_queued = 1;
+		trim_files = quiet;
 		chores_add(d->chores, &trim_chore, d->loop);
 	}
 	if (!d->draining)
@@ -392,6 +410,11 @@ int main(int argc, char **argv)
 	if (!regcache_load(d->reg, path, err, sizeof(err)))
 		log_info("registry version %llu loaded from %s (until the agent answers)",
 			 (unsigned long long)regcache_version(d->reg), path);
+	d->regapply = regapply_start(d, weftd_registry_changed);
+	if (!d->regapply) {
+		snprintf(err, sizeof(err), "cannot start the control thread: %s", strerror(errno));
+		goto fail;
+	}
 	save_timer.cb = on_save_timer;
 	trim_timer.cb = on_trim_timer;
 	loop_timer_arm(d->loop, &trim_timer, WEFTD_TRIM_MS);
@@ -506,6 +529,7 @@ out:
 	metrics_free(d->metrics);
 	/* Before the loop goes: a finished chore posts to it. What is still
 	 * queued (the last snapshot, unlinks) is written now. */
+	regapply_stop(d->regapply);
 	chores_stop(d->chores);
 	loop_free(d->loop);
 	sodium_free(token);	/* wipes; NULL is fine */

@@ -23,6 +23,7 @@ struct inbound;
 struct cnisrv;
 struct admin;
 struct chores;
+struct regapply;
 
 struct weftd_stats {
 	uint64_t outbound, inbound, inbound_plain;	/* connections accepted */
@@ -47,6 +48,7 @@ struct weftd {
 	struct cnisrv *cni;
 	struct admin *admin;
 	struct chores *chores;			/* blocking work off the loop */
+	struct regapply *regapply;		/* registry updates, on the control thread */
 	struct metrics *metrics;
 	struct gateway_self gateway;		/* --mode gateway: who it serves */
 	struct weftd_stats stats;

@@ -31,6 +31,7 @@ struct loop {
 	struct io_uring ring;
 	uint64_t now_ms;
 	int stopping;
+	uint64_t turn_max_us;		/* longest dispatch turn since loop_turn_max */
 
 	/* Min-heap on at_ms, 1-based: heap[i]->idx == i, so disarm and
 	 * re-arm are O(log n) without searching. */
@@ -64,12 +65,17 @@ struct loop {
 	void (*sig_cb)(struct loop *l, int signo);
 };
 
-static uint64_t loop_clock_ms(void)
+static uint64_t loop_clock_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t loop_clock_ms(void)
+{
+	return loop_clock_us() / 1000u;
 }
 
 static int loop_post_arm(struct loop *l);
@@ -184,6 +190,14 @@ void loop_free(struct loop *l)
 uint64_t loop_now_ms(const struct loop *l)
 {
 	return l->now_ms;
+}
+
+uint64_t loop_turn_max_us(struct loop *l)
+{
+	uint64_t m = l->turn_max_us;
+
+	l->turn_max_us = 0;
+	return m;
 }
 
 /* An SQE, submitting what is queued when the SQ is full; NULL only when the
@@ -698,12 +712,17 @@ int loop_run(struct loop *l)
 	while (!l->stopping) {
 		struct __kernel_timespec ts, *tsp = NULL;
 		struct io_uring_cqe *cqe;
+		uint64_t t0 = loop_clock_us(), busy;
 		int ret;
 
-		l->now_ms = loop_clock_ms();
+		l->now_ms = t0 / 1000u;
 		loop_reap(l);
 		loop_tasks_run(l);
 		loop_timers_expire(l);
+		/* How long this turn kept every other completion waiting. */
+		busy = loop_clock_us() - t0;
+		if (busy > l->turn_max_us)
+			l->turn_max_us = busy;
 		if (l->stopping) {
 			io_uring_submit(&l->ring);
 			break;

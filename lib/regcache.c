@@ -1498,6 +1498,31 @@ int regcache_snapshot(const struct regcache *rc, uint8_t **buf, size_t *len)
 	return regproto_snapshot(rc->reg, rc->version, buf, len);
 }
 
+struct regcache *regcache_clone(const struct regcache *rc, char *err, size_t errlen)
+{
+	struct regcache *c = regcache_new();
+	uint8_t *buf;
+	size_t len;
+	int ret;
+
+	if (!c || !rc->ready)
+		return c;
+	/* Through the wire form: the same validation and indexes as any
+	 * snapshot, and nothing shared with rc. */
+	ret = regcache_snapshot(rc, &buf, &len);
+	if (!ret) {
+		ret = apply_msg(c, buf, len, true, err, errlen);
+		free(buf);
+	} else {
+		fail(ret, err, errlen, "out of memory");
+	}
+	if (ret) {
+		regcache_free(c);
+		return NULL;
+	}
+	return c;
+}
+
 int regcache_save(const struct regcache *rc, const char *path)
 {
 	uint8_t *buf;

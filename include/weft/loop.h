@@ -51,6 +51,10 @@ void loop_free(struct loop *l);
 
 /* Monotonic milliseconds, cached once per loop iteration. */
 uint64_t loop_now_ms(const struct loop *l);
+/* The longest turn (completions, tasks and timers dispatched between two
+ * waits) since the last call, in µs: how long the loop kept a completion
+ * waiting at worst. Reads and resets; from the loop's thread. */
+uint64_t loop_turn_max_us(struct loop *l);
 
 /* Queue operations. Each returns 0 or -errno (e.g. -ENOMEM when no SQE can
  * be had even after a submit). Buffers and addresses must stay valid until

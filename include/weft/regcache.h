@@ -72,9 +72,12 @@ const struct reg_node *regcache_remote_gateway(const struct reg_remote *rm);
 /* Persist the current state as a snapshot (atomic write, mode 0600;
  * -ENODATA before the first snapshot) / load one (0, or -errno with err). */
 int regcache_save(const struct regcache *rc, const char *path);
+int regcache_load(struct regcache *rc, const char *path, char *err, size_t errlen);
 /* The same snapshot in memory (*buf malloc'd), for a caller that writes it
  * elsewhere; -ENODATA before the first snapshot. */
 int regcache_snapshot(const struct regcache *rc, uint8_t **buf, size_t *len);
-int regcache_load(struct regcache *rc, const char *path, char *err, size_t errlen);
+/* A copy of rc that shares nothing with it (another thread may own it):
+ * empty when rc has no snapshot yet; NULL with err on failure. */
+struct regcache *regcache_clone(const struct regcache *rc, char *err, size_t errlen);
 
 #endif
