@@ -251,8 +251,8 @@ def targets(agg, res):
         rows.append(("RSS flat in pod count", "≤ 1.10×", "—", "not measured"))
     v, cold = agg.med(w, "handshake_ms"), agg.med(w, "handshake_first_ms")
     first, p50 = agg.med(w, "probe.first_us"), agg.med(w, "probe.p50_us")
-    extra = "" if cold is None else "; the first tunnel of a fresh cluster, before wolfSSL's " \
-        "ECC tables exist: %.2f ms" % cold
+    extra = "" if cold is None else "; the first tunnel of a fresh cluster (a new process: " \
+        "code and data touched for the first time): %.2f ms" % cold
     if first is not None and p50 is not None:
         extra += "; the first connection through it %.0f µs against %.0f µs p50 of the next " \
             "ones" % (first, p50)
@@ -558,9 +558,10 @@ def render(res, made):
     L.append(table(["data plane", "slowest of the first 10 connections µs (a fresh cluster)",
                     "their p50 µs", "first tunnel up, ms (weftd's log)",
                     "fastest of 4 tunnels, ms"], rows))
-    L.append("A weft tunnel's first handshakes after a start or a quiet spell rebuild "
-             "wolfSSL's ECC lookup tables (FP_ECC, ~0.8 MB per P-256 point), which weftd "
-             "drops after 2-4 s without a handshake to keep an idle node small.\n")
+    L.append("A weft tunnel's handshake signs and verifies ECDSA P-256 through libcrypto "
+             "(weftd's crypto device) and makes its X25519 key share in wolfSSL; the first one "
+             "of a process also pays for code and data touched for the first time, and the "
+             "first connection through a tunnel waits for it.\n")
 
     cc = res.get("crosscheck", {})
     L.append("## Cross-check: loadgen against wrk (no mesh, closed loop, 16 connections)\n")
