@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <weft/chores.h>
+#include <weft/cryptodev.h>
 #include <weft/file.h>
 #include <weft/listener.h>
 #include <weft/log.h>
@@ -230,6 +231,8 @@ static void on_trim_timer(struct loop_timer *t)
 	struct weftd *d = &the_weftd;
 	int quiet;
 
+	/* Record keys of closed sessions leave libcrypto's context cache. */
+	cryptodev_forget_keys();
 	/* The ECC cache is wolfSSL's per thread: it is dropped here. */
 	quiet = tls_cache_trim();
 	if (quiet)

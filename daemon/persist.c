@@ -98,8 +98,11 @@ void persist_unlink(struct weftd *d, const char *path)
 {
 	struct persist_job *j = persist_job_new(path, "state file");
 
+	/* Not in place: a write of the same file may still be queued, and
+	 * would bring the record back after it. A record left behind names
+	 * a netns that is gone, and the next start drops it. */
 	if (!j) {
-		unlink(path);
+		log_warn("cannot remove %s: out of memory", path);
 		return;
 	}
 	persist_queue(d, j);

@@ -636,6 +636,7 @@ void pods_free(struct pods *p)
 		listener_deinit(&pod->in_ls);
 		if (pod->ident)
 			certs_put(pod->ident);
+		podsock_close(pod->socks);
 		close(pod->netns_fd);
 		free(pod);
 	}

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <weft/chores.h>
+#include <weft/listener.h>
 #include <weft/log.h>
 #include <weft/netns.h>
 
@@ -83,7 +84,7 @@ static void podsock_refill_done(struct chore *c)
 	struct podsock_refill *r = (struct podsock_refill *)c;
 	struct podsock *ps = r->ps;
 	struct podsock_fam *fm = &ps->fam[podsock_fam_index(r->family)];
-	int i = 0;
+	int i = 0, kept_all;
 
 	fm->refilling = 0;
 	if (r->made < 0) {
@@ -93,12 +94,22 @@ static void podsock_refill_done(struct chore *c)
 			    strerror(-r->made));
 	}
 	fm->grew = 0;
-	for (; !ps->closed && i < r->made && fm->n < PODSOCK_MAX; i++)
+	/* Up to the target as it is now (a trim may have lowered it). A
+	 * reserve must not eat the fd headroom that the listeners keep for
+	 * the agent, tunnels and state files: fds are handed out lowest
+	 * first, so one past half the ceiling means the process is busy with
+	 * fds, and it is closed instead of kept. */
+	for (; !ps->closed && i < r->made && fm->n < fm->target; i++) {
+		if ((unsigned long)r->fd[i] >= listener_fd_ceiling() / 2)
+			break;
 		fm->fd[fm->n++] = r->fd[i];
+	}
+	kept_all = i == r->made;
 	for (; i < r->made; i++)
 		close(r->fd[i]);
-	/* Taken meanwhile, or the target grew: go on filling. */
-	if (r->made > 0)
+	/* Taken meanwhile, or the target grew: go on filling, unless the
+	 * fd budget stopped this one. */
+	if (r->made > 0 && kept_all)
 		podsock_refill(ps, r->family);
 	free(r);
 	podsock_unref(ps);
@@ -111,6 +122,7 @@ static void podsock_refill(struct podsock *ps, int family)
 
 	if (fm->refilling || ps->closed || fm->n >= fm->target || !ps->d->chores)
 		return;
+
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return;
@@ -189,11 +201,10 @@ void podsock_trim(struct podsock *ps)
 	for (int f = 0; f < 2; f++) {
 		struct podsock_fam *fm = &ps->fam[f];
 
-		if (!fm->taken && fm->target > PODSOCK_BASE) {
+		if (!fm->taken && fm->target > PODSOCK_BASE)
 			fm->target = PODSOCK_BASE;
-			while (fm->n > PODSOCK_BASE)
-				close(fm->fd[--fm->n]);
-		}
+		while (fm->n > fm->target)
+			close(fm->fd[--fm->n]);
 		fm->taken = 0;
 	}
 }

@@ -3,6 +3,7 @@
  * own, not the disk's: an update must not wait behind a slow fsync. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,13 @@
 #include "regapply.h"
 #include "weftd.h"
 
+/* Updates waiting for the control thread, at most: an agent that sends
+ * faster than they apply (or a hostile one) must not queue memory without
+ * bound. Past it an update is dropped, and every delta after it is refused
+ * until a snapshot (the registry would otherwise be a wrong one). */
+#define REGAPPLY_PENDING_MAX 64
+#define REGAPPLY_BYTES_MAX (128u << 20)
+
 struct regapply {
 	struct weftd *d;
 	struct chores *thread;
@@ -21,7 +29,10 @@ struct regapply {
 	void (*changed)(struct weftd *d);
 	atomic_uint queued;			/* updates added, not yet applied */
 	int dirty;				/* control thread: applied, not copied yet */
+	int need_snapshot;			/* control thread: deltas refused */
 	unsigned pending;			/* loop side: updates not yet done */
+	size_t pending_bytes;
+	int lost;				/* loop side: one was dropped */
 	double last_ms;				/* the last update's apply and copy */
 };
 
@@ -31,6 +42,7 @@ struct regapply_job {
 	struct chore c;
 	struct regapply *ra;
 	enum regapply_kind kind;
+	int after_loss;			/* an update before this one was dropped */
 	uint8_t *msg;			/* RA_UPDATE: the message; RA_SNAPSHOT: the result */
 	size_t len;
 	struct regcache *rc;		/* RA_UPDATE: the copy to publish; RA_FREE: to free */
@@ -46,6 +58,33 @@ static double regapply_clock_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Apply j's message to the writer; after a dropped update only a snapshot
+ * (a whole registry) may follow. */
+static int regapply_apply(struct regapply *ra, struct regapply_job *j)
+{
+	struct regcache *fresh;
+	int ret;
+
+	if (!ra->need_snapshot)
+		return regcache_apply(ra->writer, j->msg, j->len, j->why, sizeof(j->why));
+	fresh = regcache_new();
+	if (!fresh)
+		return -ENOMEM;
+	ret = regcache_apply_snapshot(fresh, j->msg, j->len, j->why, sizeof(j->why));
+	if (ret) {
+		regcache_free(fresh);
+		if (ret == -EINVAL && !strstr(j->why, "snapshot"))
+			return ret;
+		snprintf(j->why, sizeof(j->why), "an earlier update was dropped: waiting for a "
+			 "snapshot, deltas refused until then");
+		return -EINVAL;
+	}
+	regcache_free(ra->writer);
+	ra->writer = fresh;
+	ra->need_snapshot = 0;
+	return 0;
 }
 
 static void regapply_run(struct chore *c)
@@ -67,7 +106,9 @@ static void regapply_run(struct chore *c)
 		break;
 	}
 	t0 = regapply_clock_ms();
-	j->err = regcache_apply(ra->writer, j->msg, j->len, j->why, sizeof(j->why));
+	if (j->after_loss)
+		ra->need_snapshot = 1;
+	j->err = regapply_apply(ra, j);
 	free(j->msg);
 	j->msg = NULL;
 	if (!j->err)
@@ -111,6 +152,7 @@ static void regapply_done(struct chore *c)
 		break;
 	}
 	ra->pending--;
+	ra->pending_bytes -= j->len;
 	ra->last_ms = j->ms;
 	if (j->err)
 		log_warn("registry update rejected: %s", j->why[0] ? j->why : strerror(-j->err));
@@ -168,16 +210,30 @@ void regapply_msg(struct regapply *ra, const uint8_t *msg, size_t len)
 {
 	struct regapply_job *j = regapply_job_new(ra, RA_UPDATE);
 
+	if (j && (ra->pending >= REGAPPLY_PENDING_MAX ||
+		  ra->pending_bytes + len > REGAPPLY_BYTES_MAX)) {
+		log_error("registry update dropped: %u updates (%zu bytes) still wait for the "
+			  "control thread; deltas refused until the next snapshot", ra->pending,
+			  ra->pending_bytes);
+		ra->lost = 1;
+		free(j);
+		return;
+	}
 	if (j)
 		j->msg = malloc(len ? len : 1);
 	if (!j || !j->msg) {
 		free(j);
-		log_warn("registry update dropped: out of memory");
+		log_error("registry update dropped: out of memory; deltas refused until the next "
+			  "snapshot");
+		ra->lost = 1;
 		return;
 	}
 	memcpy(j->msg, msg, len);
 	j->len = len;
+	j->after_loss = ra->lost;
+	ra->lost = 0;
 	ra->pending++;
+	ra->pending_bytes += len;
 	atomic_fetch_add(&ra->queued, 1);
 	regapply_add(ra, j);
 }

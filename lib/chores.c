@@ -34,6 +34,7 @@ static void chores_on_done(struct loop_msg *m)
 static void *chores_main(void *arg)
 {
 	struct chores *s = arg;
+	int has_done;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
@@ -49,16 +50,16 @@ static void *chores_main(void *arg)
 		if (!s->head)
 			s->tail = NULL;
 		pthread_mutex_unlock(&s->lock);
+		/* Read before run: a chore without done may free itself. */
+		has_done = c->done != NULL;
 		c->run(c);
-		pthread_mutex_lock(&s->lock);
-		/* Counted down after run: chores_queued() includes the one
-		 * running, so "0" means its effects are done. */
-		s->queued--;
-		pthread_mutex_unlock(&s->lock);
 		/* After this the home may free c: nothing touches it here. */
-		if (c->done)
+		if (has_done)
 			loop_post(c->home, &c->msg);
 		pthread_mutex_lock(&s->lock);
+		/* Counted down after run and the post: chores_queued() == 0
+		 * means every done callback is on its way home. */
+		s->queued--;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;

@@ -316,6 +316,13 @@ int cryptodev_pk_enable(int on)
 	return ret;
 }
 
+void cryptodev_forget_keys(void)
+{
+	for (size_t i = 0; i < sizeof(cdev_engines) / sizeof(cdev_engines[0]); i++)
+		if (cdev_engines[i]->forget)
+			cdev_engines[i]->forget();
+}
+
 int cryptodev_pk_on(void)
 {
 	return atomic_load(&cdev_pk);

@@ -8,8 +8,9 @@
  * direction. It must be keyed by content: wolfSSL reuses its Aes objects
  * and their addresses for new keys. A per-record call only sets the nonce.
  * A collision or a new key simply re-initialises the slot. The cache holds
- * copies of record keys as wolfSSL's own Aes objects do; evicted and
- * thread-exit slots are wiped (EVP_CIPHER_CTX_free cleanses the schedule). */
+ * copies of record keys as wolfSSL's own Aes objects do; evicted,
+ * forgotten (gcm_engine.forget, every few seconds) and thread-exit slots
+ * are wiped (EVP_CIPHER_CTX_free cleanses the schedule). */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -164,9 +165,23 @@ static int gcm_evp_open(uint8_t *out, const uint8_t *in, size_t len,
 	return GCM_OK;
 }
 
+/* Keys of closed sessions must not linger in this thread's cache: the
+ * owner calls this every few seconds; live sessions set their key up again
+ * on their next record (one key set-up each). */
+static void gcm_evp_forget(void)
+{
+	struct gcm_evp_cache *c = gcm_evp_mine;
+
+	for (int d = 0; c && d < 2; d++)
+		for (int i = 0; i < GCM_EVP_SLOTS; i++)
+			if (c->slot[d][i].ctx)
+				gcm_evp_slot_clear(&c->slot[d][i]);
+}
+
 const struct gcm_engine gcm_libcrypto = {
 	.name = "libcrypto",
 	.probe = gcm_evp_probe,
 	.seal = gcm_evp_seal,
 	.open = gcm_evp_open,
+	.forget = gcm_evp_forget,
 };

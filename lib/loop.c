@@ -56,6 +56,7 @@ struct loop {
 	struct loop_msg *post_head;
 	struct loop_msg *post_tail;
 	int post_fd;
+	int post_armed;			/* the wake-up read is in flight */
 	struct loop_op post_op;
 	uint64_t post_val;
 
@@ -584,8 +585,12 @@ static void loop_on_post(struct loop_op *op, int res, unsigned flags);
 
 static int loop_post_arm(struct loop *l)
 {
+	int ret;
+
 	l->post_op.cb = loop_on_post;
-	return loop_read(l, &l->post_op, l->post_fd, &l->post_val, sizeof(l->post_val));
+	ret = loop_read(l, &l->post_op, l->post_fd, &l->post_val, sizeof(l->post_val));
+	l->post_armed = ret == 0;
+	return ret;
 }
 
 /* Re-armed before the messages run, so a post made meanwhile finds a read
@@ -596,10 +601,13 @@ static void loop_on_post(struct loop_op *op, int res, unsigned flags)
 	struct loop_msg *m;
 
 	(void)flags;
+	l->post_armed = 0;
 	if (res < 0 && res != -EINTR && res != -EAGAIN)
 		log_error("loop: cross-thread wake-up read: %s", strerror(-res));
+	/* No SQE now: loop_run tries again before it sleeps, and polls
+	 * the queue meanwhile. */
 	if (loop_post_arm(l) < 0)
-		log_error("loop: cannot re-arm the cross-thread wake-up");
+		log_warn("loop: cannot re-arm the cross-thread wake-up yet; retrying");
 	pthread_mutex_lock(&l->post_lock);
 	m = l->post_head;
 	l->post_head = l->post_tail = NULL;
@@ -728,15 +736,21 @@ int loop_run(struct loop *l)
 			break;
 		}
 
+		/* A wake-up read that could not be re-armed: again now, and
+		 * until it is, sleep at most 10 ms (messages are polled). */
+		if (!l->post_armed && loop_post_arm(l) < 0)
+			loop_on_post(&l->post_op, 0, 0);
 		if (l->task_head || (l->heap_len && l->heap[1]->at_ms <= l->now_ms)) {
 			/* Work is ready: submit and collect what completed
 			 * (deferred completion work runs only on request),
 			 * but do not sleep. */
 			ret = io_uring_submit_and_get_events(&l->ring);
 		} else {
-			if (l->heap_len) {
-				uint64_t d = l->heap[1]->at_ms - l->now_ms;
+			if (l->heap_len || !l->post_armed) {
+				uint64_t d = l->heap_len ? l->heap[1]->at_ms - l->now_ms : 10;
 
+				if (!l->post_armed && d > 10)
+					d = 10;
 				ts.tv_sec = (long long)(d / 1000);
 				ts.tv_nsec = (long long)(d % 1000) * 1000000;
 				tsp = &ts;

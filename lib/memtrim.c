@@ -10,12 +10,15 @@
 struct memtrim_vma {
 	uintptr_t start, end;
 	int candidate;			/* r-?p, file-backed */
-	size_t rss, dirty, anon, locked;
+	size_t rss, dirty, anon, locked, swap;
 };
 
 static size_t memtrim_vma_end(const struct memtrim_vma *v)
 {
-	if (!v->candidate || !v->rss || v->dirty || v->anon || v->locked)
+	/* A written (COW) page that went to swap shows only as Swap: one
+	 * swapped page makes the whole mapping untouchable, or the drop
+	 * would bring back the file's bytes in place of ours. */
+	if (!v->candidate || !v->rss || v->dirty || v->anon || v->locked || v->swap)
 		return 0;
 	if (madvise((void *)v->start, v->end - v->start, MADV_DONTNEED) != 0)
 		return 0;
@@ -68,6 +71,8 @@ size_t memtrim_clean_files(void)
 			v.anon = x;
 		else if (memtrim_field(line, "Locked:", &x))
 			v.locked = x;
+		else if (memtrim_field(line, "Swap:", &x) || memtrim_field(line, "SwapPss:", &x))
+			v.swap += x;
 	}
 	dropped += memtrim_vma_end(&v);
 	fclose(f);

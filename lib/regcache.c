@@ -1306,6 +1306,12 @@ int regcache_apply(struct regcache *rc, const uint8_t *msg, size_t len,
 	return apply_msg(rc, msg, len, false, err, errlen);
 }
 
+int regcache_apply_snapshot(struct regcache *rc, const uint8_t *msg, size_t len,
+			    char *err, size_t errlen)
+{
+	return apply_msg(rc, msg, len, true, err, errlen);
+}
+
 int regcache_ready(const struct regcache *rc)
 {
 	return rc->ready;

@@ -28,6 +28,10 @@ const char *cryptodev_gcm_engine(void);
  * passed) or leave them to wolfSSL (0), for benchmarks. 0 or -ENODEV. */
 int cryptodev_pk_enable(int on);
 int cryptodev_pk_on(void);
+/* Wipe what the calling thread's engines keep of record keys (contexts
+ * cached per key); call every few seconds from each thread that runs TLS,
+ * so keys of closed sessions do not outlive them for long. */
+void cryptodev_forget_keys(void);
 /* The devId registered, or INVALID_DEVID (-2) when unavailable. */
 int cryptodev_id(void);
 /* Counters for tests and metrics: AES-256-GCM calls served by the engine. */

@@ -32,6 +32,8 @@ struct gcm_engine {
 	int (*open)(uint8_t *out, const uint8_t *in, size_t len, const uint8_t tag[GCM_TAG_LEN],
 		    const uint8_t *aad, size_t aad_len, const uint8_t nonce[GCM_NONCE_LEN],
 		    const uint8_t key[GCM_KEY_LEN]);
+	/* Wipe whatever the calling thread keeps of past keys (NULL: none). */
+	void (*forget)(void);
 };
 
 extern const struct gcm_engine gcm_libcrypto;

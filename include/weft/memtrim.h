@@ -9,12 +9,15 @@
 
 #include <stddef.h>
 
-/* Every private, read-only, file-backed mapping with no dirty and no
- * anonymous page is dropped from the page tables (MADV_DONTNEED): its
- * pages stay in the page cache, shared, and what is used again faults back
- * in (a minor fault, from memory). Pages that were ever written (relocated
- * data, COW) are never touched. Slow (it reads /proc/self/smaps): call it
- * from a thread that may block. Returns the KiB dropped. */
+/* Every private, read-only, file-backed mapping with no dirty, anonymous,
+ * swapped or locked page is dropped from the page tables (MADV_DONTNEED):
+ * its pages stay in the page cache, shared, and what is used again faults
+ * back in (a minor fault, from memory). A mapping with a page that was ever
+ * written (relocated data, COW), resident or swapped, is never touched.
+ * The smaps snapshot must still be true at the madvise: never call this
+ * while another thread may dlopen (ld.so maps and relocates): weftd loads
+ * nothing after start-up. Slow (it reads /proc/self/smaps): call it from a
+ * thread that may block. Returns the KiB dropped. */
 size_t memtrim_clean_files(void);
 
 #endif

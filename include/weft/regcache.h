@@ -26,6 +26,9 @@ void regcache_free(struct regcache *rc);
  * any snapshot is -EINVAL. */
 int regcache_apply(struct regcache *rc, const uint8_t *msg, size_t len,
 		   char *err, size_t errlen);
+/* The same, but only a snapshot is taken ("not a snapshot" otherwise). */
+int regcache_apply_snapshot(struct regcache *rc, const uint8_t *msg, size_t len,
+			    char *err, size_t errlen);
 /* 1 once a snapshot was applied (from the agent or from disk). */
 int regcache_ready(const struct regcache *rc);
 uint64_t regcache_version(const struct regcache *rc);

@@ -4,7 +4,9 @@
  * is swapped in once, as its newest version; a rejected update is logged
  * and leaves the registry as it was, but does not lose the accepted ones
  * before it; the registry snapshot for the state file comes from the
- * control thread's copy; the loop never sees a half-applied registry. */
+ * control thread's copy; the loop never sees a half-applied registry; at
+ * most 64 updates wait (more are dropped), and after a drop only a
+ * snapshot is taken. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +163,31 @@ int main(void)
 	CHECK_EQ_INT(regcache_registry(check)->n_workloads, 80);
 	regcache_free(check);
 	free(snap_buf);
+
+	/* 64 waiting, the 65th dropped; after it a delta is refused, a
+	 * snapshot taken. */
+	for (int v = 10; v <= 74; v++) {
+		CHECK_EQ_INT(regproto_snapshot(r1, (uint64_t)v, &buf, &len), 0);
+		send_msg(ra, buf, len);
+	}
+	CHECK_EQ_INT(regapply_pending(ra), 64);
+	settle(ra);
+	CHECK_EQ_INT(regcache_version(d.reg), 73);
+	CHECK_EQ_INT(regproto_delta(r1, r2, 75, &buf, &len), 0);
+	send_msg(ra, buf, len);
+	settle(ra);
+	CHECK_EQ_INT(regcache_version(d.reg), 73);
+	CHECK_EQ_INT(regcache_registry(d.reg)->n_workloads, 1);
+	CHECK_EQ_INT(regproto_snapshot(r3, 76, &buf, &len), 0);
+	send_msg(ra, buf, len);
+	settle(ra);
+	CHECK_EQ_INT(regcache_version(d.reg), 76);
+	CHECK_EQ_INT(regcache_registry(d.reg)->n_workloads, 80);
+	/* And deltas are taken again. */
+	CHECK_EQ_INT(regproto_delta(r3, r2, 77, &buf, &len), 0);
+	send_msg(ra, buf, len);
+	settle(ra);
+	CHECK_EQ_INT(regcache_version(d.reg), 77);
 
 	regapply_stop(ra);
 	regcache_free(d.reg);
