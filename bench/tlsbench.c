@@ -42,9 +42,24 @@ static int64_t cpu_ns(void)
 
 /* A root and PEERS SVIDs per side, read into memory; the directory is gone
  * after. */
+/* Leaf name (SAN id) signed by "ca", its certificate and key read in. */
+static int leaf_load(const char *dir, const char *name, const char *id, struct pki_pem *crt,
+		     struct pki_pem *key)
+{
+	char file[48];
+
+	if (pki_leaf_make(dir, name, "ca", id, NULL, 1) != 0)
+		return -1;
+	snprintf(file, sizeof(file), "%s.pem", name);
+	if (pki_pem_load(crt, dir, file))
+		return -1;
+	snprintf(file, sizeof(file), "%s.key", name);
+	return pki_pem_load(key, dir, file) ? -1 : 0;
+}
+
 static int certs_make(void)
 {
-	char dir[64], name[32], id[96], file[40];
+	char dir[64], name[32], id[96];
 	int ret;
 
 	if (pki_dir_make(dir, sizeof(dir), "tlsbench") != 0)
@@ -55,23 +70,11 @@ static int certs_make(void)
 	for (int i = 0; ret == 0 && i < PEERS; i++) {
 		snprintf(name, sizeof(name), "server%d", i);
 		snprintf(id, sizeof(id), "URI:spiffe://cluster.local/weft/node/node-%d", i);
-		ret = pki_leaf_make(dir, name, "ca", id, NULL, 1);
-		snprintf(file, sizeof(file), "%s.pem", name);
-		if (ret == 0 && pki_pem_load(&s_crt[i], dir, file))
-			ret = -1;
-		snprintf(file, sizeof(file), "%s.key", name);
-		if (ret == 0 && pki_pem_load(&s_key[i], dir, file))
-			ret = -1;
+		ret = leaf_load(dir, name, id, &s_crt[i], &s_key[i]);
 		snprintf(name, sizeof(name), "client%d", i);
 		snprintf(id, sizeof(id), "URI:spiffe://cluster.local/ns/default/sa/client-%d", i);
 		if (ret == 0)
-			ret = pki_leaf_make(dir, name, "ca", id, NULL, 1);
-		snprintf(file, sizeof(file), "%s.pem", name);
-		if (ret == 0 && pki_pem_load(&c_crt[i], dir, file))
-			ret = -1;
-		snprintf(file, sizeof(file), "%s.key", name);
-		if (ret == 0 && pki_pem_load(&c_key[i], dir, file))
-			ret = -1;
+			ret = leaf_load(dir, name, id, &c_crt[i], &c_key[i]);
 	}
 	pki_dir_remove(dir);
 	return ret;

@@ -73,12 +73,21 @@ static int gcm_evp_probe(void)
 	return gcm_evp_ready ? 0 : -ENOTSUP;
 }
 
+/* Record keys are uniformly random: four bytes pick the slot. */
+static struct gcm_evp_slot *gcm_evp_slot_of(struct gcm_evp_cache *c,
+					    const uint8_t key[GCM_KEY_LEN], int seal)
+{
+	uint32_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return &c->slot[seal][h % GCM_EVP_SLOTS];
+}
+
 /* The context for this key and direction, keyed and ready for a nonce. */
 static EVP_CIPHER_CTX *gcm_evp_ctx(const uint8_t key[GCM_KEY_LEN], int seal)
 {
 	struct gcm_evp_cache *c = gcm_evp_mine;
 	struct gcm_evp_slot *s;
-	uint32_t h;
 	int ok;
 
 	if (!c) {
@@ -90,9 +99,7 @@ static EVP_CIPHER_CTX *gcm_evp_ctx(const uint8_t key[GCM_KEY_LEN], int seal)
 		}
 		gcm_evp_mine = c;
 	}
-	/* Record keys are uniformly random: four bytes pick the slot. */
-	memcpy(&h, key, sizeof(h));
-	s = &c->slot[seal][h % GCM_EVP_SLOTS];
+	s = gcm_evp_slot_of(c, key, seal);
 	if (s->ctx && CRYPTO_memcmp(s->key, key, GCM_KEY_LEN) == 0)
 		return s->ctx;
 	if (!s->ctx && !(s->ctx = EVP_CIPHER_CTX_new()))
@@ -111,11 +118,9 @@ static EVP_CIPHER_CTX *gcm_evp_ctx(const uint8_t key[GCM_KEY_LEN], int seal)
 static int gcm_evp_fail(const uint8_t key[GCM_KEY_LEN], int seal)
 {
 	struct gcm_evp_cache *c = gcm_evp_mine;
-	uint32_t h;
 
-	memcpy(&h, key, sizeof(h));
 	if (c)
-		gcm_evp_slot_clear(&c->slot[seal][h % GCM_EVP_SLOTS]);
+		gcm_evp_slot_clear(gcm_evp_slot_of(c, key, seal));
 	return GCM_FAILED;
 }
 

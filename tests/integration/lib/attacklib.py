@@ -40,23 +40,18 @@ class NodeWatch:
         except OSError:
             return 0
 
-    def live(self):
-        return self.c.admin(self.k, "/stats")["live_connections"]
-
-    def fds(self):
-        """weftd's open fds, less the delivery sockets it keeps made ahead
-        in pod netns (a reserve that grows after a burst and shrinks when
-        quiet: not a leak)."""
+    def sample(self):
+        """(fds, live connections) from one /stats read: weftd's open fds
+        less the delivery sockets it keeps made ahead in pod netns (a
+        reserve that grows after a burst and shrinks when quiet: not a
+        leak)."""
         n = proc_fds(self.pid)
-        try:
-            return n - self.c.admin(self.k, "/stats").get("pod_sockets_ready", 0)
-        except (RuntimeError, ValueError):
-            return n
+        st = self.c.admin(self.k, "/stats")
+        return n - st.get("pod_sockets_ready", 0), st["live_connections"]
 
     def mark(self):
         """The baseline that settle() compares against."""
-        self.fds0 = self.fds()
-        self.live0 = self.live()
+        self.fds0, self.live0 = self.sample()
         self.log0 = self.log_size()
         self.cpu0 = proc_cpu_s(self.pid)
 
@@ -70,7 +65,7 @@ class NodeWatch:
         deadline = time.time() + timeout
         fds = live = None
         while self.alive():
-            fds, live = self.fds(), self.live()
+            fds, live = self.sample()
             if (fds <= self.fds0 + fd_slack and live <= self.live0) or time.time() > deadline:
                 break
             time.sleep(0.1)
